@@ -1,0 +1,272 @@
+"""Typed configuration: frozen dataclasses, named presets, yaml load/save.
+
+A run is described by one `RunConfig`; every part of the pipeline reads only its own section.
+Presets are plain data (dicts) merged into the dataclasses, so a yaml file can name a preset and
+override single fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthact"            # dataset name ("synthact" is generated on the fly)
+    split: str = "ru5"                   # unseen-class split file name, e.g. ru5, ru12, side4
+    samples_per_class: int = 120         # synthact: training sequences per seen class
+    test_per_class: int = 100            # synthact: test sequences per class (unseen and GZSL)
+    val_per_class: int = 40              # synthact: held-out seen sequences for calibration
+    frames: int = 64                     # sequence length T after resampling
+    seed: int = 0                        # data generation seed (independent of the model seed)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    preset: str = "small"                # shift-gcn preset: "small" (demo) or "paper"
+    channels: tuple[int, ...] = (32, 64, 128, 256)   # output channels per TCN-GCN unit
+    strides: tuple[int, ...] = (1, 2, 2, 1)          # temporal stride per unit
+    feature_dim: int = 256               # Dz: width of the skeleton feature z
+    num_person: int = 2                  # M bodies per sequence
+    dropout: float = 0.0                 # dropout before the classifier
+    epochs: int = 15                     # cross-entropy epochs on seen classes
+    batch_size: int = 64
+    lr: float = 0.05                     # SGD with Nesterov momentum, cosine decay
+    weight_decay: float = 5e-4
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    encoder: str = "minilm"              # "minilm" | "openclip:ViT-H-14" | "openclip:ViT-L-14" | "openclip:ViT-B-32"
+    checkpoint: str | None = None        # local weights file (OpenCLIP needs one; MiniLM ships its own)
+    prompt_sets: tuple[str, ...] = ("label", "description")   # encoded separately, concatenated on channels
+    num_tokens: int = 16                 # L: local tokens per prompt (padded/truncated)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    preset: str = "tiny"                 # tiny | small | paper
+    hidden_size: int = 128               # D
+    depth: int = 2                       # number of DiT blocks
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    z_dim: int = 256                     # Dz: skeleton feature width (input and output)
+    cond_dim: int = 768                  # text channels after concatenating prompt sets
+    num_tokens: int = 16                 # L: local text tokens
+    mask_text_padding: bool = True       # mask padded text tokens in joint attention (published code: False)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    num_steps: int = 50                  # T: DDPM steps
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"  # scaled_linear | linear
+    prediction: str = "epsilon"          # epsilon | sample | v_prediction
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    w_diffusion: float = 1.0             # w_d: weight of MSE(eps_hat_pos, eps)
+    w_triplet: float = 1.0               # w_t: weight of the triplet term
+    margin: float = 1.0                  # triplet margin on per-sample errors
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 3000               # denoiser optimisation steps
+    batch_size: int = 256                # global batch (split over DDP ranks)
+    lr: float = 1e-4                     # AdamW
+    weight_decay: float = 0.01
+    warmup_steps: int = 100              # linear warm-up, then cosine to zero
+    grad_clip: float = 1.0               # max grad norm (0 disables)
+    checkpoint_every: int = 1000         # steps between checkpoints (0: only at the end)
+    standardize_features: bool = True    # z-score skeleton features with train statistics
+    seed: int = 1                        # model/optimiser seed
+    device: str = "auto"                 # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    num_noises: int = 3                  # J: fixed noise bank size
+    timestep: int = 25                   # t: fixed diffusion step for scoring
+    noise_seed: int = 0                  # seed of the noise bank
+    batch_size: int = 256                # samples per scoring call
+    sweep_noises: tuple[int, ...] = ()   # e.g. (1, 3, 5): evaluate and plot accuracy vs J
+    sweep_timesteps: tuple[int, ...] = ()  # e.g. (5, 15, 25, 35, 45): accuracy vs t
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    enabled: bool = True                 # train the direct-alignment baseline on the same features
+    epochs: int = 60
+    lr: float = 1e-3
+    temperature: float = 0.07
+    hidden_dim: int = 512
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "synthact_5"
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+# ---------------------------------------------------------------- presets (data, not code)
+DENOISER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(hidden_size=128, depth=2, num_heads=4, mlp_ratio=4.0),
+    "small": dict(hidden_size=256, depth=4, num_heads=4, mlp_ratio=4.0),
+    "paper": dict(hidden_size=768, depth=12, num_heads=12, mlp_ratio=4.0),
+}
+
+ENCODER_PRESETS: dict[str, dict[str, Any]] = {
+    # reduced: 4 units, trains in minutes on 2 CPU cores with 64-frame windows
+    "small": dict(channels=(32, 64, 128, 256), strides=(1, 2, 2, 1)),
+    # the paper's Shift-GCN: 10 units, 64-64-64-64-128-128-128-256-256-256, stride 2 at units 5 and 8
+    "paper": dict(channels=(64, 64, 64, 64, 128, 128, 128, 256, 256, 256),
+                  strides=(1, 1, 1, 1, 2, 1, 1, 2, 1, 1)),
+}
+
+
+def denoiser_preset(name: str, **overrides: Any) -> DenoiserConfig:
+    """DenoiserConfig for a named preset (tiny / small / paper), with field overrides."""
+    if name not in DENOISER_PRESETS:
+        raise ConfigError(f"unknown denoiser preset {name!r}; choose one of {sorted(DENOISER_PRESETS)}")
+    return DenoiserConfig(preset=name, **{**DENOISER_PRESETS[name], **overrides})
+
+
+def encoder_preset(name: str, **overrides: Any) -> EncoderConfig:
+    """EncoderConfig for a named Shift-GCN preset (small / paper), with field overrides."""
+    if name not in ENCODER_PRESETS:
+        raise ConfigError(f"unknown encoder preset {name!r}; choose one of {sorted(ENCODER_PRESETS)}")
+    return EncoderConfig(preset=name, **{**ENCODER_PRESETS[name], **overrides})
+
+
+# ---------------------------------------------------------------- dict / yaml conversion
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown keys and converting lists to tuples."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = known[name].type
+        sub = _SECTIONS.get(name) if cls is RunConfig else None
+        if sub is not None:
+            kwargs[name] = value if isinstance(value, sub) else _section(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+        del ftype
+    return cls(**kwargs)
+
+
+def _section(cls: type, data: dict[str, Any], where: str) -> Any:
+    """A section, expanding its `preset` key first where the section has presets."""
+    data = dict(data or {})
+    presets = {DenoiserConfig: DENOISER_PRESETS, EncoderConfig: ENCODER_PRESETS}.get(cls)
+    if presets is not None and "preset" in data:
+        name = data["preset"]
+        if name not in presets:
+            raise ConfigError(f"{where}.preset: unknown preset {name!r}; choose one of {sorted(presets)}")
+        data = {**presets[name], **data}
+    return _build(cls, data, where)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig, "encoder": EncoderConfig, "text": TextConfig, "denoiser": DenoiserConfig,
+    "schedule": ScheduleConfig, "loss": LossConfig, "train": TrainConfig, "eval": EvalConfig,
+    "baseline": BaselineConfig,
+}
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    """RunConfig from a nested dict (as read from yaml); validates keys and values."""
+    cfg = _build(RunConfig, data, where)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) suitable for yaml/json."""
+    def conv(v: Any) -> Any:
+        if is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        return v
+    return conv(cfg)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a RunConfig from a yaml file (clear errors for a missing file or bad keys)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass a yaml file such as configs/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid yaml: {e}") from e
+    return config_from_dict(data, where=str(path))
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write a RunConfig as yaml (atomic: temp file then rename)."""
+    import yaml
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(path)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported for nested updates in code and tests."""
+    return dataclasses.replace(cfg, **changes)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError with a fix hint for values that cannot work together."""
+    d, s, e = cfg.denoiser, cfg.schedule, cfg.eval
+    checks = [
+        (d.hidden_size % d.num_heads == 0,
+         f"denoiser.hidden_size ({d.hidden_size}) must be divisible by denoiser.num_heads ({d.num_heads})"),
+        (d.depth >= 1, "denoiser.depth must be >= 1"),
+        (d.num_tokens == cfg.text.num_tokens,
+         f"denoiser.num_tokens ({d.num_tokens}) must equal text.num_tokens ({cfg.text.num_tokens})"),
+        (d.z_dim == cfg.encoder.feature_dim,
+         f"denoiser.z_dim ({d.z_dim}) must equal encoder.feature_dim ({cfg.encoder.feature_dim})"),
+        (s.prediction in ("epsilon", "sample", "v_prediction"),
+         f"schedule.prediction {s.prediction!r} must be epsilon, sample or v_prediction"),
+        (s.beta_schedule in ("scaled_linear", "linear"),
+         f"schedule.beta_schedule {s.beta_schedule!r} must be scaled_linear or linear"),
+        (0 <= e.timestep < s.num_steps,
+         f"eval.timestep ({e.timestep}) must lie in [0, schedule.num_steps={s.num_steps})"),
+        (e.num_noises >= 1, "eval.num_noises must be >= 1"),
+        (all(0 <= t < s.num_steps for t in e.sweep_timesteps),
+         f"eval.sweep_timesteps must lie in [0, {s.num_steps})"),
+        (len(cfg.text.prompt_sets) >= 1, "text.prompt_sets must name at least one prompt set"),
+        (cfg.train.iterations >= 1 and cfg.train.batch_size >= 2, "train.iterations >= 1 and batch_size >= 2"),
+        (len(cfg.encoder.channels) == len(cfg.encoder.strides),
+         "encoder.channels and encoder.strides must have the same length"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(f"invalid config: {msg}")

@@ -1,0 +1,48 @@
+"""The project's error hierarchy: every error says what went wrong, why, and how to fix it."""
+from __future__ import annotations
+
+
+class TdsmError(Exception):
+    """Root of every error raised on purpose by tdsm_edge."""
+
+
+class ConfigError(TdsmError, ValueError):
+    """A configuration value or file is invalid."""
+
+
+class DataError(TdsmError, ValueError):
+    """A dataset, split or feature file is missing or inconsistent."""
+
+
+class CheckpointError(TdsmError):
+    """A checkpoint is missing, incomplete or does not match the model."""
+
+
+class BundleError(TdsmError):
+    """An engine bundle is missing, corrupt or inconsistent."""
+
+
+class EngineIncompatibleError(BundleError):
+    """An engine plan was built for another TensorRT version or GPU."""
+
+
+class InputError(TdsmError, ValueError):
+    """An input array has the wrong shape, dtype or values."""
+
+
+class MissingDependencyError(TdsmError, ImportError):
+    """An optional package needed for this feature is not installed."""
+
+
+def require(module: str, package: str | None = None, extra: str | None = None):
+    """Import `module` or raise MissingDependencyError naming the package and install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pkg = package or module
+        how = f'pip install "tdsm-edge[{extra}]"' if extra else f"pip install {pkg}"
+        raise MissingDependencyError(
+            f"{module!r} is not installed, and this feature needs it. Install it with: {how}"
+        ) from e

@@ -1,0 +1,82 @@
+"""python -m tdsm_edge.evaluate — re-evaluate trained seeds of a run (zero-shot and GZSL), optionally
+sweeping the number of noises J and the timestep t, and print the summary table.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tdsm_edge.evaluate", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder (runs/<name>) or one seed folder (runs/<name>/<split>/seed1)")
+    p.add_argument("--noises", type=int, default=None, help="J: noises in the fixed bank (default: the run's eval.num_noises)")
+    p.add_argument("--timestep", type=int, default=None, help="t: fixed diffusion step (default: the run's eval.timestep)")
+    p.add_argument("--sweep-noises", type=int, nargs="*", default=None, help="also evaluate these J and plot accuracy vs J")
+    p.add_argument("--sweep-timesteps", type=int, nargs="*", default=None, help="also evaluate these t and plot accuracy vs t")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _seed_dirs(run: Path) -> list[Path]:
+    if (run / "denoiser").is_dir():
+        return [run]
+    return sorted(p for p in run.glob("*/seed*") if (p / "denoiser").is_dir())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .config import load_config, replace, validate
+    from .errors import DataError, TdsmError
+
+    try:
+        run = Path(args.run)
+        seeds = _seed_dirs(run)
+        if not seeds:
+            raise DataError(f"{str(run)!r} holds no trained seed folder (…/<split>/seed<k>/denoiser); "
+                            "train one first with python -m tdsm_edge.train.")
+        root = seeds[0].parent.parent
+        cfg = load_config(root / "config.yaml")
+        ev = cfg.eval
+        changes = {k: v for k, v in dict(num_noises=args.noises, timestep=args.timestep,
+                                         sweep_noises=tuple(args.sweep_noises) if args.sweep_noises is not None else None,
+                                         sweep_timesteps=tuple(args.sweep_timesteps) if args.sweep_timesteps is not None else None
+                                         ).items() if v is not None}
+        cfg = replace(cfg, eval=replace(ev, **changes))
+        validate(cfg)
+        from .data.features import load_feature_folder
+        from .data.synthact import load_split
+        from .text.prompts import ClassText
+        from .training.distributed import resolve_device
+        from .training.evaluation import evaluate_seed
+        from .training.summary import summarize, summary_table, write_summary
+
+        device = resolve_device(args.device)
+        text = ClassText.load(root / "text" / "class_text.safetensors")
+        results: dict = {}
+        for sd in seeds:
+            split = sd.parent.name
+            unseen, _ = load_split(split)
+            feats = load_feature_folder(sd / "features", num_classes=len(text.names), unseen=unseen)
+            m = evaluate_seed(sd, feats, text, unseen, cfg.eval, device)
+            results.setdefault(split, {})[int(sd.name[4:])] = m
+            print(f"{sd}: TDSM unseen top-1 {100 * m['tdsm']['zsl']['top1']:.1f}%")
+        summary = summarize(results, root)
+        if len(seeds) > 1 or seeds[0] != run:
+            write_summary(root, summary)
+        print(summary_table(summary))
+    except TdsmError as e:
+        logging.getLogger("tdsm_edge").error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""python -m tdsm_edge.train — train and evaluate TDSM end to end (encoder → features → denoiser →
+baseline → zero-shot evaluation) and print the summary table.
+
+Data-parallel denoiser training: `torchrun --nproc_per_node 2 -m tdsm_edge.train --config ...`
+(rank 0 trains the encoder and evaluates; every rank trains the denoiser on its shard).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tdsm_edge.train", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="configs/synthact_5.yaml", help="run config (yaml)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    p.add_argument("--splits", nargs="+", default=None, help="split names to run (default: the config's data.split)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="model seeds; the summary reports mean ± std over them (default: the config's train.seed)")
+    p.add_argument("--iterations", type=int, default=None, help="override train.iterations")
+    p.add_argument("--device", default=None, help="override train.device: auto | cpu | cuda")
+    p.add_argument("--resume", action="store_true", help="continue an existing run: reuse finished stages, "
+                   "resume the denoiser from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from .config import load_config, replace, validate
+    from .errors import TdsmError
+
+    try:
+        cfg = load_config(args.config)
+        if args.iterations is not None:
+            cfg = replace(cfg, train=replace(cfg.train, iterations=args.iterations))
+        if args.device is not None:
+            cfg = replace(cfg, train=replace(cfg.train, device=args.device))
+        validate(cfg)
+        from .training.distributed import init_distributed, resolve_device
+        from .training.pipeline import run
+        from .training.summary import summary_table
+
+        device = resolve_device(cfg.train.device)
+        dist = init_distributed(device)
+        out = Path(args.out) if args.out else Path("runs") / cfg.name
+        summary = run(cfg, out, args.splits or [cfg.data.split], args.seeds or [cfg.train.seed], dist,
+                      device, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+        if summary is not None:
+            print(f"\nResults for {cfg.name} ({out}):\n")
+            print(summary_table(summary))
+    except TdsmError as e:
+        logging.getLogger("tdsm_edge").error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

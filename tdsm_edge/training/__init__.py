@@ -1,0 +1,1 @@
+"""Training: the skeleton encoder, the denoiser (triplet diffusion loss), evaluation, baselines."""

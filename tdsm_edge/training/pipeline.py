@@ -1,0 +1,189 @@
+"""The whole training pipeline for one run folder: data → encoder → features → text → denoiser →
+baseline → evaluation, for each split and seed, then a summary table (mean ± std over seeds).
+
+Run folder layout:
+    runs/<name>/config.yaml                   the RunConfig used (a changed config needs --overwrite)
+    runs/<name>/text/class_text.safetensors   encoded class prompts (all classes)
+    runs/<name>/<split>/seed<k>/encoder/      Shift-GCN (seen classes only)
+    runs/<name>/<split>/seed<k>/features/     SynSE layout: train / ztest / gtest / val (+ labels)
+    runs/<name>/<split>/seed<k>/denoiser/     TDSM denoiser + checkpoints/
+    runs/<name>/<split>/seed<k>/baseline/     direct-alignment baseline
+    runs/<name>/<split>/seed<k>/metrics.json  + confusion_*.png, sweep_*.png, training.png
+    runs/<name>/summary.json, summary.md      the table `make demo` prints
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import RunConfig, load_config, replace, save_config, to_dict
+from ..errors import ConfigError, DataError
+from .distributed import DistInfo, barrier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """Preprocessed windows (N, 3, T, V, M) float32 with global labels, for one split."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray      # held-out seen + unseen validation samples (GZSL calibration only)
+    y_val: np.ndarray
+    x_test: np.ndarray     # test samples of every class (gtest); the unseen ones form ztest
+    y_test: np.ndarray
+    unseen: np.ndarray     # (Ku,) global class indices
+    seen: np.ndarray       # (Ks,)
+
+
+def dataset_classes(dataset: str) -> tuple[list[str], list[str]]:
+    """(names, descriptions) of every class of a dataset, in global index order."""
+    if dataset == "synthact":
+        from ..data.synthact import class_descriptions, class_names
+
+        return list(class_names()), list(class_descriptions())
+    raise ConfigError(f"dataset {dataset!r} is not supported by the training pipeline yet; use 'synthact'.")
+
+
+def prepare_data(cfg: RunConfig, split: str, progress: bool = True) -> SplitData:
+    """Generate and preprocess the synthact sequences of one split (deterministic in cfg.data.seed)."""
+    from ..data.synthact import generate, load_split
+    from ..skeleton.preprocess import preprocess_batch
+
+    d = cfg.data
+    if d.dataset != "synthact":
+        raise ConfigError(f"data.dataset {d.dataset!r}: only 'synthact' can be generated here.")
+    unseen, seen = load_split(split)
+    t0 = time.perf_counter()
+
+    def make(classes: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        raw, y = generate(classes, per_class, seed=seed, frames=d.frames)
+        return preprocess_batch(raw, d.frames), y
+
+    x_train, y_train = make(seen, d.samples_per_class, d.seed)
+    x_vs, y_vs = make(seen, d.val_per_class, d.seed + 1)
+    x_vu, y_vu = make(unseen, d.val_per_class, d.seed + 1)
+    x_test, y_test = make(np.arange(len(seen) + len(unseen)), d.test_per_class, d.seed + 2)
+    log.info("data %s: %d train, %d val, %d test sequences in %.1fs", split, len(x_train),
+             len(x_vs) + len(x_vu), len(x_test), time.perf_counter() - t0)
+    return SplitData(x_train, y_train, np.concatenate([x_vs, x_vu]), np.concatenate([y_vs, y_vu]),
+                     x_test, y_test, np.asarray(unseen, np.int64), np.asarray(seen, np.int64))
+
+
+def class_text_for(cfg: RunConfig, root: Path):
+    """Encode (or load) the class prompts of every class: ClassText (K, ...) in global order."""
+    from ..text.cache import default_cache_dir
+    from ..text.prompts import ClassPrompts, encode_classes
+    from ..text import get_text_encoder
+
+    path = root / "text" / "class_text.safetensors"
+    names, descs = dataset_classes(cfg.data.dataset)
+    enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint)
+    text = encode_classes(enc, [ClassPrompts(n, s) for n, s in zip(names, descs)], cfg.text.prompt_sets,
+                          cfg.text.num_tokens, cache_dir=default_cache_dir())
+    if text.global_.shape[1] != cfg.denoiser.cond_dim:
+        raise ConfigError(f"the text features have {text.global_.shape[1]} channels "
+                          f"({len(cfg.text.prompt_sets)} prompt sets × {enc.dim}) but denoiser.cond_dim is "
+                          f"{cfg.denoiser.cond_dim}; set denoiser.cond_dim: {text.global_.shape[1]}.")
+    text.save(path)
+    return text
+
+
+def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistInfo, device: str,
+             resume: bool, progress: bool) -> dict | None:
+    """Encoder → features → denoiser → baseline → evaluation for one seed. Returns metrics on rank 0."""
+    from ..data.features import FeatureFolder, load_feature_folder, save_feature_folder
+    from .denoiser_trainer import train_denoiser
+    from .encoder_trainer import extract_features, save_encoder, train_encoder
+    from .evaluation import evaluate_seed
+
+    seed = cfg.train.seed
+    feat_dir = seed_dir / "features"
+    done = lambda p: (p / "model.safetensors").is_file() and (p / "config.json").is_file()  # noqa: E731
+    if dist.is_main and not (resume and (feat_dir / "g_label.npy").is_file()):
+        enc = train_encoder(data.x_train, data.y_train, data.seen, cfg.encoder, seed,
+                            data.x_val[np.isin(data.y_val, data.seen)], data.y_val[np.isin(data.y_val, data.seen)],
+                            device=device, progress=progress)
+        save_encoder(seed_dir / "encoder", enc, cfg.encoder)
+        z = lambda x, name: extract_features(enc.model, x, device, progress=progress, desc=name)  # noqa: E731
+        is_unseen = np.isin(data.y_test, data.unseen)
+        save_feature_folder(feat_dir, FeatureFolder(
+            train=z(data.x_train, "train features"), train_label=data.y_train,
+            ztest=z(data.x_test[is_unseen], "ztest features"), z_label=data.y_test[is_unseen],
+            gtest=z(data.x_test, "gtest features"), g_label=data.y_test,
+            val=z(data.x_val, "val features"), val_label=data.y_val))
+    barrier(dist)
+    feats = load_feature_folder(feat_dir, num_classes=len(text.names), unseen=data.unseen)
+    if not (resume and done(seed_dir / "denoiser")):
+        has_ckpt = (seed_dir / "denoiser" / "checkpoints").is_dir() and any((seed_dir / "denoiser" / "checkpoints").glob("step_*"))
+        train_denoiser(feats.train, feats.train_label, text, data.seen, cfg, seed_dir / "denoiser", dist, device,
+                       resume=resume and has_ckpt, progress=progress)
+    barrier(dist)
+    if not dist.is_main:
+        return None
+    if cfg.baseline.enabled and not (resume and done(seed_dir / "baseline")):
+        from .baseline import AlignmentBaseline
+
+        base = AlignmentBaseline(feats.dim, text.global_.shape[1], cfg.baseline)
+        base.fit(feats.train, feats.train_label, text.global_, data.seen, seed=seed, device=device, progress=progress)
+        base.save(seed_dir / "baseline")
+    metrics = evaluate_seed(seed_dir, feats, text, data.unseen, cfg.eval, device)
+    _plot_training(seed_dir)
+    return metrics
+
+
+def _plot_training(seed_dir: Path) -> None:
+    from ..io import read_json
+    from .plots import plot_training_curves
+
+    hist = read_json(seed_dir / "denoiser" / "config.json").get("history")
+    if hist and hist.get("step"):
+        plot_training_curves(hist, seed_dir / "training.png")
+
+
+def prepare_root(cfg: RunConfig, root: Path, resume: bool, overwrite: bool, dist: DistInfo) -> None:
+    """Create the run folder; refuse to mix a changed config into an existing run."""
+    cfg_path = root / "config.yaml"
+    if dist.is_main:
+        if root.exists() and overwrite:
+            shutil.rmtree(root)
+        if cfg_path.is_file():
+            old = load_config(cfg_path)
+            if to_dict(old) != to_dict(cfg) and not overwrite:
+                raise ConfigError(f"{str(root)!r} holds a run with a different config; pass --overwrite to "
+                                  "replace it, or --out to write the new run elsewhere.")
+            if not resume and not overwrite:
+                raise ConfigError(f"{str(root)!r} already holds a run; pass --resume to continue it (finished "
+                                  "stages are reused) or --overwrite to start again.")
+        root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, cfg_path)
+    barrier(dist)
+
+
+def run(cfg: RunConfig, root: str | Path, splits: list[str], seeds: list[int], dist: DistInfo = DistInfo(),
+        device: str = "cpu", resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict | None:
+    """Train and evaluate every (split, seed); returns the summary (rank 0) and writes summary.json/.md."""
+    from .summary import summarize, write_summary
+
+    root = Path(root)
+    prepare_root(cfg, root, resume, overwrite, dist)
+    text = class_text_for(cfg, root)
+    results: dict[str, dict[int, dict]] = {}
+    for split in splits:
+        data = prepare_data(cfg, split, progress)
+        for seed in seeds:
+            scfg = replace(cfg, train=replace(cfg.train, seed=seed))
+            log.info("=== split %s, seed %d ===", split, seed)
+            m = run_seed(scfg, data, text, root / split / f"seed{seed}", dist, device, resume, progress)
+            if m is not None:
+                results.setdefault(split, {})[seed] = m
+    if not dist.is_main:
+        return None
+    summary = summarize(results, root)
+    write_summary(root, summary)
+    return summary

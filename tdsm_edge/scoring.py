@@ -144,7 +144,7 @@ def predict(errors: torch.Tensor) -> torch.Tensor:
     return errors.argmin(dim=-1)
 
 
-def topk(errors: torch.Tensor, k: int):
+def topk(errors: torch.Tensor, k: int) -> torch.return_types.topk:
     """The k lowest-error classes, best first: `torch.return_types.topk` with `.values (B, k)`
     (errors) and `.indices (B, k) int64`."""
     if not 1 <= k <= errors.shape[-1]:

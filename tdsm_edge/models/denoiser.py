@@ -24,6 +24,8 @@ Differences from the published module (none change the state dict):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -288,12 +290,11 @@ class TDSMDenoiser(nn.Module):
 
 
 # ---------------------------------------------------------------- factory and helpers
-def build_denoiser(cfg: DenoiserConfig | str, **overrides) -> TDSMDenoiser:
+def build_denoiser(cfg: DenoiserConfig | str, **overrides: Any) -> TDSMDenoiser:
     """A freshly initialised denoiser from a config or a preset name ("tiny" | "small" | "paper")."""
     if isinstance(cfg, str):
         cfg = denoiser_preset(cfg, **overrides)
     elif overrides:
-        from dataclasses import replace
         cfg = replace(cfg, **overrides)
     return TDSMDenoiser(cfg)
 

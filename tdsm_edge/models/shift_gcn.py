@@ -27,6 +27,8 @@ Deliberate differences from the original (documented, none matter for the paper'
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -217,11 +219,10 @@ class ShiftGCN(nn.Module):
         return self.fc(self.dropout(self.features(x)))  # (N, num_classes)
 
 
-def build_shift_gcn(cfg: EncoderConfig | str, num_classes: int, num_joints: int = 25, **overrides) -> ShiftGCN:
+def build_shift_gcn(cfg: EncoderConfig | str, num_classes: int, num_joints: int = 25, **overrides: Any) -> ShiftGCN:
     """A freshly initialised Shift-GCN from a config or a preset name ("small" | "paper")."""
     if isinstance(cfg, str):
         cfg = encoder_preset(cfg, **overrides)
     elif overrides:
-        from dataclasses import replace
         cfg = replace(cfg, **overrides)
     return ShiftGCN(cfg, num_classes, num_joints=num_joints)

@@ -81,7 +81,7 @@ def train_encoder(x_train: np.ndarray, y_train: np.ndarray, seen_classes: np.nda
             loss.backward()
             opt.step()
             sched.step()
-            tot_loss += float(loss) * len(idx)
+            tot_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
             bar.update(1)

@@ -28,10 +28,11 @@ def tdsm_errors(model, schedule, stats, z: np.ndarray, text, num_noises: int, ti
     fl = torch.from_numpy(np.ascontiguousarray(text.local, np.float32)).to(device)    # (K, L, Dc)
     mask = torch.from_numpy(np.ascontiguousarray(text.mask, bool)).to(device)         # (K, L)
     zs = stats.apply(z)
+    chunk = max(64, (1 << 27) // (fl.shape[1] * fl.shape[2] + 1))  # bound the (rows, L, Dc) text input to ~0.5 GB
     out = []
     for i in range(0, len(zs), batch):
         zb = torch.from_numpy(zs[i:i + batch]).to(device)
-        out.append(score_batched(model, schedule, zb, (fc, fl, mask), noises, timestep).float().cpu().numpy())
+        out.append(score_batched(model, schedule, zb, (fc, fl, mask), noises, timestep, chunk_rows=chunk).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(fc)), np.float32)
 
 

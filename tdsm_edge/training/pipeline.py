@@ -75,17 +75,23 @@ def prepare_data(cfg: RunConfig, split: str, progress: bool = True) -> SplitData
                      x_test, y_test, np.asarray(unseen, np.int64), np.asarray(seen, np.int64))
 
 
+def text_cache_dir() -> Path:
+    """Where encoded prompts are cached: $TDSM_CACHE_DIR/text, default ~/.cache/tdsm_edge/text."""
+    import os
+
+    return Path(os.environ.get("TDSM_CACHE_DIR", Path.home() / ".cache" / "tdsm_edge")) / "text"
+
+
 def class_text_for(cfg: RunConfig, root: Path):
     """Encode (or load) the class prompts of every class: ClassText (K, ...) in global order."""
-    from ..text.cache import default_cache_dir
-    from ..text.prompts import ClassPrompts, encode_classes
     from ..text import get_text_encoder
+    from ..text.prompts import ClassPrompts, encode_classes
 
     path = root / "text" / "class_text.safetensors"
     names, descs = dataset_classes(cfg.data.dataset)
     enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint)
     text = encode_classes(enc, [ClassPrompts(n, s) for n, s in zip(names, descs)], cfg.text.prompt_sets,
-                          cfg.text.num_tokens, cache_dir=default_cache_dir())
+                          cfg.text.num_tokens, cache_dir=text_cache_dir())
     if text.global_.shape[1] != cfg.denoiser.cond_dim:
         raise ConfigError(f"the text features have {text.global_.shape[1]} channels "
                           f"({len(cfg.text.prompt_sets)} prompt sets × {enc.dim}) but denoiser.cond_dim is "

@@ -64,73 +64,95 @@ _ROLL = _plane(UP, RIGHT)       # spine / neck leaning to the right
 _YAW = _plane(FWD, RIGHT)       # turning to face the right
 
 
-def rotate(V: np.ndarray, angle: np.ndarray, plane: tuple[int, int, float]) -> np.ndarray:
-    """Rotate vectors V `(..., K, 3)` by `angle (...)` in a coordinate plane (from `_plane`).
+Vec = list  # [x, y, z]: three broadcast-compatible float64 arrays `(..., K)` (K vectors)
+
+
+def trig(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin) of `angle (...)`, shaped `(..., 1)` to broadcast over the K vectors of a Vec."""
+    return np.cos(angle)[..., None], np.sin(angle)[..., None]
+
+
+def rotate(v: Vec, cs: tuple[np.ndarray, np.ndarray], plane: tuple[int, int, float]) -> Vec:
+    """Rotate vectors v by the angle whose (cos, sin) is `cs`, in a coordinate plane from `_plane`.
 
     With plane (i, j, sigma): e_i -> cos e_i + sigma sin e_j, e_j -> cos e_j - sigma sin e_i.
-    Only two coordinates change, so this is a handful of elementwise operations (no matrices).
+    Coordinates are kept as separate arrays, so only two of them are touched (no 3x3 matrices).
     """
     i, j, sigma = plane
-    c, s = np.cos(angle)[..., None], sigma * np.sin(angle)[..., None]  # (..., 1)
-    vi, vj = V[..., i], V[..., j]
-    out = np.array(np.broadcast_to(V, np.broadcast_shapes(V.shape, angle.shape + V.shape[-2:])))
-    out[..., i] = c * vi - s * vj
-    out[..., j] = s * vi + c * vj
+    c, s = cs[0], sigma * cs[1]
+    out = list(v)
+    out[i] = c * v[i] - s * v[j]
+    out[j] = s * v[i] + c * v[j]
     return out
 
 
-def _vec(length: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Per-sample vector `(n, 1, 3)` = length `(n, 1)` x constant direction `(3,)`."""
-    return length[..., None] * direction
+def _vecs(items: list) -> Vec:
+    """Per-sample constant vectors -> Vec `(n, 1, K)`.
 
-
-def _arms(pose: Pose, dims: dict) -> np.ndarray:
-    """Arm joints relative to SpineShoulder in the upper-torso frame: `(2, n, T, 6, 3)`, mirrored left.
-
-    The upper-arm rotation is hor @ abd @ flex @ twist; the forearm adds the elbow flexion.
+    items: K entries, each a (length `(n, 1)`, direction `(3,)`) pair or a list of such pairs (summed).
     """
-    # forearm-frame vectors: forearm, hand, tip (all along the forearm) and the thumb offset
-    fore = np.stack([_vec(dims[k], DOWN) for k in ("forearm", "hand", "hand_tip")]
-                    + [_vec(dims["thumb"], _THUMB_DIR)], axis=-2)  # (n, 1, 4, 3)
-    V = rotate(fore, pose["elbow"], _FLEX)            # (2, n, T, 4, 3) in the upper-arm frame
-    V = np.concatenate([np.broadcast_to(_vec(dims["upper_arm"], DOWN)[:, :, None], V.shape[:-2] + (1, 3)), V],
-                       axis=-2)                       # (2, n, T, 5, 3): upper arm first
+    terms = [it if isinstance(it, list) else [it] for it in items]
+    return [np.stack([sum(ln * d[a] for ln, d in t) for t in terms], axis=-1) for a in range(3)]
+
+
+def _cat(*vs: Vec) -> Vec:
+    """Concatenate Vecs along the K axis, broadcasting their leading shapes."""
+    out = []
+    for a in range(3):
+        parts = [v[a] for v in vs]
+        lead = np.broadcast_shapes(*[p.shape[:-1] for p in parts])
+        out.append(np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1))
+    return out
+
+
+def _arms(pose: Pose, dims: dict) -> Vec:
+    """Arm joints relative to SpineShoulder in the upper-torso frame: Vec `(2, n, T, 6)`, left mirrored.
+
+    Joint order: shoulder, elbow, wrist, hand, tip, thumb. The upper-arm rotation is
+    hor @ abd @ flex @ twist; the forearm adds the elbow flexion.
+    """
+    fore = _vecs([(dims["forearm"], DOWN), (dims["hand"], DOWN), (dims["hand_tip"], DOWN),
+                  (dims["thumb"], _THUMB_DIR)])       # forearm frame, (n, 1, 4)
+    v = rotate(fore, trig(pose["elbow"]), _FLEX)      # (2, n, T, 4) in the upper-arm frame
+    v = _cat(_vecs([(dims["upper_arm"], DOWN)]), v)   # (2, n, T, 5): upper arm first
     for key, plane in (("arm_twist", _TWIST), ("arm_flex", _FLEX), ("arm_abd", _ABD), ("arm_hor", _HOR)):
-        V = rotate(V, pose[key], plane)
-    shoulder = _vec(dims["shoulder_w"], RIGHT) + _vec(dims["shoulder_drop"], DOWN)  # (n, 1, 3)
-    elbow = shoulder + V[..., 0, :]
-    wrist = elbow + V[..., 1, :]
-    hand = wrist + V[..., 2, :]
-    tip = hand + V[..., 3, :]
-    thumb = hand + V[..., 4, :]
-    out = np.stack([np.broadcast_to(shoulder, elbow.shape), elbow, wrist, hand, tip, thumb], axis=-2)
-    out[0, ..., 0] *= -1.0                            # the left arm is the mirrored right arm
-    return out                                        # (2, n, T, 6, 3)
+        v = rotate(v, trig(pose[key]), plane)
+    sh = [dims["shoulder_w"] * RIGHT[a] + dims["shoulder_drop"] * DOWN[a] for a in range(3)]  # (n, 1)
+    out = []
+    for a in range(3):
+        seg = v[a]                                    # (2, n, T, 5)
+        elbow = sh[a] + seg[..., 0]
+        wrist = elbow + seg[..., 1]
+        hand = wrist + seg[..., 2]
+        out.append(np.stack([np.broadcast_to(sh[a], elbow.shape), elbow, wrist, hand,
+                             hand + seg[..., 3], hand + seg[..., 4]], axis=-1))  # (2, n, T, 6)
+    out[0] = out[0] * np.array([-1.0, 1.0])[:, None, None, None]  # the left arm is the mirrored right arm
+    return out
 
 
-def _legs(pose: Pose, dims: dict) -> np.ndarray:
-    """Leg joints relative to SpineBase in the pelvis frame: `(2, n, T, 4, 3)`, mirrored left.
+def _legs(pose: Pose, dims: dict) -> Vec:
+    """Leg joints relative to SpineBase in the pelvis frame: Vec `(2, n, T, 4)`, left mirrored.
 
-    The thigh rotation is abd @ flex; the shank adds the knee flexion (bending backward).
+    Joint order: hip, knee, ankle, foot. The thigh rotation is abd @ flex; the shank adds the
+    knee flexion (bending backward).
     """
-    shank = np.stack([_vec(dims["shank"], DOWN),
-                      _vec(dims["foot"], FWD) + _vec(dims["foot_drop"], DOWN)], axis=-2)  # (n, 1, 2, 3)
-    V = rotate(shank, -pose["knee"], _FLEX)           # (2, n, T, 2, 3) in the thigh frame
-    V = np.concatenate([np.broadcast_to(_vec(dims["thigh"], DOWN)[:, :, None], V.shape[:-2] + (1, 3)), V],
-                       axis=-2)                       # (2, n, T, 3, 3): thigh first
-    V = rotate(rotate(V, pose["hip_flex"], _FLEX), pose["hip_abd"], _ABD)
-    hip = _vec(dims["hip_w"], RIGHT) + _vec(dims["hip_drop"], DOWN)  # (n, 1, 3)
-    knee = hip + V[..., 0, :]
-    ankle = knee + V[..., 1, :]
-    foot = ankle + V[..., 2, :]
-    out = np.stack([np.broadcast_to(hip, knee.shape), knee, ankle, foot], axis=-2)
-    out[0, ..., 0] *= -1.0
-    return out                                        # (2, n, T, 4, 3)
+    shank = _vecs([(dims["shank"], DOWN), [(dims["foot"], FWD), (dims["foot_drop"], DOWN)]])  # (n, 1, 2)
+    v = rotate(shank, trig(-pose["knee"]), _FLEX)     # (2, n, T, 2) in the thigh frame
+    v = _cat(_vecs([(dims["thigh"], DOWN)]), v)       # (2, n, T, 3): thigh first
+    v = rotate(rotate(v, trig(pose["hip_flex"]), _FLEX), trig(pose["hip_abd"]), _ABD)
+    hip = [dims["hip_w"] * RIGHT[a] + dims["hip_drop"] * DOWN[a] for a in range(3)]  # (n, 1)
+    out = []
+    for a in range(3):
+        knee = hip[a] + v[a][..., 0]
+        ankle = knee + v[a][..., 1]
+        out.append(np.stack([np.broadcast_to(hip[a], knee.shape), knee, ankle, ankle + v[a][..., 2]], axis=-1))
+    out[0] = out[0] * np.array([-1.0, 1.0])[:, None, None, None]
+    return out                                        # (2, n, T, 4)
 
 
-def _segment(V: np.ndarray, pitch: np.ndarray, roll: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """Apply a spine/neck segment rotation yaw @ roll @ pitch to vectors `(n, T, K, 3)`."""
-    return rotate(rotate(rotate(V, pitch, _PITCH), roll, _ROLL), yaw, _YAW)
+def _segment(v: Vec, pitch: tuple, roll: tuple, yaw: tuple) -> Vec:
+    """Apply a spine/neck segment rotation yaw @ roll @ pitch (each given as (cos, sin))."""
+    return rotate(rotate(rotate(v, pitch, _PITCH), roll, _ROLL), yaw, _YAW)
 
 
 def forward_kinematics(pose: Pose, dims: dict) -> np.ndarray:
@@ -142,32 +164,27 @@ def forward_kinematics(pose: Pose, dims: dict) -> np.ndarray:
     (root_x, root_z) are applied.
     """
     n, T = pose["spine_pitch"].shape
-    half = [0.5 * pose[k] for k in ("spine_pitch", "spine_roll", "spine_yaw")]
-    head = _segment(np.broadcast_to((_vec(dims["head"], UP) + _vec(dims["head_fwd"], FWD))[:, :, None],
-                                    (n, 1, 1, 3)), pose["neck_pitch"], pose["neck_roll"], pose["neck_yaw"])
-    arms = _arms(pose, dims)                          # (2, n, T, 6, 3)
-    upper = np.concatenate([                          # vectors in the upper-torso frame, from SpineShoulder
-        np.broadcast_to(np.stack([_vec(dims["spine_up"], UP), _vec(dims["neck"], UP)], axis=-2),
-                        (n, T, 2, 3)),                # 0: SpineMid->SpineShoulder, 1: ->Neck
-        head,                                         # 2: Neck->Head
-        arms[0], arms[1]], axis=-2)                   # 3..14: left arm, right arm
+    half = [trig(0.5 * pose[k]) for k in ("spine_pitch", "spine_roll", "spine_yaw")]
+    head = _segment(_vecs([[(dims["head"], UP), (dims["head_fwd"], FWD)]]), trig(pose["neck_pitch"]),
+                    trig(pose["neck_roll"]), trig(pose["neck_yaw"]))  # Neck->Head, (n, T, 1)
+    arms = _arms(pose, dims)                          # (2, n, T, 6)
+    upper = _cat(_vecs([(dims["spine_up"], UP), (dims["neck"], UP)]), head,
+                 [a[0] for a in arms], [a[1] for a in arms])  # (n, T, 15): from SpineShoulder's frame
     upper = _segment(upper, *half)                    # now in the lower-spine frame
-    lower = np.concatenate([np.broadcast_to(_vec(dims["spine_low"], UP)[:, :, None], (n, T, 1, 3)), upper],
-                           axis=-2)
-    W = _segment(lower, *half)                        # (n, T, 16, 3) in the body frame
-    X = np.zeros((n, T, 25, 3))
-    X[:, :, 1] = W[:, :, 0]                           # SpineMid
-    X[:, :, 20] = X[:, :, 1] + W[:, :, 1]             # SpineShoulder
-    X[:, :, 2] = X[:, :, 20] + W[:, :, 2]             # Neck
-    X[:, :, 3] = X[:, :, 2] + W[:, :, 3]              # Head
-    X[:, :, list(ARM_JOINTS[0] + ARM_JOINTS[1])] = X[:, :, 20, None] + W[:, :, 4:]
-    legs = _legs(pose, dims)                          # (2, n, T, 4, 3), the pelvis frame is the body frame
-    X[:, :, list(LEG_JOINTS[0])] = legs[0]
-    X[:, :, list(LEG_JOINTS[1])] = legs[1]
-    ankle_y = np.minimum(X[:, :, 14, 1], X[:, :, 18, 1])  # (n, T)
-    X[..., 1] += (dims["ankle_h"] - ankle_y + pose["lift"])[..., None]
+    W = _segment(_cat(_vecs([(dims["spine_low"], UP)]), upper), *half)  # (n, T, 16) in the body frame
+    legs = _legs(pose, dims)                          # (2, n, T, 4), the pelvis frame is the body frame
+    X = np.zeros((3, n, T, 25))
+    for a in range(3):
+        w, x = W[a], X[a]
+        x[..., 1] = w[..., 0]                         # SpineMid
+        x[..., 20] = x[..., 1] + w[..., 1]            # SpineShoulder
+        x[..., 2] = x[..., 20] + w[..., 2]            # Neck
+        x[..., 3] = x[..., 2] + w[..., 3]             # Head
+        x[..., list(ARM_JOINTS[0] + ARM_JOINTS[1])] = x[..., 20, None] + w[..., 4:]
+        x[..., list(LEG_JOINTS[0])] = legs[a][0]
+        x[..., list(LEG_JOINTS[1])] = legs[a][1]
+    ankle_y = np.minimum(X[1, ..., 14], X[1, ..., 18])  # (n, T)
+    X[1] += (dims["ankle_h"] - ankle_y + pose["lift"])[..., None]
     # whole-body yaw about the vertical through the root, then the root offsets
-    X = rotate(X, pose["root_yaw"], _YAW)
-    X[..., 0] += pose["root_x"][..., None]
-    X[..., 2] += pose["root_z"][..., None]
-    return X
+    x, y, z = rotate(list(X), trig(pose["root_yaw"]), _YAW)
+    return np.stack([x + pose["root_x"][..., None], y, z + pose["root_z"][..., None]], axis=-1)

@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv clean lint
+.PHONY: demo test venv clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[runtime,train,export,dev]"
 	touch $(STAMP)
 
+# Re-running reuses finished stages (--resume) and reprints the table; edit configs/demo.yaml and
+# pass OVERWRITE=1 to start again.
+DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
 demo: $(STAMP)
-	$(PY) -m tdsm_edge.train --config configs/demo.yaml
+	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 ru12 $(DEMO_FLAGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -254,7 +254,7 @@ class TDSMDenoiser(nn.Module):
         return bias[:, None, None, :]  # (N, 1, 1, n_skel+L)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, fc: torch.Tensor, fl: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, text_index: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the diffusion target for a batch.
 
         Args:
@@ -264,6 +264,9 @@ class TDSMDenoiser(nn.Module):
             fl: `(N, L, Dc)` local text tokens.
             mask: `(N, L)` bool, True for real tokens, False for padding; used only when
                 `cfg.mask_text_padding` is True (published behaviour: ignored).
+            text_index: optional `(N,)` int64. When given, fc `(K, Dc)`, fl `(K, L, Dc)` and mask
+                `(K, L)` are per-CLASS tables and row n uses class `text_index[n]`: each class's
+                text is embedded once and gathered (same result, far cheaper when K ≪ N).
         Returns:
             Same shape as `x`: the prediction (ε for the default schedule).
         """
@@ -280,8 +283,14 @@ class TDSMDenoiser(nn.Module):
                 f"got x {tuple(x.shape)}, fl {tuple(fl.shape)} (check text.num_tokens and the text encoder width)"
             )
         x = self.x_embedder(x)  # (N, 1, D)
-        fl = self.fl_embedder(fl) + self.fl_pos_embed  # (N, L, D)
-        c = self.condition(t, fc)  # (N, D)
+        fl = self.fl_embedder(fl) + self.fl_pos_embed  # (N or K, L, D)
+        fc_emb = self.fc_embedder(fc)  # (N or K, D)
+        if text_index is not None:
+            fl, fc_emb = fl[text_index], fc_emb[text_index]  # (N, L, D), (N, D)
+            mask = mask[text_index] if mask is not None else None  # (N, L)
+        elif fl.shape[0] != x.shape[0]:
+            raise InputError(f"fl has {fl.shape[0]} rows but x has {x.shape[0]}; pass text_index to use class tables")
+        c = self.t_embedder(t) + fc_emb  # (N, D)
         bias = self.key_bias(mask, n_skel=x.shape[1])  # (N, 1, 1, 1+L) or None
         for block in self.blocks:
             x, fl = block(x, fl, c, bias)  # (N, 1, D), (N, L, D)

@@ -60,9 +60,9 @@ def preprocess_batch(batch: np.ndarray, frames: int, layout: SkeletonLayout = NT
     Returns:
         `(N, 3, frames, V, 2)` float32.
     """
-    x = _validate(batch, frames, layout)             # (N, M, T, V, 3) float64, M = 2
+    x = _validate(batch, frames, layout)             # (N, M=2, T, V, 3), float32 or float64
     N, M, T, V, _ = x.shape
-    joint_ok = np.any(x != 0, axis=-1)                # (N, M, T, V)
+    joint_ok = (x[..., 0] != 0) | (x[..., 1] != 0) | (x[..., 2] != 0)  # (N, M, T, V)
     frame_ok = np.any(joint_ok, axis=(1, 3))          # (N, T)
     empty = np.flatnonzero(~frame_ok.any(axis=1))
     if empty.size:
@@ -72,12 +72,8 @@ def preprocess_batch(batch: np.ndarray, frames: int, layout: SkeletonLayout = NT
     first = np.argmax(frame_ok, axis=1)               # (N,)
     last = T - 1 - np.argmax(frame_ok[:, ::-1], axis=1)  # (N,)
 
-    origin = _origins(x, joint_ok, layout.center_joint)  # (N, 3)
-    x = np.where(joint_ok[..., None], x - origin[:, None, None, None, :], 0.0)  # (N, M, T, V, 3)
-    if align_view:
-        x = _align_hips(x, joint_ok, layout)
-
     # Linear resampling of [first, last] to `frames` points; exact hits have weight 0 on i1.
+    # Centring and rotation are affine, so they are applied after interpolating (fewer big arrays).
     k = np.arange(frames, dtype=np.float64)           # (F,)
     span = (last - first).astype(np.float64)[:, None]  # (N, 1)
     s = first[:, None] + (k[None] * span / (frames - 1) if frames > 1 else 0.0 * span)  # (N, F)
@@ -85,15 +81,24 @@ def preprocess_batch(batch: np.ndarray, frames: int, layout: SkeletonLayout = NT
     i1 = np.minimum(i0 + 1, last[:, None])            # (N, F)
     w = s - i0                                        # (N, F) in [0, 1)
     n = np.arange(N)[:, None]                         # (N, 1)
-    a, b = x[n, :, i0], x[n, :, i1]                   # (N, F, M, V, 3)
+    a = x[n, :, i0]                                   # (N, F, M, V, 3)
+    out = x[n, :, i1]
+    out -= a
+    out *= w.astype(x.dtype)[:, :, None, None, None]
+    out += a                                          # a + w (b - a): exactly a where w == 0
+    out -= _origins(x, joint_ok, layout.center_joint).astype(x.dtype)[:, None, None, None, :]
+    if align_view:
+        out = _align_hips(out, _hip_angles(x, joint_ok, layout))
     ok = joint_ok[n, :, i0] & (joint_ok[n, :, i1] | (w == 0)[..., None, None])  # (N, F, M, V)
-    wb = w[:, :, None, None, None]                    # (N, F, 1, 1, 1)
-    out = np.where(ok[..., None], (1.0 - wb) * a + wb * b, 0.0)  # (N, F, M, V, 3)
+    np.copyto(out, 0.0, where=~ok[..., None])         # missing stays exactly 0, never blended
     return np.ascontiguousarray(out.transpose(0, 4, 1, 3, 2), dtype=np.float32)  # (N, 3, F, V, M)
 
 
 def _validate(batch: np.ndarray, frames: int, layout: SkeletonLayout) -> np.ndarray:
-    """Check shape/values and pad or truncate bodies to M = 2; returns float64 `(N, 2, T, V, 3)`."""
+    """Check shape/values and pad or truncate bodies to M = 2: `(N, 2, T, V, 3)` float32 or float64.
+
+    float32/float64 input is used as is (no copy when M == 2); other real dtypes become float64.
+    """
     a = np.asarray(batch)
     if a.ndim != 5 or a.shape[-1] != 3:
         raise InputError(f"expected a batch shaped (N, M, T, V, 3), got shape {a.shape}. Stack sequences "
@@ -108,14 +113,14 @@ def _validate(batch: np.ndarray, frames: int, layout: SkeletonLayout) -> np.ndar
         raise InputError(f"empty input shape {a.shape}: N, M and T must all be at least 1.")
     if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
         raise InputError(f"frames must be a positive int, got {frames!r}.")
-    x = a.astype(np.float64, copy=False)
+    x = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     if not np.isfinite(x).all():
         bad = np.unique(np.nonzero(~np.isfinite(x))[0])
         raise InputError(f"sample(s) {bad[:10].tolist()} contain NaN or infinite coordinates. Mark "
                          "untracked joints with exact zeros instead.")
     if M >= NUM_BODIES:
         return x[:, :NUM_BODIES]
-    pad = np.zeros((N, NUM_BODIES - M, T, V, 3))
+    pad = np.zeros((N, NUM_BODIES - M, T, V, 3), dtype=x.dtype)
     return np.concatenate([x, pad], axis=1)
 
 
@@ -126,7 +131,7 @@ def _first_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _origins(x: np.ndarray, joint_ok: np.ndarray, center: int) -> np.ndarray:
-    """Per-sample origin `(N, 3)`: the centre joint of the first body at its first tracked frame.
+    """Per-sample origin `(N, 3)` float64: the centre joint of the first body at its first tracked frame.
 
     If the centre joint is never tracked, the mean of the tracked joints of the first valid
     body-frame is used instead.
@@ -134,25 +139,31 @@ def _origins(x: np.ndarray, joint_ok: np.ndarray, center: int) -> np.ndarray:
     N, M, T, V, _ = x.shape
     n = np.arange(N)
     has_c, idx_c = _first_true(joint_ok[:, :, :, center])
-    origin = x[n, idx_c // T, idx_c % T, center]      # (N, 3)
+    origin = x[n, idx_c // T, idx_c % T, center].astype(np.float64)  # (N, 3)
     if not has_c.all():
         _, idx_b = _first_true(joint_ok.any(axis=-1))
         jm = joint_ok[n, idx_b // T, idx_b % T]       # (N, V)
-        pts = x[n, idx_b // T, idx_b % T]             # (N, V, 3)
+        pts = x[n, idx_b // T, idx_b % T].astype(np.float64)  # (N, V, 3)
         mean = (pts * jm[..., None]).sum(1) / np.maximum(jm.sum(1), 1)[:, None]
         origin = np.where(has_c[:, None], origin, mean)
     return origin
 
 
-def _align_hips(x: np.ndarray, joint_ok: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
-    """Rotate each sample about y so HipLeft -> HipRight is along +x in its first frame with both hips."""
+def _hip_angles(x: np.ndarray, joint_ok: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
+    """Per-sample angle `(N,)` of HipLeft -> HipRight in the x-z plane, at the first frame with both hips."""
     N, M, T, V, _ = x.shape
     hl, hr = layout.index("HipLeft"), layout.index("HipRight")
     has, idx = _first_true(joint_ok[..., hl] & joint_ok[..., hr])
     n = np.arange(N)
-    v = x[n, idx // T, idx % T, hr] - x[n, idx // T, idx % T, hl]  # (N, 3)
-    ang = np.where(has, np.arctan2(v[:, 2], v[:, 0]), 0.0)        # (N,) hip line angle in x-z
-    c, s = np.cos(ang)[:, None, None, None], np.sin(ang)[:, None, None, None]
-    rx = c * x[..., 0] + s * x[..., 2]                # (N, M, T, V)
-    rz = -s * x[..., 0] + c * x[..., 2]
-    return np.stack([rx, x[..., 1], rz], axis=-1)     # zeros stay zeros: a linear map
+    v = x[n, idx // T, idx % T, hr].astype(np.float64) - x[n, idx // T, idx % T, hl]  # (N, 3)
+    return np.where(has, np.arctan2(v[:, 2], v[:, 0]), 0.0)
+
+
+def _align_hips(out: np.ndarray, ang: np.ndarray) -> np.ndarray:
+    """Rotate centred coordinates `(N, F, M, V, 3)` about y by -ang, so the hip line lies along +x."""
+    c = np.cos(ang).astype(out.dtype)[:, None, None, None]  # (N, 1, 1, 1)
+    s = np.sin(ang).astype(out.dtype)[:, None, None, None]
+    rx = c * out[..., 0] + s * out[..., 2]            # (N, F, M, V)
+    rz = -s * out[..., 0] + c * out[..., 2]
+    out[..., 0], out[..., 2] = rx, rz
+    return out

@@ -44,6 +44,11 @@ class TextTables:
         """(fc (B, Dc), fl (B, L, Dc), mask (B, L)) for a batch of class indices."""
         return self.fc[labels], self.fl[labels], self.mask[labels]
 
+    def indexed(self, labels):
+        """(fc (K, Dc), fl (K, L, Dc), mask (K, L), labels (B,)): the tables plus the class per sample,
+        so the denoiser embeds each class's text once per step instead of once per sample."""
+        return self.fc, self.fl, self.mask, labels
+
 
 @dataclass
 class StepDraw:
@@ -87,8 +92,8 @@ def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: Te
 
     from .loss import triplet_diffusion_loss
 
-    pos_text = tables.rows(labels)
-    neg_text = tables.rows(draw.neg)
+    pos_text = tables.indexed(labels)
+    neg_text = tables.indexed(draw.neg)
     out = triplet_diffusion_loss(model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss,
                                  pos_label=labels, neg_label=draw.neg)
     optimizer.zero_grad(set_to_none=True)

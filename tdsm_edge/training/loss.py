@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..models.schedule import DDPMSchedule
 
 TextBatch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]   # fc (B, Dc), fl (B, L, Dc), mask (B, L)
+# or class tables + per-sample class index: fc (K, Dc), fl (K, L, Dc), mask (K, L), index (B,)
 
 
 def _cat_masks(pos: torch.Tensor | None, neg: torch.Tensor | None, B: int, L: int,
@@ -51,6 +52,8 @@ def triplet_diffusion_loss(model: nn.Module, schedule: DDPMSchedule, z: torch.Te
         `e_neg` (`(B,)` per-sample errors, detached, for logging).
     """
     B, Dz = z.shape
+    if len(pos_text) == 4:
+        return _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label)
     fc_p, fl_p, m_p = pos_text
     fc_n, fl_n, m_n = neg_text
     if eps.shape != z.shape or t.shape != (B,):
@@ -72,10 +75,30 @@ def triplet_diffusion_loss(model: nn.Module, schedule: DDPMSchedule, z: torch.Te
         torch.cat([fl_p, fl_n], dim=0),  # (2B, L, Dc)
         _cat_masks(m_p, m_n, B, fl_p.shape[1], z.device),  # (2B, L) or None
     )  # (2B, Dz)
+    return _terms(pred, target, pos_label, neg_label, cfg)
+
+
+def _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label):
+    """Same loss with class tables: each class's text is embedded once per step (see TDSMDenoiser)."""
+    fc, fl, mask, i_pos = pos_text
+    i_neg = neg_text[3]
+    if neg_text[0] is not fc or neg_text[1] is not fl:
+        raise InputError("with class tables, the positive and negative text must share the same tables")
+    x_t = schedule.add_noise(z, eps, t)  # (B, Dz)
+    target = schedule.target(z, eps, t)  # (B, Dz)
+    pred = model(torch.cat([x_t, x_t], dim=0), torch.cat([t, t], dim=0), fc, fl, mask,
+                 text_index=torch.cat([i_pos, i_neg], dim=0))  # (2B, Dz)
+    return _terms(pred, target, pos_label, neg_label, cfg)
+
+
+def _terms(pred: torch.Tensor, target: torch.Tensor, pos_label: torch.Tensor, neg_label: torch.Tensor,
+           cfg: LossConfig) -> dict[str, torch.Tensor]:
+    """Loss terms from the stacked (positive; negative) predictions `(2B, Dz)` and the target `(B, Dz)`."""
+    B = target.shape[0]
     err = (pred.float() - torch.cat([target, target], dim=0).float()).pow(2).mean(dim=-1)  # (2B,)
     e_pos, e_neg = err[:B], err[B:]  # (B,), (B,)
 
-    differs = (pos_label.to(z.device) != neg_label.to(z.device)).float()  # (B,)
+    differs = (pos_label.to(target.device) != neg_label.to(target.device)).float()  # (B,)
     diffusion = e_pos.mean()  # == F.mse_loss(pred_pos, target): every sample has Dz elements
     triplet = (torch.clamp(e_pos - e_neg + cfg.margin, min=0.0) * differs).mean()
     loss = cfg.w_diffusion * diffusion + cfg.w_triplet * triplet

@@ -124,3 +124,35 @@ def test_sample_negatives_uniform_over_seen_and_seeded():
     assert set(torch.nonzero(counts).flatten().tolist()) == {0, 2, 3, 7, 9}
     assert counts[seen].min() > 900 and counts[seen].max() < 1100     # 1000 expected each
     assert (a == pos).any()                                           # equal draws are kept, then masked
+
+
+def test_class_tables_equal_per_sample_rows():
+    """Passing class tables + indices gives the same loss and gradients as per-sample text rows."""
+    from tdsm_edge.config import DenoiserConfig, LossConfig, ScheduleConfig
+    from tdsm_edge.models.denoiser import TDSMDenoiser
+    from tdsm_edge.models.schedule import DDPMSchedule
+    from tdsm_edge.training.loss import triplet_diffusion_loss
+
+    torch.manual_seed(0)
+    cfg = DenoiserConfig(hidden_size=16, depth=2, num_heads=2, z_dim=8, cond_dim=6, num_tokens=3)
+    model = TDSMDenoiser(cfg)
+    for p in model.parameters():  # leave the zero init so every parameter matters
+        torch.nn.init.normal_(p, std=0.2)
+    sched = DDPMSchedule(ScheduleConfig())
+    K, B = 4, 7
+    fc, fl = torch.randn(K, 6), torch.randn(K, 3, 6)
+    mask = torch.tensor([[True, True, False]] * K)
+    pos, neg = torch.randint(0, K, (B,)), torch.randint(0, K, (B,))
+    z, eps, t = torch.randn(B, 8), torch.randn(B, 8), torch.randint(0, 50, (B,))
+    a = triplet_diffusion_loss(model, sched, z, (fc[pos], fl[pos], mask[pos]), (fc[neg], fl[neg], mask[neg]),
+                               t, eps, LossConfig(), pos_label=pos, neg_label=neg)
+    a["loss"].backward()
+    ga = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    b = triplet_diffusion_loss(model, sched, z, (fc, fl, mask, pos), (fc, fl, mask, neg), t, eps, LossConfig(),
+                               pos_label=pos, neg_label=neg)
+    b["loss"].backward()
+    torch.testing.assert_close(a["loss"], b["loss"], rtol=1e-6, atol=1e-7)
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(ga[n], p.grad, rtol=1e-5, atol=1e-7, msg=n)

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from ...errors import TdsmError
 from .classes import CLASSES, NUM_CLASSES, find_class
-from .generator import generate
+from .generator import benchmark, generate
 from .nuisance import Nuisance
 from .splits import UNSEEN, make_splits, write_splits
 
@@ -30,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=64, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
     p.add_argument("--clean", action="store_true", help="render without nuisance (nominal subject, no noise)")
+    p.add_argument("--view", choices=("front", "side"), default="front",
+                   help="front: the camera view (subject's left on the image right); side: seen from the side")
     p.add_argument("--bench", action="store_true", help="measure generation speed (sequences per second)")
     p.add_argument("--bench-per-class", type=int, default=40, help="sequences per class in --bench")
     p.add_argument("--write-splits", action="store_true", help="regenerate the split files from splits.py")
@@ -45,29 +46,23 @@ def _list() -> None:
     print(f"{NUM_CLASSES} classes; splits: {', '.join(f'{k} ({len(v)} unseen)' for k, v in UNSEEN.items())}")
 
 
-def _render(key: str, out: str, sample: int, frames: int, seed: int, clean: bool) -> None:
+def _render(key: str, out: str, sample: int, frames: int, seed: int, clean: bool, view: str) -> None:
     from ..render import render_gif, render_strip
 
     c = find_class(key)
     X, _ = generate([c.index], sample + 1, seed, frames, Nuisance.clean() if clean else None)
     seq = X[sample]                                    # (2, T, 25, 3)
     if out.lower().endswith(".gif"):
-        path = render_gif(seq, out, title=c.name)
+        path = render_gif(seq, out, title=c.name, view=view)
     else:
-        path = render_strip(seq, out, title=f"{c.index}: {c.name}")
+        path = render_strip(seq, out, title=f"{c.index}: {c.name}", view=view)
     print(f"wrote {path}")
 
 
 def _bench(per_class: int, frames: int) -> None:
-    generate(range(NUM_CLASSES), 2, 0, frames)        # warm-up
-    best_wall, best_cpu = float("inf"), float("inf")
-    for rep in range(3):
-        w, c = time.perf_counter(), time.process_time()
-        generate(range(NUM_CLASSES), per_class, rep, frames)
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - w), min(best_cpu, time.process_time() - c)
-    n = NUM_CLASSES * per_class
-    print(f"synthact: {n / best_wall:,.0f} sequences/s wall, {n / best_cpu:,.0f} sequences/s per CPU-second "
-          f"({n} sequences of {frames} frames, best of 3, one thread)")
+    wall, cpu = benchmark(per_class, frames)
+    print(f"synthact: {wall:,.0f} sequences/s wall, {cpu:,.0f} sequences/s per CPU second "
+          f"({NUM_CLASSES * per_class} sequences of {frames} frames, best of 3, one thread)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             _list()
         if args.render:
-            _render(args.render, args.out, args.sample, args.frames, args.seed, args.clean)
+            _render(args.render, args.out, args.sample, args.frames, args.seed, args.clean, args.view)
         if args.bench:
             _bench(args.bench_per_class, args.frames)
     except TdsmError as e:

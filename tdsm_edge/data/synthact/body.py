@@ -1,9 +1,11 @@
 """Subject skeletons and forward kinematics for the NTU 25-joint layout.
 
 Positions are computed in the body frame (axes: 0 = the subject's right, 1 = up, 2 = forward,
-metres, floor at height 0) from the joint angles of a pose (see `motion.py`), by chaining rotation
-matrices from the pelvis outward; every bone therefore keeps its length in every frame. Left limbs
-are computed as mirrored right limbs (lateral axis negated).
+metres, floor at height 0) from the joint angles of a pose (see `motion.py`), by chaining
+rotations from the pelvis outward; every bone therefore keeps its length in every frame. Each
+rotation is in a coordinate plane and is applied to the bone vectors directly (two coordinates
+change), which is much faster than multiplying 3x3 matrices per frame. Left limbs are computed as
+mirrored right limbs (lateral axis negated).
 """
 from __future__ import annotations
 

@@ -39,12 +39,14 @@ def _limb(pose: Pose, key: str, sides: list[int], value: np.ndarray) -> None:
 # ---- arms and hands -------------------------------------------------------------------------
 
 def raise_arm(pose: Pose, c: ActionContext, side: str) -> None:
+    """Arm(s) lifted forward and up toward overhead, held, lowered."""
     s = side_index(side)
     _limb(pose, "arm_flex", s, np.minimum(c.amp * c.d.u(140, 170), 180) * DEG * c.e)
     _limb(pose, "arm_abd", s, c.d.u(0, 25) * DEG * c.e)
 
 
 def wave(pose: Pose, c: ActionContext, side: str) -> None:
+    """Upper arm out to the side, forearm up, the forearm swaying side to side (elbow oscillation)."""
     s = side_index(side)
     _limb(pose, "arm_abd", s, c.d.u(70, 100) * DEG * c.e)
     _limb(pose, "arm_flex", s, c.d.u(0, 30) * DEG * c.e)
@@ -54,6 +56,7 @@ def wave(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def circle_arm(pose: Pose, c: ActionContext, side: str) -> None:
+    """Straight arm(s) turning 1-2 full circles about the shoulder, forward or backward."""
     s = side_index(side)
     turns = c.d.integer(1, 2) * c.d.sign()            # whole circles, forward or backward
     _limb(pose, "arm_flex", s, 2 * np.pi * turns * ease(c.p))  # ends back at rest
@@ -61,6 +64,7 @@ def circle_arm(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def punch(pose: Pose, c: ActionContext, side: str) -> None:
+    """Both fists in guard; the side's arm extends forward in 1-3 sharp strikes, shoulders twisting."""
     s, both = side_index(side), side_index("both")
     _limb(pose, "arm_flex", both, c.d.u(45, 65) * DEG * c.e)  # guard: fists in front of the chest
     _limb(pose, "elbow", both, c.d.u(105, 125) * DEG * c.e)
@@ -73,6 +77,7 @@ def punch(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def reach(pose: Pose, c: ActionContext, side: str) -> None:
+    """Slow forward reach of one arm with a slight forward lean, held."""
     s = side_index(side)
     _limb(pose, "arm_flex", s, c.amp * c.d.u(70, 100) * DEG * c.e)
     _limb(pose, "arm_abd", s, c.d.u(5, 35) * DEG * c.e)
@@ -81,12 +86,14 @@ def reach(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def swing_arm(pose: Pose, c: ActionContext, side: str) -> None:
+    """Pendulum swing of one arm forward and back."""
     s = side_index(side)
-    _limb(pose, "arm_flex", s, c.amp * c.d.u(30, 50) * DEG * osc(c.p, c.d.u(2, 3.5)) * c.e)
+    _limb(pose, "arm_flex", s, c.amp * c.d.u(35, 60) * DEG * osc(c.p, c.d.u(2, 3.5)) * c.e)
     _limb(pose, "elbow", s, c.d.u(5, 20) * DEG * c.e)
 
 
 def clap(pose: Pose, c: ActionContext, side: str) -> None:
+    """Both arms forward, hands brought together 3-6 times."""
     both = side_index("both")
     _limb(pose, "arm_flex", both, c.d.u(65, 85) * DEG * c.e)
     _limb(pose, "elbow", both, c.d.u(30, 50) * DEG * c.e)
@@ -95,6 +102,7 @@ def clap(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def touch_head(pose: Pose, c: ActionContext, side: str) -> None:
+    """Hand(s) raised to the side of the head and held there, with a small rubbing motion."""
     s = side_index(side)
     _limb(pose, "arm_abd", s, c.d.u(100, 120) * DEG * c.e)
     _limb(pose, "arm_twist", s, 90 * DEG * c.e)
@@ -104,6 +112,7 @@ def touch_head(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def shake_hand(pose: Pose, c: ActionContext, side: str) -> None:
+    """Forearm held forward, hand shaken quickly (fast elbow oscillation)."""
     s = side_index(side)
     _limb(pose, "arm_flex", s, c.d.u(15, 35) * DEG * c.e)
     cycles = c.d.u(6, 10)
@@ -114,6 +123,7 @@ def shake_hand(pose: Pose, c: ActionContext, side: str) -> None:
 # ---- legs ------------------------------------------------------------------------------------
 
 def raise_leg(pose: Pose, c: ActionContext, side: str) -> None:
+    """Knee lifted in front of the hip, held, put down."""
     s = side_index(side)
     _limb(pose, "hip_flex", s, c.amp * c.d.u(65, 95) * DEG * c.e)
     _limb(pose, "knee", s, c.d.u(70, 100) * DEG * c.e)
@@ -121,6 +131,7 @@ def raise_leg(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def kick(pose: Pose, c: ActionContext, side: str) -> None:
+    """Knee chambered, then the leg extended forward-up in 1-2 kicks; the torso leans back."""
     s = side_index(side)
     b = pulses(c.p, c.d.integer(1, 2)) ** 2 * c.e      # chamber -> extend -> chamber
     _limb(pose, "hip_flex", s, c.d.u(15, 30) * DEG * c.e + c.amp * c.d.u(45, 65) * DEG * b)
@@ -130,12 +141,14 @@ def kick(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def swing_leg(pose: Pose, c: ActionContext, side: str) -> None:
+    """Pendulum swing of one leg forward and back from the hip."""
     s = side_index(side)
     _limb(pose, "hip_flex", s, c.amp * c.d.u(30, 45) * DEG * osc(c.p, c.d.u(1.5, 3)) * c.e)
     _limb(pose, "knee", s, c.d.u(5, 20) * DEG * c.e)
 
 
 def circle_leg(pose: Pose, c: ActionContext, side: str) -> None:
+    """Foot tracing circles: hip flexion and abduction out of phase."""
     s = side_index(side)
     ph = 2 * np.pi * c.d.u(1.5, 3) * c.p * c.d.sign()
     r = c.amp * c.d.u(22, 32) * DEG
@@ -145,6 +158,7 @@ def circle_leg(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def stomp(pose: Pose, c: ActionContext, side: str) -> None:
+    """Foot lifted a little and stamped down, 2-4 times."""
     s = side_index(side)
     b = pulses(c.p, c.d.integer(2, 4)) * c.e
     _limb(pose, "hip_flex", s, c.amp * c.d.u(35, 55) * DEG * b)
@@ -152,6 +166,7 @@ def stomp(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def hop(pose: Pose, c: ActionContext, side: str) -> None:
+    """Standing on the side's leg (the other foot lifted behind), 3-5 small hops."""
     s, o = side_index(side), side_index(other_side(side))
     _limb(pose, "knee", o, c.d.u(70, 100) * DEG * c.e)   # the free foot is lifted behind
     _limb(pose, "hip_flex", o, c.d.u(5, 30) * DEG * c.e)
@@ -163,6 +178,7 @@ def hop(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def shake_leg(pose: Pose, c: ActionContext, side: str) -> None:
+    """Leg lifted slightly, shank shaken quickly (fast knee oscillation)."""
     s = side_index(side)
     _limb(pose, "hip_flex", s, c.d.u(15, 35) * DEG * c.e)
     _limb(pose, "knee", s, (c.d.u(25, 45) + c.amp * 15 * osc(c.p, c.d.u(6, 10))) * DEG * c.e)
@@ -171,22 +187,28 @@ def shake_leg(pose: Pose, c: ActionContext, side: str) -> None:
 # ---- head and torso --------------------------------------------------------------------------
 
 def nod(pose: Pose, c: ActionContext, side: str) -> None:
-    pose["neck_pitch"] += c.amp * c.d.u(18, 30) * DEG * pulses(c.p, c.d.integer(2, 4)) * c.e
+    """Head tipped forward 2-4 times."""
+    pitch = c.amp * c.d.u(25, 40) * DEG * pulses(c.p, c.d.integer(2, 4)) * c.e
+    pose["neck_pitch"] += pitch
+    pose["spine_pitch"] += 0.15 * pitch                # the upper body joins in a little
 
 
 def shake_head(pose: Pose, c: ActionContext, side: str) -> None:
-    yaw = c.amp * c.d.u(30, 50) * DEG * osc(c.p, c.d.u(2, 4)) * c.e
+    """Head turned left and right 2-4 times."""
+    yaw = c.amp * c.d.u(35, 55) * DEG * osc(c.p, c.d.u(2, 4)) * c.e
     pose["neck_yaw"] += yaw
     pose["spine_yaw"] += 0.15 * yaw
 
 
 def turn_head(pose: Pose, c: ActionContext, side: str) -> None:
+    """Head (and a little of the chest) turned to one side, held, turned back."""
     sg = side_sign(side)
     pose["neck_yaw"] += sg * c.amp * c.d.u(50, 80) * DEG * c.e
-    pose["spine_yaw"] += sg * c.d.u(5, 15) * DEG * c.e
+    pose["spine_yaw"] += sg * c.d.u(10, 25) * DEG * c.e   # looking over the shoulder turns the chest too
 
 
 def circle_head(pose: Pose, c: ActionContext, side: str) -> None:
+    """Head rolled around in circles (neck pitch and roll out of phase)."""
     ph = 2 * np.pi * c.d.u(1.5, 3) * c.p * c.d.sign()
     r = c.amp * c.d.u(15, 25) * DEG * c.e
     pose["neck_pitch"] += r * np.sin(ph)
@@ -194,6 +216,7 @@ def circle_head(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def bend_torso(pose: Pose, c: ActionContext, side: str) -> None:
+    """Upper body bent forward (arms hanging) or sideways, held, straightened."""
     both = side_index("both")
     if side == "forward":
         pitch = c.amp * c.d.u(45, 80) * DEG * c.e
@@ -202,11 +225,12 @@ def bend_torso(pose: Pose, c: ActionContext, side: str) -> None:
     else:
         roll = side_sign(side) * c.amp * c.d.u(20, 35) * DEG * c.e
         pose["spine_roll"] += roll
-        _limb(pose, "arm_abd", side_index(side), -0.5 * np.abs(roll))  # the arm on that side hangs in
-        _limb(pose, "arm_abd", side_index(other_side(side)), c.d.u(0, 30) * DEG * c.e)
+        _limb(pose, "arm_abd", side_index(side), 0.8 * np.abs(roll))  # that arm keeps hanging vertically
+        _limb(pose, "arm_abd", side_index(other_side(side)), c.d.u(0, 20) * DEG * c.e)
 
 
 def turn_torso(pose: Pose, c: ActionContext, side: str) -> None:
+    """Upper body twisted to one side over fixed hips, held, turned back."""
     sg = side_sign(side)
     pose["spine_yaw"] += sg * c.amp * c.d.u(35, 60) * DEG * c.e
     pose["neck_yaw"] += sg * c.d.u(0, 20) * DEG * c.e
@@ -214,6 +238,7 @@ def turn_torso(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def circle_torso(pose: Pose, c: ActionContext, side: str) -> None:
+    """Upper body circling over the hips (spine pitch and roll out of phase)."""
     ph = 2 * np.pi * c.d.u(1.5, 2.5) * c.p * c.d.sign()
     r = c.amp * c.d.u(14, 22) * DEG * c.e
     pose["spine_pitch"] += r * np.sin(ph)
@@ -223,6 +248,7 @@ def circle_torso(pose: Pose, c: ActionContext, side: str) -> None:
 # ---- whole body ------------------------------------------------------------------------------
 
 def squat(pose: Pose, c: ActionContext, side: str) -> None:
+    """Both knees bent (hips at half the knee angle keep the feet under the body), arms forward."""
     both = side_index("both")
     knee = c.amp * c.d.u(90, 120) * DEG * c.e
     _limb(pose, "knee", both, knee)
@@ -232,6 +258,7 @@ def squat(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def jump(pose: Pose, c: ActionContext, side: str) -> None:
+    """1-3 jumps on both feet, each preceded by a crouch; the arms swing up in flight."""
     both = side_index("both")
     w = -np.cos(2 * np.pi * c.d.integer(1, 3) * c.p)   # -1 crouch .. +1 flight
     up, down = np.maximum(w, 0) * c.e, np.maximum(-w, 0) * c.e
@@ -243,6 +270,7 @@ def jump(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def turn_around(pose: Pose, c: ActionContext, side: str) -> None:
+    """Whole body turned by about 180 degrees with small alternating steps."""
     pose["root_yaw"] += c.d.sign() * c.d.u(160, 200) * DEG * ease(c.p)
     w = osc(c.p, c.d.integer(2, 4))                    # small alternating steps
     for s, step in ((0, np.maximum(w, 0)), (1, np.maximum(-w, 0))):
@@ -251,6 +279,7 @@ def turn_around(pose: Pose, c: ActionContext, side: str) -> None:
 
 
 def step(pose: Pose, c: ActionContext, side: str) -> None:
+    """One step forward, back, left or right: the root moves, the legs lift in turn."""
     dist = c.amp * c.d.u(0.25, 0.45) * ease(c.p)
     first, second = bump(c.p, 0.0, 0.6), bump(c.p, 0.4, 1.0)   # the leading, then the trailing leg
     if side in ("left", "right"):

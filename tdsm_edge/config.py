@@ -19,8 +19,9 @@ class DataConfig:
     dataset: str = "synthact"            # dataset name ("synthact" is generated on the fly)
     split: str = "ru5"                   # unseen-class split file name, e.g. ru5, ru12, side4
     samples_per_class: int = 120         # synthact: training sequences per seen class
-    test_per_class: int = 100            # synthact: test sequences per class (unseen and GZSL)
-    val_per_class: int = 40              # synthact: held-out seen sequences for calibration
+    test_per_class: int = 100            # synthact: test sequences per UNSEEN class (ztest)
+    gzsl_seen_per_class: int = 20        # synthact: held-out test sequences per SEEN class (gtest = these + ztest)
+    val_per_class: int = 10              # synthact: validation sequences per class (seen and unseen), GZSL calibration only
     frames: int = 64                     # sequence length T after resampling
     seed: int = 0                        # data generation seed (independent of the model seed)
 
@@ -179,7 +180,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def _section(cls: type, data: dict[str, Any], where: str) -> Any:
     """A section, expanding its `preset` key first where the section has presets."""
-    data = dict(data or {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
     presets = {DenoiserConfig: DENOISER_PRESETS, EncoderConfig: ENCODER_PRESETS}.get(cls)
     if presets is not None and "preset" in data:
         name = data["preset"]

@@ -104,8 +104,9 @@ def score_batched(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, cla
     """Same result as `score_reference`, with all B × K × J rows in as few forward calls as possible.
 
     Rows are ordered (b, k, j) and run `chunk_rows` at a time (one call when B·K·J ≤ chunk_rows)
-    to bound memory: a chunk materialises `chunk_rows × L × Dc` text inputs plus the model's
-    activations, so lower it for the paper-size model on small devices.
+    to bound memory: a chunk holds `chunk_rows × (1 + L) × D` activations, so lower it for the
+    paper-size model on small devices. The class text is passed as tables with a per-row class
+    index (`TDSMDenoiser(..., text_index=)`), so it is embedded once per chunk.
 
     Returns:
         `(B, K) float32` errors summed over the J noises.
@@ -134,7 +135,8 @@ def score_batched(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, cla
             sl = slice(start, min(start + chunk_rows, R))
             b, k, j = b_idx[sl], k_idx[sl], j_idx[sl]
             tt = torch.full((b.shape[0],), t, dtype=torch.long, device=z.device)  # (r,)
-            pred = model(x_t[b, j], tt, fc[k], fl[k], None if mask is None else mask[k])  # (r, Dz)
+            # class tables + index: each class's text is embedded once per chunk, not once per row
+            pred = model(x_t[b, j], tt, fc, fl, mask, text_index=k)  # (r, Dz)
             errors[sl] = _row_error(pred, target[b, j])
     return errors.view(B, K, J).sum(dim=-1)  # (B, K)
 

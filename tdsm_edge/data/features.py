@@ -18,6 +18,7 @@ from ..errors import DataError
 from ..io import save_npy
 
 REQUIRED = ("train", "train_label", "ztest", "z_label", "gtest", "g_label")
+COMPLETE = "COMPLETE"  # written last by save_feature_folder: a folder without it is half-written
 OPTIONAL = ("val", "val_label")
 
 
@@ -41,11 +42,18 @@ def save_feature_folder(folder: str | Path, feats: FeatureFolder) -> None:
     """Write every array of `feats` as .npy (atomically) into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / COMPLETE).unlink(missing_ok=True)
     for name in REQUIRED + OPTIONAL:
         arr = getattr(feats, name)
         if arr is not None:
             dtype = np.int64 if name.endswith("label") else np.float32
             save_npy(folder / f"{name}.npy", np.ascontiguousarray(arr, dtype=dtype))
+    (folder / COMPLETE).write_text("all arrays written\n")
+
+
+def is_complete(folder: str | Path) -> bool:
+    """True when `save_feature_folder` finished writing `folder` (its marker file exists)."""
+    return (Path(folder) / COMPLETE).is_file()
 
 
 def load_feature_folder(folder: str | Path, num_classes: int | None = None,
@@ -115,6 +123,7 @@ class FeatureStats:
 
     @classmethod
     def fit(cls, z: np.ndarray, eps: float = 1e-6) -> "FeatureStats":
+        """Statistics of training features z (N, Dz); eps keeps constant dimensions finite."""
         return cls(z.mean(0), z.std(0) + eps)
 
     @classmethod
@@ -122,4 +131,5 @@ class FeatureStats:
         return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
 
     def apply(self, z: np.ndarray) -> np.ndarray:
+        """(z - mean) / std as float32, z (N, Dz)."""
         return ((z - self.mean) / self.std).astype(np.float32)

@@ -113,8 +113,8 @@ class JointAttention(nn.Module):
         qkv = qkv.reshape(B, S, 3, self.num_heads, self.head_dim)  # (B, S, 3, H, hd)
         return qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, S, hd)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor,
-                key_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, key_bias: torch.Tensor | None = None,
+                text_out: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend jointly.
 
         Args:
@@ -122,24 +122,28 @@ class JointAttention(nn.Module):
             cond: `(B, L, D)` text tokens.
             key_bias: `(B, 1, 1, N+L) float32` additive bias on the attention logits (0 or
                 MASK_BIAS per key) or None.
+            text_out: False skips the text tokens' queries and output projection (nothing reads
+                them after the last block); the skeleton output is unchanged.
         Returns:
-            `(B, N, D)`, `(B, L, D)`.
+            `(B, N, D)`, `(B, L, D)` (None when text_out is False).
         """
         B, N, D = x.shape
         L = cond.shape[1]
         q, k, v = self._heads(self.qkv(x)).unbind(0)  # each (B, H, N, hd)
         q_c, k_c, v_c = self._heads(self.qkv_c(cond)).unbind(0)  # each (B, H, L, hd)
-        q = torch.cat((q, q_c), dim=2)  # (B, H, N+L, hd)
+        q = torch.cat((q, q_c), dim=2) if text_out else q  # (B, H, N+L or N, hd)
         k = torch.cat((k, k_c), dim=2)  # (B, H, N+L, hd)
         v = torch.cat((v, v_c), dim=2)  # (B, H, N+L, hd)
 
-        logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, N+L, N+L)
+        logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, N+L or N, N+L)
         logits = logits.float()
         if key_bias is not None:
             logits = logits + key_bias  # (B, H, N+L, N+L)
         attn = logits.softmax(dim=-1).to(v.dtype)
-        out = attn @ v  # (B, H, N+L, hd)
-        out = out.transpose(1, 2).reshape(B, N + L, D)  # (B, N+L, D)
+        out = attn @ v  # (B, H, N+L or N, hd)
+        out = out.transpose(1, 2).reshape(B, out.shape[2], D)  # (B, N+L or N, D)
+        if not text_out:
+            return self.proj(out), None
         x, cond = out[:, :N], out[:, N:]  # (B, N, D), (B, L, D)
         return self.proj(x), self.proj_c(cond)
 
@@ -162,8 +166,12 @@ class TDSMBlock(nn.Module):
         self.adaLN_modulation_c = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, c: torch.Tensor,
-                key_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """`x (B, N, D)`, `cond (B, L, D)`, `c (B, D)` → updated `(x, cond)`."""
+                key_bias: torch.Tensor | None = None, text_out: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`x (B, N, D)`, `cond (B, L, D)`, `c (B, D)` → updated `(x, cond)`.
+
+        text_out=False (the last block) skips the text stream's work that nothing reads
+        (text queries, `proj_c`, `mlp_c`) and returns `(x, None)`; x is unchanged by the skip.
+        """
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = \
             self.adaLN_modulation(c).chunk(6, dim=1)  # 6 × (B, D)
         shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = \
@@ -172,12 +180,13 @@ class TDSMBlock(nn.Module):
         x_a, cond_a = self.attn(
             modulate(self.norm1(x), shift_msa, scale_msa),
             modulate(self.norm1_c(cond), shift_msa_c, scale_msa_c),
-            key_bias,
+            key_bias, text_out,
         )
         x = x + gate_msa.unsqueeze(1) * x_a
-        cond = cond + gate_msa_c.unsqueeze(1) * cond_a
-
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        if not text_out:
+            return x, None
+        cond = cond + gate_msa_c.unsqueeze(1) * cond_a
         cond = cond + gate_mlp_c.unsqueeze(1) * self.mlp_c(modulate(self.norm2_c(cond), shift_mlp_c, scale_mlp_c))
         return x, cond
 
@@ -292,8 +301,9 @@ class TDSMDenoiser(nn.Module):
             raise InputError(f"fl has {fl.shape[0]} rows but x has {x.shape[0]}; pass text_index to use class tables")
         c = self.t_embedder(t) + fc_emb  # (N, D)
         bias = self.key_bias(mask, n_skel=x.shape[1])  # (N, 1, 1, 1+L) or None
-        for block in self.blocks:
-            x, fl = block(x, fl, c, bias)  # (N, 1, D), (N, L, D)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, fl = block(x, fl, c, bias, text_out=i < last)  # (N, 1, D), (N, L, D) (None after the last)
         x = self.final_layer(x, c)  # (N, 1, Dz)
         return x.squeeze(1) if squeeze else x  # (N, Dz)
 

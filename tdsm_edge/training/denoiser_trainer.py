@@ -133,6 +133,10 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     out_dir = Path(out_dir)
     if len(z_train) == 0:
         raise DataError("no training features: the seen split is empty.")
+    stray = sorted(set(np.unique(y_train).tolist()) - set(np.asarray(seen_classes).tolist()))
+    if stray:
+        raise DataError(f"training labels include classes {stray[:10]} outside the seen split: the denoiser "
+                        "must never see unseen classes. Check the split file against the feature folder.")
     stats = FeatureStats.fit(z_train) if cfg.train.standardize_features else FeatureStats.identity(z_train.shape[1])
     z_all = torch.from_numpy(stats.apply(z_train)).to(device)
     y_all = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)

@@ -30,14 +30,23 @@ def init_distributed(device: str = "cpu") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    from datetime import timedelta
+
+    import torch
     import torch.distributed as dist
 
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)  # else every rank's NCCL collectives land on cuda:0
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        # other ranks wait at barriers while rank 0 trains the encoder and evaluates: allow hours
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
+                                timeout=timedelta(hours=12))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
     if info.enabled:
         import torch.distributed as dist
 

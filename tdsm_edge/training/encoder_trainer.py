@@ -130,9 +130,11 @@ def extract_features(model, x: np.ndarray, device: str = "cpu", batch: int = 256
     return np.concatenate(out).astype(np.float32)
 
 
-def save_encoder(folder: str | Path, result: EncoderResult, cfg: EncoderConfig) -> None:
+def save_encoder(folder: str | Path, result: EncoderResult, cfg: EncoderConfig, num_joints: int = 25) -> None:
+    """Write the trained encoder (safetensors) and its config, seen classes and history (json)."""
     save_module(folder, result.model.state_dict(), {
         "kind": "shift_gcn", "encoder": to_dict(cfg), "seen_classes": result.seen_classes.tolist(),
+        "num_joints": num_joints,
         "val_accuracy": result.val_accuracy, "history": result.history, "seconds": result.seconds})
 
 
@@ -143,6 +145,6 @@ def load_encoder(folder: str | Path, device: str = "cpu"):
 
     state, meta = load_module(folder)
     ecfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["encoder"].items()})
-    model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]))
+    model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]), num_joints=meta.get("num_joints", 25))
     load_into(model, state, f"encoder checkpoint {folder}")
     return model.to(device).eval(), meta

@@ -52,14 +52,16 @@ def triplet_diffusion_loss(model: nn.Module, schedule: DDPMSchedule, z: torch.Te
         `e_neg` (`(B,)` per-sample errors, detached, for logging).
     """
     B, Dz = z.shape
-    if len(pos_text) == 4:
-        return _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label)
-    fc_p, fl_p, m_p = pos_text
-    fc_n, fl_n, m_n = neg_text
     if eps.shape != z.shape or t.shape != (B,):
         raise InputError(f"eps must match z {tuple(z.shape)} and t must be ({B},); got {tuple(eps.shape)}, {tuple(t.shape)}")
     if pos_label.shape != (B,) or neg_label.shape != (B,):
         raise InputError(f"pos_label and neg_label must be ({B},); got {tuple(pos_label.shape)}, {tuple(neg_label.shape)}")
+    if len(pos_text) == 4:
+        if pos_text[3].shape != (B,) or neg_text[3].shape != (B,):
+            raise InputError(f"class-table text needs a ({B},) class index for the positive and the negative")
+        return _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label)
+    fc_p, fl_p, m_p = pos_text
+    fc_n, fl_n, m_n = neg_text
     if fc_p.shape != fc_n.shape or fl_p.shape != fl_n.shape or fc_p.shape[0] != B:
         raise InputError(
             f"positive and negative text must both be fc ({B}, Dc), fl ({B}, L, Dc); got "

@@ -35,7 +35,7 @@ class SplitData:
     y_train: np.ndarray
     x_val: np.ndarray      # held-out seen + unseen validation samples (GZSL calibration only)
     y_val: np.ndarray
-    x_test: np.ndarray     # test samples of every class (gtest); the unseen ones form ztest
+    x_test: np.ndarray     # unseen-class test (ztest) followed by held-out seen-class test: together gtest
     y_test: np.ndarray
     unseen: np.ndarray     # (Ku,) global class indices
     seen: np.ndarray       # (Ks,)
@@ -65,10 +65,13 @@ def prepare_data(cfg: RunConfig, split: str, progress: bool = True) -> SplitData
         raw, y = generate(classes, per_class, seed=seed, frames=d.frames)
         return preprocess_batch(raw, d.frames), y
 
+    # different seeds keep train, validation and test sequences disjoint
     x_train, y_train = make(seen, d.samples_per_class, d.seed)
     x_vs, y_vs = make(seen, d.val_per_class, d.seed + 1)
     x_vu, y_vu = make(unseen, d.val_per_class, d.seed + 1)
-    x_test, y_test = make(np.arange(len(seen) + len(unseen)), d.test_per_class, d.seed + 2)
+    x_ts, y_ts = make(seen, d.gzsl_seen_per_class, d.seed + 2)
+    x_tu, y_tu = make(unseen, d.test_per_class, d.seed + 2)
+    x_test, y_test = np.concatenate([x_tu, x_ts]), np.concatenate([y_tu, y_ts])
     log.info("data %s: %d train, %d val, %d test sequences in %.1fs", split, len(x_train),
              len(x_vs) + len(x_vu), len(x_test), time.perf_counter() - t0)
     return SplitData(x_train, y_train, np.concatenate([x_vs, x_vu]), np.concatenate([y_vs, y_vu]),
@@ -103,7 +106,7 @@ def class_text_for(cfg: RunConfig, root: Path):
 def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistInfo, device: str,
              resume: bool, progress: bool) -> dict | None:
     """Encoder → features → denoiser → baseline → evaluation for one seed. Returns metrics on rank 0."""
-    from ..data.features import FeatureFolder, load_feature_folder, save_feature_folder
+    from ..data.features import FeatureFolder, is_complete, load_feature_folder, save_feature_folder
     from .denoiser_trainer import train_denoiser
     from .encoder_trainer import extract_features, save_encoder, train_encoder
     from .evaluation import evaluate_seed
@@ -111,11 +114,13 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
     seed = cfg.train.seed
     feat_dir = seed_dir / "features"
     done = lambda p: (p / "model.safetensors").is_file() and (p / "config.json").is_file()  # noqa: E731
-    if dist.is_main and not (resume and (feat_dir / "g_label.npy").is_file()):
+    ran = False  # did any stage (re)train in this call? then earlier metrics are stale
+    if dist.is_main and not (resume and is_complete(feat_dir)):
+        ran = True
         enc = train_encoder(data.x_train, data.y_train, data.seen, cfg.encoder, seed,
                             data.x_val[np.isin(data.y_val, data.seen)], data.y_val[np.isin(data.y_val, data.seen)],
                             device=device, progress=progress)
-        save_encoder(seed_dir / "encoder", enc, cfg.encoder)
+        save_encoder(seed_dir / "encoder", enc, cfg.encoder, num_joints=data.x_train.shape[3])
         z = lambda x, name: extract_features(enc.model, x, device, progress=progress, desc=name)  # noqa: E731
         is_unseen = np.isin(data.y_test, data.unseen)
         save_feature_folder(feat_dir, FeatureFolder(
@@ -126,6 +131,7 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
     barrier(dist)
     feats = load_feature_folder(feat_dir, num_classes=len(text.names), unseen=data.unseen)
     if not (resume and done(seed_dir / "denoiser")):
+        ran = True
         has_ckpt = (seed_dir / "denoiser" / "checkpoints").is_dir() and any((seed_dir / "denoiser" / "checkpoints").glob("step_*"))
         train_denoiser(feats.train, feats.train_label, text, data.seen, cfg, seed_dir / "denoiser", dist, device,
                        resume=resume and has_ckpt, progress=progress)
@@ -133,11 +139,19 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
     if not dist.is_main:
         return None
     if cfg.baseline.enabled and not (resume and done(seed_dir / "baseline")):
+        ran = True
         from .baseline import AlignmentBaseline
 
         base = AlignmentBaseline(feats.dim, text.global_.shape[1], cfg.baseline)
         base.fit(feats.train, feats.train_label, text.global_, data.seen, seed=seed, device=device, progress=progress)
         base.save(seed_dir / "baseline")
+    previous = seed_dir / "metrics.json"
+    if resume and not ran and previous.is_file():
+        from ..io import read_json
+
+        metrics = read_json(previous)
+        if metrics.get("eval") == to_dict(cfg.eval):  # same protocol: reuse, don't recompute
+            return metrics
     metrics = evaluate_seed(seed_dir, feats, text, data.unseen, cfg.eval, device)
     _plot_training(seed_dir)
     return metrics
@@ -178,7 +192,13 @@ def run(cfg: RunConfig, root: str | Path, splits: list[str], seeds: list[int], d
 
     root = Path(root)
     prepare_root(cfg, root, resume, overwrite, dist)
-    text = class_text_for(cfg, root)
+    if dist.is_main:  # one rank encodes and writes the class text; the others read it
+        text = class_text_for(cfg, root)
+    barrier(dist)
+    if not dist.is_main:
+        from ..text.prompts import ClassText
+
+        text = ClassText.load(root / "text" / "class_text.safetensors")
     results: dict[str, dict[int, dict]] = {}
     for split in splits:
         data = prepare_data(cfg, split, progress)

@@ -157,3 +157,29 @@ def test_factory_and_input_errors():
     x, t, fc, fl, mask = inputs()
     with pytest.raises(InputError, match="num_tokens"):
         randomized()(x, t, fc, fl[:, :5], mask[:, :5])
+
+
+def test_last_block_skip_is_exact():
+    """Skipping the last block's text-stream work leaves the output unchanged."""
+    import torch
+
+    from tdsm_edge.config import DenoiserConfig
+    from tdsm_edge.models.denoiser import TDSMDenoiser
+
+    torch.manual_seed(0)
+    m = TDSMDenoiser(DenoiserConfig(hidden_size=16, depth=3, num_heads=2, z_dim=8, cond_dim=6, num_tokens=4)).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x, t = torch.randn(5, 8), torch.randint(0, 50, (5,))
+    fc, fl = torch.randn(5, 6), torch.randn(5, 4, 6)
+    mask = torch.tensor([[True, True, True, False]] * 5)
+    with torch.no_grad():
+        out = m(x, t, fc, fl, mask)
+        h = m.x_embedder(x[:, None])
+        cond = m.fl_embedder(fl) + m.fl_pos_embed
+        c = m.condition(t, fc)
+        bias = m.key_bias(mask)
+        for block in m.blocks:  # every block with its full text stream
+            h, cond = block(h, cond, c, bias, text_out=True)
+        ref = m.final_layer(h, c)[:, 0]
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

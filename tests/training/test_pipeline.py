@@ -10,7 +10,7 @@ from tdsm_edge import train as train_cli
 
 TINY = {
     "name": "tiny",
-    "data": {"dataset": "synthact", "split": "ru5", "samples_per_class": 6, "test_per_class": 4,
+    "data": {"dataset": "synthact", "split": "ru5", "samples_per_class": 6, "test_per_class": 4, "gzsl_seen_per_class": 2,
              "val_per_class": 3, "frames": 16, "seed": 0},
     "encoder": {"preset": "small", "channels": [16, 32], "strides": [1, 2], "feature_dim": 32, "epochs": 3,
                 "batch_size": 32, "lr": 0.05},
@@ -25,15 +25,14 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import os
-
     root = tmp_path_factory.mktemp("run")
-    os.environ["TDSM_CACHE_DIR"] = str(root / "cache")
-    cfg = root / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
-    rc = train_cli.main(["--config", str(cfg), "--out", str(root / "out"), "--no-progress", "--log-level", "WARNING"])
-    assert rc == 0
-    return root, cfg
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TDSM_CACHE_DIR", str(root / "cache"))
+        cfg = root / "tiny.yaml"
+        cfg.write_text(yaml.safe_dump(TINY))
+        rc = train_cli.main(["--config", str(cfg), "--out", str(root / "out"), "--no-progress", "--log-level", "WARNING"])
+        assert rc == 0
+        yield root, cfg
 
 
 def test_run_writes_everything_and_learns(tiny_run, capsys):
@@ -74,11 +73,22 @@ def test_existing_run_needs_resume_or_overwrite(tiny_run, caplog):
 def test_resume_reuses_finished_stages(tiny_run):
     root, cfg = tiny_run
     seed = root / "out" / "ru5" / "seed1"
-    before = (seed / "denoiser" / "model.safetensors").stat().st_mtime_ns
+    files = ["encoder/model.safetensors", "features/train.npy", "denoiser/model.safetensors",
+             "baseline/model.safetensors", "metrics.json"]
+    before = {f: (seed / f).stat().st_mtime_ns for f in files}
     rc = train_cli.main(["--config", str(cfg), "--out", str(root / "out"), "--resume", "--no-progress",
                          "--log-level", "WARNING"])
     assert rc == 0
-    assert (seed / "denoiser" / "model.safetensors").stat().st_mtime_ns == before
+    assert {f: (seed / f).stat().st_mtime_ns for f in files} == before
+
+
+def test_resume_redoes_a_half_written_feature_folder(tiny_run):
+    root, cfg = tiny_run
+    seed = root / "out" / "ru5" / "seed1"
+    (seed / "features" / "COMPLETE").unlink()  # as if extraction had crashed before the end
+    rc = train_cli.main(["--config", str(cfg), "--out", str(root / "out"), "--resume", "--no-progress",
+                         "--log-level", "WARNING"])
+    assert rc == 0 and (seed / "features" / "COMPLETE").is_file()
 
 
 def test_evaluate_cli_reproduces_metrics(tiny_run, capsys):
@@ -103,3 +113,23 @@ def test_cli_errors(tmp_path, caplog):
     with pytest.raises(SystemExit) as e:
         train_cli.main(["--help"])
     assert e.value.code == 0
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_to_end(tmp_path):
+    """The whole pipeline under `torchrun --nproc_per_node 2` (gloo): rank 0 trains the encoder and
+    evaluates, both ranks train the denoiser. Slow (two processes load torch and MiniLM)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "iterations": 20}}))
+    env = {**os.environ, "TDSM_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "tdsm_edge.train", "--config", str(cfg), "--out", str(tmp_path / "out"), "--no-progress",
+           "--log-level", "WARNING"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| ru5 | 5 | 20.0 |" in proc.stdout
+    assert (tmp_path / "out" / "ru5" / "seed1" / "metrics.json").is_file()

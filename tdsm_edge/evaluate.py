@@ -9,17 +9,19 @@ import os
 import sys
 from pathlib import Path
 
+from .cli import HelpFormatter
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tdsm_edge.evaluate", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--run", required=True, help="run folder (runs/<name>) or one seed folder (runs/<name>/<split>/seed1)")
     p.add_argument("--noises", type=int, default=None, help="J: noises in the fixed bank (default: the run's eval.num_noises)")
     p.add_argument("--timestep", type=int, default=None, help="t: fixed diffusion step (default: the run's eval.timestep)")
     p.add_argument("--sweep-noises", type=int, nargs="*", default=None, help="also evaluate these J and plot accuracy vs J")
     p.add_argument("--sweep-timesteps", type=int, nargs="*", default=None, help="also evaluate these t and plot accuracy vs t")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
     return p
 
 

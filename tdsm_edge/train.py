@@ -12,10 +12,12 @@ import os
 import sys
 from pathlib import Path
 
+from .cli import HelpFormatter
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tdsm_edge.train", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--config", default="configs/synthact_5.yaml", help="run config (yaml)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
     p.add_argument("--splits", nargs="+", default=None, help="split names to run (default: the config's data.split)")
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "resume the denoiser from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
     return p
 
 

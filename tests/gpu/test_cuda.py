@@ -53,7 +53,8 @@ def test_loss_and_gradients_on_cuda_match_cpu():
     for dev in ("cpu", "cuda"):
         m = _model().train().to(dev)
         d = lambda x: x.to(dev)  # noqa: E731
-        out = triplet_diffusion_loss(m, sched, d(z), (d(fc), d(fl), d(mask), d(pos)), (d(fc), d(fl), d(mask), d(neg)),
+        tables = d(fc), d(fl), d(mask)  # one set of class tables shared by positive and negative
+        out = triplet_diffusion_loss(m, sched, d(z), (*tables, d(pos)), (*tables, d(neg)),
                                      d(t), d(eps), LossConfig(), pos_label=d(pos), neg_label=d(neg))
         out["loss"].backward()
         grads.append((out["loss"].item(), {n: p.grad.cpu() for n, p in m.named_parameters() if p.grad is not None}))

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from ...cli import HelpFormatter
 from ...errors import TdsmError
 from .classes import CLASSES, NUM_CLASSES, find_class
 from .generator import benchmark, generate
@@ -21,7 +22,7 @@ log = logging.getLogger("tdsm_edge.synthact")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tdsm_edge.data.synthact", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--list", action="store_true", help="print the classes and the splits they are unseen in")
     p.add_argument("--render", metavar="NAME_OR_INDEX", help="render one sample of this class")
     p.add_argument("--out", default="synthact_sample.png", help="output of --render: .png strip or .gif")

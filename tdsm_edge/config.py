@@ -24,6 +24,9 @@ class DataConfig:
     val_per_class: int = 10              # synthact: validation sequences per class (seen and unseen), GZSL calibration only
     frames: int = 64                     # sequence length T after resampling
     seed: int = 0                        # data generation seed (independent of the model seed)
+    skeletons: str | None = None         # ntu60 / ntu120 / pku51: folder built by `python -m tdsm_edge.data.build`
+    features: str | None = None          # a published SynSE-layout feature folder: skips the encoder
+    protocol: str = "xsub"               # which recordings train the encoder: xsub | xview | xset (NTU)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class TrainConfig:
     standardize_features: bool = True    # z-score skeleton features with train statistics
     seed: int = 1                        # model/optimiser seed
     device: str = "auto"                 # auto | cpu | cuda
+    amp: str = "none"                    # none | bf16 | fp16: autocast on CUDA (off: faithful fp32)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
+
+# datasets the pipeline knows: synthact is generated; the others read data.skeletons or data.features
+DATASETS: tuple[str, ...] = ("synthact", "ntu60", "ntu120", "pku51")
 
 # ---------------------------------------------------------------- presets (data, not code)
 DENOISER_PRESETS: dict[str, dict[str, Any]] = {
@@ -272,6 +279,12 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.iterations >= 1 and cfg.train.batch_size >= 2, "train.iterations >= 1 and batch_size >= 2"),
         (len(cfg.encoder.channels) == len(cfg.encoder.strides),
          "encoder.channels and encoder.strides must have the same length"),
+        (cfg.train.amp in ("none", "bf16", "fp16"), f"train.amp {cfg.train.amp!r} must be none, bf16 or fp16"),
+        (cfg.data.dataset in DATASETS, f"data.dataset {cfg.data.dataset!r} must be one of {list(DATASETS)}"),
+        (cfg.data.protocol in ("xsub", "xview", "xset"),
+         f"data.protocol {cfg.data.protocol!r} must be xsub, xview or xset"),
+        (not (cfg.data.skeletons and cfg.data.features),
+         "set data.skeletons (raw skeletons: train the encoder) or data.features (published features), not both"),
     ]
     for ok, msg in checks:
         if not ok:

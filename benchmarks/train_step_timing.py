@@ -19,7 +19,6 @@ import torch
 from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.config import config_from_dict
 from tdsm_edge.models.denoiser import TDSMDenoiser
-from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank, score_batched
 from tdsm_edge.training.denoiser_trainer import TextTables, build_training, draw_step, train_step
 

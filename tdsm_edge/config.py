@@ -240,6 +240,33 @@ def load_config(path: str | Path) -> RunConfig:
     return config_from_dict(data, where=str(path))
 
 
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """A copy of `cfg` with `section.key=value` overrides applied (values parsed as yaml)."""
+    import yaml
+
+    presets = [o for o in overrides if o.partition("=")[0].strip().endswith(".preset")]
+    if presets:
+        raise ConfigError(f"overrides {presets} change a preset; presets expand when a yaml file is loaded, so "
+                          "set the preset in the yaml file instead.")
+    data = to_dict(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.iterations=500")
+        section, name = parts
+        if not isinstance(data.get(section), dict):
+            raise ConfigError(f"override {item!r}: unknown section {section!r}; sections are "
+                              f"{[k for k, v in data.items() if isinstance(v, dict)]}")
+        if name not in data[section]:
+            raise ConfigError(f"override {item!r}: {section} has no key {name!r}; keys are {sorted(data[section])}")
+        try:
+            data[section][name] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid yaml: {e}") from e
+    return config_from_dict(data, where="config with --set overrides")
+
+
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write a RunConfig as yaml (atomic: temp file then rename)."""
     import yaml

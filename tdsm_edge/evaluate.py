@@ -53,11 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                                          ).items() if v is not None}
         cfg = replace(cfg, eval=replace(ev, **changes))
         validate(cfg)
-        from .data.features import load_feature_folder
-        from .data.synthact import load_split
         from .text.prompts import ClassText
         from .training.distributed import resolve_device
         from .training.evaluation import evaluate_seed
+        from .training.split_data import seed_features, split_classes
         from .training.summary import summarize, summary_table, write_summary
 
         device = resolve_device(args.device)
@@ -65,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         results: dict = {}
         for sd in seeds:
             split = sd.parent.name
-            unseen, _ = load_split(split)
-            feats = load_feature_folder(sd / "features", num_classes=len(text.names), unseen=unseen)
+            unseen, _ = split_classes(cfg.data.dataset, split)
+            feats = seed_features(cfg, sd, unseen, len(text.names))
             m = evaluate_seed(sd, feats, text, unseen, cfg.eval, device)
             results.setdefault(split, {})[int(sd.name[4:])] = m
             print(f"{sd}: TDSM unseen top-1 {100 * m['tdsm']['zsl']['top1']:.1f}%")

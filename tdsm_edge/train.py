@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="override train.device: auto | cpu | cuda")
     p.add_argument("--resume", action="store_true", help="continue an existing run: reuse finished stages, "
                    "resume the denoiser from its latest checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (yaml syntax), e.g. --set data.features=/data/shift_ntu60_5_r "
+                        "--set train.amp=bf16; repeatable")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
@@ -38,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from .config import load_config, replace, validate
+    from .config import apply_overrides, load_config, replace, validate
     from .errors import TdsmError
 
     try:
-        cfg = load_config(args.config)
+        cfg = apply_overrides(load_config(args.config), args.overrides)
         if args.iterations is not None:
             cfg = replace(cfg, train=replace(cfg.train, iterations=args.iterations))
         if args.device is not None:

@@ -52,3 +52,15 @@ def test_shipped_configs_load():
     for f in files:
         assert isinstance(load_config(f), RunConfig)
     assert to_dict(RunConfig())["denoiser"]["mask_text_padding"] is True
+
+
+def test_overrides_parse_yaml_values_and_reject_unknown_keys():
+    from tdsm_edge.config import apply_overrides
+
+    cfg = apply_overrides(RunConfig(), ["train.iterations=7", "data.features=/d/shift_5_r", "eval.sweep_noises=[1, 3]"])
+    assert (cfg.train.iterations, cfg.data.features, cfg.eval.sweep_noises) == (7, "/d/shift_5_r", (1, 3))
+    for bad, match in [("train.iters=3", "no key 'iters'"), ("nope.x=1", "unknown section"),
+                       ("train=3", "section.key=value"), ("denoiser.preset=paper", "preset"),
+                       ("train.amp=fp8", "train.amp")]:
+        with pytest.raises(ConfigError, match=match):
+            apply_overrides(cfg, [bad])

@@ -18,7 +18,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from tdsm_edge.errors import CheckpointError, require
 from tdsm_edge.text.base import TextEncoder

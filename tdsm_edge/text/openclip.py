@@ -32,7 +32,6 @@ import hashlib
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from tdsm_edge.errors import CheckpointError, ConfigError, require
 from tdsm_edge.text.base import TextEncoder

@@ -6,6 +6,7 @@ global batch and keeps its own shard (see `distributed.py`).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -18,7 +19,7 @@ from ..checkpoint import (latest_checkpoint, load_into, load_module, load_train_
                           save_module, save_train_state)
 from ..config import RunConfig, config_from_dict, to_dict
 from ..data.features import FeatureStats
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..io import save_npy
 from .distributed import DistInfo, shard, wrap_ddp
 
@@ -86,7 +87,28 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: TextTables, cfg: RunConfig) -> dict:
+class Amp:
+    """Mixed precision for training on CUDA (`train.amp`): autocast to bf16 / fp16, and a gradient
+    scaler for fp16. `Amp("none", ...)` changes nothing (the faithful fp32 default)."""
+
+    def __init__(self, mode: str, device: str) -> None:
+        import torch
+
+        if mode != "none" and not str(device).startswith("cuda"):
+            raise ConfigError(f"train.amp={mode!r} needs a CUDA device, but training runs on {device!r}; "
+                              "set train.amp: none for CPU training.")
+        self.mode = mode
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+
+
+def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: TextTables, cfg: RunConfig,
+               amp: Amp | None = None) -> dict:
     """One optimisation step on (this rank's shard of) a batch; returns the loss terms as floats."""
     import torch
 
@@ -94,14 +116,24 @@ def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: Te
 
     pos_text = tables.indexed(labels)
     neg_text = tables.indexed(draw.neg)
-    out = triplet_diffusion_loss(model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss,
-                                 pos_label=labels, neg_label=draw.neg)
+    scaler = amp.scaler if amp is not None else None
+    with amp.autocast() if amp is not None else contextlib.nullcontext():
+        out = triplet_diffusion_loss(model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss,
+                                     pos_label=labels, neg_label=draw.neg)
     optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
+    if scaler is not None:
+        scaler.scale(out["loss"]).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients
+    else:
+        out["loss"].backward()
     if cfg.train.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-    optimizer.step()
-    return {k: float(out[k].detach().mean()) for k in ("loss", "diffusion", "triplet")}
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return {k: float(out[k].detach().float().mean()) for k in ("loss", "diffusion", "triplet")}
 
 
 def build_training(cfg: RunConfig, device: str):
@@ -142,7 +174,7 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     y_all = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
     tables = TextTables.from_class_text(class_text, device)
     model, schedule, opt, sched = build_training(cfg, device)
-    schedule = schedule.to(device) if hasattr(schedule, "to") else schedule
+    amp = Amp(cfg.train.amp, device)
     start, history = 0, {"step": [], "loss": [], "diffusion": [], "triplet": []}
     ckpt_root = out_dir / "checkpoints"
     if resume:
@@ -170,7 +202,7 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
                          cfg.schedule.num_steps, seen_classes)
         mine = StepDraw(draw.idx[part].to(device), draw.t[part].to(device), draw.eps[part].to(device),
                         draw.neg[part].to(device))
-        terms = train_step(net, schedule, opt, z_all[mine.idx], y_all[mine.idx], mine, tables, cfg)
+        terms = train_step(net, schedule, opt, z_all[mine.idx], y_all[mine.idx], mine, tables, cfg, amp)
         sched.step()
         bar.update(1)
         if step % log_every == 0 or step == cfg.train.iterations - 1:

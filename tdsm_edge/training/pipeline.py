@@ -15,67 +15,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import RunConfig, load_config, replace, save_config, to_dict
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from .distributed import DistInfo, barrier
+from .split_data import SplitData, dataset_classes, prepare_data  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SplitData:
-    """Preprocessed windows (N, 3, T, V, M) float32 with global labels, for one split."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray      # held-out seen + unseen validation samples (GZSL calibration only)
-    y_val: np.ndarray
-    x_test: np.ndarray     # unseen-class test (ztest) followed by held-out seen-class test: together gtest
-    y_test: np.ndarray
-    unseen: np.ndarray     # (Ku,) global class indices
-    seen: np.ndarray       # (Ks,)
-
-
-def dataset_classes(dataset: str) -> tuple[list[str], list[str]]:
-    """(names, descriptions) of every class of a dataset, in global index order."""
-    if dataset == "synthact":
-        from ..data.synthact import class_descriptions, class_names
-
-        return list(class_names()), list(class_descriptions())
-    raise ConfigError(f"dataset {dataset!r} is not supported by the training pipeline yet; use 'synthact'.")
-
-
-def prepare_data(cfg: RunConfig, split: str, progress: bool = True) -> SplitData:
-    """Generate and preprocess the synthact sequences of one split (deterministic in cfg.data.seed)."""
-    from ..data.synthact import generate, load_split
-    from ..skeleton.preprocess import preprocess_batch
-
-    d = cfg.data
-    if d.dataset != "synthact":
-        raise ConfigError(f"data.dataset {d.dataset!r}: only 'synthact' can be generated here.")
-    unseen, seen = load_split(split)
-    t0 = time.perf_counter()
-
-    def make(classes: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        raw, y = generate(classes, per_class, seed=seed, frames=d.frames)
-        return preprocess_batch(raw, d.frames), y
-
-    # different seeds keep train, validation and test sequences disjoint
-    x_train, y_train = make(seen, d.samples_per_class, d.seed)
-    x_vs, y_vs = make(seen, d.val_per_class, d.seed + 1)
-    x_vu, y_vu = make(unseen, d.val_per_class, d.seed + 1)
-    x_ts, y_ts = make(seen, d.gzsl_seen_per_class, d.seed + 2)
-    x_tu, y_tu = make(unseen, d.test_per_class, d.seed + 2)
-    x_test, y_test = np.concatenate([x_tu, x_ts]), np.concatenate([y_tu, y_ts])
-    log.info("data %s: %d train, %d val, %d test sequences in %.1fs", split, len(x_train),
-             len(x_vs) + len(x_vu), len(x_test), time.perf_counter() - t0)
-    return SplitData(x_train, y_train, np.concatenate([x_vs, x_vu]), np.concatenate([y_vs, y_vu]),
-                     x_test, y_test, np.asarray(unseen, np.int64), np.asarray(seen, np.int64))
 
 
 def text_cache_dir() -> Path:
@@ -115,7 +64,9 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
     feat_dir = seed_dir / "features"
     done = lambda p: (p / "model.safetensors").is_file() and (p / "config.json").is_file()  # noqa: E731
     ran = False  # did any stage (re)train in this call? then earlier metrics are stale
-    if dist.is_main and not (resume and is_complete(feat_dir)):
+    if data.features is not None:  # published features: no encoder stage
+        feats = data.features
+    elif dist.is_main and not (resume and is_complete(feat_dir)):
         ran = True
         enc = train_encoder(data.x_train, data.y_train, data.seen, cfg.encoder, seed,
                             data.x_val[np.isin(data.y_val, data.seen)], data.y_val[np.isin(data.y_val, data.seen)],
@@ -129,7 +80,8 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
             gtest=z(data.x_test, "gtest features"), g_label=data.y_test,
             val=z(data.x_val, "val features"), val_label=data.y_val))
     barrier(dist)
-    feats = load_feature_folder(feat_dir, num_classes=len(text.names), unseen=data.unseen)
+    if data.features is None:
+        feats = load_feature_folder(feat_dir, num_classes=len(text.names), unseen=data.unseen)
     if not (resume and done(seed_dir / "denoiser")):
         ran = True
         has_ckpt = (seed_dir / "denoiser" / "checkpoints").is_dir() and any((seed_dir / "denoiser" / "checkpoints").glob("step_*"))

@@ -92,3 +92,24 @@ def test_denoiser_training_runs_on_cuda(tmp_path):
     assert np.mean(hist["loss"][-3:]) < 0.8 * np.mean(hist["loss"][:3])
     loaded, *_ = load_denoiser(tmp_path, device="cuda")
     assert next(loaded.parameters()).is_cuda
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_training_learns_on_cuda(tmp_path, amp):
+    from tdsm_edge.training.denoiser_trainer import train_denoiser
+
+    class Text:
+        global_, local, mask = (x.numpy() for x in _text(K=6, L=6, Dc=48))
+
+    cfg = config_from_dict({
+        "encoder": {"feature_dim": 32}, "text": {"num_tokens": 6},
+        "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
+        "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda", "amp": amp},
+    })
+    g = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 16)
+    z = (g.normal(size=(6, 32))[y] * 2 + 0.1 * g.normal(size=(len(y), 32))).astype(np.float32)
+    model, hist = train_denoiser(z, y, Text(), np.arange(4), cfg, tmp_path, device="cuda", progress=False)
+    assert all(np.isfinite(hist["loss"]))
+    assert np.mean(hist["loss"][-3:]) < 0.8 * np.mean(hist["loss"][:3])
+    assert next(model.parameters()).dtype == torch.float32  # autocast keeps fp32 master weights

@@ -1,12 +1,11 @@
 """Denoiser training: exact resume, and a DDP step (gloo, 2 CPU processes) equal to a single-process step."""
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
 
 from tdsm_edge.config import config_from_dict
+from tdsm_edge.errors import ConfigError
 from tdsm_edge.training.denoiser_trainer import (StepDraw, TextTables, build_training, draw_step, load_denoiser,
                                                   train_denoiser, train_step)
 from tdsm_edge.training.distributed import DistInfo, shard, wrap_ddp
@@ -149,3 +148,9 @@ def test_batch_must_divide_world():
 
     with pytest.raises(ConfigError, match="divisible"):
         shard(10, DistInfo(0, 3, 0))
+
+
+def test_amp_needs_cuda(tmp_path):
+    z, y = _data()
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        train_denoiser(z, y, _Text(), SEEN, _cfg(amp="bf16"), tmp_path, progress=False)

@@ -49,6 +49,8 @@ class TextConfig:
     checkpoint: str | None = None        # local weights file (OpenCLIP needs one; MiniLM ships its own)
     prompt_sets: tuple[str, ...] = ("label", "description")   # encoded separately, concatenated on channels
     num_tokens: int = 16                 # L: local tokens per prompt (padded/truncated)
+    published_features: bool = False     # OpenCLIP: the published TDSM text pipeline (pad states kept,
+                                         # penultimate layer, EOT pooling); needed for published checkpoints
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,8 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.iterations >= 1 and cfg.train.batch_size >= 2, "train.iterations >= 1 and batch_size >= 2"),
         (len(cfg.encoder.channels) == len(cfg.encoder.strides),
          "encoder.channels and encoder.strides must have the same length"),
+        (not cfg.text.published_features or cfg.text.encoder.startswith("openclip:"),
+         "text.published_features reproduces the published OpenCLIP pipeline; it needs an openclip:* encoder"),
         (cfg.train.amp in ("none", "bf16", "fp16"), f"train.amp {cfg.train.amp!r} must be none, bf16 or fp16"),
         (cfg.data.dataset in DATASETS, f"data.dataset {cfg.data.dataset!r} must be one of {list(DATASETS)}"),
         (cfg.data.protocol in ("xsub", "xview", "xset"),

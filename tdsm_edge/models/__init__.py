@@ -14,6 +14,7 @@ _EXPORTS = {
     "DDPMSchedule": ".schedule",
     "ShiftGCN": ".shift_gcn",
     "build_shift_gcn": ".shift_gcn",
+    "load_published_checkpoint": ".published",
 }
 
 __all__ = sorted(_EXPORTS)

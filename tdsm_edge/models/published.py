@@ -233,7 +233,7 @@ def published_run_config(dcfg: DenoiserConfig, base: Any = None) -> Any:
         base = RunConfig(name="tdsm_published", data=DataConfig(dataset="ntu60", split="ru5"),
                          encoder=encoder_preset("paper", feature_dim=dcfg.z_dim),
                          text=TextConfig(encoder="openclip:ViT-H-14", prompt_sets=("label", "description"),
-                                         num_tokens=dcfg.num_tokens),
+                                         num_tokens=dcfg.num_tokens, published_features=True),
                          train=TrainConfig(standardize_features=False))
     elif base.train.standardize_features:
         log.info("train.standardize_features set to False: the published code feeds raw features")

@@ -41,7 +41,12 @@ def class_text_for(cfg: RunConfig, root: Path):
 
     path = root / "text" / "class_text.safetensors"
     names, descs = dataset_classes(cfg.data.dataset)
-    enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint)
+    options = {}
+    if cfg.text.published_features:
+        from ..text.openclip import TDSM_PUBLISHED_OPTIONS
+
+        options = dict(TDSM_PUBLISHED_OPTIONS)
+    enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint, **options)
     text = encode_classes(enc, [ClassPrompts(n, s) for n, s in zip(names, descs)], cfg.text.prompt_sets,
                           cfg.text.num_tokens, cache_dir=text_cache_dir())
     if text.global_.shape[1] != cfg.denoiser.cond_dim:

@@ -20,6 +20,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestep", type=int, default=None, help="t: fixed diffusion step (default: the run's eval.timestep)")
     p.add_argument("--sweep-noises", type=int, nargs="*", default=None, help="also evaluate these J and plot accuracy vs J")
     p.add_argument("--sweep-timesteps", type=int, nargs="*", default=None, help="also evaluate these t and plot accuracy vs t")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value of the run's config (yaml syntax), e.g. --set data.features=PATH; "
+                        "repeatable. A run without config.yaml (a converted published checkpoint) gets the "
+                        "--config file's.")
+    p.add_argument("--config", default=None,
+                   help="config yaml to store in a run folder that has none (default: refuse)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
     return p
@@ -35,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .config import load_config, replace, validate
+    from .config import apply_overrides, load_config, replace, save_config, validate
     from .errors import DataError, TdsmError
 
     try:
@@ -45,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"{str(run)!r} holds no trained seed folder (…/<split>/seed<k>/denoiser); "
                             "train one first with python -m tdsm_edge.train.")
         root = seeds[0].parent.parent
-        cfg = load_config(root / "config.yaml")
+        if not (root / "config.yaml").is_file():
+            if not args.config:
+                raise DataError(f"{root} has no config.yaml; pass --config (e.g. the yaml the checkpoint was trained "
+                                "with) so its data, text and eval sections can be stored there.")
+            save_config(load_config(args.config), root / "config.yaml")
+        cfg = apply_overrides(load_config(root / "config.yaml"), args.overrides)
         ev = cfg.eval
         changes = {k: v for k, v in dict(num_noises=args.noises, timestep=args.timestep,
                                          sweep_noises=tuple(args.sweep_noises) if args.sweep_noises is not None else None,
@@ -60,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         from .training.summary import summarize, summary_table, write_summary
 
         device = resolve_device(args.device)
-        text = ClassText.load(root / "text" / "class_text.safetensors")
+        text_path = root / "text" / "class_text.safetensors"
+        if text_path.is_file():
+            text = ClassText.load(text_path)
+        else:  # e.g. a converted published checkpoint: encode the class prompts once, as training would
+            from .training.pipeline import class_text_for
+
+            text = class_text_for(cfg, root)
         results: dict = {}
         for sd in seeds:
             split = sd.parent.name

@@ -127,3 +127,33 @@ def test_raw_ntu_skeletons_build_then_train(tmp_path, monkeypatch):
     assert set(unseen.tolist()) <= set(val_y.tolist())  # training-side unseen recordings validate only
     m = json.loads((out / "ru5" / "seed1" / "metrics.json").read_text())
     assert m["num_unseen"] == 5 and "gzsl" in m["tdsm"]
+
+
+def test_published_checkpoint_convert_then_evaluate(tmp_path, monkeypatch):
+    """The documented two-command route: convert a published checkpoint, evaluate it on a feature folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tdsm_edge.config import config_from_dict
+    from tdsm_edge.models.denoiser import TDSMDenoiser
+    from tdsm_edge.models.published import main as convert_main
+
+    monkeypatch.setenv("TDSM_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = config_from_dict({**CFG, "denoiser": {**CFG["denoiser"], "mask_text_padding": False}})
+    torch.manual_seed(0)
+    net = TDSMDenoiser(cfg.denoiser)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    (tmp_path / "best").mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "best" / "model.safetensors"))
+    _synse_folder(tmp_path / "shift_5_r", with_val=False)
+    yml = tmp_path / "c.yaml"
+    yml.write_text(yaml.safe_dump({**CFG, "train": {**CFG["train"], "standardize_features": False}}))
+    run = tmp_path / "runs" / "pub"
+    assert convert_main(["--checkpoint", str(tmp_path / "best"), "--out", str(run / "ru5" / "seed1" / "denoiser"),
+                         "--heads", "2", "--config", str(yml), "--log-level", "WARNING"]) == 0
+    assert evaluate_cli.main(["--run", str(run), "--config", str(yml), "--set", f"data.features={tmp_path / 'shift_5_r'}",
+                              "--log-level", "WARNING"]) == 0
+    m = json.loads((run / "ru5" / "seed1" / "metrics.json").read_text())
+    assert m["num_unseen"] == 5 and 0.0 <= m["tdsm"]["zsl"]["top1"] <= 1.0
+    assert (run / "text" / "class_text.safetensors").is_file() and (run / "config.yaml").is_file()

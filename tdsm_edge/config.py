@@ -25,7 +25,8 @@ class DataConfig:
     frames: int = 64                     # sequence length T after resampling
     seed: int = 0                        # data generation seed (independent of the model seed)
     skeletons: str | None = None         # ntu60 / ntu120 / pku51: folder built by `python -m tdsm_edge.data.build`
-    features: str | None = None          # a published SynSE-layout feature folder: skips the encoder
+    features: str | None = None          # a published feature folder (SynSE / PURLS / SMIE layout): skips the encoder
+    feature_pool: str | None = None      # PURLS per-position features (N, C, T, V): "mean" or "purls" pooling
     protocol: str = "xsub"               # which recordings train the encoder: xsub | xview | xset (NTU)
 
 
@@ -312,6 +313,8 @@ def validate(cfg: RunConfig) -> None:
          "text.published_features reproduces the published OpenCLIP pipeline; it needs an openclip:* encoder"),
         (cfg.train.amp in ("none", "bf16", "fp16"), f"train.amp {cfg.train.amp!r} must be none, bf16 or fp16"),
         (cfg.data.dataset in DATASETS, f"data.dataset {cfg.data.dataset!r} must be one of {list(DATASETS)}"),
+        (cfg.data.feature_pool in (None, "mean", "purls"),
+         f"data.feature_pool {cfg.data.feature_pool!r} must be null, mean or purls"),
         (cfg.data.protocol in ("xsub", "xview", "xset"),
          f"data.protocol {cfg.data.protocol!r} must be xsub, xview or xset"),
         (not (cfg.data.skeletons and cfg.data.features),

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _seed_dirs(run: Path) -> list[Path]:
     if (run / "denoiser").is_dir():
         return [run]
-    return sorted(p for p in run.glob("*/seed*") if (p / "denoiser").is_dir())
+    return sorted(p for p in run.glob("*/seed*") if (p / "denoiser").is_dir() and p.name[4:].isdigit())
 
 
 def main(argv: list[str] | None = None) -> int:

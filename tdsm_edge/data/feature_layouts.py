@@ -155,8 +155,8 @@ def pool_features(x: np.ndarray, pool: str | None, name: str = "features") -> np
         return x
     if pool is None:
         raise DataError(f"{name} holds per-position features of shape {x.shape} (N, D, ...), not pooled (N, D) "
-                        "ones (PURLS publishes them so). Pass pool='mean' (plain average, like Shift-GCN's "
-                        "global pooling) or pool='purls' (L2-normalise each D-vector, then average, as PURLS does).")
+                        "ones (PURLS publishes them so). Set data.feature_pool: mean (plain average, like Shift-GCN's "
+                        "global pooling) or data.feature_pool: purls (L2-normalise each D-vector, then average, as PURLS does).")
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{name} must hold float features; got {x.dtype}.")
     N, D = x.shape[:2]

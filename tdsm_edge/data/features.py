@@ -53,7 +53,9 @@ def save_feature_folder(folder: str | Path, feats: FeatureFolder) -> None:
     (folder / COMPLETE).unlink(missing_ok=True)
     for name in REQUIRED + OPTIONAL:
         arr = getattr(feats, name)
-        if arr is not None:
+        if arr is None:  # an optional array left from an earlier extraction must not be loaded with these
+            (folder / f"{name}.npy").unlink(missing_ok=True)
+        else:
             dtype = np.int64 if name.endswith("label") else np.float32
             save_npy(folder / f"{name}.npy", np.ascontiguousarray(arr, dtype=dtype))
     (folder / COMPLETE).write_text("all arrays written\n")
@@ -127,8 +129,8 @@ def validate_feature_folder(feats: FeatureFolder | Mapping[str, np.ndarray | Non
 
     Checks: every pair as in `check_feature_pair`; one feature width Dz across files. With `unseen`:
     train labels are all seen; ztest labels are all unseen and not empty; gtest holds an unseen class.
-    Logged warnings (the data is still usable): an unseen class without a ztest sample; a gtest without
-    any seen-class sample (GZSL cannot be measured, e.g. PURLS / SMIE publish unseen-only test sets).
+    Every unseen class must have a ztest sample (else the folder belongs to another split).
+    Logged warning (the data is still usable): a gtest without any seen-class sample (GZSL cannot be measured, e.g. PURLS / SMIE publish unseen-only test sets).
 
     Returns:
         The FeatureFolder with float32 features and int64 labels.
@@ -178,8 +180,10 @@ def _check_split(arrays: Mapping[str, np.ndarray], folder, num_classes: int | No
                         "labels are local (0..K-1 within a subset) instead of global class indices.")
     missing = sorted(unseen_set - z)
     if missing:
-        log.warning("%s: unseen classes %s have no %s sample, so their ZSL accuracy cannot be measured "
-                    "(they still compete as candidate classes)", folder, missing[:10], label["z_label"])
+        raise DataError(f"{folder}: unseen classes {missing[:10]} have no {label['z_label']} sample. Published "
+                        "folders hold test samples of every unseen class of their split, so these features were "
+                        "made for another split (e.g. a SynSE folder used for a random SMIE split, whose unseen "
+                        "classes the encoder may have been trained on); use the folder made for this split.")
     g = set(arrays["g_label"].tolist())
     if not g & unseen_set:
         raise DataError(f"{folder}: {label['g_label']} has no unseen-class sample; the GZSL test set must hold "

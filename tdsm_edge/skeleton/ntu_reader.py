@@ -260,9 +260,9 @@ def body_energy(tracks: np.ndarray) -> np.ndarray:
     x = np.asarray(tracks, dtype=np.float64)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise InputError(f"body tracks must be shaped (B, T, V, 3), got {x.shape}; read_skeleton returns that.")
-    on = np.any(x != 0, axis=(2, 3))                  # (B, T)
-    n = np.maximum(on.sum(1), 1)[:, None, None]       # (B, 1, 1)
-    w = on[:, :, None, None]                          # (B, T, 1, 1)
+    on = np.any(x != 0, axis=3)                       # (B, T, V): joint tracked (a lost joint is 0, not a position)
+    n = np.maximum(on.sum(1), 1)[..., None]           # (B, V, 1)
+    w = on[..., None]                                 # (B, T, V, 1)
     mean = (x * w).sum(1) / n                         # (B, V, 3)
     var = (((x - mean[:, None]) * w) ** 2).sum(1) / n  # (B, V, 3)
     return var.sum(axis=(1, 2))
@@ -276,7 +276,9 @@ def select_bodies(tracks: np.ndarray, max_bodies: int = 2) -> np.ndarray:
     then to the one that appears first. Motion rather than Shift-GCN's std over all joints, because
     that std also grows with the body's spatial extent, so a large still false detection (furniture,
     a second body hypothesis over the actor) can outrank the acting person; a flicker tracked in
-    a single frame has zero motion and ranks last.
+    a single frame has zero motion and ranks last. Tracks are then placed in rank order, and a
+    track that never overlaps in time with an already kept one continues it (Kinect re-assigns a
+    body ID when it loses a person; CTR-GCN merges such fragments too).
 
     Args:
         tracks: `(B, T, V, 3)` from `read_skeleton`, 0 where a body is absent (B may be 0).
@@ -287,10 +289,24 @@ def select_bodies(tracks: np.ndarray, max_bodies: int = 2) -> np.ndarray:
     if not isinstance(max_bodies, (int, np.integer)) or max_bodies < 1:
         raise InputError(f"max_bodies must be a positive int, got {max_bodies!r}.")
     B, T, V, _ = x.shape
-    frames = np.any(x != 0, axis=(2, 3)).sum(1)       # (B,)
-    order = np.lexsort((np.arange(B), -frames, -energy))[:max_bodies]  # last key sorts first
+    present = np.any(x != 0, axis=(2, 3))             # (B, T)
+    frames = present.sum(1)                           # (B,)
+    order = np.lexsort((np.arange(B), -frames, -energy))  # last key sorts first
+    # Kinect re-assigns a body ID when it loses a person: a track that never overlaps in time with a
+    # kept one continues it (as CTR-GCN merges ID fragments), instead of taking the second slot.
     out = np.zeros((max_bodies, T, V, 3), np.float32)
-    out[: len(order)] = x[order]
+    used = np.zeros((max_bodies, T), bool)
+    kept = 0
+    for b in order:
+        if frames[b] == 0:
+            continue
+        slot = next((k for k in range(kept) if not (used[k] & present[b]).any()), None)
+        if slot is None:
+            if kept == max_bodies:
+                continue
+            slot, kept = kept, kept + 1
+        out[slot, present[b]] = x[b, present[b]]
+        used[slot] |= present[b]
     return out
 
 

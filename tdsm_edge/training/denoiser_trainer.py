@@ -187,6 +187,8 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
         gen = torch.Generator()
         record = load_train_state(last, opt, sched, gen)
         start, history = int(record["step"]), record.get("history", history)
+        if amp.scaler is not None and record.get("grad_scaler"):
+            amp.scaler.load_state_dict(record["grad_scaler"])  # fp16: resume with the learned loss scale
         log.info("resumed from %s at step %d", last, start)
     net = model
     if dist.enabled:
@@ -212,7 +214,7 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
             bar.set_postfix(loss=f"{terms['loss']:.4f}", trip=f"{terms['triplet']:.4f}")
         every = cfg.train.checkpoint_every
         if dist.is_main and every and (step + 1) % every == 0 and step + 1 < cfg.train.iterations:
-            _save_step(ckpt_root / f"step_{step + 1:07d}", model, opt, sched, step + 1, cfg, seen_classes, history)
+            _save_step(ckpt_root / f"step_{step + 1:07d}", model, opt, sched, step + 1, cfg, seen_classes, history, amp)
             prune_checkpoints(ckpt_root, keep=2)
     bar.close()
     model.eval()
@@ -221,11 +223,15 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     return model, history
 
 
-def _save_step(folder: Path, model, opt, sched, step: int, cfg: RunConfig, seen_classes, history) -> None:
+def _save_step(folder: Path, model, opt, sched, step: int, cfg: RunConfig, seen_classes, history,
+               amp: Amp | None = None) -> None:
     import torch
 
     save_module(folder, model.state_dict(), {"config": to_dict(cfg), "seen_classes": np.asarray(seen_classes).tolist()})
-    save_train_state(folder, opt, sched, step, torch.Generator(), extra={"history": history})
+    extra = {"history": history}
+    if amp is not None and amp.scaler is not None:
+        extra["grad_scaler"] = amp.scaler.state_dict()
+    save_train_state(folder, opt, sched, step, torch.Generator(), extra=extra)
 
 
 def save_denoiser(folder: str | Path, model, cfg: RunConfig, seen_classes, stats: FeatureStats,

@@ -70,7 +70,8 @@ def seed_features(cfg: RunConfig, seed_dir, unseen: np.ndarray, num_classes: int
     from ..data.features import load_feature_folder, load_features
 
     if cfg.data.features:
-        return load_features(cfg.data.features, layout="auto", num_classes=num_classes, unseen=unseen)
+        return load_features(cfg.data.features, layout="auto", num_classes=num_classes, unseen=unseen,
+                             pool=cfg.data.feature_pool)
     return load_feature_folder(Path(seed_dir) / "features", num_classes=num_classes, unseen=unseen)
 
 
@@ -121,7 +122,7 @@ def _published_features(cfg: RunConfig, unseen: np.ndarray, seen: np.ndarray) ->
     from ..data.features import load_features
 
     feats = load_features(cfg.data.features, layout="auto", num_classes=benchmarks.NUM_CLASSES[cfg.data.dataset],
-                          unseen=unseen)
+                          unseen=unseen, pool=cfg.data.feature_pool)
     if feats.dim != cfg.denoiser.z_dim:
         raise ConfigError(f"{cfg.data.features}: features are {feats.dim}-d but denoiser.z_dim is "
                           f"{cfg.denoiser.z_dim}; set denoiser.z_dim and encoder.feature_dim to {feats.dim}.")
@@ -145,7 +146,7 @@ def _built_skeletons(cfg: RunConfig, unseen: np.ndarray, seen: np.ndarray) -> Sp
 
     d = cfg.data
     t0 = time.perf_counter()
-    built = load_built(d.skeletons)
+    built = load_built(d.skeletons, mmap=True)  # only the split's rows are copied into memory
     if built.meta["dataset"] != d.dataset:
         raise ConfigError(f"{d.skeletons} was built for {built.meta['dataset']!r} but data.dataset is "
                           f"{d.dataset!r}; build it with --dataset {d.dataset} or point data.skeletons elsewhere.")

@@ -60,3 +60,11 @@ def test_protocol_file_errors(tmp_path):
     p.write_text("Training videos:\n0001-L\nTest videos:\n0001-L\n")
     with pytest.raises(DataError, match="both training and test"):
         read_protocol_file(p)
+
+
+def test_an_unpaired_file_is_reported_not_fatal(tmp_path):
+    skel_dir, lab_dir, _ = _write(tmp_path)
+    (lab_dir / "0002-R.txt").unlink()
+    listing = list_pku(skel_dir, lab_dir)
+    assert {i.name.split("_")[0] for i in listing.items} == {"0001-L", "0001-M"}
+    assert len(listing.bad) == 1 and "0002-R" in listing.bad[0][0] and "no label file" in listing.bad[0][1]

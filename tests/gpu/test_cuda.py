@@ -104,7 +104,8 @@ def test_mixed_precision_training_learns_on_cuda(tmp_path, amp):
     cfg = config_from_dict({
         "encoder": {"feature_dim": 32}, "text": {"num_tokens": 6},
         "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
-        "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda", "amp": amp},
+        "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda", "amp": amp,
+                  "checkpoint_every": 50},
     })
     g = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 16)
@@ -113,3 +114,7 @@ def test_mixed_precision_training_learns_on_cuda(tmp_path, amp):
     assert all(np.isfinite(hist["loss"]))
     assert np.mean(hist["loss"][-3:]) < 0.8 * np.mean(hist["loss"][:3])
     assert next(model.parameters()).dtype == torch.float32  # autocast keeps fp32 master weights
+    import json
+
+    states = [json.loads(p.read_text()) for p in tmp_path.glob("checkpoints/step_*/train_state.json")]
+    assert states and all(("grad_scaler" in st) == (amp == "fp16") for st in states)

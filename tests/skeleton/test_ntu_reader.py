@@ -214,7 +214,19 @@ def test_select_pads_and_breaks_ties_by_tracked_frames_then_order():
     x[2, 1:4] = 2.0                # energy 0, 3 frames, appears later
     out = select_bodies(x)
     np.testing.assert_array_equal(out[0], x[1])
-    np.testing.assert_array_equal(out[1], x[2])
+    np.testing.assert_array_equal(out[1], x[2] + x[0])  # x[0] never overlaps x[2]: a fragment of it
+
+
+def test_select_merges_a_body_id_switch_into_one_slot():
+    rng = np.random.default_rng(3)
+    actor, other = W.random_body(rng, 6, speed=0.1), W.random_body(rng, 6, speed=0.05)
+    x = np.zeros((3, 6, V, 3), np.float32)
+    x[0, :3], x[1, 3:] = actor[:3], actor[3:]   # Kinect re-assigned the actor's ID at frame 3
+    x[2] = other                                 # a second person tracked throughout
+    out = select_bodies(x)
+    slots = {0: out[0], 1: out[1]}
+    assert any(np.array_equal(v, actor) for v in slots.values())
+    assert any(np.array_equal(v, other) for v in slots.values())
 
 
 def test_select_rejects_bad_input():

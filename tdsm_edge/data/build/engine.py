@@ -72,7 +72,8 @@ def build_dataset(out: str | Path, listing: Listing, *, source: str, dataset: st
     options = {"source": source, "dataset": dataset, "frames": frames, "align_view": bool(align_view),
                "layout": mod.LAYOUT, "chunk_size": chunk_size, "items": len(listing.items), "items_sha256": digest}
     if _prepare(out, options, resume, overwrite):
-        log.info("%s already holds a complete build with these options; nothing to do", out)
+        log.info("%s already holds a complete build with these options; nothing to do (files in its "
+                 "bad_files.json are not retried: rebuild with --overwrite after repairing them)", out)
         return read_json(out / "meta.json")
     parts = out / PARTS
     parts.mkdir(parents=True, exist_ok=True)
@@ -231,8 +232,9 @@ def _assemble(out: Path, parts: list[Path], options: dict, listing: Listing, mod
     log.info("built %s: %d samples in %s (%s)", options["dataset"], N, out,
              ", ".join(f"{k} {v}" for k, v in counts.items()))
     if bad:
-        log.warning("%d file(s) could not be used and are listed in %s; first: %s", len(bad),
-                    out / "bad_files.json", bad_json[0]["error"])
+        log.warning("%d file(s) could not be used and are listed in %s; first: %s. --resume keeps them out; "
+                    "after repairing them, rebuild with --overwrite", len(bad), out / "bad_files.json",
+                    bad_json[0]["error"])
     return meta
 
 

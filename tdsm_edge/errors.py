@@ -26,6 +26,10 @@ class EngineIncompatibleError(BundleError):
     """An engine plan was built for another TensorRT version or GPU."""
 
 
+class ExportError(TdsmError):
+    """An export (ONNX graph, engine build) failed or produced a graph that breaks its contract."""
+
+
 class InputError(TdsmError, ValueError):
     """An input array has the wrong shape, dtype or values."""
 

@@ -1,0 +1,237 @@
+"""The folded TDSM scorer: raw skeleton features + class tables → per-class errors, one batched graph.
+
+At a fixed t and a fixed noise bank ε_1..ε_J, the paper scores class k by
+    e[k] = Σ_j mean_d (model(x_t(z, ε_j), t, text_k) − target(z, ε_j))²
+with J × K denoiser passes per sample. `FoldedScorer` computes the same numbers as ONE batched
+computation over B × K × J rows, with every sample-independent quantity taken from constants:
+
+    folded into the scorer (buffers)         standardisation (mean, std), sqrt(ᾱ_t), sqrt(1−ᾱ_t),
+                                             the noise bank, the diffusion target when it is ε
+    read from the class tables (tables.py)   every adaLN output, the final layer's shift/scale, the
+                                             text tokens entering block 0 and their q|k|v, the mask
+    computed per (b, j) only, not per class  x_t, x_embedder(x_t), block 0's LayerNorm of it
+    computed per row (b, k, j)               the skeleton token through every block; the text tokens
+                                             from block 0's attention output on (they attend to the
+                                             skeleton token, so they differ per sample)
+    dropped                                  the last block's text queries, proj_c and mlp_c, and the
+                                             q third of its qkv_c (nothing reads them)
+
+Layout: activations are a grid `(B, K, J, S, D)` so per-class tables broadcast as `(1, K, 1, 1, D)`
+and per-sample tensors as `(B, 1, J, 1, D)`; attention runs on rows `(R = B·K·J, H, S, hd)`, rows
+ordered (b, k, j). Attention is written out (q scaled before q·kᵀ, softmax, ·v; no SDPA) so the
+ONNX graph has the MatMul–Softmax–MatMul pattern TensorRT fuses.
+
+Precision: every op's dtype is explicit. fp16 runs the linears, residual stream and attention
+matmuls in fp16 and keeps float32 islands: standardisation and x_t, LayerNorm, mask add + softmax,
+and the error reduction. fp32 is the reference (no casts at all).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
+from tdsm_edge.models.schedule import DDPMSchedule
+
+from .tables import (TABLE_SPEC, ClassTables, TablesModule, class_tables, layer_norm, linear_rows,
+                     precision_dtype, table_names)
+
+__all__ = ["FoldedScorer", "ClassTables", "TablesModule", "class_tables", "TABLE_SPEC", "table_names"]
+
+
+class _FoldedBlock(nn.Module):
+    """One denoiser block over the grid, reading its modulation from the class tables.
+
+    first: the text tokens' q|k|v come from the tables (`text_qkv0`), not from `qkv_c`.
+    last: only the skeleton token's output is computed (no text queries, proj_c, mlp_c).
+    """
+
+    def __init__(self, block: TDSMBlock, first: bool, last: bool) -> None:
+        super().__init__()
+        attn = block.attn
+        self.first, self.last = first, last
+        self.num_heads, self.head_dim, self.scale = attn.num_heads, attn.head_dim, attn.scale
+        D = attn.num_heads * attn.head_dim
+        self.qkv, self.proj, self.mlp = (copy.deepcopy(m) for m in (attn.qkv, attn.proj, block.mlp))
+        # the last block reads only k|v of the text (rows D:3D of qkv_c); the first reads them from the tables
+        self.qkv_c = None if first else (linear_rows(attn.qkv_c, D, 3 * D) if last else copy.deepcopy(attn.qkv_c))
+        self.proj_c = None if last else copy.deepcopy(attn.proj_c)
+        self.mlp_c = None if last else copy.deepcopy(block.mlp_c)
+
+    def _heads(self, t: torch.Tensor, S: int, parts: int) -> torch.Tensor:
+        """`(..., S, parts·D)` → `(parts, R, H, S, hd)` with R the product of the leading dims."""
+        t = t.reshape(-1, S, parts, self.num_heads, self.head_dim)  # (R, S, parts, H, hd)
+        return t.permute(2, 0, 3, 1, 4)  # (parts, R, H, S, hd)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor | None, ax: torch.Tensor, ac: torch.Tensor,
+                bias: torch.Tensor, grid: tuple, dtype: torch.dtype,
+                text_qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One block.
+
+        Args:
+            x: skeleton token `(B, 1 or K, J, 1, D)`.
+            text: text tokens `(B, K, J, L, D)`; for the first block the class table `text0` as
+                `(1, K, 1, L, D)` (None when the first block is also the last).
+            ax, ac: this block's modulation `(1, K, 1, 6, D)` (rows shift, 1+scale, gate × msa, mlp).
+            bias: `(R, 1, 1, 1+L) float32` key bias.
+            grid: (B, K, J) sizes; dtype: compute dtype.
+            text_qkv: first block only: the class table `text_qkv0` as `(1, K, 1, L, 3D or 2D)`.
+        Returns:
+            x `(B, K, J, 1, D)` and the text tokens `(B, K, J, L, D)` (None after the last block).
+        """
+        B, K, J = grid
+        L = bias.shape[-1] - 1
+        D = self.num_heads * self.head_dim
+        h = layer_norm(x, dtype) * ax[:, :, :, 1:2] + ax[:, :, :, 0:1]  # (B, K, J, 1, D)
+        q, k, v = self._heads(self.qkv(h), 1, 3).unbind(0)  # each (R, H, 1, hd)
+        if self.first:  # text q|k|v are class constants: broadcast them to every (b, j)
+            parts = text_qkv.shape[-1] // D
+            qkv_c = self._heads(text_qkv.expand(B, K, J, L, parts * D), L, parts)  # (parts, R, H, L, hd)
+        else:
+            hc = layer_norm(text, dtype) * ac[:, :, :, 1:2] + ac[:, :, :, 0:1]  # (B, K, J, L, D)
+            qkv_c = self._heads(self.qkv_c(hc), L, 2 if self.last else 3)  # (2 or 3, R, H, L, hd)
+        q = q if self.last else torch.cat((q, qkv_c[0]), dim=2)  # (R, H, 1 or 1+L, hd)
+        k = torch.cat((k, qkv_c[-2]), dim=2)  # (R, H, 1+L, hd)
+        v = torch.cat((v, qkv_c[-1]), dim=2)  # (R, H, 1+L, hd)
+
+        logits = (q * self.scale) @ k.transpose(-2, -1)  # (R, H, 1 or 1+L, 1+L)
+        attn = (logits.float() + bias).softmax(dim=-1).to(dtype)  # float32 island
+        out = attn @ v  # (R, H, 1 or 1+L, hd)
+        out = out.transpose(1, 2).reshape(B, K, J, out.shape[2], D)  # (B, K, J, 1 or 1+L, D)
+
+        x = x + ax[:, :, :, 2:3] * self.proj(out[:, :, :, :1])  # (B, K, J, 1, D)
+        h = layer_norm(x, dtype) * ax[:, :, :, 4:5] + ax[:, :, :, 3:4]  # (B, K, J, 1, D)
+        x = x + ax[:, :, :, 5:6] * self.mlp(h)  # (B, K, J, 1, D)
+        if self.last:
+            return x, None
+        text = text + ac[:, :, :, 2:3] * self.proj_c(out[:, :, :, 1:])  # (B, K, J, L, D)
+        h = layer_norm(text, dtype) * ac[:, :, :, 4:5] + ac[:, :, :, 3:4]  # (B, K, J, L, D)
+        return x, text + ac[:, :, :, 5:6] * self.mlp_c(h)  # (B, K, J, L, D)
+
+
+class FoldedScorer(nn.Module):
+    """`forward(z (B, Dz) raw features, **tables) -> (B, K) float32` errors summed over J (lower = better).
+
+    Built from a denoiser, its schedule, the noise bank `(J, Dz)`, the timestep t and the feature
+    statistics (z is standardised inside: `(z − mean) / std`, as `FeatureStats.apply`). Equal to
+    `tdsm_edge.scoring.score_reference` on standardised features (tested to 1e-5 relative in fp32).
+    The tables come from `class_tables` (fp32) or `TablesModule`; a fp16 scorer reads them as
+    `ClassTables.cast("fp16")` gives them (fp16, key_bias float32).
+    """
+
+    def __init__(self, model: TDSMDenoiser, schedule: DDPMSchedule, noises: torch.Tensor, t: int,
+                 stats=None, precision: str = "fp32") -> None:
+        """stats: a `FeatureStats` (or anything with float32 `mean`, `std` of shape (Dz,)); None = identity."""
+        super().__init__()
+        cfg = model.cfg
+        Dz = cfg.z_dim
+        if schedule.prediction not in ("epsilon", "sample", "v_prediction"):
+            raise ConfigError(f"FoldedScorer cannot fold prediction type {schedule.prediction!r}")
+        if noises.ndim != 2 or noises.shape[1] != Dz:
+            raise InputError(f"noises must be (J, Dz={Dz}), got {tuple(noises.shape)}")
+        self.cfg, self.t, self.prediction = cfg, int(t), schedule.prediction
+        self.precision, self.dtype = precision, precision_dtype(precision)
+        self.names = table_names(cfg.depth)
+        mean = np.zeros(Dz, np.float32) if stats is None else np.asarray(stats.mean, np.float32)
+        std = np.ones(Dz, np.float32) if stats is None else np.asarray(stats.std, np.float32)
+        if mean.shape != (Dz,) or std.shape != (Dz,):
+            raise InputError(f"feature stats must be (Dz={Dz},), got mean {mean.shape}, std {std.shape}")
+        noises = noises.detach().float().cpu()
+        a, s = schedule.coefficients(self.t, noises)  # 0-d float32, as schedule.add_noise uses them
+        self.register_buffer("mean", torch.from_numpy(mean.copy()))  # (Dz,)
+        self.register_buffer("std", torch.from_numpy(std.copy()))  # (Dz,)
+        self.register_buffer("noises", noises.clone())  # (J, Dz)
+        self.register_buffer("a", a.clone())  # () sqrt(ᾱ_t)
+        self.register_buffer("s", s.clone())  # () sqrt(1 − ᾱ_t)
+        last = cfg.depth - 1
+        net = nn.ModuleDict(dict(
+            x_embedder=copy.deepcopy(model.x_embedder),
+            blocks=nn.ModuleList([_FoldedBlock(b, i == 0, i == last) for i, b in enumerate(model.blocks)]),
+            final_linear=copy.deepcopy(model.final_layer.linear),
+        ))
+        self.net = net.float().requires_grad_(False)
+        self.to_precision_(precision)
+
+    @property
+    def num_noises(self) -> int:
+        return int(self.noises.shape[0])
+
+    def to_precision_(self, precision: str) -> "FoldedScorer":
+        """Cast the network weights (not the float32 constants) to `precision`, in place.
+
+        Only widening-free moves are allowed: fp32 → fp16, or no change. Going back to fp32 from
+        fp16 would pretend a precision the weights no longer have, so it raises.
+        """
+        dt = precision_dtype(precision)
+        current = next(self.net.parameters()).dtype
+        if current == torch.float16 and dt == torch.float32:
+            raise ConfigError("this scorer's weights are already fp16; build a fresh FoldedScorer for fp32")
+        self.net.to(dt)
+        self.precision, self.dtype = precision, dt
+        return self
+
+    def table_dtypes(self) -> dict[str, torch.dtype]:
+        """dtype of each class table this scorer reads: the compute dtype, key_bias float32."""
+        return {n: (torch.float32 if n == "key_bias" else self.dtype) for n in self.names}
+
+    def forward(self, z: torch.Tensor, **tables: torch.Tensor) -> torch.Tensor:
+        """Per-class errors.
+
+        Args:
+            z: `(B, Dz) float32` raw skeleton features (standardised here).
+            **tables: the class tables named in `self.names` (`TABLE_SPEC`), K rows each.
+        Returns:
+            `(B, K) float32`: Σ_j mean_d (prediction − target)² (lower = better).
+        """
+        self._check(z, tables)
+        dt, net = self.dtype, self.net
+        B, K, J = z.shape[0], tables["ada_x"].shape[0], self.noises.shape[0]
+        zs = (z.float() - self.mean) / self.std  # (B, Dz) float32
+        x_t = self.a * zs[:, None] + self.s * self.noises[None]  # (B, J, Dz) float32
+        x = net["x_embedder"](x_t.to(dt))[:, None, :, None]  # (B, 1, J, 1, D): not per class
+
+        R = B * K * J
+        bias = tables["key_bias"][None, :, None].expand(B, K, J, -1).reshape(R, 1, 1, -1)  # (R, 1, 1, 1+L)
+        ada_x = tables["ada_x"][None, :, None]  # (1, K, 1, depth, 6, D)
+        ada_c = tables["ada_c"][None, :, None]  # (1, K, 1, depth, 6, D)
+        text = tables["text0"][None, :, None] if "text0" in tables else None  # (1, K, 1, L, D)
+        text_qkv = tables["text_qkv0"][None, :, None]  # (1, K, 1, L, 3D or 2D)
+        for i, block in enumerate(net["blocks"]):
+            x, text = block(x, text, ada_x[:, :, :, i], ada_c[:, :, :, i], bias, (B, K, J), dt,
+                            text_qkv if i == 0 else None)  # (B, K, J, 1, D), (B, K, J, L, D) or None
+
+        fin = tables["ada_final"][None, :, None]  # (1, K, 1, 2, D)
+        h = layer_norm(x, dt) * fin[:, :, :, 1:2] + fin[:, :, :, 0:1]  # (B, K, J, 1, D)
+        pred = net["final_linear"](h)[:, :, :, 0]  # (B, K, J, Dz)
+        err = (pred.float() - self._target(zs)).pow(2).mean(dim=-1)  # (B, K, J) float32
+        return err.sum(dim=-1)  # (B, K)
+
+    def _target(self, zs: torch.Tensor) -> torch.Tensor:
+        """The diffusion target for the schedule's prediction type, float32, broadcastable to (B, K, J, Dz)."""
+        if self.prediction == "epsilon":
+            return self.noises[None, None]  # (1, 1, J, Dz): a constant
+        if self.prediction == "sample":
+            return zs[:, None, None]  # (B, 1, 1, Dz)
+        return (self.a * self.noises[None] - self.s * zs[:, None])[:, None]  # (B, 1, J, Dz): v
+
+    def _check(self, z: torch.Tensor, tables: dict[str, torch.Tensor]) -> None:
+        """Names, static dims and dtypes of the inputs (the dynamic B and K are not checked)."""
+        cfg = self.cfg
+        if sorted(tables) != sorted(self.names):
+            raise InputError(f"FoldedScorer needs the tables {list(self.names)}, got {sorted(tables)}")
+        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+            raise InputError(f"z must be (B, Dz={cfg.z_dim}), got {tuple(z.shape)}")
+        D, L, depth = cfg.hidden_size, cfg.num_tokens, cfg.depth
+        want = dict(text0=(L, D), text_qkv0=(L, (3 if depth > 1 else 2) * D), key_bias=(1 + L,),
+                    ada_x=(depth, 6, D), ada_c=(depth, 6, D), ada_final=(2, D))
+        dtypes = self.table_dtypes()
+        for name, tab in tables.items():
+            if tuple(tab.shape[1:]) != want[name] or tab.dtype != dtypes[name]:
+                raise InputError(
+                    f"class table {name!r} must be (K, {', '.join(map(str, want[name]))}) {dtypes[name]}, got "
+                    f"{tuple(tab.shape)} {tab.dtype}; compute tables with class_tables(...) and, for a "
+                    f"{self.precision} scorer, ClassTables.from_dict(tables).cast({self.precision!r})")

@@ -1,0 +1,216 @@
+"""Per-class constants of the TDSM denoiser at a fixed timestep: the class tables.
+
+At a fixed t, everything the denoiser computes from the class text alone (and t) is a constant per
+class. `class_tables` computes it once; `FoldedScorer` (folded.py) then only runs the per-sample
+work. What is a constant (all exact: the same operations, run once per class instead of per row):
+
+    c = t_emb(t) + fc_embedder(fc)           never stored; only its consumers are:
+    every adaLN output (both streams, all blocks) and the final layer's shift/scale
+    text tokens entering block 0             fl_embedder(fl) + fl_pos_embed
+    block 0's text q|k|v                     LN → modulate → qkv_c of those tokens (they do not
+                                             depend on the skeleton token yet)
+    the key-padding mask                     as an additive float32 bias
+
+After block 0's joint attention the text tokens have attended to the skeleton token, so from
+there on they are per sample; nothing later is folded.
+
+`TABLE_SPEC` names every table. Scales are stored as `1 + scale` (modulate is `x·(1+scale)+shift`;
+the sum is the same float whether formed here or per row), so the rows of a modulation table are
+(shift_msa, 1+scale_msa, gate_msa, shift_mlp, 1+scale_mlp, gate_mlp).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.denoiser import MASK_BIAS, TDSMDenoiser
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16}
+LN_EPS = 1e-6  # the denoiser's LayerNorm eps (published)
+
+# name → (shape, meaning). K is the dynamic class axis; every table has K first.
+TABLE_SPEC: dict[str, tuple[str, str]] = {
+    "text0": ("(K, L, D)", "text tokens entering block 0 (fl_embedder + fl_pos_embed); absent when depth == 1"),
+    "text_qkv0": ("(K, L, 3D)", "block 0 text-stream q|k|v; (K, L, 2D) k|v when depth == 1"),
+    "key_bias": ("(K, 1+L)", "float32 additive attention bias per key: 0 real, MASK_BIAS padded; skeleton key first"),
+    "ada_x": ("(K, depth, 6, D)", "skeleton-stream modulation per block (shift, 1+scale, gate) × (msa, mlp)"),
+    "ada_c": ("(K, depth, 6, D)", "text-stream modulation per block, same layout; block 0's msa rows are already "
+                                  "folded into text_qkv0 and the last block reads only its msa shift/scale"),
+    "ada_final": ("(K, 2, D)", "final layer (shift, 1+scale)"),
+}
+# rows of a (6, D) modulation table that hold 1 + scale
+_SCALE_ROWS = (1, 4)
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """torch dtype of a precision name ("fp32" | "fp16")."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not supported; use one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def layer_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The denoiser's affine-free LayerNorm, always computed in float32, returned as `dtype`."""
+    return F.layer_norm(x.float(), (x.shape[-1],), eps=LN_EPS).to(dtype)
+
+
+def table_names(depth: int) -> tuple[str, ...]:
+    """The table names a denoiser of `depth` blocks consumes, in graph-input order."""
+    names = tuple(TABLE_SPEC)
+    return names if depth > 1 else names[1:]
+
+
+@dataclass
+class ClassTables:
+    """The per-class constants of one class set at one t (see `TABLE_SPEC` for shapes).
+
+    Row k of every table belongs to class k, so a class subset is `tables.select(index)`.
+    """
+    text_qkv0: torch.Tensor
+    key_bias: torch.Tensor
+    ada_x: torch.Tensor
+    ada_c: torch.Tensor
+    ada_final: torch.Tensor
+    text0: torch.Tensor | None = None
+
+    @classmethod
+    def from_dict(cls, tables: dict[str, torch.Tensor]) -> "ClassTables":
+        unknown = sorted(set(tables) - set(TABLE_SPEC))
+        if unknown:
+            raise InputError(f"unknown class tables {unknown}; expected names from {list(TABLE_SPEC)}")
+        return cls(**tables)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """Tables by name in graph-input order (text0 omitted when None)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {n: d[n] for n in TABLE_SPEC if d.get(n) is not None}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.ada_x.shape[0])
+
+    def select(self, index: torch.Tensor | list[int]) -> "ClassTables":
+        """The tables of a class subset (or reordering): row k of the result is class `index[k]`."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return ClassTables(**{n: t[idx] for n, t in self.as_dict().items()})
+
+    def cast(self, precision: str) -> "ClassTables":
+        """Tables in the dtype a scorer of `precision` reads: all `precision`, key_bias float32."""
+        dt = precision_dtype(precision)
+        return ClassTables(**{n: (t.float() if n == "key_bias" else t.to(dt)) for n, t in self.as_dict().items()})
+
+
+class TablesModule(nn.Module):
+    """The tables graph: class text `fc (K, Dc)`, `fl (K, L, Dc)`, `mask (K, L)` → class tables.
+
+    Holds copies of the text-side weights (fc/fl embedders, every adaLN layer, block 0's qkv_c) in
+    the compute dtype of `precision`, and t_emb(t) as a float32 constant computed at build (the
+    timestep sinusoid and its MLP run once, in float32; nothing of t is left in the graph).
+    fp16: linears in fp16; c, SiLU and LayerNorm in float32; key_bias float32.
+    """
+
+    def __init__(self, model: TDSMDenoiser, t: int, precision: str = "fp32") -> None:
+        super().__init__()
+        cfg = model.cfg
+        self.precision = precision
+        self.dtype = precision_dtype(precision)
+        self.depth, self.num_tokens, self.cond_dim = cfg.depth, cfg.num_tokens, cfg.cond_dim
+        self.uses_mask = bool(cfg.mask_text_padding)
+        self.names = table_names(cfg.depth)
+        self.t = int(t)
+        with torch.no_grad():
+            t_emb = model.t_embedder(torch.tensor([self.t], device=model.fl_pos_embed.device))  # (1, D)
+        self.register_buffer("t_emb", t_emb.float().detach().clone())  # (1, D) float32
+        D = cfg.hidden_size
+        qkv_c0 = copy.deepcopy(model.blocks[0].attn.qkv_c)
+        if cfg.depth == 1:  # block 0 is the last: nothing reads the text queries
+            qkv_c0 = linear_rows(qkv_c0, D, 3 * D)
+        scale_rows = torch.zeros(6, 1)
+        scale_rows[list(_SCALE_ROWS)] = 1.0
+        # (6, 1): adds 1 to the scale rows; its first 2 rows (0, 1) fit the final layer's (shift, scale)
+        self.register_buffer("scale_one", scale_rows)
+        parts = nn.ModuleDict(dict(
+            fc_embedder=copy.deepcopy(model.fc_embedder),
+            fl_embedder=copy.deepcopy(model.fl_embedder),
+            ada_x=nn.ModuleList([copy.deepcopy(b.adaLN_modulation[1]) for b in model.blocks]),
+            ada_c=nn.ModuleList([copy.deepcopy(b.adaLN_modulation_c[1]) for b in model.blocks]),
+            ada_final=copy.deepcopy(model.final_layer.adaLN_modulation[1]),
+            qkv_c0=qkv_c0,
+        ))
+        self.parts = parts.to(self.dtype).requires_grad_(False)
+        self.fl_pos_embed = nn.Parameter(model.fl_pos_embed.detach().to(self.dtype).clone(), requires_grad=False)
+
+    def forward(self, fc: torch.Tensor, fl: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Tables for K classes, ordered as `self.names`.
+
+        Args:
+            fc: `(K, Dc) float32` global text features.
+            fl: `(K, L, Dc) float32` local text tokens.
+            mask: `(K, L) bool` True for real tokens; ignored (all keys valid) when the model was
+                built without `mask_text_padding`.
+        """
+        p, dt = self.parts, self.dtype
+        K, L, _ = fl.shape
+        text0 = p["fl_embedder"](fl.to(dt)) + self.fl_pos_embed  # (K, L, D)
+        c = self.t_emb + p["fc_embedder"](fc.to(dt)).float()  # (K, D) float32
+        s = F.silu(c).to(dt)  # (K, D): the adaLN input
+
+        def modulation(lin: nn.Linear, rows: int) -> torch.Tensor:
+            out = lin(s).reshape(K, rows, -1)  # (K, rows, D)
+            return out + self.scale_one[:rows].to(dt)  # 1 + scale in the scale rows; + 0 elsewhere (exact)
+
+        ada_x = torch.stack([modulation(lin, 6) for lin in p["ada_x"]], dim=1)  # (K, depth, 6, D)
+        ada_c = torch.stack([modulation(lin, 6) for lin in p["ada_c"]], dim=1)  # (K, depth, 6, D)
+        ada_final = modulation(p["ada_final"], 2)  # (K, 2, D): shift, 1+scale
+        h = layer_norm(text0, dt) * ada_c[:, 0, 1:2] + ada_c[:, 0, 0:1]  # (K, L, D) modulated block-0 text
+        text_qkv0 = p["qkv_c0"](h)  # (K, L, 3D) or (K, L, 2D)
+        key_bias = self.key_bias(mask, K, L, fl.device)  # (K, 1+L) float32
+        out = dict(text0=text0, text_qkv0=text_qkv0, key_bias=key_bias, ada_x=ada_x, ada_c=ada_c, ada_final=ada_final)
+        return tuple(out[n] for n in self.names)
+
+    def key_bias(self, mask: torch.Tensor | None, K: int, L: int, device: torch.device) -> torch.Tensor:
+        """`(K, 1+L) float32`: 0 for the skeleton key and real tokens, MASK_BIAS for padding."""
+        if mask is None or not self.uses_mask:
+            return torch.zeros(K, 1 + L, dtype=torch.float32, device=device)
+        if tuple(mask.shape) != (K, L):
+            raise InputError(f"mask must be (K, L) = {(K, L)}, got {tuple(mask.shape)}")
+        valid = torch.cat([torch.ones(K, 1, dtype=torch.bool, device=device), mask.bool()], dim=1)  # (K, 1+L)
+        return torch.where(valid, 0.0, MASK_BIAS).to(torch.float32)  # (K, 1+L)
+
+
+def linear_rows(lin: nn.Linear, start: int, stop: int) -> nn.Linear:
+    """A Linear computing output features [start, stop) of `lin` (same dot products, fewer rows)."""
+    out = nn.Linear(lin.in_features, stop - start, bias=lin.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(lin.weight[start:stop])
+        if lin.bias is not None:
+            out.bias.copy_(lin.bias[start:stop])
+    return out.to(lin.weight.device, lin.weight.dtype)
+
+
+def class_tables(model: TDSMDenoiser, fc: torch.Tensor, fl: torch.Tensor, mask: torch.Tensor | None,
+                 t: int, precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """Per-class constants for K classes at timestep t (see `TABLE_SPEC`), computed in `precision`.
+
+    Args:
+        model: the denoiser (its weights are copied, not modified).
+        fc: `(K, Dc) float32`; fl: `(K, L, Dc) float32`; mask: `(K, L) bool` or None.
+        t: the fixed scoring timestep.
+    Returns:
+        dict name → tensor in graph-input order; dtype `precision`, key_bias float32.
+    """
+    if fc.ndim != 2 or fl.ndim != 3 or fc.shape[0] != fl.shape[0]:
+        raise InputError(f"class text must be fc (K, Dc) and fl (K, L, Dc); got {tuple(fc.shape)}, {tuple(fl.shape)}")
+    cfg = model.cfg
+    if fl.shape[1] != cfg.num_tokens or fl.shape[2] != cfg.cond_dim or fc.shape[1] != cfg.cond_dim:
+        raise InputError(f"the denoiser expects fc (K, {cfg.cond_dim}) and fl (K, {cfg.num_tokens}, {cfg.cond_dim}); "
+                         f"got {tuple(fc.shape)}, {tuple(fl.shape)} (check the text encoder and text.num_tokens)")
+    module = TablesModule(model, t, precision).eval()
+    with torch.no_grad():
+        out = module(fc, fl, mask)
+    return dict(zip(module.names, out))

@@ -25,12 +25,13 @@ from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.models.denoiser import TDSMDenoiser
 
 from .folded import FoldedScorer
+from .iospec import BATCH, CLASSES, scorer_io
 from .tables import PRECISIONS, TablesModule
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-BATCH_AXIS, CLASS_AXIS = "batch", "classes"
+BATCH_AXIS, CLASS_AXIS = BATCH, CLASSES  # the IO spec's axis names
 # ops that must compute in float32 inside a fp16 graph, and the ones that must really be fp16
 FP32_ISLAND_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum")
 FP16_HEAVY_OPS = ("MatMul", "Gemm")
@@ -80,22 +81,22 @@ def export_scorer(scorer: FoldedScorer, path: str | Path, precision: str = "fp32
     if scorer.precision != precision:
         scorer = copy.deepcopy(scorer).to_precision_(precision)
     scorer = scorer.eval()
-    cfg = scorer.cfg
-    D, L, depth = cfg.hidden_size, cfg.num_tokens, cfg.depth
+    spec = scorer_io(scorer.cfg, precision)  # names, dtypes, dims: the bundle's IO spec
+    if [t.name for t in spec.inputs[1:]] != list(scorer.names):
+        raise ExportError(f"the scorer reads tables {list(scorer.names)} but the IO spec names "
+                          f"{spec.input_names[1:]}; keep export/iospec.py and export/tables.py in step")
     dev = scorer.noises.device
     g = torch.Generator().manual_seed(0)
-    K = example_classes
-    shapes = dict(text0=(K, L, D), text_qkv0=(K, L, (3 if depth > 1 else 2) * D), key_bias=(K, 1 + L),
-                  ada_x=(K, depth, 6, D), ada_c=(K, depth, 6, D), ada_final=(K, 2, D))
-    dtypes = scorer.table_dtypes()
-    tables = {n: torch.randn(shapes[n], generator=g).to(dev, dtypes[n]) for n in scorer.names}
-    z = torch.randn(example_batch, cfg.z_dim, generator=g).to(dev)
+    sizes = {BATCH_AXIS: example_batch, CLASS_AXIS: example_classes}
+    z, *tables = (torch.randn(t.shape(sizes), generator=g).to(dev, getattr(torch, t.dtype)) for t in spec.inputs)
+    tables = dict(zip(scorer.names, tables))
     Bd, Kd = torch.export.Dim(BATCH_AXIS, min=1), torch.export.Dim(CLASS_AXIS, min=1)
     dynamic = {"z": {0: Bd}, "tables": {n: {0: Kd} for n in scorer.names}}
-    axes = {"z": {0: BATCH_AXIS}, **{n: {0: CLASS_AXIS} for n in scorer.names},
-            "errors": {0: BATCH_AXIS, 1: CLASS_AXIS}}
-    record = _export(scorer, (z,), tables, dynamic, ["errors"], axes, path, "scorer", precision, external_data)
-    _check_io(record, ["z", *scorer.names], ["errors"])
+    record = _export(scorer, (z,), tables, dynamic, spec.output_names, spec.dynamic_axes(), path, "scorer",
+                     precision, external_data)
+    problems = spec.mismatches(record.inputs, record.outputs)
+    if problems:
+        raise ExportError(f"{record.path}: the exported graph breaks the IO spec: " + "; ".join(problems))
     return record
 
 

@@ -1,0 +1,303 @@
+"""python -m export.build_engine — export a trained TDSM run as an engine bundle (ONNX graphs, class
+tables, optional TensorRT plans, manifest.json), verify it against PyTorch and print a report.
+
+With no arguments it runs the embedded demo end to end: trains runs/demo (synthact, split ru5,
+seed 1; about 6 minutes on 2 CPU cores) unless it is trained already, exports engines/demo with the
+best available backend, verifies it and prints the report.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tdsm_edge.cli import HelpFormatter
+from tdsm_edge.errors import ConfigError, MissingDependencyError, TdsmError
+
+from .iospec import BATCH, AxisRange
+
+log = logging.getLogger("export.build_engine")
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One backend's row of the capability table."""
+    precisions: tuple[str, ...]
+    options: tuple[str, ...]          # backend-specific options it accepts (argparse dest names)
+    needs: str                        # what must be installed
+    writes: str                       # what goes into the bundle
+
+
+# backend-specific options: argparse dest → flag. Every other option applies to every backend.
+BACKEND_OPTIONS = {"workspace": "--workspace", "timing_cache": "--timing-cache"}
+CAPABILITIES: dict[str, Capability] = {
+    "onnxruntime": Capability(("fp32", "fp16"), (), "onnxruntime", "ONNX graphs, tables"),
+    "tensorrt": Capability(("fp32", "fp16"), ("workspace", "timing_cache"), "tensorrt>=10, CUDA GPU",
+                           "ONNX graphs, tables, a plan per graph"),
+}
+
+
+def capability_table() -> str:
+    rows = [("backend", "precision", "extra options", "needs", "writes")]
+    rows += [(b, " ".join(c.precisions), " ".join(BACKEND_OPTIONS[o] for o in c.options) or "-", c.needs, c.writes)
+             for b, c in CAPABILITIES.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+
+
+class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown (the project's HelpFormatter); description and the capability table kept as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export.build_engine", description=__doc__, formatter_class=_Formatter,
+        epilog="backends (an option the chosen backend does not support is an error):\n" + capability_table()
+        + "\n\nLoad a bundle with export.ort_backend.OrtScorer('engines/NAME'); see engines/README.md.")
+    p.add_argument("--run", default=None, metavar="DIR",
+                   help="run folder (its first trained split/seed) or seed folder runs/NAME/SPLIT/seedK "
+                        "(default: the demo run runs/demo, trained first if needed)")
+    p.add_argument("--out", default=None, metavar="DIR", help="bundle folder (default: engines/<run name>)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="graph precision")
+    p.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"],
+                   help="auto: tensorrt when TensorRT is installed, else onnxruntime")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="largest batch (--dynamic) or the fixed batch")
+    p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True,
+                   help="dynamic batch 1..--batch (default: on); --no-dynamic fixes the batch to --batch")
+    p.add_argument("--workspace", type=float, default=None, metavar="GB",
+                   help="TensorRT builder workspace in GB (tensorrt only; default: the builder's 2 GB)")
+    p.add_argument("--timing-cache", default=None, metavar="FILE",
+                   help="TensorRT timing cache, read and updated (tensorrt only; default: none)")
+    p.add_argument("--noises", type=int, default=None, metavar="J",
+                   help="noise-bank size J (default: the run's eval.num_noises)")
+    p.add_argument("--timestep", type=int, default=None, metavar="T",
+                   help="scoring timestep t (default: the run's eval.timestep)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--classes", nargs="+", default=None, metavar="NAME",
+                   help="class names in score order, or 'all' (default: the split's unseen classes)")
+    g.add_argument("--classes-file", default=None, metavar="FILE", help="class names, one a line")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare the bundle with PyTorch on held-out samples; fail on fp32 rel. error > 1e-4 or "
+                        "fp16 top-1 agreement < 99%% (default: on)")
+    p.add_argument("--triton-repo", default=None, metavar="DIR",
+                   help="also write an NVIDIA Triton model repository for the scorer (default: none)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    return p
+
+
+def tensorrt_available() -> bool:
+    """TensorRT can be imported here (export/tensorrt_build.py decides; False without that module)."""
+    if importlib.util.find_spec("export.tensorrt_build") is None:
+        return False
+    from .tensorrt_build import tensorrt_available as available
+
+    return available()
+
+
+def resolve_backend(name: str) -> str:
+    """auto → tensorrt when TensorRT is installed, else onnxruntime; an explicit choice must be installed."""
+    if name == "auto":
+        return "tensorrt" if tensorrt_available() else "onnxruntime"
+    if name == "tensorrt" and not tensorrt_available():
+        raise MissingDependencyError("--backend tensorrt needs TensorRT (the `tensorrt` package, >= 10; JetPack 6 "
+                                     "ships it, on x86 `pip install tensorrt`); use --backend onnxruntime without it")
+    if name == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
+        raise MissingDependencyError('--backend onnxruntime needs onnxruntime: pip install "tdsm-edge[runtime]"')
+    return name
+
+
+def validate(args: argparse.Namespace, backend: str) -> None:
+    """Refuse options the backend does not support and values out of range (ConfigError)."""
+    cap = CAPABILITIES[backend]
+    why = " (--backend auto chose onnxruntime: TensorRT is not installed)" if args.backend == "auto" else ""
+    if args.precision not in cap.precisions:
+        raise ConfigError(f"--precision {args.precision} is not supported by the {backend} backend{why}")
+    for dest, flag in BACKEND_OPTIONS.items():
+        if getattr(args, dest) is not None and dest not in cap.options:
+            others = [b for b, c in CAPABILITIES.items() if dest in c.options]
+            raise ConfigError(f"{flag} is not supported by the {backend} backend{why}; only by: {', '.join(others)}. "
+                              f"Drop {flag}, or choose --backend {others[0]}.")
+    if args.batch < 1 or (args.noises is not None and args.noises < 1):
+        raise ConfigError(f"--batch and --noises must be >= 1, got {args.batch} and {args.noises}")
+    if args.workspace is not None and args.workspace <= 0:
+        raise ConfigError(f"--workspace must be > 0 GB, got {args.workspace}")
+    if args.triton_repo is not None and importlib.util.find_spec("export.triton") is None:
+        raise ConfigError("--triton-repo needs export/triton.py, which this checkout does not have yet")
+
+
+def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend: str, J: int, t: int) -> str:
+    """The exact command line that rebuilds this bundle (recorded in the manifest, named in load errors)."""
+    argv = ["python", "-m", "export.build_engine", "--run", str(seed_dir), "--out", str(out),
+            "--precision", args.precision, "--backend", backend, "--batch", str(args.batch),
+            "--dynamic" if args.dynamic else "--no-dynamic", "--noises", str(J), "--timestep", str(t)]
+    if args.classes:
+        argv += ["--classes", *args.classes]
+    if args.classes_file:
+        argv += ["--classes-file", str(args.classes_file)]
+    for dest, flag in BACKEND_OPTIONS.items():
+        if getattr(args, dest) is not None:
+            argv += [flag, str(getattr(args, dest))]
+    if not args.verify:
+        argv.append("--no-verify")
+    if args.triton_repo:
+        argv += ["--triton-repo", str(args.triton_repo)]
+    return shlex.join(argv)
+
+
+def build(args: argparse.Namespace) -> dict:
+    """Resolve the backend, run and classes; write, verify and return the bundle's summary."""
+    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.training.split_data import split_classes
+
+    from . import sources
+    from .bundle import write_bundle
+
+    backend = resolve_backend(args.backend)
+    validate(args, backend)
+    src = sources.resolve_run(args.run or sources.ensure_demo_run())  # no --run: the demo, trained if needed
+    out = Path(args.out) if args.out else Path("engines") / src.root.name
+    log.info("run %s: split %s, seed %d → %s (backend %s, %s)", src.root, src.split, src.seed, out, backend,
+             args.precision)
+    model, schedule, stats, cfg = load_denoiser(src.seed_dir / "denoiser")
+    text = sources.class_text(src)
+    unseen, _ = split_classes(cfg.data.dataset, src.split)
+    indices = sources.select_classes(list(text.names), unseen, args.classes, args.classes_file)
+    J = args.noises or cfg.eval.num_noises
+    t = cfg.eval.timestep if args.timestep is None else args.timestep
+    if not 0 <= t < cfg.schedule.num_steps:
+        raise ConfigError(f"--timestep must lie in [0, {cfg.schedule.num_steps}) for this run's schedule, got {t}")
+    subset = text.subset(indices)
+    log.info("%d classes: %s", len(indices), ", ".join(subset.names))
+    encoder_dir = src.encoder_dir
+    if encoder_dir is not None and importlib.util.find_spec("export.encoder_export") is None:
+        log.warning("the encoder graph is left out: export/encoder_export.py is not in this checkout")
+        encoder_dir = None
+    check = _make_check(src, model, schedule, stats, subset, indices, unseen, len(text.names), encoder_dir) \
+        if args.verify else None
+    manifest = write_bundle(
+        out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=cfg.eval.noise_seed,
+        precision=args.precision, batch=AxisRange.for_batch(args.batch, args.dynamic), encoder_dir=encoder_dir,
+        run_config=cfg, source=src.to_dict(), class_indices=indices,
+        build_command=rebuild_command(args, src.seed_dir, out, backend, J, t),
+        plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check)
+    triton = None
+    if args.triton_repo:
+        from .triton import write_triton_repo
+
+        triton = write_triton_repo(out, args.triton_repo, max_batch_size=args.batch, backend=backend)
+        log.info("Triton model repository: %s", triton)
+    return {"bundle": out, "backend": backend, "manifest": manifest, "triton": triton}
+
+
+def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir):
+    from . import sources
+    from .verify import verify_bundle
+
+    z, labels, which = sources.held_out_features(src, indices, num_classes, unseen)
+    encoder = windows = None
+    if encoder_dir is not None:
+        from tdsm_edge.training.encoder_trainer import load_encoder
+
+        windows = sources.held_out_windows(src, indices)
+        encoder = load_encoder(encoder_dir)[0] if windows is not None else None
+
+    def check(stage_dir: Path) -> dict:
+        report = verify_bundle(stage_dir, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
+                               providers="auto")
+        report["held_out"] = f"{src.seed_dir}/features/{which}.npy"
+        return report
+
+    return check
+
+
+def _make_plan_builder(args: argparse.Namespace):
+    from .tensorrt_build import build_plan
+
+    def plan_builder(stage_dir: Path, onnx: dict, io) -> list[dict]:
+        b, k = io.axes[BATCH], io.axes.get("classes")
+        extra = {} if args.workspace is None else {"workspace_gb": args.workspace}
+        return [build_plan(path, stage_dir, graph=graph, precision=args.precision, min_batch=b.min, opt_batch=b.opt,
+                           max_batch=b.max, classes=(k.min, k.opt, k.max) if k else 1, timing_cache=args.timing_cache,
+                           **extra) for graph, path in onnx.items()]
+
+    return plan_builder
+
+
+def format_report(result: dict) -> str:
+    """The short table printed at the end of a build."""
+    from .ort_backend import OrtScorer
+
+    m = result["manifest"]
+    out, v = result["bundle"], m.data.get("verify") or {}
+    lines = [f"Engine bundle {out} ({result['backend']}, {m.precision})", "",
+             "| item | value |", "|---|---|",
+             f"| classes ({len(m.class_names)}) | {', '.join(m.class_names)} |",
+             f"| scoring | t={m.data['scoring']['timestep']}, J={m.data['scoring']['num_noises']}, "
+             f"batch {m.io.axes[BATCH].min}..{m.io.axes[BATCH].max} |"]
+    for rel in m.data["files"]:
+        lines.append(f"| {rel} | {(out / rel).stat().st_size / 1e6:.2f} MB |")
+    if v:
+        s = v["scorer"]
+        lines.append(f"| verify scorer ({v['samples']} held-out, {v['provider']}) | max abs {s['max_abs_err']:.2e}, "
+                     f"max rel {s['max_rel_err']:.2e}, top-1 agreement {100 * s['top1_agreement']:.1f}% |")
+        if "top1_bundle" in s:
+            lines.append(f"| top-1 accuracy bundle / torch | {100 * s['top1_bundle']:.1f}% / "
+                         f"{100 * s['top1_reference']:.1f}% ({s['labelled']} labelled) |")
+        if "encoder" in v:
+            e = v["encoder"]
+            lines.append(f"| verify encoder ({e['windows']} windows) | features max rel "
+                         f"{e['features']['max_rel_err']:.2e}; "
+                         f"encoder→scorer top-1 agreement {100 * e['end_to_end']['top1_agreement']:.1f}% |")
+        for plan, s in v.get("plans", {}).items():
+            lines.append(f"| verify {plan} | max rel {s['max_rel_err']:.2e}, top-1 agreement "
+                         f"{100 * s['top1_agreement']:.1f}% |")
+    else:
+        lines.append("| verify | skipped (--no-verify) |")
+    scorer = OrtScorer(out)
+    z = np.random.default_rng(0).normal(size=(scorer.batch.max, scorer.z_dim)).astype(np.float32)
+    for B in sorted({1, scorer.batch.max}):
+        ms = _median_ms(scorer, z[:B])
+        lines.append(f"| ONNX Runtime latency, batch {B} ({scorer.providers[0]}) | {ms:.2f} ms |")
+    if result.get("triton"):
+        lines.append(f"| Triton model | {result['triton']} |")
+    lines += ["", f"Load it: OrtScorer({str(out)!r}) (export.ort_backend); rebuild: {m.rebuild_command}"]
+    return "\n".join(lines)
+
+
+def _median_ms(scorer, z: np.ndarray, repeats: int = 20) -> float:
+    scorer.scores(z)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scorer.scores(z)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # the ONNX exporter's passes log every rewrite at INFO
+        for name in ("onnxscript", "onnx_ir", "torch.onnx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        result = build(args)
+        print("\n" + format_report(result))
+    except TdsmError as e:
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

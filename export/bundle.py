@@ -1,0 +1,277 @@
+"""Writing an engine bundle: graphs, class tables and manifest.json, staged and committed atomically.
+
+`write_bundle` exports a trained denoiser's folded scorer (and the skeleton encoder when given) into
+`out_dir`, with the class tables of the chosen classes and a manifest recording everything the
+bundle depends on (see manifest.py for the layout and the checks on load). Files are written into a
+hidden staging folder next to `out_dir` and renamed into place only after the manifest is written
+and the optional `check` (verification) passed: a failed build never leaves a half-written bundle.
+
+Reading (`load_manifest`, `load_tables`, `check_plan_compat`) lives in manifest.py and is re-exported
+here; importing this module does not import torch (write_bundle imports it when called).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+from dataclasses import asdict, is_dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tdsm_edge.errors import BundleError, ConfigError
+from tdsm_edge.io import sha256_file, write_json
+
+from .iospec import BATCH, CLASSES, AxisRange, GraphIO, IOSpec, scorer_io
+from .manifest import (FORMAT, MANIFEST, SCHEMA_VERSION, TABLES_FILE, Manifest, check_plan_compat, load_manifest,
+                       load_tables)
+
+__all__ = ["BundleStage", "write_bundle", "load_manifest", "load_tables", "check_plan_compat", "Manifest",
+           "skeleton_info", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+# plan_builder(stage dir, {graph: .onnx path}, io spec) -> plan records; check(stage dir) -> verification report
+PlanBuilder = Callable[[Path, dict, IOSpec], list]
+Check = Callable[[Path], dict]
+
+
+class BundleStage:
+    """A bundle under construction in `.<name>.staging-<pid>` next to `out_dir`.
+
+    Use as a context manager: files go to `stage.path(name)`, `write_manifest` hashes them and
+    writes manifest.json, `commit()` renames the folder to `out_dir` (replacing an existing bundle
+    there, never a folder that is not one). Leaving the block without `commit()` deletes the stage.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out = Path(out_dir)
+        self.dir = self.out.parent / f".{self.out.name}.staging-{os.getpid()}"
+        self.committed = False
+
+    def __enter__(self) -> "BundleStage":
+        if self.out.exists() and not (self.out / MANIFEST).is_file() and any(self.out.iterdir()):
+            raise BundleError(f"{str(self.out)!r} exists and is not an engine bundle (no {MANIFEST}); refusing to "
+                              "replace it. Pass another --out, or delete the folder.")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def write_manifest(self, data: dict) -> Manifest:
+        """Add the sha256 of every staged file to `data`, write manifest.json, and load it back (checked)."""
+        files = sorted(p for p in self.dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+        data = {**data, "files": {p.relative_to(self.dir).as_posix(): sha256_file(p) for p in files}}
+        write_json(self.dir / MANIFEST, data)
+        return load_manifest(self.dir)
+
+    def commit(self) -> Path:
+        """Move the staged bundle to `out_dir`; an old bundle there is removed after the swap."""
+        old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+        if self.out.exists():
+            os.replace(self.out, old)
+        os.replace(self.dir, self.out)
+        self.committed = True
+        shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+
+def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, timestep: int, num_noises: int,
+                 noise_seed: int = 0, precision: str = "fp32", batch: AxisRange = AxisRange(1, 4, 8),
+                 encoder_dir: str | Path | None = None, run_config=None, source: dict | None = None,
+                 class_indices: list[int] | None = None, build_command: str | None = None,
+                 plan_builder: PlanBuilder | None = None, check: Check | None = None) -> Manifest:
+    """Export a trained denoiser as an engine bundle in `out_dir` (atomically; see `BundleStage`).
+
+    Args:
+        model, schedule, stats: the denoiser, its DDPMSchedule and FeatureStats (`load_denoiser`).
+        class_text: a ClassText of the K bundle classes, rows in score order.
+        timestep, num_noises, noise_seed: t, J and the seed of the fixed noise bank.
+        precision: "fp32" | "fp16", the scorer (and encoder) graph precision.
+        batch: the batch axis range (min/opt/max); K ranges over 1..len(class_text).
+        encoder_dir: a run's encoder folder: the encoder graph is added (frames from `run_config`).
+        run_config: the run's RunConfig (recorded; gives the skeleton preprocessing and encoder).
+        source: where the model came from (run folder, split, seed), recorded as is.
+        class_indices: the classes' global indices in the run (recorded).
+        build_command: the exact command that rebuilds this bundle (named in every load error).
+        plan_builder: builds TensorRT plans into the stage from the graphs' ONNX files; returns their
+            records (TensorRT version, GPU, compute capability … as `tensorrt_build.build_plan` gives them).
+        check: verification on the staged bundle; returns a report (stored as manifest["verify"]);
+            raising aborts the build and nothing is written.
+    Returns:
+        The committed bundle's Manifest.
+    """
+    import torch
+
+    from tdsm_edge.scoring import noise_bank
+
+    from .folded import FoldedScorer, class_tables
+    from .onnx_export import export_scorer
+
+    out_dir = Path(out_dir)
+    if encoder_dir is not None and run_config is None:
+        raise ConfigError("write_bundle: an encoder graph needs run_config (its window length is data.frames)")
+    cfg = model.cfg
+    names = list(class_text.names)
+    command = build_command or default_build_command(out_dir, source, precision, batch)
+    noises = noise_bank(num_noises, cfg.z_dim, noise_seed)  # (J, Dz)
+    with BundleStage(out_dir) as stage:
+        log.info("[1/5] scorer graph (%s, %d classes, J=%d, t=%d)", precision, len(names), num_noises, timestep)
+        model = model.cpu().eval()
+        scorer = FoldedScorer(model, schedule, noises, timestep, stats, precision).eval()
+        graphs = {"scorer": export_scorer(scorer, stage.path(f"scorer_{precision}.onnx"), precision)}
+        log.info("[2/5] class tables (float32, %d rows)", len(names))
+        fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)) for a in
+                        (class_text.global_.astype(np.float32), class_text.local.astype(np.float32), class_text.mask))
+        tables = {n: t.numpy() for n, t in class_tables(model, fc, fl, mask, timestep, "fp32").items()}
+        np.savez(stage.path(TABLES_FILE), **tables)
+        if encoder_dir is not None:
+            log.info("[3/5] encoder graph (%s)", precision)
+            from .encoder_export import export_encoder
+
+            graphs["encoder"] = export_encoder(encoder_dir, stage.path(f"encoder_{precision}.onnx"),
+                                               run_config.data.frames, precision)
+        else:
+            log.info("[3/5] encoder graph: none (no encoder given)")
+        specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g != "scorer"}
+        io = IOSpec({"scorer": scorer_io(cfg, precision), **specs},  # export_scorer checked the graph against it
+                    {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names))})
+        plans = []
+        if plan_builder is not None:
+            log.info("[4/5] TensorRT plans")
+            onnx = {g: Path(r.path) for g, r in graphs.items()}
+            plans = [_relative(p, stage.dir) for p in plan_builder(stage.dir, onnx, io)]
+            _check_profiles(plans, io)
+        else:
+            log.info("[4/5] TensorRT plans: none")
+        data = dict(
+            schema_version=SCHEMA_VERSION, format=FORMAT, name=out_dir.name,
+            created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            build=dict(command=command, versions=_versions()), source=source or {},
+            classes=dict(names=names, indices=class_indices),
+            text=dict(encoder_id=class_text.encoder_id, prompt_sets=list(class_text.prompt_sets),
+                      num_tokens=int(class_text.num_tokens), dim=int(class_text.dim)),
+            skeleton=skeleton_info(run_config) if run_config is not None else {},
+            model=_model_info(cfg, schedule, run_config),
+            scoring=dict(timestep=int(timestep), num_noises=int(num_noises), noise_seed=int(noise_seed),
+                         noise_bank_sha256=_array_sha(noises.numpy()), prediction=schedule.prediction,
+                         feature_standardization=dict(folded_into="scorer", mean_sha256=_array_sha(stats.mean),
+                                                      std_sha256=_array_sha(stats.std))),
+            precision=precision, io=io.to_dict(),
+            graphs={g: _graph_record(r, stage.dir) for g, r in graphs.items()},
+            tables=dict(file=TABLES_FILE, dtype="float32", names=list(tables),
+                        note="cast at load to the dtypes of the scorer's IO spec (key_bias stays float32)"),
+            plans=plans, verify=None)
+        manifest = stage.write_manifest(data)
+        if check is not None:
+            log.info("[5/5] verify")
+            data = {**manifest.data, "verify": check(stage.dir)}
+            data.pop("files")
+            manifest = stage.write_manifest(data)
+        else:
+            log.info("[5/5] verify: skipped")
+        stage.commit()
+    log.info("engine bundle written to %s", out_dir)
+    return load_manifest(out_dir)
+
+
+def skeleton_info(run_config) -> dict:
+    """The skeleton layout and the preprocessing a window needs before the encoder (from the run config)."""
+    from tdsm_edge.skeleton.layout import load_layout
+    from tdsm_edge.skeleton.preprocess import NUM_BODIES
+
+    d = run_config.data
+    layout, align_view, frames = "ntu25", False, d.frames
+    meta = Path(d.skeletons) / "meta.json" if d.skeletons else None
+    if meta is not None and meta.is_file():  # built NTU / PKU skeletons record their own preprocessing
+        from tdsm_edge.io import read_json
+
+        m = read_json(meta)
+        layout, frames = m.get("layout", layout), int(m.get("frames", frames))
+        align_view = bool(m.get("align_view", False))
+    pre = dict(function="tdsm_edge.skeleton.preprocess.preprocess", frames=frames, num_bodies=NUM_BODIES,
+               align_view=align_view, input="(T, V, 3) or (M, T, V, 3) camera coordinates; a joint at exactly 0 is "
+               "missing", output="(3, T, V, M) float32: centred on the layout's centre joint of body 0 at its first "
+               "tracked frame, the valid frame range linearly resampled to `frames`")
+    if d.features:
+        pre = None  # the run started from published features: no encoder, no skeleton preprocessing
+    return dict(layout=load_layout(layout).to_dict(), preprocess=pre, dataset=d.dataset)
+
+
+def default_build_command(out_dir: Path, source: dict | None, precision: str, batch: AxisRange) -> str:
+    """A build_engine command line reproducing a library-built bundle (as far as `source` tells)."""
+    argv = ["python", "-m", "export.build_engine"]
+    if source and source.get("seed_dir"):
+        argv += ["--run", str(source["seed_dir"])]
+    argv += ["--out", str(out_dir), "--precision", precision, "--batch", str(batch.max),
+             "--dynamic" if not batch.fixed else "--no-dynamic"]
+    return shlex.join(argv)
+
+
+def _graph_record(record, stage_dir: Path) -> dict:
+    d = record.to_dict()
+    for key in ("inputs", "outputs", "dynamic_axes"):  # the IO spec holds them
+        d.pop(key, None)
+    d["file"] = Path(record.path).relative_to(stage_dir).as_posix()
+    d["files"] = [Path(f).relative_to(stage_dir).as_posix() for f in record.files]
+    d.pop("path", None)
+    return d
+
+
+def _relative(plan: dict, stage_dir: Path) -> dict:
+    """A plan record with `file` relative to the bundle (build_plan may return an absolute path)."""
+    plan = dict(plan)
+    f = Path(plan.pop("path", None) or plan["file"])
+    if f.is_absolute():
+        try:
+            f = f.resolve().relative_to(stage_dir.resolve())
+        except ValueError as e:
+            raise BundleError(f"the plan {f} was written outside the bundle being built ({stage_dir})") from e
+    plan["file"] = f.as_posix()
+    return plan
+
+
+def _check_profiles(plans: list[dict], io: IOSpec) -> None:
+    """A plan's optimisation profile must be the one the IO spec gives its graph (when the record has one)."""
+    for plan in plans:
+        graph, got = plan.get("graph"), plan.get("profile")
+        if got is None or graph not in io.graphs:
+            continue
+        want = {n: dict(min=list(lo), opt=list(opt), max=list(hi)) for n, (lo, opt, hi) in io.profile(graph).items()}
+        if got != want:
+            raise BundleError(f"the TensorRT plan {plan.get('file')} was built with the profile {got}, but the "
+                              f"bundle's IO spec gives {want}; build_plan and export/iospec.py disagree")
+
+
+def _model_info(cfg, schedule, run_config) -> dict:
+    conv = lambda c: asdict(c) if is_dataclass(c) else dict(vars(c))  # noqa: E731
+    info = dict(denoiser=conv(cfg), schedule=conv(schedule.cfg))
+    if run_config is not None:
+        info.update(encoder=conv(run_config.encoder), run_name=run_config.name)
+    return info
+
+
+def _array_sha(a) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, np.float32).tobytes()).hexdigest()
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("tdsm-edge", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "tensorrt"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,187 @@
+"""python -m export.build_engine on a tiny trained run: export, verify, manifest, option validation."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from export import build_engine, sources  # noqa: E402
+from export.bundle import load_manifest  # noqa: E402
+from export.ort_backend import OrtScorer  # noqa: E402
+from tdsm_edge.config import config_from_dict  # noqa: E402
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError  # noqa: E402
+
+# a smaller sibling of tests/training/test_pipeline.py's TINY: ~10 s of training on one core
+TINY = {
+    "name": "tiny",
+    "data": {"dataset": "synthact", "split": "ru5", "samples_per_class": 4, "test_per_class": 6,
+             "gzsl_seen_per_class": 1, "val_per_class": 1, "frames": 16, "seed": 0},
+    "encoder": {"preset": "small", "channels": [16, 32], "strides": [1, 2], "feature_dim": 32, "epochs": 1,
+                "batch_size": 32},
+    "text": {"encoder": "minilm", "num_tokens": 8},
+    "denoiser": {"preset": "tiny", "hidden_size": 32, "depth": 2, "num_heads": 2, "z_dim": 32, "cond_dim": 768,
+                 "num_tokens": 8},
+    "train": {"iterations": 20, "batch_size": 32, "lr": 0.001, "warmup_steps": 5, "checkpoint_every": 0},
+    "eval": {"num_noises": 2, "timestep": 25},
+    "baseline": {"enabled": False},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tdsm_edge.training.pipeline import run
+
+    root = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TDSM_CACHE_DIR", str(root / "cache"))
+        run(config_from_dict(TINY), root / "tiny", ["ru5"], [1], progress=False)
+    return root / "tiny"
+
+
+@pytest.fixture(scope="module")
+def cli_bundle(tiny_run, tmp_path_factory):
+    """The CLI's fp32 export of the tiny run (verify on), and what it printed."""
+    out = tmp_path_factory.mktemp("engines") / "tiny"
+    with pytest.MonkeyPatch.context() as mp:
+        lines = []
+        mp.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+        rc = build_engine.main(["--run", str(tiny_run), "--out", str(out), "--batch", "4", "--log-level", "WARNING"])
+    assert rc == 0
+    return out, "\n".join(lines)
+
+
+def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
+    out, printed = cli_bundle
+    m = load_manifest(out)
+    unseen = [27, 28, 36, 47, 48]  # synthact ru5, the default class set
+    assert m.data["classes"]["indices"] == unseen and m.precision == "fp32"
+    assert m.data["source"]["seed_dir"] == str(tiny_run / "ru5" / "seed1")
+    v = m.data["verify"]
+    assert v["passed"] and v["scorer"]["max_rel_err"] <= 1e-4 and v["samples"] == 30  # 6 per unseen class
+    assert v["held_out"].endswith("features/ztest.npy")
+    assert (m.data["scoring"]["num_noises"], m.data["scoring"]["timestep"]) == (2, 25)  # the run's eval config
+    assert m.io.axes["batch"].max == 4 and m.io.axes["batch"].min == 1
+    assert m.rebuild_command.startswith(f"python -m export.build_engine --run {tiny_run / 'ru5' / 'seed1'} --out {out}")
+    if importlib.util.find_spec("export.encoder_export"):
+        assert "encoder" in m.graphs and v["encoder"]["features"]["max_rel_err"] <= 1e-4
+        assert m.io.graphs["encoder"].inputs[0].dims[0] == "batch"
+    assert "| verify scorer (30 held-out" in printed and m.rebuild_command in printed
+    z = np.load(tiny_run / "ru5" / "seed1" / "features" / "ztest.npy")
+    scores = OrtScorer(out, threads=1).scores(z)
+    assert scores.shape == (len(z), 5)
+
+
+def test_rebuild_command_reproduces_the_bundle_options(cli_bundle):
+    out, _ = cli_bundle
+    args = build_engine.build_parser().parse_args(load_manifest(out).rebuild_command.split()[3:])
+    assert (args.backend, args.precision, args.batch, args.dynamic, args.noises) == ("onnxruntime", "fp32", 4, True, 2)
+
+
+def test_unsupported_option_for_the_backend_is_an_error(tiny_run, tmp_path, caplog):
+    out = tmp_path / "never"
+    with caplog.at_level(logging.ERROR):
+        rc = build_engine.main(["--run", str(tiny_run), "--out", str(out), "--backend", "onnxruntime",
+                                "--workspace", "2"])
+    assert rc == 2 and "--workspace is not supported by the onnxruntime backend; only by: tensorrt" in caplog.text
+    assert not out.exists()
+    args = build_engine.build_parser().parse_args(["--timing-cache", "x.cache"])
+    with pytest.raises(ConfigError, match="--timing-cache is not supported by the onnxruntime backend"):
+        build_engine.validate(args, "onnxruntime")
+    build_engine.validate(args, "tensorrt")  # the table says tensorrt takes it
+    assert set(build_engine.CAPABILITIES["tensorrt"].options) == set(build_engine.BACKEND_OPTIONS)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_tensorrt_backend_without_tensorrt_is_an_error(tiny_run, tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        rc = build_engine.main(["--run", str(tiny_run), "--out", str(tmp_path / "x"), "--backend", "tensorrt"])
+    assert rc == 2 and "needs TensorRT" in caplog.text
+    assert build_engine.resolve_backend("auto") == "onnxruntime"
+
+
+def test_run_and_class_selection(tiny_run, tmp_path):
+    src = sources.resolve_run(tiny_run)
+    assert (src.split, src.seed, src.seed_dir) == ("ru5", 1, tiny_run / "ru5" / "seed1")
+    assert sources.resolve_run(src.seed_dir).root == tiny_run
+    names = list(sources.class_text(src).names)
+    unseen = np.array([27, 28, 36, 47, 48])
+    assert sources.select_classes(names, unseen, None, None) == unseen.tolist()
+    assert sources.select_classes(names, unseen, ["all"], None) == list(range(len(names)))
+    assert sources.select_classes(names, unseen, [names[3], names[0]], None) == [3, 0]
+    f = tmp_path / "classes.txt"
+    f.write_text(f"# mine\n{names[5]}\n\n{names[2]}\n")
+    assert sources.select_classes(names, unseen, None, f) == [5, 2]
+    with pytest.raises(ConfigError, match=f"did you mean \\['{names[0]}'"):
+        sources.select_classes(names, unseen, [names[0] + "x"], None)
+    with pytest.raises(ConfigError, match="neither a run folder"):
+        sources.resolve_run(tmp_path)
+
+
+def test_no_argument_mode_reuses_a_trained_demo_run(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("tdsm_edge.training.pipeline.run", lambda *a, **k: calls.append((a, k)))
+    run_dir = tmp_path / "runs" / "demo"
+    assert sources.demo_action(run_dir) == "train"
+    assert sources.ensure_demo_run(run_dir, progress=False) == run_dir / "ru5" / "seed1"
+    (cfg, root, splits, seeds), kw = calls[0]
+    assert (cfg.name, root, splits, seeds, kw["resume"]) == ("demo", run_dir, ["ru5"], [1], True)
+    den = run_dir / "ru5" / "seed1" / "denoiser"
+    den.mkdir(parents=True)
+    for f in ("model.safetensors", "config.json", "feature_mean.npy", "feature_std.npy"):
+        (den / f).write_bytes(b"")
+    assert sources.demo_action(run_dir) == "reuse"
+    sources.ensure_demo_run(run_dir, progress=False)
+    assert len(calls) == 1  # a trained demo seed is not trained again
+
+
+def test_help_lists_every_option_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        build_engine.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--run", "--out", "--precision", "--backend", "--batch", "--dynamic", "--workspace", "--noises",
+                 "--timestep", "--classes", "--classes-file", "--verify", "--triton-repo"):
+        assert flag in text, flag
+    assert "(default: fp32)" in text and "(default: auto)" in text and "tensorrt" in text.split("backends")[-1]
+    json.dumps(build_engine.CAPABILITIES["onnxruntime"].precisions)  # the table is plain data
+
+
+def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run, tmp_path, monkeypatch):
+    """The TensorRT path's plumbing with a stand-in for build_plan (TensorRT itself is tested where it exists)."""
+    calls = []
+
+    from export.tensorrt_build import _onnx_inputs, profile_shapes
+
+    def fake_build_plan(onnx_path, out_dir, **kw):
+        calls.append(kw)
+        name = f"{kw['graph']}_{kw['precision']}.trt10.3.0.plan"
+        (out_dir / name).write_bytes(b"plan bytes of " + onnx_path.name.encode())
+        batch = (kw["min_batch"], kw["opt_batch"], kw["max_batch"])  # the real profile code, on the real graph
+        profile = profile_shapes(_onnx_inputs(onnx_path)[0], batch, kw["classes"])
+        return dict(file=name, graph=kw["graph"], precision=kw["precision"], tensorrt_version="10.3.0",
+                    gpu_name="Orin", compute_capability="8.7", profile=profile)
+
+    monkeypatch.setattr(build_engine, "tensorrt_available", lambda: True)
+    monkeypatch.setattr("export.tensorrt_build.build_plan", fake_build_plan)
+    out = tmp_path / "trt"
+    rc = build_engine.main(["--run", str(tiny_run), "--out", str(out), "--batch", "4", "--workspace", "1.5",
+                            "--no-verify", "--log-level", "WARNING"])
+    assert rc == 0
+    m = load_manifest(out)
+    assert [p["graph"] for p in m.plans] == list(m.graphs)  # one plan per graph
+    assert all(p["file"] in m.data["files"] for p in m.plans)  # hashed like every other file
+    assert m.plans[0]["profile"]["z"] == {"min": [1, 32], "opt": [2, 32], "max": [4, 32]}  # = the IO spec's
+    scorer_call = calls[0]
+    assert (scorer_call["min_batch"], scorer_call["opt_batch"], scorer_call["max_batch"]) == (1, 2, 4)
+    assert scorer_call["classes"] == (1, 5, 5) and scorer_call["workspace_gb"] == 1.5
+    assert "--backend tensorrt" in m.rebuild_command and "--workspace 1.5" in m.rebuild_command
+    m.check_plan(m.plans[0], "10.3.0", "Orin", "8.7")
+    with pytest.raises(EngineIncompatibleError, match="TensorRT version") as e:
+        m.check_plan(m.plans[0], "10.7.0", "Orin", "8.7")
+    assert m.rebuild_command in str(e.value)

@@ -91,9 +91,14 @@ def export_scorer(scorer: FoldedScorer, path: str | Path, precision: str = "fp32
     z, *tables = (torch.randn(t.shape(sizes), generator=g).to(dev, getattr(torch, t.dtype)) for t in spec.inputs)
     tables = dict(zip(scorer.names, tables))
     Bd, Kd = torch.export.Dim(BATCH_AXIS, min=1), torch.export.Dim(CLASS_AXIS, min=1)
-    dynamic = {"z": {0: Bd}, "tables": {n: {0: Kd} for n in scorer.names}}
-    record = _export(scorer, (z,), tables, dynamic, spec.output_names, spec.dynamic_axes(), path, "scorer",
-                     precision, external_data)
+    # Export through a wrapper whose forward names every table (no **tables): older torch.export
+    # (2.11) cannot match dynamic shapes to variadic keyword arguments.
+    wrapper = (_NamedTables(scorer) if "text0" in scorer.names else _NamedTablesNoText0(scorer)).eval()
+    if tuple(wrapper.names) != tuple(scorer.names):
+        raise ExportError(f"scorer tables {list(scorer.names)} differ from the export wrapper's {wrapper.names}")
+    dynamic = {"z": {0: Bd}, **{n: {0: Kd} for n in scorer.names}}
+    record = _export(wrapper, (z, *(tables[n] for n in scorer.names)), None, dynamic, spec.output_names,
+                     spec.dynamic_axes(), path, "scorer", precision, external_data)
     problems = spec.mismatches(record.inputs, record.outputs)
     if problems:
         raise ExportError(f"{record.path}: the exported graph breaks the IO spec: " + "; ".join(problems))
@@ -128,6 +133,27 @@ def export_tables(model: TDSMDenoiser, path: str | Path, t: int, precision: str 
     record = _export(module, args, None, dynamic, list(module.names), axes, path, "tables", precision, external_data)
     _check_io(record, inputs, list(module.names))
     return record
+
+
+class _NamedTables(torch.nn.Module):
+    """`FoldedScorer` with one named argument per class table (depth > 1), for torch.export."""
+    names = ("text0", "text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final")
+
+    def __init__(self, scorer: FoldedScorer) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, z, text0, text_qkv0, key_bias, ada_x, ada_c, ada_final):
+        return self.scorer(z, text0=text0, text_qkv0=text_qkv0, key_bias=key_bias, ada_x=ada_x, ada_c=ada_c,
+                           ada_final=ada_final)
+
+
+class _NamedTablesNoText0(_NamedTables):
+    """The same for a depth-1 denoiser, which has no `text0` table."""
+    names = ("text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final")
+
+    def forward(self, z, text_qkv0, key_bias, ada_x, ada_c, ada_final):
+        return self.scorer(z, text_qkv0=text_qkv0, key_bias=key_bias, ada_x=ada_x, ada_c=ada_c, ada_final=ada_final)
 
 
 def check_fp16_islands(model) -> None:

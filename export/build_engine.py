@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fp16 top-1 agreement < 99%% (default: on)")
     p.add_argument("--triton-repo", default=None, metavar="DIR",
                    help="also write an NVIDIA Triton model repository for the scorer (default: none)")
+    p.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure unseen top-1 and latency of reduced evaluations (J, t, candidate pruning) on the "
+                        "run's held-out features and plot them next to the bundle (<out>.report/) (default: on)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
     return p
 
@@ -194,7 +197,29 @@ def build(args: argparse.Namespace) -> dict:
 
         triton = write_triton_repo(out, args.triton_repo, max_batch_size=args.batch, backend=backend)
         log.info("Triton model repository: %s", triton)
-    return {"bundle": out, "backend": backend, "manifest": manifest, "triton": triton}
+    tradeoff = _tradeoff(src, cfg, out) if args.tradeoff else None
+    return {"bundle": out, "backend": backend, "manifest": manifest, "triton": triton, "tradeoff": tradeoff}
+
+
+def _tradeoff(src, cfg, out: Path) -> dict:
+    """The accuracy / latency trade-off of reduced evaluations (a small grid around the run's J and t),
+    written as PNG + JSON into `<out>.report/` (outside the bundle, whose files are all hashed)."""
+    from tdsm_edge.io import write_json
+
+    from .tradeoff import load_seed_problem, measure_tradeoff, plot_tradeoff
+
+    J, t, T = cfg.eval.num_noises, cfg.eval.timestep, cfg.schedule.num_steps
+    prob = load_seed_problem(src.seed_dir)
+    K = prob.text.num_classes
+    grid = [(1, t, K), (J, t, K), (J, t, 2), (max(J, 5), t, K), (J, max(0, t - 15), K), (J, min(T - 1, t + 15), K)]
+    grid = list(dict.fromkeys(g for g in grid if g[2] <= K))
+    log.info("trade-off: %d settings of (J, t, keep) on %d held-out features", len(grid), len(prob.z))
+    results = measure_tradeoff(prob, grid, batch_sizes=(1, 64), repeats=10)
+    report = Path(str(out) + ".report")
+    report.mkdir(parents=True, exist_ok=True)
+    png = plot_tradeoff(results, report / "tradeoff.png")
+    write_json(report / "tradeoff.json", {"results": results})
+    return {"png": str(png), "results": results}
 
 
 def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir):
@@ -268,6 +293,11 @@ def format_report(result: dict) -> str:
         lines.append(f"| ONNX Runtime latency, batch {B} ({scorer.providers[0]}) | {ms:.2f} ms |")
     if result.get("triton"):
         lines.append(f"| Triton model | {result['triton']} |")
+    if result.get("tradeoff"):
+        from .tradeoff import format_table
+
+        lines += ["", "Reduced evaluations (torch fp32 folded scorer, 1 thread; plot: "
+                  f"{result['tradeoff']['png']}):", "", format_table(result["tradeoff"]["results"])]
     lines += ["", f"Load it: OrtScorer({str(out)!r}) (export.ort_backend); rebuild: {m.rebuild_command}"]
     return "\n".join(lines)
 

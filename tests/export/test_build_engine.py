@@ -76,6 +76,11 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
     z = np.load(tiny_run / "ru5" / "seed1" / "features" / "ztest.npy")
     scores = OrtScorer(out, threads=1).scores(z)
     assert scores.shape == (len(z), 5)
+    # the report's reduced-evaluation trade-off: plotted next to the bundle, printed as a table
+    report = out.parent / (out.name + ".report")
+    assert (report / "tradeoff.png").stat().st_size > 0 and "Reduced evaluations" in printed
+    results = json.loads((report / "tradeoff.json").read_text())["results"]
+    assert {(r["J"], r["t"], r["keep"]) for r in results} >= {(1, 25, 5), (2, 25, 5), (2, 25, 2)}
 
 
 def test_rebuild_command_reproduces_the_bundle_options(cli_bundle):

@@ -5,14 +5,15 @@ Modules:
     tables.py       per-class constants at a fixed t (`class_tables`, `TablesModule`, `ClassTables`)
     folded.py       `FoldedScorer`: (B, Dz) raw features + class tables -> (B, K) errors, one graph
     onnx_export.py  `export_scorer`, `export_tables`: opset-18 ONNX (fp32 / fp16 with fp32 islands)
-    iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
+    iospec.py       re-exports tdsm_edge.runtime.iospec (`IOSpec`: names, dtypes, dims, batch/class ranges)
     bundle.py       `write_bundle`: graphs + class tables + manifest.json, staged and committed atomically
-    manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
-    ort_backend.py  `OrtScorer`: a bundle's scorer on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+    manifest.py     re-exports tdsm_edge.runtime.manifest (`load_manifest`, `load_tables`, `check_plan_compat`)
+    ort_backend.py  re-exports tdsm_edge.runtime.ort_backend (`OrtScorer`: TensorRT EP > CUDA EP > CPU)
     verify.py       `verify_bundle`: bundle vs the PyTorch reference on held-out samples
     sources.py      run folders, class selection, held-out samples, the no-argument demo
     build_engine.py the CLI
 
-The graph builders import torch; iospec.py, manifest.py and ort_backend.py need only numpy and
-onnxruntime (tested: loading and scoring a bundle never imports torch).
+The graph builders import torch. Reading and running a bundle lives in `tdsm_edge.runtime` (numpy +
+onnxruntime only; tested: loading and scoring a bundle never imports torch), which never imports
+this package: runtime ← export ← training.
 """

@@ -35,6 +35,8 @@ import numpy as np
 from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
                               MissingDependencyError, require)
 from tdsm_edge.io import atomic_path, sha256_file
+from tdsm_edge.runtime.manifest import DEFAULT_REBUILD
+from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
 
 from .iospec import BATCH as BATCH_AXIS
 from .iospec import CLASSES as CLASS_AXIS
@@ -42,7 +44,6 @@ from .iospec import CLASSES as CLASS_AXIS
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
-DEFAULT_REBUILD = "python -m export.build_engine"
 _TRT_MISSING = ("TensorRT (the `tensorrt` Python package, >= 10) is not installed, and building or running a "
                 "plan needs it. On Jetson it ships with JetPack 6 (TensorRT 10.3: `apt install python3-libnvinfer`); "
                 "on x86 install it from NVIDIA's index: `pip install tensorrt` (pulls from pypi.nvidia.com). "
@@ -334,39 +335,10 @@ def check_plan_compat(record: dict, trt_version: str, gpu_name: str, compute_cap
                       rebuild_cmd: str = DEFAULT_REBUILD, strict_gpu: bool = True) -> None:
     """Raise EngineIncompatibleError unless the plan `record` was built by this TensorRT version on this GPU.
 
-    A plan deserializes only on the exact TensorRT version that built it, holds kernels for one
-    compute capability, and its tactics were timed on one GPU model, so all three must match; every
-    mismatch is listed, with `rebuild_cmd`. `compute_capability`: "8.7", (8, 7) or "sm_87".
-    The project's one implementation (`export.manifest.check_plan_compat` calls it); no TensorRT import.
-    strict_gpu=False only logs a GPU-model mismatch of the same compute capability (the plan loads;
-    its tuning is the other GPU's), as `export.manifest.check_plan_compat` does.
+    `tdsm_edge.runtime.manifest.check_plan_compat` (the project's one implementation, torch- and
+    TensorRT-free) under this module's argument names; see it for the rules.
     """
-    def cc(v) -> str:  # "8.7" from "8.7", (8, 7), "sm_87" or 87
-        if isinstance(v, (tuple, list)):
-            return ".".join(str(int(x)) for x in v)
-        s = str(v).strip().lower().removeprefix("sm_")
-        return s if "." in s or not s.isdigit() or len(s) < 2 else f"{int(s[:-1])}.{s[-1]}"
-
-    def gpu(v) -> str:
-        return " ".join(str(v).split()).casefold()
-
-    checks = [("TensorRT version", record.get("tensorrt_version"), trt_version, str),
-              ("compute capability", record.get("compute_capability"), compute_capability, cc),
-              ("GPU", record.get("gpu_name"), gpu_name, gpu)]
-    problems = [f"{what}: the plan was built with {want if want is not None else '(not recorded)'}, "
-                f"this machine has {have}"
-                for what, want, have, norm in checks if want is None or norm(want) != norm(have)]
-    name = record.get("file", "(unnamed)")
-    if problems and not strict_gpu and len(problems) == 1 and problems[0].startswith("GPU:") \
-            and record.get("gpu_name") is not None:
-        log.warning("TensorRT plan %s: %s; it loads (same compute capability) but was tuned for the other GPU. "
-                    "Rebuild for best speed: %s", name, problems[0], rebuild_cmd)
-        return
-    if problems:
-        raise EngineIncompatibleError(
-            f"the TensorRT plan {name} cannot run here:\n  - " + "\n  - ".join(problems)
-            + "\nPlans are specific to the TensorRT version and the GPU that built them. "
-              f"Rebuild it on this machine with:\n  {rebuild_cmd}")
+    _check_plan_compat(record, trt_version, gpu_name, compute_capability, rebuild_cmd, strict_gpu)
 
 
 # ---------------------------------------------------------------- device memory

@@ -1,0 +1,34 @@
+"""The lean runtime: load an engine bundle and recognize actions. numpy + optional onnxruntime; never torch.
+
+    from tdsm_edge.runtime import ZeroShotRecognizer
+    rec = ZeroShotRecognizer.load("engines/demo")
+    pred = rec.predict(window)                     # (T, V, 3) or (M, T, V, 3) float camera coordinates
+
+Modules:
+    recognizer.py   `ZeroShotRecognizer`, `Prediction`: window → preprocess → encoder → scorer → label
+    manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
+    iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
+    ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+
+Dependencies point one way: runtime ← export ← training; nothing here imports `export` or torch.
+Names are imported lazily (module `__getattr__`), so importing this package loads nothing heavy.
+"""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

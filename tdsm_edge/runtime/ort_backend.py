@@ -1,0 +1,229 @@
+"""Run an engine bundle's graphs on ONNX Runtime: numpy + onnxruntime only, never torch.
+
+    scorer = OrtScorer("engines/demo")              # providers: TensorRT EP > CUDA EP > CPU, as installed
+    errors = scorer.scores(z)                        # z (B, Dz) float32 raw features -> (B, K) float32
+    scorer.select(["wave", "kick"])                 # score a class subset: table rows, no rebuild
+    pred = errors.argmin(1)                          # lower error = more likely class
+
+The scorer's inputs are fed from the IO spec in the manifest: the class tables (float32 in
+tables.npz) are cast once to the spec's dtypes, and batches are cut to the spec's batch range
+(chunks of at most `max`; a chunk below `min` is zero-padded and the padding dropped), so a
+fixed-batch bundle runs any number of samples.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from tdsm_edge.errors import ConfigError, InputError, require
+
+from .iospec import BATCH
+from .manifest import Manifest, load_manifest, load_tables
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bool)": "bool",
+              "tensor(int64)": "int64", "tensor(int32)": "int32"}
+
+
+def num_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_providers(providers: str | Sequence[str] = "auto", available: Sequence[str] | None = None) -> list[str]:
+    """ONNX Runtime execution providers, best first.
+
+    Args:
+        providers: "auto" (TensorRT EP > CUDA EP > CPU, those installed), one of "tensorrt", "cuda",
+            "cpu" (that one, CPU as fallback), or a list of ORT provider names used as given.
+        available: `onnxruntime.get_available_providers()` (looked up when None).
+    """
+    if available is None:
+        available = require("onnxruntime", extra="runtime").get_available_providers()
+    if not isinstance(providers, str):
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ConfigError(f"ONNX Runtime providers {missing} are not available here; available: {list(available)}")
+        return list(providers)
+    if providers == "auto":
+        return [PROVIDERS[k] for k in AUTO_ORDER if PROVIDERS[k] in available]
+    if providers not in PROVIDERS:
+        raise ConfigError(f"providers must be 'auto', one of {sorted(PROVIDERS)} or a list of ONNX Runtime provider "
+                          f"names, got {providers!r}")
+    if PROVIDERS[providers] not in available:
+        how = {"tensorrt": "onnxruntime-gpu built with TensorRT, and TensorRT",
+               "cuda": "onnxruntime-gpu"}.get(providers)
+        raise ConfigError(f"the {providers} execution provider is not available in this onnxruntime (available: "
+                          f"{list(available)}); install {how}, or use providers='auto'")
+    chosen = [PROVIDERS[providers]]
+    if providers == "tensorrt" and PROVIDERS["cuda"] in available:
+        chosen.append(PROVIDERS["cuda"])  # ops TensorRT does not take run on CUDA, not on the CPU
+    return chosen + ([PROVIDERS["cpu"]] if providers != "cpu" else [])
+
+
+def session_options(threads: int | None = None):
+    """SessionOptions: every graph optimisation on, intra-op threads = cores (or `threads`)."""
+    ort = require("onnxruntime", extra="runtime")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = int(threads or num_cores())
+    return so
+
+
+class OrtScorer:
+    """The bundle's scorer graph in an ONNX Runtime session, with its class tables resident.
+
+    Args:
+        bundle_dir: an engine bundle folder (checked by `load_manifest`, sha256 included), or its
+            already loaded and checked Manifest.
+        providers: see `resolve_providers`.
+        threads: intra-op threads (default: the cores available).
+    """
+
+    def __init__(self, bundle_dir: str | Path | Manifest, providers: str | Sequence[str] = "auto",
+                 threads: int | None = None) -> None:
+        ort = require("onnxruntime", extra="runtime")
+        self.manifest: Manifest = bundle_dir if isinstance(bundle_dir, Manifest) else load_manifest(bundle_dir)
+        self.spec = self.manifest.io.graphs["scorer"]
+        self.batch = self.manifest.io.axes[BATCH]
+        tables = load_tables(self.manifest)
+        self._all_tables = {t.name: np.ascontiguousarray(tables[t.name].astype(t.dtype)) for t in self.spec.inputs[1:]}
+        self._names = self.manifest.class_names
+        path = self.manifest.path("scorer")
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=resolve_providers(providers))
+        self._check_session()
+        self._z_name, self.z_dim = self.spec.inputs[0].name, int(self.spec.inputs[0].dims[1])
+        self.select(None)
+        log.info("scorer %s on %s: %d classes, batch %d..%d", path.name, self.session.get_providers()[0],
+                 len(self._names), self.batch.min, self.batch.max)
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session really uses, best first."""
+        return list(self.session.get_providers())
+
+    @property
+    def classes(self) -> list[str]:
+        """The active class names, in score (column) order."""
+        return [self._names[i] for i in self._active]
+
+    @property
+    def all_classes(self) -> list[str]:
+        return list(self._names)
+
+    def select(self, classes: Sequence[str | int] | None) -> list[str]:
+        """Score only `classes` (names or bundle indices, in the order given); None = every class.
+
+        Takes the table rows of those classes; nothing is rebuilt. Returns the active class names.
+        """
+        if classes is None:
+            idx = list(range(len(self._names)))
+        else:
+            if isinstance(classes, (str, int)):
+                raise InputError("select() takes a list of class names or indices, e.g. select(['wave'])")
+            lookup = {n: i for i, n in enumerate(self._names)}
+            idx, unknown = [], []
+            for c in classes:
+                if isinstance(c, (int, np.integer)) and 0 <= int(c) < len(self._names):
+                    idx.append(int(c))
+                elif isinstance(c, str) and c in lookup:
+                    idx.append(lookup[c])
+                else:
+                    unknown.append(c)
+            if unknown:
+                raise InputError(f"unknown classes {unknown}; this bundle scores {self._names}")
+            if not idx or len(set(idx)) != len(idx):
+                raise InputError(f"select() needs at least one class and no repeats, got {list(classes)}")
+        self._active = np.asarray(idx, np.int64)
+        self._tables = {n: np.ascontiguousarray(t[self._active]) for n, t in self._all_tables.items()}
+        return self.classes
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """Per-class errors of raw skeleton features.
+
+        Args:
+            z: `(B, Dz)` float features (not standardised: the graph does it).
+        Returns:
+            `(B, K) float32`, K the active classes; lower = more likely.
+        """
+        out = [self.session.run(None, feed)[0][:n] for n, feed in self.feeds(z)]
+        return np.concatenate(out) if out else np.zeros((0, len(self._active)), np.float32)
+
+    def feeds(self, z: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """The scorer's input feeds for `z (B, Dz)`, as the IO spec shapes them: `(n, feed)` per chunk of
+        at most the batch max, zero-padded up to the batch min (keep the first n output rows)."""
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
+        if not np.issubdtype(z.dtype, np.floating):
+            raise InputError(f"z must hold floats, got dtype {z.dtype}")
+        z = np.ascontiguousarray(z, np.float32)
+        lo, hi = self.batch.min, self.batch.max
+        for start in range(0, len(z), hi):
+            part = z[start:start + hi]
+            n = len(part)
+            if n < lo:  # a fixed-batch graph: pad with zeros, the caller drops their rows
+                part = np.concatenate([part, np.zeros((lo - n, self.z_dim), np.float32)])
+            yield n, {self._z_name: part, **self._tables}
+
+    def _check_session(self) -> None:
+        check_session(self.manifest, "scorer", self.session)
+
+
+class OrtEncoder:
+    """The bundle's encoder graph in an ONNX Runtime session: preprocessed windows → raw features.
+
+        z = OrtEncoder(manifest).features(x)       # x (B, 3, T, V, M) float32 -> z (B, Dz) float32
+
+    Batches are cut to the IO spec's batch range, as `OrtScorer` does.
+    """
+
+    def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "auto", threads: int | None = None) -> None:
+        ort = require("onnxruntime", extra="runtime")
+        if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
+            raise manifest.error("no encoder graph", "the bundle was built from features only, so it scores features "
+                                 "(score_features) but cannot encode skeleton windows")
+        self.manifest = manifest
+        self.spec = manifest.io.graphs["encoder"]
+        self.batch = manifest.io.axes[BATCH]
+        path = manifest.path("encoder")
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=resolve_providers(providers))
+        check_session(manifest, "encoder", self.session)
+        x = self.spec.inputs[0]
+        self._x_name, self.window_shape = x.name, tuple(int(d) for d in x.dims[1:])  # (3, T, V, M)
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
+        x = np.ascontiguousarray(x, np.float32)
+        if x.ndim != 5 or x.shape[1:] != self.window_shape:
+            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                             f"got shape {x.shape}")
+        lo, hi, out = self.batch.min, self.batch.max, []
+        for start in range(0, len(x), hi):
+            part = x[start:start + hi]
+            n = len(part)
+            if n < lo:  # a fixed-batch graph: pad with zeros, drop their rows
+                part = np.concatenate([part, np.zeros((lo - n, *self.window_shape), np.float32)])
+            out.append(self.session.run(None, {self._x_name: part})[0][:n])
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def check_session(manifest: Manifest, graph: str, session) -> None:
+    """An ORT session's graph must have exactly the IO the manifest's spec gives `graph` (BundleError)."""
+    def conv(a):  # an ORT NodeArg as the spec compares it
+        return SimpleNamespace(name=a.name, dtype=_ORT_TYPES.get(a.type, a.type), dims=tuple(a.shape))
+
+    problems = manifest.io.graphs[graph].mismatches(map(conv, session.get_inputs()), map(conv, session.get_outputs()))
+    if problems:
+        raise manifest.error(f"the {graph} graph does not match the manifest's IO spec", "; ".join(problems))

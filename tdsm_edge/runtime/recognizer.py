@@ -1,0 +1,265 @@
+"""Zero-shot action recognition from an engine bundle: skeleton window in, class label out.
+
+    rec = ZeroShotRecognizer.load("engines/demo")       # manifest + sha256 checked before anything runs
+    pred = rec.predict(window)                           # (T, V, 3) or (M, T, V, 3) float camera coordinates
+    pred.label, pred.index, pred.scores, pred.margin     # scores: (K,) float32 errors, lower = more likely
+    rec.set_active_classes(["wave", "kick"])            # a subset of the bundle's classes, nothing rebuilt
+
+A window goes through `tdsm_edge.skeleton.preprocess.preprocess` (the function training used) with
+the manifest's window length, layout and view alignment, then the bundle's encoder graph (→ raw
+features z), then its scorer graph (→ per-class errors). numpy + the backend only: never torch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.skeleton.layout import SkeletonLayout
+from tdsm_edge.skeleton.preprocess import preprocess, preprocess_batch
+
+from .manifest import Manifest, load_manifest
+from .ort_backend import OrtEncoder, OrtScorer
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+_LATER = {"tensorrt": "the TensorRT runner", "torch": "the PyTorch fallback"}
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """One window's result. `index` and `scores` refer to the recognizer's active classes (`rec.classes`)."""
+    label: str                                  # the most likely class (lowest error)
+    index: int                                  # its column in `scores` / position in `classes`
+    scores: np.ndarray = field(repr=False)      # (K,) float32 per-class errors, lower = more likely
+    margin: float                               # second-lowest minus lowest error (>= 0; inf with one class)
+    latency_ms: float                           # wall time of the call that produced it (a batch: the whole call)
+    classes: tuple[str, ...] = field(repr=False, default=())  # the K class names, in score order
+
+    def topk(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely classes as (name, error), best first (k is capped at K)."""
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"topk(k) needs a positive int k, got {k!r}")
+        order = np.argsort(self.scores, kind="stable")[:k]
+        return [(self.classes[i], float(self.scores[i])) for i in order]
+
+
+class ZeroShotRecognizer:
+    """A loaded engine bundle: preprocessing, encoder and scorer. Build it with `ZeroShotRecognizer.load`."""
+
+    def __init__(self, manifest: Manifest, scorer: OrtScorer, encoder: OrtEncoder | None, backend: str) -> None:
+        self.manifest, self.backend = manifest, backend
+        self._scorer, self._encoder = scorer, encoder
+        pre = (manifest.data.get("skeleton") or {}).get("preprocess")
+        self._pre = None
+        if encoder is not None:
+            if not pre:
+                raise manifest.error("the skeleton preprocessing", "the bundle has an encoder graph but its manifest "
+                                     "records no preprocessing parameters")
+            self._pre = _preprocessing(manifest, pre, encoder.window_shape)
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, backend: str = "auto", threads: int | None = None,
+             providers: str | Sequence[str] = "auto") -> "ZeroShotRecognizer":
+        """Load and check an engine bundle.
+
+        Args:
+            bundle_dir: an engine bundle folder (`engines/<name>`).
+            backend: "auto" (ONNX Runtime in this build) or "onnxruntime". "tensorrt" and "torch" are
+                not available yet in this build.
+            threads: intra-op threads (default: the cores available).
+            providers: ONNX Runtime execution providers (see `ort_backend.resolve_providers`).
+        Raises:
+            BundleError: the bundle is missing, tampered with (sha256) or inconsistent; nothing is run.
+            ConfigError: an unknown or not yet available backend.
+            MissingDependencyError: onnxruntime is not installed.
+        """
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend in _LATER:
+            raise ConfigError(f"backend={backend!r} is not available yet in this build ({_LATER[backend]} is a later "
+                              "step); use backend='auto' or 'onnxruntime' (ONNX Runtime picks TensorRT EP > CUDA EP "
+                              "> CPU from what is installed)")
+        manifest = load_manifest(bundle_dir)  # checks every file's sha256 before any graph is opened
+        scorer = OrtScorer(manifest, providers, threads)
+        encoder = OrtEncoder(manifest, providers, threads) if "encoder" in manifest.graphs else None
+        rec = cls(manifest, scorer, encoder, "onnxruntime")
+        log.info("recognizer %s: %d classes, encoder %s, %s", manifest.root, len(rec.classes),
+                 "yes" if encoder else "no", scorer.providers[0])
+        return rec
+
+    # ------------------------------------------------------------ classes
+    @property
+    def classes(self) -> list[str]:
+        """The active class names, in score order."""
+        return self._scorer.classes
+
+    @property
+    def all_classes(self) -> list[str]:
+        """Every class the bundle holds, in its score order."""
+        return self._scorer.all_classes
+
+    def set_active_classes(self, names: Sequence[str] | None) -> list[str]:
+        """Score only `names` (a subset of `all_classes`, in the order given); None = every class.
+
+        Takes the class-table rows of those classes; nothing is rebuilt. Returns the active names.
+        """
+        if names is None:
+            return self._scorer.select(None)
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"set_active_classes takes a list of class names, e.g. ['{self.all_classes[0]}'], "
+                             f"got {names!r}")
+        names = list(names)
+        if not names:
+            raise InputError("set_active_classes needs at least one class name; pass None to score every class")
+        unknown = [n for n in names if n not in self.all_classes]
+        if unknown:
+            raise InputError(f"unknown classes {unknown}: this bundle holds only {self.all_classes}. Build a bundle "
+                             "with those classes (python -m export.build_engine --classes ...) to score them")
+        if len(set(names)) != len(names):
+            raise InputError(f"set_active_classes got repeated names {names}; name each class once")
+        return self._scorer.select(names)
+
+    # ------------------------------------------------------------ inference
+    def score_features(self, z: np.ndarray) -> np.ndarray:
+        """Per-class errors of raw skeleton features.
+
+        Args:
+            z: `(B, Dz)` float raw encoder features (the scorer standardises them).
+        Returns:
+            `(B, K) float32` errors over the active classes; lower = more likely.
+        """
+        z = np.asarray(z)
+        if z.dtype.kind == "f" and not np.isfinite(z).all():
+            raise InputError("z contains NaN or infinite values; features come from the encoder and must be finite")
+        return self._scorer.scores(z)
+
+    def predict(self, window: np.ndarray) -> Prediction:
+        """Recognize one window.
+
+        Args:
+            window: `(T, V, 3)` (one body) or `(M, T, V, 3)` float camera coordinates in the bundle's
+                joint layout; a joint at exactly 0 is missing. float64 and non-contiguous arrays are fine.
+        Returns:
+            A Prediction over the active classes.
+        Raises:
+            InputError: wrong shape, joint count or dtype, NaN/Inf, or an all-zero window.
+        """
+        start = time.perf_counter()
+        x = self._check_window(window, "window")           # (M, T, V, 3) float32
+        pre = self._preprocessing()
+        x = preprocess(x, pre.frames, pre.layout, pre.align_view)  # (3, T', V, 2)
+        return self._predictions(x[None], start)[0]
+
+    def predict_batch(self, windows) -> list[Prediction]:
+        """Recognize several windows: a list of `(T, V, 3)` / `(M, T, V, 3)` arrays (any T each) or
+        one `(B, M, T, V, 3)` array. Returns one Prediction per window, in order."""
+        start = time.perf_counter()
+        pre = self._preprocessing()
+        if isinstance(windows, np.ndarray):
+            if windows.ndim != 5:
+                raise InputError(f"predict_batch takes a (B, M, T, V, 3) array or a list of windows, got an array of "
+                                 f"shape {windows.shape}; for one window use predict(), or stack windows on a new "
+                                 "first axis")
+            xs = [self._check_window(w, f"windows[{i}]") for i, w in enumerate(windows)]
+            x = preprocess_batch(np.stack(xs), pre.frames, pre.layout, pre.align_view)  # (B, 3, T', V, 2)
+        elif isinstance(windows, (list, tuple)):
+            x = np.stack([preprocess(self._check_window(w, f"windows[{i}]"), pre.frames, pre.layout, pre.align_view)
+                          for i, w in enumerate(windows)]) if windows else None
+        else:
+            raise InputError(f"predict_batch takes a list of windows or a (B, M, T, V, 3) array, got "
+                             f"{type(windows).__name__}")
+        return [] if x is None else self._predictions(x, start)
+
+    def _predictions(self, x: np.ndarray, start: float) -> list[Prediction]:
+        z = self._encoder.features(x)                      # (B, Dz)
+        errors = self._scorer.scores(z)                    # (B, K)
+        ms = (time.perf_counter() - start) * 1e3
+        names = tuple(self.classes)
+        return [_prediction(e, names, ms) for e in errors]
+
+    def _preprocessing(self) -> "_Preprocessing":
+        if self._pre is None:
+            raise ConfigError(f"the bundle {str(self.manifest.root)!r} has no encoder graph (it was built from "
+                              "features), so it cannot take skeleton windows; use score_features(z)")
+        return self._pre
+
+    def _check_window(self, window, what: str) -> np.ndarray:
+        """`window` as a contiguous `(M, T, V, 3)` float32 array, or InputError saying what/why/fix."""
+        pre = self._preprocessing()
+        V = pre.layout.num_joints
+        want = f"(T, {V}, 3) or (M, T, {V}, 3) float camera coordinates in the {pre.layout.name!r} layout"
+        try:
+            a = np.asarray(window)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{what} cannot be read as an array ({e}); pass a numpy array shaped {want}") from e
+        if a.dtype.kind != "f":
+            raise InputError(f"{what} has dtype {a.dtype}, but coordinates must be floats (float32 or float64); "
+                             f"convert with np.asarray({what}, np.float32) if they really are coordinates")
+        if a.ndim not in (3, 4):
+            raise InputError(f"{what} has shape {a.shape} ({a.ndim} dims), expected {want}. "
+                             "For several windows use predict_batch")
+        if a.ndim == 3:
+            a = a[None]                                    # (1, T, V, 3)
+        M, T, Vg, C = a.shape
+        if C != 3:
+            raise InputError(f"{what} has shape {a.shape}: the last axis must be the 3 coordinates (x, y, z), got {C}")
+        if Vg != V:
+            raise InputError(f"{what} has {Vg} joints but this bundle's layout {pre.layout.name!r} has {V} "
+                             f"({', '.join(pre.layout.joint_names[:3])}, …); reorder or map the joints to it")
+        if M == 0 or T == 0:
+            raise InputError(f"{what} is empty (shape {a.shape}): it needs at least one body and one frame")
+        a = np.ascontiguousarray(a, np.float32)            # a copy when float64 or non-contiguous
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise InputError(f"{what} has {int(bad.sum())} NaN or infinite coordinates; mark untracked joints with "
+                             "exact zeros (0, 0, 0) instead")
+        if not a.any():
+            raise InputError(f"{what} is all zeros: no joint is tracked in any frame (a joint at exactly (0, 0, 0) "
+                             "means missing), so there is nothing to recognize; skip windows without a skeleton")
+        return a
+
+
+@dataclass(frozen=True)
+class _Preprocessing:
+    frames: int
+    layout: SkeletonLayout
+    align_view: bool
+
+
+def _preprocessing(m: Manifest, pre: dict, window_shape: tuple[int, ...]) -> _Preprocessing:
+    """The manifest's preprocessing parameters, checked against the encoder graph's input `(3, T, V, M)`."""
+    try:
+        d = m.data["skeleton"]["layout"]
+        layout = SkeletonLayout(str(d["name"]), tuple(d["joint_names"]), tuple(tuple(b) for b in d["bones"]),
+                                int(d["center_joint"]), tuple(tuple(p) for p in d["mirror_pairs"]))
+        p = _Preprocessing(int(pre["frames"]), layout, bool(pre.get("align_view", False)))
+        fn, bodies = pre.get("function"), int(pre.get("num_bodies", 2))
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise m.error("the skeleton layout / preprocessing", f"malformed ({type(e).__name__}: {e})") from e
+    if fn not in (None, "tdsm_edge.skeleton.preprocess.preprocess"):
+        raise m.error("the skeleton preprocessing", f"it names {fn!r}, this runtime implements "
+                      "tdsm_edge.skeleton.preprocess.preprocess only")
+    want = (3, p.frames, layout.num_joints, bodies)
+    if tuple(window_shape) != want:
+        raise m.error("the encoder graph's input", f"it takes windows {tuple(window_shape)} but the preprocessing "
+                      f"gives {want}")
+    return p
+
+
+def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float) -> Prediction:
+    scores = np.array(errors, np.float32)              # (K,) a private copy
+    scores.setflags(write=False)
+    order = np.argsort(scores, kind="stable")[:2]
+    best = int(order[0])
+    margin = float(scores[order[1]] - scores[best]) if len(order) > 1 else float("inf")
+    return Prediction(names[best], best, scores, margin, ms, names)
+
+
+__all__ = ["Prediction", "ZeroShotRecognizer"]

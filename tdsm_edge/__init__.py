@@ -10,7 +10,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"ZeroShotRecognizer": "tdsm_edge.runtime", "Prediction": "tdsm_edge.runtime"}
+_LAZY = {"ZeroShotRecognizer": "tdsm_edge.runtime", "Prediction": "tdsm_edge.runtime",
+         "ActionStream": "tdsm_edge.runtime"}
 
 
 def __getattr__(name: str):

@@ -3,12 +3,14 @@
     from tdsm_edge.runtime import ZeroShotRecognizer
     rec = ZeroShotRecognizer.load("engines/demo")
     pred = rec.predict(window)                     # (T, V, 3) or (M, T, V, 3) float camera coordinates
+    stream = ActionStream(rec, stride=8); stream.push(frame)  # (V, 3) frames -> Prediction | None
 
 Modules:
     recognizer.py   `ZeroShotRecognizer`, `Prediction`: window → preprocess → encoder → scorer → label
     manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
     iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
     ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+    stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export` or torch.
 Names are imported lazily (module `__getattr__`), so importing this package loads nothing heavy.
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import importlib
 
-_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer"}
+_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer", "ActionStream": "stream",
+         "StreamStats": "stream"}
 
 __all__ = list(_LAZY)
 

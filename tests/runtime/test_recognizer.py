@@ -168,6 +168,10 @@ def test_runtime_never_imports_torch(runtime_bundle):
             f"rec = tdsm_edge.runtime.ZeroShotRecognizer.load({str(runtime_bundle.dir)!r}, threads=1)\n"
             f"pred = rec.predict(np.load({str(npy)!r}))\n"
             "assert pred.label in rec.classes and pred.scores.shape == (len(rec.classes),)\n"
+            "from tdsm_edge import ActionStream\n"
+            "stream = ActionStream(rec, stride=4)\n"
+            f"preds = [stream.push(f) for f in np.load({str(npy)!r}).transpose(1, 0, 2, 3)]\n"
+            "assert preds[-1] is not None and preds[-1].label in rec.classes\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n"
             "assert 'export' not in sys.modules, 'the runtime imported export'\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -2,7 +2,6 @@
 and dataset filters honoured, resume after an interruption, refusals, load_built checks, protocol masks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,16 +17,8 @@ from tdsm_edge.errors import DataError, InputError
 from tdsm_edge.skeleton.ntu_reader import parse_sample_name, read_skeleton, select_bodies
 from tdsm_edge.skeleton.preprocess import preprocess_batch
 
+from helpers import ntu_skeleton_writer as W
 
-def _load_writer():
-    path = Path(__file__).parents[1] / "skeleton" / "ntu_skeleton_writer.py"
-    spec = importlib.util.spec_from_file_location("ntu_skeleton_writer", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load_writer()
 FRAMES = 16
 GOOD = ["S001C001P001R001A001", "S001C002P002R001A002", "S002C003P003R002A010", "S003C001P004R001A060",
         "S010C002P008R002A033", "S017C003P038R001A005"]

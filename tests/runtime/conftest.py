@@ -9,26 +9,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers.tiny_run import train_tiny_run
 
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-# a smaller sibling of tests/training/test_pipeline.py's TINY (as in tests/export/test_build_engine.py)
-TINY = {
-    "name": "tiny",
-    "data": {"dataset": "synthact", "split": "ru5", "samples_per_class": 4, "test_per_class": 6,
-             "gzsl_seen_per_class": 1, "val_per_class": 1, "frames": 16, "seed": 0},
-    "encoder": {"preset": "small", "channels": [16, 32], "strides": [1, 2], "feature_dim": 32, "epochs": 1,
-                "batch_size": 32},
-    "text": {"encoder": "minilm", "num_tokens": 8},
-    "denoiser": {"preset": "tiny", "hidden_size": 32, "depth": 2, "num_heads": 2, "z_dim": 32, "cond_dim": 768,
-                 "num_tokens": 8},
-    "train": {"iterations": 20, "batch_size": 32, "lr": 0.001, "warmup_steps": 5, "checkpoint_every": 0},
-    "eval": {"num_noises": 2, "timestep": 25},
-    "baseline": {"enabled": False},
-}
 UNSEEN = [27, 28, 36, 47, 48]  # synthact ru5: the bundle's classes, in score order
 
 
@@ -39,20 +26,15 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
     import torch
 
     from export import build_engine
-    from tdsm_edge.config import config_from_dict
     from tdsm_edge.data.synthact import generate
     from tdsm_edge.skeleton.preprocess import preprocess_batch
     from tdsm_edge.training.denoiser_trainer import load_denoiser
     from tdsm_edge.training.encoder_trainer import load_encoder
     from tdsm_edge.training.evaluation import tdsm_errors
-    from tdsm_edge.training.pipeline import run
     from tdsm_edge.text.prompts import ClassText
 
     root = tmp_path_factory.mktemp("runtime")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TDSM_CACHE_DIR", str(root / "cache"))
-        run(config_from_dict(TINY), root / "tiny", ["ru5"], [1], progress=False)
-    seed_dir = root / "tiny" / "ru5" / "seed1"
+    seed_dir = train_tiny_run(root) / "ru5" / "seed1"
     out = root / "engines" / "tiny"
     assert build_engine.main(["--run", str(seed_dir), "--out", str(out), "--batch", "4", "--no-verify",
                               "--no-tradeoff", "--log-level", "WARNING"]) == 0

@@ -2,7 +2,6 @@
 frame, bodies tracked by ID), malformed files (error names file and line), body selection, missing lists."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +11,8 @@ from tdsm_edge.errors import DataError, InputError
 from tdsm_edge.skeleton.ntu_reader import (SampleName, body_energy, load_missing_list, parse_sample_name,
                                            read_skeleton, read_skeleton_file, select_bodies)
 
+from helpers import ntu_skeleton_writer as W
 
-def _load_writer():
-    path = Path(__file__).with_name("ntu_skeleton_writer.py")
-    spec = importlib.util.spec_from_file_location("ntu_skeleton_writer", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load_writer()
 V = 25
 BIG_ID = 72057594037931101  # a real-looking Kinect id: float64 cannot hold it exactly
 

@@ -82,23 +82,12 @@ def test_benchmark_dataset_without_a_source_is_a_clear_error(tmp_path, monkeypat
     assert "needs data.skeletons" in caplog.text
 
 
-def _load_writer():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "skeleton" / "ntu_skeleton_writer.py"
-    spec = importlib.util.spec_from_file_location("ntu_skeleton_writer", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_raw_ntu_skeletons_build_then_train(tmp_path, monkeypatch):
     """.skeleton files → `python -m tdsm_edge.data.build` → train on ntu60 ru5 with the xsub protocol."""
     from tdsm_edge.data.build.__main__ import main as build_main
 
     monkeypatch.setenv("TDSM_CACHE_DIR", str(tmp_path / "cache"))
-    W = _load_writer()
+    from helpers import ntu_skeleton_writer as W
     rng = np.random.default_rng(0)
     unseen, seen = load_split("ntu60", "ru5")
     src = tmp_path / "skeletons"

@@ -1,6 +1,7 @@
 """Test helper: writes NTU RGB+D `.skeleton` files in the published text layout from known arrays.
 
-Not a test module (no `test_` prefix); test files load it by path (pytest runs with importlib mode).
+Not a test module: test files import it as `from helpers import ntu_skeleton_writer` (pyproject.toml
+puts tests/ on pytest's pythonpath).
 
 Layout (shared/data/ntu/ntu_skeleton_format.md, section 2): line 1 the frame count; per frame the
 body count; per body a 10-value info line, the joint count (25) and 25 joint lines of 12 values.

@@ -75,12 +75,7 @@ def list_pku(skeleton_dir, label_dir, xsub_file=None, xview_file=None) -> Listin
     xsub = read_protocol_file(xsub_file) if xsub_file else {}
     xview = read_protocol_file(xview_file) if xview_file else {}
     items, bad = [], []
-    try:
-        videos = list_pku_videos(skeleton_dir, label_dir)
-    except DataError as e:
-        if "cannot pair" not in str(e):  # a missing or empty folder stops the build
-            raise
-        videos = _pair_what_pairs(Path(skeleton_dir), Path(label_dir), bad)
+    videos = list_pku_videos(skeleton_dir, label_dir, unmatched=bad)  # unpaired files are reported, not fatal
     for vid, skel, lab in videos:
         m = _VIDEO_ID.fullmatch(vid)
         if not m:
@@ -97,16 +92,6 @@ def list_pku(skeleton_dir, label_dir, xsub_file=None, xview_file=None) -> Listin
                                    (number, view, k, xsub.get(vid, -1), xview.get(vid, -1)),
                                    {"start": seg.start, "end": seg.end, "labels": str(lab)}))
     return Listing(items=items, files=2 * len(videos), bad=bad)
-
-
-def _pair_what_pairs(skeleton_dir: Path, label_dir: Path, bad: list) -> list[tuple[str, Path, Path]]:
-    """The videos that have both files; each unmatched file is reported in `bad` (the build goes on)."""
-    skels = {p.stem: p for p in skeleton_dir.glob("*.txt")}
-    labels = {p.stem: p for p in label_dir.glob("*.txt")}
-    for stem in sorted(skels.keys() ^ labels.keys()):
-        path, other = (skels[stem], "label") if stem in skels else (labels[stem], "skeleton")
-        bad.append((str(path), f"no {other} file named {stem}.txt to pair it with; the video is skipped"))
-    return [(stem, skels[stem], labels[stem]) for stem in sorted(skels.keys() & labels.keys())]
 
 
 @lru_cache(maxsize=2)  # items are in video order: consecutive segments reuse the parsed file

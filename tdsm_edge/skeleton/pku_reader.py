@@ -161,15 +161,20 @@ def pku_segments(skeleton_path: str | Path, label_path: str | Path,
     return out
 
 
-def list_pku_videos(skeleton_dir: str | Path, label_dir: str | Path) -> list[tuple[str, Path, Path]]:
+def list_pku_videos(skeleton_dir: str | Path, label_dir: str | Path,
+                    unmatched: list[tuple[str, str]] | None = None) -> list[tuple[str, Path, Path]]:
     """Pair the `*.txt` skeleton and label files of two folders by file stem (the video id, e.g. `0002-L`).
 
+    Args:
+        unmatched: if given, a file without a partner is appended to it as `(path, reason)` and
+            skipped (a dataset build reports it); otherwise it is an error.
+
     Returns:
-        `[(video_id, skeleton_path, label_path)]` sorted by video id.
+        `[(video_id, skeleton_path, label_path)]` sorted by video id (paired videos only).
 
     Raises:
-        DataError: a folder is missing or holds no `.txt` file, or some stems have no partner (the
-            message counts them and lists a few from each side).
+        DataError: a folder is missing or holds no `.txt` file, or (without `unmatched`) some stems
+            have no partner (the message counts them and lists a few from each side).
     """
     found = []
     for kind, d in (("skeleton", Path(skeleton_dir)), ("label", Path(label_dir))):
@@ -183,14 +188,19 @@ def list_pku_videos(skeleton_dir: str | Path, label_dir: str | Path) -> list[tup
         found.append(files)
     skels, labels = found
     only_skel, only_label = sorted(skels.keys() - labels.keys()), sorted(labels.keys() - skels.keys())
-    if only_skel or only_label:
+    if unmatched is not None:
+        unmatched += [(str(skels[stem]), f"no label file named {stem}.txt to pair it with; the video is skipped")
+                      for stem in only_skel]
+        unmatched += [(str(labels[stem]), f"no skeleton file named {stem}.txt to pair it with; the video is skipped")
+                      for stem in only_label]
+    elif only_skel or only_label:
         parts = [f"{len(names)} {kind} file(s) without a {other} file (e.g. {', '.join(names[:5])})"
                  for names, kind, other in ((only_skel, "skeleton", "label"), (only_label, "label", "skeleton"))
                  if names]
         raise DataError(f"cannot pair {str(skeleton_dir)!r} with {str(label_dir)!r}: {'; '.join(parts)}. Every "
                         "video needs both files under the same name; check that both folders come from the "
                         "same PKU-MMD part, or remove the unmatched files.")
-    return [(stem, skels[stem], labels[stem]) for stem in sorted(skels)]
+    return [(stem, skels[stem], labels[stem]) for stem in sorted(skels.keys() & labels.keys())]
 
 
 def _read_lines(path: Path, kind: str) -> list[str]:

@@ -111,9 +111,12 @@ class ClassText:
             "local": np.ascontiguousarray(self.local, np.float32),
             "mask": np.ascontiguousarray(self.mask, bool),
         }
+        from tdsm_edge.io import atomic_path
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        st.save_file(tensors, str(path), metadata={_META_KEY: json.dumps(meta)})
+        with atomic_path(path) as tmp:  # a resumed run may reuse the file: never leave it half-written
+            st.save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | Path) -> "ClassText":

@@ -149,13 +149,15 @@ def run(cfg: RunConfig, root: str | Path, splits: list[str], seeds: list[int], d
 
     root = Path(root)
     prepare_root(cfg, root, resume, overwrite, dist)
-    if dist.is_main:  # one rank encodes and writes the class text; the others read it
-        text = class_text_for(cfg, root)
+    text_path = root / "text" / "class_text.safetensors"
+    # one rank encodes and writes the class text; the others read it. A resumed run has the same
+    # config (prepare_root checks), so its text is reused without loading the text encoder again.
+    if dist.is_main and not (resume and text_path.is_file()):
+        class_text_for(cfg, root)
     barrier(dist)
-    if not dist.is_main:
-        from ..text.prompts import ClassText
+    from ..text.prompts import ClassText
 
-        text = ClassText.load(root / "text" / "class_text.safetensors")
+    text = ClassText.load(text_path)
     results: dict[str, dict[int, dict]] = {}
     for split in splits:
         data = prepare_data(cfg, split, progress)

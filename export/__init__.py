@@ -1,9 +1,9 @@
 """Edge export of the TDSM scorer: folded per-class tables, one batched scoring graph, ONNX.
 
+The scoring graph itself (`FoldedScorer`, class tables) lives in `tdsm_edge.models.folded` /
+`tdsm_edge.models.class_tables` (the runtime's PyTorch backend runs it too).
 Run as `python -m export.build_engine` (engine bundles: see engines/README.md).
 Modules:
-    tables.py       per-class constants at a fixed t (`class_tables`, `TablesModule`, `ClassTables`)
-    folded.py       `FoldedScorer`: (B, Dz) raw features + class tables -> (B, K) errors, one graph
     onnx_export.py  `export_scorer`, `export_tables`: opset-18 ONNX (fp32 / fp16 with fp32 islands)
     iospec.py       re-exports tdsm_edge.runtime.iospec (`IOSpec`: names, dtypes, dims, batch/class ranges)
     bundle.py       `write_bundle`: graphs + class tables + manifest.json, staged and committed atomically

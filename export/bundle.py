@@ -117,7 +117,7 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
 
     from tdsm_edge.scoring import noise_bank
 
-    from .folded import FoldedScorer, class_tables
+    from tdsm_edge.models.folded import FoldedScorer, class_tables
     from .onnx_export import export_scorer
 
     out_dir = Path(out_dir)

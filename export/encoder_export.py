@@ -30,7 +30,7 @@ from tdsm_edge.errors import CheckpointError, ConfigError, InputError
 from tdsm_edge.models.shift_gcn import ShiftGCN, TemporalShift
 
 from .onnx_export import BATCH_AXIS, ExportRecord, _check_args, _check_io, _export
-from .tables import precision_dtype
+from tdsm_edge.models.class_tables import precision_dtype
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import torch
 from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.models.denoiser import TDSMDenoiser
 
-from .folded import FoldedScorer
+from tdsm_edge.models.folded import FoldedScorer
 from .iospec import BATCH, CLASSES, scorer_io
-from .tables import PRECISIONS, TablesModule
+from tdsm_edge.models.class_tables import PRECISIONS, TablesModule
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
 
-from .folded import FoldedScorer
-from .tables import layer_norm
+from tdsm_edge.models.folded import FoldedScorer
+from tdsm_edge.models.class_tables import layer_norm
 
 # score_fn(z (B, Dz), index None | (B, k') int64, J) -> (B, K) for index None, (B, k') otherwise
 ScoreFn = Callable[[torch.Tensor, "torch.Tensor | None", int], torch.Tensor]

@@ -26,7 +26,7 @@ import torch
 
 from tdsm_edge.errors import DataError, InputError, TdsmError
 
-from .folded import FoldedScorer, class_tables
+from tdsm_edge.models.folded import FoldedScorer, class_tables
 from .pruning import PrunedScorer
 
 log = logging.getLogger(__name__)

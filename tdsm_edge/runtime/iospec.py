@@ -23,7 +23,7 @@ from tdsm_edge.errors import BundleError, ConfigError
 BATCH, CLASSES = "batch", "classes"
 AXES = (BATCH, CLASSES)
 DTYPES = ("float32", "float16", "bool", "int64", "int32")
-# the scorer's class-table inputs in graph-input order (export/tables.py TABLE_SPEC; a test keeps them equal)
+# the scorer's class-table inputs in graph-input order (tdsm_edge/models/class_tables.py TABLE_SPEC; a test keeps them equal)
 SCORER_TABLES = ("text0", "text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final")
 SCORER_INPUT, SCORER_OUTPUT = "z", "errors"
 

@@ -17,10 +17,10 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export.bundle import BundleStage, load_manifest, load_tables, write_bundle  # noqa: E402
-from export.folded import class_tables  # noqa: E402
+from tdsm_edge.models.folded import class_tables  # noqa: E402
 from export.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io  # noqa: E402
 from export.ort_backend import OrtScorer, resolve_providers  # noqa: E402
-from export.tables import table_names  # noqa: E402
+from tdsm_edge.models.class_tables import table_names  # noqa: E402
 from export.verify import verify_bundle  # noqa: E402
 from tdsm_edge.config import RunConfig, ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError  # noqa: E402

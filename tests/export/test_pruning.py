@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from export.folded import FoldedScorer, class_tables
+from tdsm_edge.models.folded import FoldedScorer, class_tables
 from export.pruning import PrunedScorer, score_rows, staged_scores
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from export.folded import TABLE_SPEC, ClassTables, FoldedScorer, TablesModule, class_tables, table_names
+from tdsm_edge.models.folded import TABLE_SPEC, ClassTables, FoldedScorer, TablesModule, class_tables, table_names
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.schedule import DDPMSchedule

@@ -37,7 +37,7 @@ from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
 from tdsm_edge.models.schedule import DDPMSchedule
 
-from .tables import (TABLE_SPEC, ClassTables, TablesModule, class_tables, layer_norm, linear_rows,
+from .class_tables import (TABLE_SPEC, ClassTables, TablesModule, class_tables, layer_norm, linear_rows,
                      precision_dtype, table_names)
 
 __all__ = ["FoldedScorer", "ClassTables", "TablesModule", "class_tables", "TABLE_SPEC", "table_names"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
+from .class_set import ClassSet, Snapshot
 from .iospec import BATCH
 from .manifest import Manifest, load_manifest, load_tables
 
@@ -97,16 +98,14 @@ class OrtScorer:
         self.manifest: Manifest = bundle_dir if isinstance(bundle_dir, Manifest) else load_manifest(bundle_dir)
         self.spec = self.manifest.io.graphs["scorer"]
         self.batch = self.manifest.io.axes[BATCH]
-        tables = load_tables(self.manifest)
-        self._all_tables = {t.name: np.ascontiguousarray(tables[t.name].astype(t.dtype)) for t in self.spec.inputs[1:]}
-        self._names = self.manifest.class_names
+        self.class_set = ClassSet(self.manifest.class_names, load_tables(self.manifest),
+                                  {t.name: t.dtype for t in self.spec.inputs[1:]})
         path = self.manifest.path("scorer")
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=resolve_providers(providers))
         self._check_session()
         self._z_name, self.z_dim = self.spec.inputs[0].name, int(self.spec.inputs[0].dims[1])
-        self.select(None)
         log.info("scorer %s on %s: %d classes, batch %d..%d", path.name, self.session.get_providers()[0],
-                 len(self._names), self.batch.min, self.batch.max)
+                 len(self.class_set.all_names), self.batch.min, self.batch.max)
 
     @property
     def providers(self) -> list[str]:
@@ -114,40 +113,25 @@ class OrtScorer:
         return list(self.session.get_providers())
 
     @property
+    def device(self) -> str:
+        """Where it runs: the ONNX Runtime provider in use."""
+        return self.providers[0]
+
+    @property
     def classes(self) -> list[str]:
         """The active class names, in score (column) order."""
-        return [self._names[i] for i in self._active]
+        return self.class_set.names
 
     @property
     def all_classes(self) -> list[str]:
-        return list(self._names)
+        return self.class_set.all_names
 
     def select(self, classes: Sequence[str | int] | None) -> list[str]:
         """Score only `classes` (names or bundle indices, in the order given); None = every class.
 
         Takes the table rows of those classes; nothing is rebuilt. Returns the active class names.
         """
-        if classes is None:
-            idx = list(range(len(self._names)))
-        else:
-            if isinstance(classes, (str, int)):
-                raise InputError("select() takes a list of class names or indices, e.g. select(['wave'])")
-            lookup = {n: i for i, n in enumerate(self._names)}
-            idx, unknown = [], []
-            for c in classes:
-                if isinstance(c, (int, np.integer)) and 0 <= int(c) < len(self._names):
-                    idx.append(int(c))
-                elif isinstance(c, str) and c in lookup:
-                    idx.append(lookup[c])
-                else:
-                    unknown.append(c)
-            if unknown:
-                raise InputError(f"unknown classes {unknown}; this bundle scores {self._names}")
-            if not idx or len(set(idx)) != len(idx):
-                raise InputError(f"select() needs at least one class and no repeats, got {list(classes)}")
-        self._active = np.asarray(idx, np.int64)
-        self._tables = {n: np.ascontiguousarray(t[self._active]) for n, t in self._all_tables.items()}
-        return self.classes
+        return self.class_set.select(classes)
 
     def scores(self, z: np.ndarray) -> np.ndarray:
         """Per-class errors of raw skeleton features.
@@ -157,12 +141,14 @@ class OrtScorer:
         Returns:
             `(B, K) float32`, K the active classes; lower = more likely.
         """
-        out = [self.session.run(None, feed)[0][:n] for n, feed in self.feeds(z)]
-        return np.concatenate(out) if out else np.zeros((0, len(self._active)), np.float32)
+        snap = self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
+        out = [self.session.run(None, feed)[0][:n] for n, feed in self.feeds(z, snap)]
+        return np.concatenate(out) if out else np.zeros((0, len(snap.names)), np.float32)
 
-    def feeds(self, z: np.ndarray) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    def feeds(self, z: np.ndarray, snap: Snapshot | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """The scorer's input feeds for `z (B, Dz)`, as the IO spec shapes them: `(n, feed)` per chunk of
         at most the batch max, zero-padded up to the batch min (keep the first n output rows)."""
+        tables = (snap or self.class_set.snapshot()).tables
         z = np.asarray(z)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
@@ -175,7 +161,7 @@ class OrtScorer:
             n = len(part)
             if n < lo:  # a fixed-batch graph: pad with zeros, the caller drops their rows
                 part = np.concatenate([part, np.zeros((lo - n, self.z_dim), np.float32)])
-            yield n, {self._z_name: part, **self._tables}
+            yield n, {self._z_name: part, **tables}
 
     def _check_session(self) -> None:
         check_session(self.manifest, "scorer", self.session)

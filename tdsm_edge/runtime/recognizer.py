@@ -24,12 +24,10 @@ from tdsm_edge.skeleton.layout import SkeletonLayout
 from tdsm_edge.skeleton.preprocess import preprocess, preprocess_batch
 
 from .manifest import Manifest, load_manifest
-from .ort_backend import OrtEncoder, OrtScorer
+from .backends import Encoder, Scorer, open_backend
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-_LATER = {"tensorrt": "the TensorRT runner", "torch": "the PyTorch fallback"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +51,7 @@ class Prediction:
 class ZeroShotRecognizer:
     """A loaded engine bundle: preprocessing, encoder and scorer. Build it with `ZeroShotRecognizer.load`."""
 
-    def __init__(self, manifest: Manifest, scorer: OrtScorer, encoder: OrtEncoder | None, backend: str) -> None:
+    def __init__(self, manifest: Manifest, scorer: Scorer, encoder: Encoder | None, backend: str) -> None:
         self.manifest, self.backend = manifest, backend
         self._scorer, self._encoder = scorer, encoder
         pre = (manifest.data.get("skeleton") or {}).get("preprocess")
@@ -66,44 +64,41 @@ class ZeroShotRecognizer:
 
     @classmethod
     def load(cls, bundle_dir: str | Path, backend: str = "auto", threads: int | None = None,
-             providers: str | Sequence[str] = "auto") -> "ZeroShotRecognizer":
+             providers: str | Sequence[str] = "auto", device: str = "auto",
+             cuda_graph: bool = False) -> "ZeroShotRecognizer":
         """Load and check an engine bundle.
 
         Args:
             bundle_dir: an engine bundle folder (`engines/<name>`).
-            backend: "auto" (ONNX Runtime in this build) or "onnxruntime". "tensorrt" and "torch" are
-                not available yet in this build.
-            threads: intra-op threads (default: the cores available).
+            backend: "auto" (TensorRT > ONNX Runtime > PyTorch: the first that can run the bundle
+                here), "tensorrt", "onnxruntime" or "torch".
+            threads: CPU threads (default: the cores available).
             providers: ONNX Runtime execution providers (see `ort_backend.resolve_providers`).
+            device: PyTorch device ("auto": CUDA when available, else CPU).
+            cuda_graph: TensorRT / PyTorch on CUDA: capture each call shape in a CUDA graph.
         Raises:
             BundleError: the bundle is missing, tampered with (sha256) or inconsistent; nothing is run.
-            ConfigError: an unknown or not yet available backend.
-            MissingDependencyError: onnxruntime is not installed.
+            ConfigError: an unknown backend, or one that cannot run this bundle here.
+            MissingDependencyError: the named backend's package is not installed.
         """
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend in _LATER:
-            raise ConfigError(f"backend={backend!r} is not available yet in this build ({_LATER[backend]} is a later "
-                              "step); use backend='auto' or 'onnxruntime' (ONNX Runtime picks TensorRT EP > CUDA EP "
-                              "> CPU from what is installed)")
         manifest = load_manifest(bundle_dir)  # checks every file's sha256 before any graph is opened
-        scorer = OrtScorer(manifest, providers, threads)
-        encoder = OrtEncoder(manifest, providers, threads) if "encoder" in manifest.graphs else None
-        rec = cls(manifest, scorer, encoder, "onnxruntime")
-        log.info("recognizer %s: %d classes, encoder %s, %s", manifest.root, len(rec.classes),
-                 "yes" if encoder else "no", scorer.providers[0])
+        name, scorer, encoder = open_backend(manifest, backend, threads=threads, providers=providers, device=device,
+                                             cuda_graph=cuda_graph)
+        rec = cls(manifest, scorer, encoder, name)
+        log.info("recognizer %s: %d classes, encoder %s, %s on %s", manifest.root, len(rec.classes),
+                 "yes" if encoder else "no", name, scorer.device)
         return rec
 
     # ------------------------------------------------------------ classes
     @property
     def classes(self) -> list[str]:
         """The active class names, in score order."""
-        return self._scorer.classes
+        return self._scorer.class_set.names
 
     @property
     def all_classes(self) -> list[str]:
-        """Every class the bundle holds, in its score order."""
-        return self._scorer.all_classes
+        """Every class the recognizer holds (the bundle's, then any added), in table order."""
+        return self._scorer.class_set.all_names
 
     def set_active_classes(self, names: Sequence[str] | None) -> list[str]:
         """Score only `names` (a subset of `all_classes`, in the order given); None = every class.
@@ -111,7 +106,7 @@ class ZeroShotRecognizer:
         Takes the class-table rows of those classes; nothing is rebuilt. Returns the active names.
         """
         if names is None:
-            return self._scorer.select(None)
+            return self._scorer.class_set.select(None)
         if isinstance(names, str) or not all(isinstance(n, str) for n in names):
             raise InputError(f"set_active_classes takes a list of class names, e.g. ['{self.all_classes[0]}'], "
                              f"got {names!r}")
@@ -124,7 +119,7 @@ class ZeroShotRecognizer:
                              "with those classes (python -m export.build_engine --classes ...) to score them")
         if len(set(names)) != len(names):
             raise InputError(f"set_active_classes got repeated names {names}; name each class once")
-        return self._scorer.select(names)
+        return self._scorer.class_set.select(names)
 
     # ------------------------------------------------------------ inference
     def score_features(self, z: np.ndarray) -> np.ndarray:

@@ -92,7 +92,8 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
                  noise_seed: int = 0, precision: str = "fp32", batch: AxisRange = AxisRange(1, 4, 8),
                  encoder_dir: str | Path | None = None, run_config=None, source: dict | None = None,
                  class_indices: list[int] | None = None, build_command: str | None = None,
-                 plan_builder: PlanBuilder | None = None, check: Check | None = None) -> Manifest:
+                 plan_builder: PlanBuilder | None = None, check: Check | None = None,
+                 reference_weights: bool = True) -> Manifest:
     """Export a trained denoiser as an engine bundle in `out_dir` (atomically; see `BundleStage`).
 
     Args:
@@ -108,8 +109,10 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
         build_command: the exact command that rebuilds this bundle (named in every load error).
         plan_builder: builds TensorRT plans into the stage from the graphs' ONNX files; returns their
             records (TensorRT version, GPU, compute capability … as `tensorrt_build.build_plan` gives them).
-        check: verification on the staged bundle; returns a report (stored as manifest["verify"]);
-            raising aborts the build and nothing is written.
+        check: verification on the staged bundle; returns a report (stored as manifest["verify"]; an
+            "open_set" entry in it moves to manifest["open_set"]); raising aborts the build.
+        reference_weights: also store the PyTorch weights (denoiser, noise bank, feature statistics,
+            encoder) under `reference/`, for the runtime's "torch" backend.
     Returns:
         The committed bundle's Manifest.
     """
@@ -145,6 +148,7 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
                                                run_config.data.frames, precision)
         else:
             log.info("[3/5] encoder graph: none (no encoder given)")
+        reference = _write_reference(stage, model, stats, noises, encoder_dir) if reference_weights else None
         specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g != "scorer"}
         io = IOSpec({"scorer": scorer_io(cfg, precision), **specs},  # export_scorer checked the graph against it
                     {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names))})
@@ -173,11 +177,13 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
             graphs={g: _graph_record(r, stage.dir) for g, r in graphs.items()},
             tables=dict(file=TABLES_FILE, dtype="float32", names=list(tables),
                         note="cast at load to the dtypes of the scorer's IO spec (key_bias stays float32)"),
-            plans=plans, verify=None)
+            plans=plans, verify=None, **({"reference": reference} if reference else {}))
         manifest = stage.write_manifest(data)
         if check is not None:
             log.info("[5/5] verify")
-            data = {**manifest.data, "verify": check(stage.dir)}
+            report = dict(check(stage.dir))
+            open_set = report.pop("open_set", None)
+            data = {**manifest.data, "verify": report, **({"open_set": open_set} if open_set else {})}
             data.pop("files")
             manifest = stage.write_manifest(data)
         else:
@@ -185,6 +191,25 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
         stage.commit()
     log.info("engine bundle written to %s", out_dir)
     return load_manifest(out_dir)
+
+
+def _write_reference(stage: BundleStage, model, stats, noises, encoder_dir) -> dict:
+    """The PyTorch weights under `reference/` (safetensors + npy): what the runtime's torch backend loads."""
+    from tdsm_edge.checkpoint import save_module
+
+    save_module(stage.path("reference/denoiser"), model.state_dict(), {"kind": "tdsm_denoiser_reference",
+                                                                       "denoiser": asdict(model.cfg)})
+    for name, a in (("feature_mean", stats.mean), ("feature_std", stats.std), ("noise_bank", noises.numpy())):
+        np.save(stage.path(f"reference/{name}.npy"), np.ascontiguousarray(a, np.float32))
+    out = dict(denoiser="reference/denoiser", feature_mean="reference/feature_mean.npy",
+               feature_std="reference/feature_std.npy", noise_bank="reference/noise_bank.npy", encoder=None)
+    if encoder_dir is not None:
+        dst = stage.path("reference/encoder")
+        dst.mkdir(parents=True)
+        for f in ("model.safetensors", "config.json"):
+            shutil.copyfile(Path(encoder_dir) / f, dst / f)
+        out["encoder"] = "reference/encoder"
+    return out
 
 
 def skeleton_info(run_config) -> dict:

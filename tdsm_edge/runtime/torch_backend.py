@@ -1,0 +1,215 @@
+"""The PyTorch backend: the bundle's reference weights run by the folded scorer, on CPU or CUDA.
+
+    scorer = TorchScorer(manifest, device="auto")     # reference/ weights + tables.npz
+    errors = scorer.scores(z)                          # (B, Dz) float -> (B, K) float32, active classes
+
+The reference of the other backends (it is the model the graphs were exported from) and the fallback
+where neither TensorRT nor ONNX Runtime is installed. It reads the weights the bundle stores under
+`reference/` (written by `export.bundle.write_bundle`, hashed in the manifest like every file), runs
+`tdsm_edge.models.folded.FoldedScorer` in the bundle's precision (fp16 only on CUDA: CPU has no
+fast fp16 kernels, so a fp16 bundle runs fp32 there, recorded in `.precision`) and the Shift-GCN
+encoder. On CUDA with `cuda_graph=True` each (B, K) call shape is captured once in a CUDA graph and
+replayed. torch is imported here, so this module is only imported when the backend is chosen.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from tdsm_edge.errors import ConfigError, InputError, require
+
+from .class_set import ClassSet, Snapshot
+from .manifest import Manifest, load_tables
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """"auto" → "cuda" when a CUDA GPU is visible, else "cpu"; a named device is checked."""
+    torch = require("torch", extra="train")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but this torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    try:
+        torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"device={device!r} is not a torch device ({e}); use 'auto', 'cpu' or 'cuda:N'") from e
+    return str(device)
+
+
+class TorchScorer:
+    """The folded scorer over the bundle's reference weights (see the module docstring).
+
+    Args:
+        manifest: a loaded, checked bundle manifest with a `reference` section.
+        device: "auto", "cpu", "cuda", "cuda:N".
+        threads: torch intra-op threads on CPU (default: leave torch's setting).
+        cuda_graph: on CUDA, capture each (B, K) shape in a CUDA graph.
+    """
+
+    def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None,
+                 cuda_graph: bool = False) -> None:
+        torch = require("torch", extra="train")
+        from tdsm_edge.models.folded import FoldedScorer
+
+        self.manifest = manifest
+        ref = manifest.data.get("reference")
+        if not ref:
+            raise ConfigError(f"the bundle {manifest.root} has no reference weights for the torch backend; rebuild "
+                              f"it without --no-torch-weights: {manifest.rebuild_command}")
+        self.torch_device = resolve_device(device)
+        if threads and self.torch_device == "cpu":
+            torch.set_num_threads(int(threads))
+        on_gpu = self.torch_device.startswith("cuda")
+        self.precision = manifest.precision if on_gpu else "fp32"
+        if self.precision != manifest.precision:
+            log.info("torch backend on CPU runs the %s bundle in fp32 (no fast fp16 CPU kernels)", manifest.precision)
+        model, schedule = _denoiser(manifest, ref)
+        s = manifest.data["scoring"]
+        noises = torch.from_numpy(_npy(manifest, ref["noise_bank"]))  # (J, Dz)
+        if noises.shape[0] != int(s["num_noises"]):
+            raise manifest.error("reference/noise_bank.npy", f"it holds {noises.shape[0]} noises, the manifest's "
+                                 f"scoring section says J={s['num_noises']}")
+        stats = _Stats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
+        self.folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, self.precision)
+        self.folded = self.folded.to(self.torch_device).eval()
+        dtypes = {n: str(d).replace("torch.", "") for n, d in self.folded.table_dtypes().items()}
+        self.class_set = ClassSet(manifest.class_names, load_tables(manifest), dtypes)
+        self.z_dim = int(model.cfg.z_dim)
+        self.cuda_graph = bool(cuda_graph) and on_gpu
+        self._device_tables: tuple[int, dict] | None = None  # (snapshot version, tables on the device)
+        self._graphs: dict[tuple[int, int, int], tuple] = {}  # (B, K, version) -> (graph, z buffer, output)
+        self._lock = threading.Lock()  # one call at a time: shared device buffers and graphs
+
+    @property
+    def device(self) -> str:
+        name = self.torch_device
+        if name.startswith("cuda"):
+            import torch
+
+            name += f" ({torch.cuda.get_device_name(torch.device(name))})"
+        return f"torch {name}, {self.precision}" + (", CUDA graphs" if self.cuda_graph else "")
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes."""
+        import torch
+
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
+        if not np.issubdtype(z.dtype, np.floating):
+            raise InputError(f"z must hold floats, got dtype {z.dtype}")
+        snap = self.class_set.snapshot()
+        if len(z) == 0:
+            return np.zeros((0, len(snap.names)), np.float32)
+        zt = torch.from_numpy(np.ascontiguousarray(z, np.float32))
+        with self._lock, torch.inference_mode():
+            tables = self._tables(snap)
+            if self.cuda_graph:
+                out = self._replay(zt, tables, snap.version)
+            else:
+                out = self.folded(zt.to(self.torch_device), **tables)
+            return out.float().cpu().numpy()
+
+    def _tables(self, snap: Snapshot) -> dict:
+        """The snapshot's tables on the device, uploaded once per class-set version."""
+        import torch
+
+        if self._device_tables is None or self._device_tables[0] != snap.version:
+            self._device_tables = (snap.version, {n: torch.from_numpy(np.array(t)).to(self.torch_device)
+                                                  for n, t in snap.tables.items()})
+            self._graphs = {k: v for k, v in self._graphs.items() if k[2] == snap.version}
+        return self._device_tables[1]
+
+    def _replay(self, z, tables: dict, version: int):
+        """Run through a CUDA graph captured for this (B, K) shape (captured on first use)."""
+        import torch
+
+        key = (z.shape[0], next(iter(tables.values())).shape[0], version)
+        if key not in self._graphs:
+            static_z = z.to(self.torch_device)
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up outside the graph (allocator, lazy init)
+                    self.folded(static_z, **tables)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.folded(static_z, **tables)
+            self._graphs[key] = (graph, static_z, out)
+        graph, static_z, out = self._graphs[key]
+        static_z.copy_(z, non_blocking=False)
+        graph.replay()
+        return out.clone()
+
+
+class TorchEncoder:
+    """The bundle's Shift-GCN encoder (reference weights): `(B, 3, T, V, M)` windows → `(B, Dz)` features."""
+
+    def __init__(self, manifest: Manifest, device: str = "cpu") -> None:
+        torch = require("torch", extra="train")
+        from tdsm_edge.checkpoint import load_module
+        from tdsm_edge.config import EncoderConfig
+        from tdsm_edge.models.shift_gcn import ShiftGCN
+
+        ref = manifest.data.get("reference") or {}
+        if not ref.get("encoder"):
+            raise ConfigError(f"the bundle {manifest.root} has no reference encoder weights; rebuild it: "
+                              f"{manifest.rebuild_command}")
+        state, meta = load_module(manifest.path(ref["encoder"]))
+        ecfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["encoder"].items()})
+        model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]), num_joints=meta.get("num_joints", 25))
+        model.load_state_dict({k: v for k, v in state.items()})
+        self.device = device
+        self.model = model.to(device).eval().requires_grad_(False)
+        x = manifest.io.graphs["encoder"].inputs[0] if "encoder" in manifest.io.graphs else None
+        self.window_shape = tuple(int(d) for d in x.dims[1:]) if x is not None else \
+            (3, int(manifest.data["skeleton"]["preprocess"]["frames"]), model.num_joints, model.num_person)
+        self._torch = torch
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
+        x = np.ascontiguousarray(x, np.float32)
+        if x.ndim != 5 or x.shape[1:] != self.window_shape:
+            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                             f"got shape {x.shape}")
+        with self._torch.inference_mode():
+            return self.model.features(self._torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+
+class _Stats:
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean, self.std = mean, std
+
+
+def _npy(manifest: Manifest, rel: str) -> np.ndarray:
+    try:
+        return np.load(manifest.path(rel), allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as e:
+        raise manifest.error(f"the reference file {rel}", f"unreadable ({e})") from e
+
+
+def _denoiser(manifest: Manifest, ref: dict):
+    """(TDSMDenoiser with the reference weights, DDPMSchedule) from the manifest's model section."""
+    from tdsm_edge.checkpoint import load_module
+    from tdsm_edge.config import DenoiserConfig, ScheduleConfig
+    from tdsm_edge.models.denoiser import TDSMDenoiser
+    from tdsm_edge.models.schedule import DDPMSchedule
+
+    model_info = manifest.data["model"]
+    try:
+        cfg = DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_info["denoiser"].items()})
+        sched = DDPMSchedule(ScheduleConfig(**model_info["schedule"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise manifest.error("the model section", f"cannot rebuild the denoiser config from it ({e})") from e
+    state, _ = load_module(manifest.path(ref["denoiser"]))
+    model = TDSMDenoiser(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise manifest.error("reference/denoiser", f"weights do not fit the model config (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+    return model.eval(), sched

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m export.build_engine", description=__doc__, formatter_class=_Formatter,
         epilog="backends (an option the chosen backend does not support is an error):\n" + capability_table()
-        + "\n\nLoad a bundle with export.ort_backend.OrtScorer('engines/NAME'); see engines/README.md.")
+        + "\n\nLoad a bundle with tdsm_edge.ZeroShotRecognizer.load('engines/NAME'); see engines/README.md.")
     p.add_argument("--run", default=None, metavar="DIR",
                    help="run folder (its first trained split/seed) or seed folder runs/NAME/SPLIT/seedK "
                         "(default: the demo run runs/demo, trained first if needed)")
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="compare the bundle with PyTorch on held-out samples; fail on fp32 rel. error > 1e-4 or "
                         "fp16 top-1 agreement < 99%% (default: on)")
+    p.add_argument("--open-set-accept", type=float, default=0.95, metavar="F",
+                   help="calibrate the open-set margin (\"none of these\") so this fraction of the run's in-set "
+                        "validation samples keep their answer; needs --verify (default: 0.95)")
+    p.add_argument("--torch-weights", action=argparse.BooleanOptionalAction, default=True,
+                   help="store the PyTorch reference weights in the bundle (reference/), for the runtime's torch "
+                        "backend (default: on)")
     p.add_argument("--triton-repo", default=None, metavar="DIR",
                    help="also write an NVIDIA Triton model repository for the scorer (default: none)")
     p.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=True,
@@ -130,6 +136,8 @@ def validate(args: argparse.Namespace, backend: str) -> None:
                               f"Drop {flag}, or choose --backend {others[0]}.")
     if args.batch < 1 or (args.noises is not None and args.noises < 1):
         raise ConfigError(f"--batch and --noises must be >= 1, got {args.batch} and {args.noises}")
+    if not 0.0 < args.open_set_accept <= 1.0:
+        raise ConfigError(f"--open-set-accept must be in (0, 1], got {args.open_set_accept}")
     if args.workspace is not None and args.workspace <= 0:
         raise ConfigError(f"--workspace must be > 0 GB, got {args.workspace}")
     if args.triton_repo is not None and importlib.util.find_spec("export.triton") is None:
@@ -150,6 +158,10 @@ def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend
             argv += [flag, str(getattr(args, dest))]
     if not args.verify:
         argv.append("--no-verify")
+    if args.open_set_accept != 0.95:
+        argv += ["--open-set-accept", str(args.open_set_accept)]
+    if not args.torch_weights:
+        argv.append("--no-torch-weights")
     if args.triton_repo:
         argv += ["--triton-repo", str(args.triton_repo)]
     return shlex.join(argv)
@@ -183,14 +195,15 @@ def build(args: argparse.Namespace) -> dict:
     if encoder_dir is not None and importlib.util.find_spec("export.encoder_export") is None:
         log.warning("the encoder graph is left out: export/encoder_export.py is not in this checkout")
         encoder_dir = None
-    check = _make_check(src, model, schedule, stats, subset, indices, unseen, len(text.names), encoder_dir) \
-        if args.verify else None
+    check = _make_check(src, model, schedule, stats, subset, indices, unseen, len(text.names), encoder_dir,
+                        args.open_set_accept) if args.verify else None
     manifest = write_bundle(
         out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=cfg.eval.noise_seed,
         precision=args.precision, batch=AxisRange.for_batch(args.batch, args.dynamic), encoder_dir=encoder_dir,
         run_config=cfg, source=src.to_dict(), class_indices=indices,
         build_command=rebuild_command(args, src.seed_dir, out, backend, J, t),
-        plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check)
+        plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check,
+        reference_weights=args.torch_weights)
     triton = None
     if args.triton_repo:
         from .triton import write_triton_repo
@@ -222,8 +235,9 @@ def _tradeoff(src, cfg, out: Path) -> dict:
     return {"png": str(png), "results": results}
 
 
-def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir):
-    from . import sources
+def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir, accept):
+    from . import open_set, sources
+    from .ort_backend import OrtScorer
     from .verify import verify_bundle
 
     z, labels, which = sources.held_out_features(src, indices, num_classes, unseen)
@@ -238,6 +252,9 @@ def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classe
         report = verify_bundle(stage_dir, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
                                providers="auto")
         report["held_out"] = f"{src.seed_dir}/features/{which}.npy"
+        val, test = sources.open_set_features(src, num_classes, unseen)
+        report["open_set"] = open_set.calibrate(OrtScorer(stage_dir, providers="auto").scores, indices, val, test,
+                                                accept)
         return report
 
     return check
@@ -286,6 +303,14 @@ def format_report(result: dict) -> str:
                          f"{100 * s['top1_agreement']:.1f}% |")
     else:
         lines.append("| verify | skipped (--no-verify) |")
+    o = m.data.get("open_set")
+    if o:
+        t = o.get("test", {})
+        lines.append(f"| open set (\"none of these\") | margin threshold {o['threshold']:.4g} from "
+                     f"{o['calibration_samples']} {o['calibrated_on']} samples; on test: in-set kept "
+                     f"{100 * t.get('in_set_accepted', float('nan')):.1f}%, accuracy of kept "
+                     f"{100 * t.get('accuracy_accepted', float('nan')):.1f}% (all {100 * t.get('accuracy', float('nan')):.1f}%), "
+                     f"out-of-set rejected {100 * t.get('out_of_set_rejected', float('nan')):.1f}% |")
     scorer = OrtScorer(out)
     z = np.random.default_rng(0).normal(size=(scorer.batch.max, scorer.z_dim)).astype(np.float32)
     for B in sorted({1, scorer.batch.max}):
@@ -298,7 +323,8 @@ def format_report(result: dict) -> str:
 
         lines += ["", "Reduced evaluations (torch fp32 folded scorer, 1 thread; plot: "
                   f"{result['tradeoff']['png']}):", "", format_table(result["tradeoff"]["results"])]
-    lines += ["", f"Load it: OrtScorer({str(out)!r}) (export.ort_backend); rebuild: {m.rebuild_command}"]
+    lines += ["", f"Load it: ZeroShotRecognizer.load({str(out)!r}) (from tdsm_edge import ZeroShotRecognizer); "
+              f"rebuild: {m.rebuild_command}"]
     return "\n".join(lines)
 
 

@@ -136,6 +136,25 @@ def held_out_features(src: RunSource, indices: list[int], num_classes: int, unse
     return np.ascontiguousarray(z, np.float32), np.asarray(y), which
 
 
+def open_set_features(src: RunSource, num_classes: int, unseen: np.ndarray, limit: int = 2048):
+    """(val, test) as `(z, global labels)` pairs for the open-set calibration: the run's validation
+    features (None when it has none) and its all-class test features (gtest), seeded subsets of at most
+    `limit` samples each."""
+    from tdsm_edge.training.split_data import seed_features
+
+    feats = seed_features(src.config, src.seed_dir, unseen, num_classes)
+
+    def cut(z, y):
+        if z is None or y is None or len(z) == 0:
+            return None
+        if len(z) > limit:
+            keep = np.sort(np.random.default_rng(1).choice(len(z), limit, replace=False))
+            z, y = z[keep], y[keep]
+        return np.ascontiguousarray(z, np.float32), np.asarray(y)
+
+    return cut(feats.val, feats.val_label), cut(feats.gtest, feats.g_label)
+
+
 def held_out_windows(src: RunSource, indices: list[int], limit: int = VERIFY_WINDOWS) -> np.ndarray | None:
     """Preprocessed test windows (N, 3, T, V, M) of the bundle classes, for synthact runs (generated with
     the run's test seed, data.seed + 2, as the pipeline does); None for other datasets."""

@@ -9,18 +9,22 @@ Modules:
     recognizer.py   `ZeroShotRecognizer`, `Prediction`: window → preprocess → encoder → scorer → label
     manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
     iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
+    backends.py     `open_backend`: TensorRT > ONNX Runtime > PyTorch, the first that can run the bundle here
+    class_set.py    `ClassSet`: class names + table rows + the active subset, shared by every backend
     ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+    torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
 
-Dependencies point one way: runtime ← export ← training; nothing here imports `export` or torch.
+Dependencies point one way: runtime ← export ← training; nothing here imports `export`, and torch only
+in torch_backend.py, when that backend is chosen.
 Names are imported lazily (module `__getattr__`), so importing this package loads nothing heavy.
 """
 from __future__ import annotations
 
 import importlib
 
-_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer", "ActionStream": "stream",
-         "StreamStats": "stream"}
+_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer", "NONE_LABEL": "recognizer",
+         "ActionStream": "stream", "StreamStats": "stream"}
 
 __all__ = list(_LAZY)
 

@@ -28,6 +28,8 @@ from .backends import Encoder, Scorer, open_backend
 
 log = logging.getLogger(__name__)
 
+NONE_LABEL = "none of these"  # the open-set answer (see ZeroShotRecognizer.set_open_set)
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +41,7 @@ class Prediction:
     margin: float                               # second-lowest minus lowest error (>= 0; inf with one class)
     latency_ms: float                           # wall time of the call that produced it (a batch: the whole call)
     classes: tuple[str, ...] = field(repr=False, default=())  # the K class names, in score order
+    known: bool = True                          # False: open set on and margin below threshold → "none of these"
 
     def topk(self, k: int = 5) -> list[tuple[str, float]]:
         """The k most likely classes as (name, error), best first (k is capped at K)."""
@@ -53,6 +56,7 @@ class ZeroShotRecognizer:
 
     def __init__(self, manifest: Manifest, scorer: Scorer, encoder: Encoder | None, backend: str) -> None:
         self.manifest, self.backend = manifest, backend
+        self.open_set_threshold: float | None = None  # set_open_set(); None = always name a class
         self._scorer, self._encoder = scorer, encoder
         pre = (manifest.data.get("skeleton") or {}).get("preprocess")
         self._pre = None
@@ -121,6 +125,36 @@ class ZeroShotRecognizer:
             raise InputError(f"set_active_classes got repeated names {names}; name each class once")
         return self._scorer.class_set.select(names)
 
+    def set_open_set(self, enabled: bool = True, threshold: float | None = None) -> float | None:
+        """Answer "none of these" (label NONE_LABEL, index -1, known False) when the best class does not
+        stand out: margin (second-lowest minus lowest error) below a threshold.
+
+        Args:
+            enabled: False turns it off (every prediction names a class).
+            threshold: a margin in this bundle's error units; None = the threshold calibrated at export
+                on held-out data (manifest "open_set"), for the bundle's full class set.
+        Returns:
+            The threshold in use, or None when off.
+        """
+        if not enabled:
+            self.open_set_threshold = None
+            return None
+        if threshold is None:
+            rec = self.manifest.data.get("open_set")
+            if not rec:
+                raise ConfigError(f"the bundle {str(self.manifest.root)!r} has no calibrated open-set threshold (it "
+                                  "was built with --no-verify or without held-out data); pass threshold=..., or "
+                                  f"rebuild it: {self.manifest.rebuild_command}")
+            threshold = rec["threshold"]
+            if len(self.classes) != rec.get("num_classes", len(self.classes)):
+                log.warning("the open-set threshold was calibrated for %s classes; %d are active now, so the "
+                            "rejection rate will differ", rec["num_classes"], len(self.classes))
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(threshold) or threshold < 0:
+            raise InputError(f"threshold must be a finite margin >= 0 (error units), got {threshold!r}")
+        self.open_set_threshold = float(threshold)
+        return self.open_set_threshold
+
     # ------------------------------------------------------------ inference
     def score_features(self, z: np.ndarray) -> np.ndarray:
         """Per-class errors of raw skeleton features.
@@ -177,7 +211,7 @@ class ZeroShotRecognizer:
         errors = self._scorer.scores(z)                    # (B, K)
         ms = (time.perf_counter() - start) * 1e3
         names = tuple(self.classes)
-        return [_prediction(e, names, ms) for e in errors]
+        return [_prediction(e, names, ms, self.open_set_threshold) for e in errors]
 
     def _preprocessing(self) -> "_Preprocessing":
         if self._pre is None:
@@ -248,13 +282,15 @@ def _preprocessing(m: Manifest, pre: dict, window_shape: tuple[int, ...]) -> _Pr
     return p
 
 
-def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float) -> Prediction:
+def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float, threshold: float | None = None) -> Prediction:
     scores = np.array(errors, np.float32)              # (K,) a private copy
     scores.setflags(write=False)
     order = np.argsort(scores, kind="stable")[:2]
     best = int(order[0])
     margin = float(scores[order[1]] - scores[best]) if len(order) > 1 else float("inf")
+    if threshold is not None and margin < threshold:
+        return Prediction(NONE_LABEL, -1, scores, margin, ms, names, known=False)
     return Prediction(names[best], best, scores, margin, ms, names)
 
 
-__all__ = ["Prediction", "ZeroShotRecognizer"]
+__all__ = ["NONE_LABEL", "Prediction", "ZeroShotRecognizer"]

@@ -140,7 +140,8 @@ class ActionStream:
         pred = self.recognizer.predict(self._ordered)
         st.windows_scored += 1
         scores = self._smooth(pred)
-        return _prediction(scores, pred.classes, (time.perf_counter() - start) * 1e3)
+        ms = (time.perf_counter() - start) * 1e3
+        return _prediction(scores, pred.classes, ms, self.recognizer.open_set_threshold)
 
     def _store(self, frame, slot: int) -> str | None:
         """Write `frame` into `slot` (zeros when bad); return why it is bad, or None."""

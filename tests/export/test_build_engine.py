@@ -51,6 +51,12 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
         assert "encoder" in m.graphs and v["encoder"]["features"]["max_rel_err"] <= 1e-4
         assert m.io.graphs["encoder"].inputs[0].dims[0] == "batch"
     assert "| verify scorer (30 held-out" in printed and m.rebuild_command in printed
+    o = m.data["open_set"]  # calibrated on the run's validation features, judged on its test features
+    assert o["calibrated_on"] == "validation" and o["num_classes"] == 5 and o["threshold"] >= 0
+    assert o["test"]["in_set_samples"] > 0 and o["test"]["out_of_set_samples"] > 0
+    assert "| open set" in printed
+    ref = m.data["reference"]  # PyTorch weights for the runtime's torch backend, hashed like the graphs
+    assert ref["encoder"] == "reference/encoder" and "reference/denoiser/model.safetensors" in m.data["files"]
     z = np.load(tiny_run / "ru5" / "seed1" / "features" / "ztest.npy")
     scores = OrtScorer(out, threads=1).scores(z)
     assert scores.shape == (len(z), 5)
@@ -129,7 +135,8 @@ def test_help_lists_every_option_with_defaults(capsys):
         build_engine.main(["--help"])
     text = capsys.readouterr().out
     for flag in ("--run", "--out", "--precision", "--backend", "--batch", "--dynamic", "--workspace", "--noises",
-                 "--timestep", "--classes", "--classes-file", "--verify", "--triton-repo"):
+                 "--timestep", "--classes", "--classes-file", "--verify", "--triton-repo", "--open-set-accept",
+                 "--torch-weights"):
         assert flag in text, flag
     assert "(default: fp32)" in text and "(default: auto)" in text and "tensorrt" in text.split("backends")[-1]
     json.dumps(build_engine.CAPABILITIES["onnxruntime"].precisions)  # the table is plain data

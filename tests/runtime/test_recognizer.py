@@ -1,6 +1,7 @@
 """ZeroShotRecognizer on a tiny fp32 bundle: equal to the PyTorch path, class subsets, refusals, input errors."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -178,3 +179,38 @@ def test_runtime_never_imports_torch(runtime_bundle):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_path):
+    from tdsm_edge.io import write_json
+    from tdsm_edge.runtime import NONE_LABEL
+
+    rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)
+    raw = runtime_bundle.windows(per_class=2, seed=13)
+    plain = rec.predict_batch(raw)
+    margins = np.array([p.margin for p in plain])
+    with pytest.raises(ConfigError, match="no calibrated open-set threshold.*threshold=.*rebuild"):
+        rec.set_open_set()  # the fixture bundle was built with --no-verify
+    thr = float(np.median(margins))
+    assert rec.set_open_set(threshold=thr) == thr
+    got = rec.predict_batch(raw)
+    for p, q in zip(got, plain):
+        np.testing.assert_array_equal(p.scores, q.scores)
+        if q.margin < thr:
+            assert (p.label, p.index, p.known) == (NONE_LABEL, -1, False)
+        else:
+            assert (p.label, p.index, p.known) == (q.label, q.index, True)
+    assert 0 < sum(not p.known for p in got) < len(got)
+    assert rec.set_open_set(False) is None and all(p.known for p in rec.predict_batch(raw))
+    for bad in (-1.0, float("nan"), "0.1", True):
+        with pytest.raises(InputError, match="threshold must be"):
+            rec.set_open_set(threshold=bad)
+    # a calibrated bundle: the manifest's threshold (manifest.json itself is not hashed)
+    path = tmp_path / "calibrated"
+    shutil.copytree(runtime_bundle.dir, path)
+    data = json.loads((path / "manifest.json").read_text())
+    data["open_set"] = {"threshold": thr, "num_classes": len(rec.classes), "calibrated_on": "validation"}
+    write_json(path / "manifest.json", data)
+    cal = ZeroShotRecognizer.load(path, threads=1)
+    assert cal.set_open_set() == thr
+    assert [p.known for p in cal.predict_batch(raw)] == [p.known for p in got]

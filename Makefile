@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
 demo: $(STAMP)
 	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 ru12 $(DEMO_FLAGS)
+	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --out engines/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
-	rm -rf runs/demo .pytest_cache
+	rm -rf runs/demo engines/demo engines/demo.report .pytest_cache

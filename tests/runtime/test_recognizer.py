@@ -214,3 +214,19 @@ def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_pat
     cal = ZeroShotRecognizer.load(path, threads=1)
     assert cal.set_open_set() == thr
     assert [p.known for p in cal.predict_batch(raw)] == [p.known for p in got]
+
+
+def test_io_binding_path_equals_plain_feeds(runtime_bundle):
+    """The GPU path (tables bound once as OrtValues, re-bound after a class change), exercised on the CPU."""
+    from tdsm_edge.runtime.ort_backend import OrtScorer
+
+    plain, bound = OrtScorer(runtime_bundle.dir, threads=1), OrtScorer(runtime_bundle.dir, threads=1, io_binding=True)
+    assert not plain.io_binding and bound.io_binding  # auto: off on the CPU provider
+    z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=2))
+    np.testing.assert_array_equal(bound.scores(z), plain.scores(z))
+    first = bound._bound[1]
+    np.testing.assert_array_equal(bound.scores(z[:3]), plain.scores(z[:3]))
+    assert bound._bound[1] is first  # not re-uploaded for the same class set
+    names = plain.classes
+    bound.select([names[4], names[1]])
+    np.testing.assert_array_equal(bound.scores(z), plain.scores(z)[:, [4, 1]])

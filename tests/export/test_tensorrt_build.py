@@ -21,6 +21,7 @@ import pytest
 from export import tensorrt_build as tb
 from export.tensorrt_build import (TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes,
                                    tensorrt_available)
+from tdsm_edge.runtime import trt_engine
 from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
                               MissingDependencyError)
 
@@ -264,7 +265,8 @@ def fake(monkeypatch):
 
     def install(**kw):
         monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(calls, **kw))
-        monkeypatch.setattr(tb, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))
+        monkeypatch.setattr(tb, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))  # the builder's
+        monkeypatch.setattr(trt_engine, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))  # the runner's (load)
         return calls
 
     return calls, install
@@ -440,7 +442,7 @@ def _cuda_or_skip(kind: str):
 def test_device_memory_round_trip(kind):
     _cuda_or_skip(kind)
     mem = tb.device_memory(kind)
-    assert type(mem).__name__ == ("_TorchMemory" if kind == "torch" else "_CudaRuntimeMemory")
+    assert type(mem).__name__ == ("TorchMemory" if kind == "torch" else "CudaRuntimeMemory")
     assert isinstance(mem.stream, int)
     try:
         for a in (np.arange(12, dtype=np.float32).reshape(3, 4), np.linspace(-2, 2, 7).astype(np.float16)):

@@ -1,4 +1,4 @@
-"""The lean runtime: load an engine bundle and recognize actions. numpy + optional onnxruntime; never torch.
+"""The lean runtime: load an engine bundle and recognize actions. numpy + optional onnxruntime / tensorrt; never torch.
 
     from tdsm_edge.runtime import ZeroShotRecognizer
     rec = ZeroShotRecognizer.load("engines/demo")
@@ -10,6 +10,9 @@ Modules:
     manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
     iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
     ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+    trt_backend.py  `TrtScorer`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
+    trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
+    cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export` or torch.

@@ -55,7 +55,10 @@ def cuda_device_count() -> int:
     rt = _cudart()
     if rt is None:
         raise MissingDependencyError(CUDA_PYTHON_MISSING)
-    err, *rest = rt.cudaGetDeviceCount()
+    try:
+        err, *rest = rt.cudaGetDeviceCount()
+    except (RuntimeError, OSError):  # cuda-python 12.2: "Failed to dlopen libcuda.so.1" without a driver
+        return 0
     return int(rest[0]) if err == rt.cudaError_t.cudaSuccess and rest and rest[0] else 0
 
 
@@ -69,8 +72,8 @@ def gpu_info() -> tuple[str, str]:
     rt = _cudart()
     if rt is not None:
         if cuda_device_count() < 1:
-            raise ConfigError(f"no CUDA GPU is visible here (cudaGetDeviceCount: {rt.cudaGetDeviceCount()[0]!r}); "
-                              "TensorRT needs one. Check nvidia-smi and the driver, or use another backend")
+            raise ConfigError("no CUDA GPU is visible here (cudaGetDeviceCount finds none, or no driver); TensorRT "
+                              "needs one. Check nvidia-smi and the driver, or use another backend")
         device = _ok(rt, rt.cudaGetDevice(), "cudaGetDevice")
         prop = _ok(rt, rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)

@@ -173,8 +173,10 @@ class TrtScorer:
         tables = self._tables(snap)
         cached = {n: snap.version for n in tables}  # uploaded once per version (and thread)
         z = np.ascontiguousarray(z, self.engine.dtypes[self._z_name])
-        out = [self.engine.infer({self._z_name: part, **tables}, cached=cached, graph=self.cuda_graph)[self._out][:n, :K]
-               for n, part in batches(z, *self.batch)]
+        out = []
+        for n, part in batches(z, *self.batch):
+            errors = self.engine.infer({self._z_name: part, **tables}, cached=cached, graph=self.cuda_graph)
+            out.append(errors[self._out][:n, :K])  # (n, K): padded rows and classes dropped
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def _tables(self, snap: Snapshot) -> dict[str, np.ndarray]:
@@ -205,7 +207,8 @@ class TrtEncoder:
         opened = open_plan(manifest, "encoder", memory)
         self.engine, self.record, self.device = opened.engine, opened.record, opened.device
         x = self.spec.inputs[0]
-        self._x_name, self.window_shape, self._out = x.name, tuple(int(d) for d in x.dims[1:]), self.spec.outputs[0].name
+        self._x_name, self._out = x.name, self.spec.outputs[0].name
+        self.window_shape = tuple(int(d) for d in x.dims[1:])  # (3, T, V, M)
         lo, _, hi = self.engine.profile(x.name)
         self.batch = (lo[0], hi[0])
 

@@ -63,9 +63,12 @@ class _Graph:
         self.ops, self.destroyed = list(ops), False
 
 
-def fake_cudart(name: str = "cuda.bindings.runtime", devices: int = 1, gpu_name: str = "NVIDIA Fake GPU",
+def fake_cudart(name: str = "cuda.bindings.runtime", devices: int | str = 1, gpu_name: str = "NVIDIA Fake GPU",
                 capability=(8, 7)) -> types.ModuleType:
-    """A module with the cuda-python runtime calls cuda_memory.py makes, over numpy "device" memory."""
+    """A module with the cuda-python runtime calls cuda_memory.py makes, over numpy "device" memory.
+
+    devices: how many GPUs it reports; 0 → cudaErrorNoDevice; "no-driver" → cudaGetDeviceCount raises.
+    """
     rt = types.ModuleType(name)
     rt.__spec__ = importlib.machinery.ModuleSpec(name, None)
     rt.cudaError_t, rt.cudaMemcpyKind, rt.cudaStreamCaptureMode = cudaError_t, cudaMemcpyKind, cudaStreamCaptureMode
@@ -109,10 +112,12 @@ def fake_cudart(name: str = "cuda.bindings.runtime", devices: int = 1, gpu_name:
 
     def cudaGetDeviceCount():
         count("cudaGetDeviceCount")
+        if devices == "no-driver":  # what cuda-python 12.2 does without libcuda
+            raise RuntimeError("Failed to dlopen libcuda.so.1")
         return (ok, devices) if devices else (cudaError_t.cudaErrorNoDevice, 0)
 
     def cudaGetDevice():
-        return (ok, 0) if devices else (cudaError_t.cudaErrorNoDevice, 0)
+        return (ok, 0) if devices and devices != "no-driver" else (cudaError_t.cudaErrorNoDevice, 0)
 
     def cudaGetDeviceProperties(index):
         name = gpu_name.encode() + b"\x00" * 8  # a fixed-size char array, as cuda-python gives it

@@ -1,8 +1,9 @@
-"""TensorRT plans for the exported graphs: build, compatibility check, and a small runner (TensorRT 10.x API).
+"""TensorRT plans for the exported graphs: the builder (TensorRT 10.x API).
 
-One `TrtEngine` with one method per stage, as NVIDIA's TensorRT demo/Diffusion does it:
-build (ONNX → plan) / load (plan → engine, checked against its manifest record) / activate
-(execution context) / allocate (input shapes → device buffers) / infer (numpy in, numpy out).
+`build_plan` turns an ONNX graph into a plan and returns its manifest record; `TrtEngine` is the
+runtime's runner (`tdsm_edge/runtime/trt_engine.py`: load / activate / allocate / infer, one
+execution context per thread) with the `build` stage added, so that one Engine class goes through
+every stage as in NVIDIA's TensorRT demo/Diffusion.
 
 Precision: the FP16 graph from `onnx_export.export_scorer(..., "fp16")` already carries its types
 (fp16 compute, float32 islands), so the plan is built from a STRONGLY_TYPED network that takes
@@ -14,53 +15,44 @@ Metadata never goes inside the plan: the plan file is TensorRT's bytes only, and
 returns the record (TensorRT version, GPU, compute capability, profile, sha256 …) for the bundle's
 manifest. The TensorRT version is in the plan's file name too (`scorer_fp16.trt10.3.0.plan`).
 
-`tensorrt` is imported inside functions only: this module imports without it. Device memory comes
-from torch when it is importable with CUDA, else from cuda-python's runtime API (`cuda.bindings.runtime`,
-or `cuda.cudart` before cuda-python 13); pycuda is not used.
+`tensorrt` is imported inside functions only: this module imports without it. The runner, device
+memory (cuda-python, torch as a fallback) and the GPU query are re-exported from the runtime.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import logging
-import math
 import re
 import time
-from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
 
-from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
-                              MissingDependencyError, require)
+from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.io import atomic_path, sha256_file
+from tdsm_edge.runtime import trt_engine as _runner
+from tdsm_edge.runtime.cuda_memory import _cudart, _torch_cuda  # noqa: F401  (re-exported for the GPU tests)
+from tdsm_edge.runtime.cuda_memory import device_memory, gpu_info
 from tdsm_edge.runtime.manifest import DEFAULT_REBUILD
 from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
+from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
+from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
+from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 from .iospec import BATCH as BATCH_AXIS
 from .iospec import CLASSES as CLASS_AXIS
 
+__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "device_memory", "gpu_info", "plan_name",
+           "profile_shapes", "tensorrt_available"]
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16")
-_TRT_MISSING = ("TensorRT (the `tensorrt` Python package, >= 10) is not installed, and building or running a "
-                "plan needs it. On Jetson it ships with JetPack 6 (TensorRT 10.3: `apt install python3-libnvinfer`); "
-                "on x86 install it from NVIDIA's index: `pip install tensorrt` (pulls from pypi.nvidia.com). "
-                "Without TensorRT, serve the ONNX graph with onnxruntime instead.")
 _NAME_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _VERSION_TOKEN = re.compile(r"^\d+(\.[0-9A-Za-z]+)*$")
 
 
-# ---------------------------------------------------------------- availability, names
-def tensorrt_available() -> bool:
-    """True when the `tensorrt` package can be imported (found, not imported)."""
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
-
-
+# ---------------------------------------------------------------- names
 def plan_name(graph: str, precision: str, trt_version: str) -> str:
     """File name of a plan: `<graph>_<precision>.trt<version>.plan`, e.g. `scorer_fp16.trt10.3.0.plan`."""
     if not _NAME_TOKEN.match(graph or ""):
@@ -70,60 +62,6 @@ def plan_name(graph: str, precision: str, trt_version: str) -> str:
     if not _VERSION_TOKEN.match(str(trt_version)):
         raise ConfigError(f"TensorRT version {trt_version!r} is not a dotted version such as '10.3.0'")
     return f"{graph}_{precision}.trt{trt_version}.plan"
-
-
-def _import_trt():
-    """`import tensorrt`, or MissingDependencyError that says where TensorRT comes from."""
-    try:
-        trt = importlib.import_module("tensorrt")
-    except ImportError as e:
-        raise MissingDependencyError(_TRT_MISSING) from e
-    if int(str(trt.__version__).split(".")[0]) < 10:
-        raise MissingDependencyError(f"TensorRT {trt.__version__} is too old: this builder uses the TensorRT 10 API "
-                                     f"(JetPack 6 ships 10.3). {_TRT_MISSING}")
-    return trt
-
-
-# ---------------------------------------------------------------- CUDA runtime (cuda-python or torch)
-def _cudart():
-    """cuda-python's runtime module (`cuda.bindings.runtime`, or `cuda.cudart` before 13), or None."""
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        with suppress(ImportError):
-            return importlib.import_module(name)
-    return None
-
-
-def _ok(rt, result, what: str):
-    """Unpack a cuda-python `(err, *values)` result; raise ExportError naming the call on failure."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != rt.cudaError_t.cudaSuccess:
-        raise ExportError(f"CUDA call {what} failed: {err!r}. Is a CUDA GPU visible (nvidia-smi) and the driver "
-                          f"recent enough for this CUDA runtime?")
-    return values[0] if len(values) == 1 else (tuple(values) or None)
-
-
-def _torch_cuda():
-    """torch when it is installed and sees a CUDA device, else None (torch is imported only then)."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    import torch
-    return torch if torch.cuda.is_available() else None
-
-
-def gpu_info() -> tuple[str, str]:
-    """(name, compute capability "major.minor") of the current CUDA device, via cuda-python or torch."""
-    rt = _cudart()
-    if rt is not None:
-        device = _ok(rt, rt.cudaGetDevice(), "cudaGetDevice")
-        prop = _ok(rt, rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
-        name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-        return name.rstrip("\x00").strip(), f"{prop.major}.{prop.minor}"
-    torch = _torch_cuda()
-    if torch is not None:
-        major, minor = torch.cuda.get_device_capability()
-        return torch.cuda.get_device_name(), f"{major}.{minor}"
-    raise MissingDependencyError("cannot read the GPU's name and compute capability: install cuda-python "
-                                 "(`pip install cuda-python`) or torch with CUDA, on a machine with a CUDA GPU")
 
 
 # ---------------------------------------------------------------- optimization profile
@@ -210,26 +148,6 @@ def _network_flags(trt, precision: str) -> tuple[int, str]:
                               "nor BuilderFlag.FP16, so it cannot build a fp16 plan here")
         return 0, "fp16_flag_fallback"
     return 0, "fp32_weak_typing"
-
-
-def _make_logger(trt):
-    """A trt.ILogger that forwards to `logging` and keeps errors, for the exception messages."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(str(msg))
-                log.error("TensorRT: %s", msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                log.warning("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
-
-    return _Logger()
 
 
 # ---------------------------------------------------------------- build
@@ -341,87 +259,8 @@ def check_plan_compat(record: dict, trt_version: str, gpu_name: str, compute_cap
     _check_plan_compat(record, trt_version, gpu_name, compute_capability, rebuild_cmd, strict_gpu)
 
 
-# ---------------------------------------------------------------- device memory
-class _CudaRuntimeMemory:
-    """Device buffers and one stream through cuda-python's runtime API (no torch, no pycuda)."""
-
-    def __init__(self):
-        self.rt = _cudart()
-        if self.rt is None:
-            raise MissingDependencyError("device memory without torch needs cuda-python: pip install cuda-python")
-        self._stream = _ok(self.rt, self.rt.cudaStreamCreate(), "cudaStreamCreate")
-        self.stream = int(self._stream)  # the handle execute_async_v3 takes
-
-    def alloc(self, nbytes: int) -> int:
-        return int(_ok(self.rt, self.rt.cudaMalloc(max(int(nbytes), 1)), f"cudaMalloc({nbytes})"))
-
-    def free(self, ptr: int) -> None:
-        _ok(self.rt, self.rt.cudaFree(ptr), "cudaFree")
-
-    def to_device(self, ptr: int, arr: np.ndarray) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _ok(self.rt, self.rt.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, kind, self._stream), "cudaMemcpyAsync")
-
-    def to_host(self, arr: np.ndarray, ptr: int) -> None:
-        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _ok(self.rt, self.rt.cudaMemcpyAsync(arr.ctypes.data, ptr, arr.nbytes, kind, self._stream), "cudaMemcpyAsync")
-
-    def sync(self) -> None:
-        _ok(self.rt, self.rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-
-    def close(self) -> None:
-        _ok(self.rt, self.rt.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
-
-
-class _TorchMemory:
-    """Device buffers as torch CUDA tensors (their data_ptr() is the address TensorRT gets)."""
-
-    def __init__(self, torch):
-        self.torch = torch
-        self._stream_obj = torch.cuda.Stream()
-        self.stream = int(self._stream_obj.cuda_stream)
-        self._tensors: dict[int, object] = {}
-
-    def alloc(self, nbytes: int) -> int:
-        t = self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device="cuda")
-        self._tensors[t.data_ptr()] = t
-        return t.data_ptr()
-
-    def free(self, ptr: int) -> None:
-        self._tensors.pop(ptr, None)
-
-    def _bytes(self, arr: np.ndarray):
-        return self.torch.from_numpy(arr.reshape(-1).view(np.uint8))
-
-    def to_device(self, ptr: int, arr: np.ndarray) -> None:
-        with self.torch.cuda.stream(self._stream_obj):
-            self._tensors[ptr][:arr.nbytes].copy_(self._bytes(arr))
-
-    def to_host(self, arr: np.ndarray, ptr: int) -> None:
-        with self.torch.cuda.stream(self._stream_obj):
-            self._bytes(arr).copy_(self._tensors[ptr][:arr.nbytes])
-
-    def sync(self) -> None:
-        self._stream_obj.synchronize()
-
-    def close(self) -> None:
-        self._tensors.clear()
-
-
-def device_memory(kind: str = "auto"):
-    """A device-memory helper: "torch" (CUDA tensors), "cuda-python", or "auto" (torch with CUDA, else cuda-python)."""
-    if kind not in ("auto", "torch", "cuda-python"):
-        raise ConfigError(f"memory must be 'auto', 'torch' or 'cuda-python', got {kind!r}")
-    torch = _torch_cuda() if kind in ("auto", "torch") else None
-    if torch is not None:
-        return _TorchMemory(torch)
-    if kind == "torch":
-        raise MissingDependencyError("memory='torch' needs torch with a visible CUDA device")
-    return _CudaRuntimeMemory()
-
-
 # ---------------------------------------------------------------- engine
-class TrtEngine:
+class TrtEngine(_runner.TrtEngine):
     """One TensorRT plan through its stages: build → load → activate → allocate → infer.
 
     ```
@@ -431,123 +270,11 @@ class TrtEngine:
     eng.activate(); eng.allocate({"z": (B, Dz), "ada_x": (K, depth, 6, D), ...})
     errors = eng.infer({"z": z, **tables})["errors"]                # (B, K) float32
     ```
+    Everything but `build` is the runtime's `tdsm_edge.runtime.trt_engine.TrtEngine`.
     """
-
-    def __init__(self, plan_path: str | Path | None = None, memory="auto"):
-        """memory: "auto" | "torch" | "cuda-python" (see `device_memory`), or a helper object with the same methods."""
-        self.plan_path = Path(plan_path) if plan_path is not None else None
-        self.memory, self.record = memory, None
-        self.engine = self.context = self._runtime = self._mem = None
-        self.inputs: list[str] = []
-        self.outputs: list[str] = []
-        self.shapes: dict[str, tuple] = {}   # every IO tensor's allocated shape
-        self.dtypes: dict[str, np.dtype] = {}
-        self._ptrs: dict[str, int] = {}
 
     def build(self, onnx_path: str | Path, out_dir: str | Path, **kwargs) -> dict:
         """`build_plan(onnx_path, out_dir, **kwargs)`; remembers the plan path and record."""
         self.record = build_plan(onnx_path, out_dir, **kwargs)
         self.plan_path = Path(out_dir) / self.record["file"]
         return self.record
-
-    def load(self, plan_path: str | Path | None = None, expected_record: dict | None = None,
-             rebuild_cmd: str = DEFAULT_REBUILD) -> "TrtEngine":
-        """Deserialize the plan. With `expected_record` (its manifest entry), first check the file's
-        sha256 and that this TensorRT version / GPU / compute capability match (EngineIncompatibleError
-        naming `rebuild_cmd` otherwise)."""
-        path = Path(plan_path) if plan_path is not None else self.plan_path
-        if path is None or not path.is_file():
-            raise BundleError(f"no TensorRT plan at {path}; build it with: {rebuild_cmd}")
-        trt = _import_trt()
-        data = path.read_bytes()
-        if expected_record is not None:
-            digest = hashlib.sha256(data).hexdigest()
-            if expected_record.get("sha256") not in (None, digest):
-                raise BundleError(f"{path} does not match its manifest (sha256 {digest[:12]}…, expected "
-                                  f"{expected_record['sha256'][:12]}…): the file is corrupt or was replaced. "
-                                  f"Rebuild it with: {rebuild_cmd}")
-            check_plan_compat(expected_record, trt.__version__, *gpu_info(), rebuild_cmd)
-        logger = _make_logger(trt)
-        self._runtime = trt.Runtime(logger)
-        self.engine = self._runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
-            raise EngineIncompatibleError(f"TensorRT {trt.__version__} could not load {path}: "
-                                          + ("; ".join(logger.errors) or "no reason given")
-                                          + f". Rebuild it on this machine with: {rebuild_cmd}")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.plan_path, self.record = path, expected_record or self.record
-        return self
-
-    def activate(self) -> "TrtEngine":
-        """Create the execution context and the device-memory helper (one CUDA stream)."""
-        if self.engine is None:
-            raise BundleError("TrtEngine.activate() needs a loaded plan: call load() first")
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise ExportError(f"TensorRT could not create an execution context for {self.plan_path} "
-                              "(out of GPU memory?)")
-        if self._mem is None:  # a memory helper object may be passed as `memory` instead of a kind name
-            self._mem = device_memory(self.memory) if isinstance(self.memory, str) else self.memory
-        return self
-
-    def allocate(self, shapes: dict[str, tuple]) -> "TrtEngine":
-        """Set every input's shape and (re)allocate device buffers for all inputs and outputs."""
-        if self.context is None:
-            raise BundleError("TrtEngine.allocate() needs an execution context: call activate() first")
-        if sorted(shapes) != sorted(self.inputs):
-            raise InputError(f"allocate() needs a shape for exactly the inputs {self.inputs}, got {sorted(shapes)}")
-        self._free()
-        for name in self.inputs:
-            if not self.context.set_input_shape(name, tuple(int(d) for d in shapes[name])):
-                lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
-                raise InputError(f"{name} shape {tuple(shapes[name])} is outside the plan's profile "
-                                 f"{tuple(lo)} .. {tuple(hi)}; rebuild with a larger profile")
-        for name in (*self.inputs, *self.outputs):
-            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
-            self.shapes[name] = shape
-            self._ptrs[name] = self._mem.alloc(math.prod(shape) * self.dtypes[name].itemsize)
-            self.context.set_tensor_address(name, self._ptrs[name])
-        return self
-
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once: `feed` maps every input name to an array of the engine's dtype; returns the outputs."""
-        if sorted(feed) != sorted(self.inputs):
-            raise InputError(f"infer() needs exactly the inputs {self.inputs}, got {sorted(feed)}")
-        bad = {n: str(a.dtype) for n, a in feed.items() if np.asarray(a).dtype != self.dtypes[n]}
-        if bad:
-            raise InputError(f"input dtypes {bad} differ from the plan's "
-                             f"{ {n: str(self.dtypes[n]) for n in bad} }; cast them to what the graph declares")
-        arrays = {n: np.ascontiguousarray(a) for n, a in feed.items()}
-        if any(self.shapes.get(n) != a.shape for n, a in arrays.items()):
-            self.allocate({n: a.shape for n, a in arrays.items()})
-        for name, arr in arrays.items():
-            self._mem.to_device(self._ptrs[name], arr)
-        if not self.context.execute_async_v3(self._mem.stream):
-            raise ExportError(f"TensorRT execution of {self.plan_path} failed (see the TensorRT log above)")
-        out = {n: np.empty(self.shapes[n], self.dtypes[n]) for n in self.outputs}
-        for name, arr in out.items():
-            self._mem.to_host(arr, self._ptrs[name])
-        self._mem.sync()
-        return out
-
-    def _free(self) -> None:
-        for ptr in self._ptrs.values():
-            self._mem.free(ptr)
-        self._ptrs.clear()
-        self.shapes.clear()
-
-    def close(self) -> None:
-        """Free the buffers and stream, drop the context and engine."""
-        if self._mem is not None:
-            self._free()
-            self._mem.close()
-        self._mem = self.context = self.engine = self._runtime = None
-
-    def __enter__(self) -> "TrtEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

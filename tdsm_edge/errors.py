@@ -30,6 +30,10 @@ class ExportError(TdsmError):
     """An export (ONNX graph, engine build) failed or produced a graph that breaks its contract."""
 
 
+class DeviceError(TdsmError, RuntimeError):
+    """A CUDA call or an engine's execution on the GPU failed."""
+
+
 class InputError(TdsmError, ValueError):
     """An input array has the wrong shape, dtype or values."""
 

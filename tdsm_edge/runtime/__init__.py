@@ -1,4 +1,4 @@
-"""The lean runtime: load an engine bundle and recognize actions. numpy + optional onnxruntime; never torch.
+"""The lean runtime: load an engine bundle and recognize actions. numpy + optional onnxruntime / tensorrt; never torch.
 
     from tdsm_edge.runtime import ZeroShotRecognizer
     rec = ZeroShotRecognizer.load("engines/demo")
@@ -13,10 +13,13 @@ Modules:
     class_set.py    `ClassSet`: class names + table rows + the active subset, shared by every backend
     ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
     torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
+    trt_backend.py  `TrtScorer`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
+    trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
+    cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export`, and torch only
-in torch_backend.py, when that backend is chosen.
+when asked for: the torch backend, or cuda_memory's fallback when cuda-python is missing.
 Names are imported lazily (module `__getattr__`), so importing this package loads nothing heavy.
 """
 from __future__ import annotations

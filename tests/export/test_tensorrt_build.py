@@ -21,6 +21,8 @@ import pytest
 from export import tensorrt_build as tb
 from export.tensorrt_build import (TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes,
                                    tensorrt_available)
+from tdsm_edge.runtime import trt_engine
+from tdsm_edge.runtime.cuda_memory import _ok, cuda_device_count
 from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
                               MissingDependencyError)
 
@@ -264,7 +266,8 @@ def fake(monkeypatch):
 
     def install(**kw):
         monkeypatch.setitem(sys.modules, "tensorrt", _fake_trt(calls, **kw))
-        monkeypatch.setattr(tb, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))
+        monkeypatch.setattr(tb, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))  # the builder's
+        monkeypatch.setattr(trt_engine, "gpu_info", lambda: ("Orin (nvgpu)", "8.7"))  # the runner's (load)
         return calls
 
     return calls, install
@@ -430,8 +433,7 @@ def _cuda_or_skip(kind: str):
     if kind == "torch" and tb._torch_cuda() is None:
         pytest.skip("torch with CUDA is not available")
     if kind == "cuda-python":
-        rt = tb._cudart()
-        if rt is None or rt.cudaGetDeviceCount()[0] != rt.cudaError_t.cudaSuccess or rt.cudaGetDeviceCount()[1] < 1:
+        if tb._cudart() is None or cuda_device_count() < 1:
             pytest.skip("cuda-python with a CUDA device is not available")
 
 
@@ -440,7 +442,7 @@ def _cuda_or_skip(kind: str):
 def test_device_memory_round_trip(kind):
     _cuda_or_skip(kind)
     mem = tb.device_memory(kind)
-    assert type(mem).__name__ == ("_TorchMemory" if kind == "torch" else "_CudaRuntimeMemory")
+    assert type(mem).__name__ == ("TorchMemory" if kind == "torch" else "CudaRuntimeMemory")
     assert isinstance(mem.stream, int)
     try:
         for a in (np.arange(12, dtype=np.float32).reshape(3, 4), np.linspace(-2, 2, 7).astype(np.float16)):
@@ -452,6 +454,32 @@ def test_device_memory_round_trip(kind):
             np.testing.assert_array_equal(back, a)
             mem.free(ptr)
     finally:
+        mem.close()
+
+
+@pytest.mark.gpu
+def test_cuda_graph_capture_and_replay_with_cuda_python():
+    """What TrtEngine's CUDA-graph path asks of cuda-python (capture, instantiate, launch, destroy), on a real GPU."""
+    _cuda_or_skip("cuda-python")
+    mem = tb.device_memory("cuda-python")
+    rt, n = mem.rt, 64
+    ptr, out, zeros = mem.alloc(n), np.zeros(n, np.uint8), np.zeros(n, np.uint8)
+    value = [7]
+    try:
+        mem.to_device(ptr, zeros)  # cudaMalloc does not clear
+        mem.sync()
+        exe = mem.capture(lambda: _ok(rt, rt.cudaMemsetAsync(ptr, value[0], n, mem._stream), "cudaMemsetAsync"))
+        mem.to_host(out, ptr)
+        mem.sync()
+        assert not out.any()  # captured, not run
+        value[0] = 9          # the graph holds the arguments it was captured with
+        mem.launch(exe)
+        mem.to_host(out, ptr)
+        mem.sync()
+        assert (out == 7).all()
+        mem.destroy_graph(exe)
+    finally:
+        mem.free(ptr)
         mem.close()
 
 

@@ -1,0 +1,227 @@
+"""The TensorRT backend: a bundle's plans on the GPU (TensorRT 10.x, device buffers through cuda-python).
+
+    scorer = TrtScorer(manifest, cuda_graph=True)     # the scorer plan built for this TensorRT + GPU
+    errors = scorer.scores(z)                          # (B, Dz) float -> (B, K) float32, active classes
+    z = TrtEncoder(manifest).features(x)               # (B, 3, T, V, M) float -> (B, Dz) float32
+
+Plan choice: the manifest's `plans` records (one per graph and build machine, see export/bundle.py);
+the one for the graph whose TensorRT version, GPU and compute capability match this machine is
+loaded (EngineIncompatibleError naming the rebuild command when none does; ConfigError when the
+bundle has no plan for the graph or no CUDA GPU is visible, so that backend="auto" moves on).
+
+Per call the scorer takes ONE class-set snapshot; its tables go to the device once per snapshot
+version and thread (each thread has its own execution context, stream and buffers over one shared
+engine: a context is not thread-safe, and one thread's class change must not overwrite buffers
+another thread's call is reading). Batches are cut to the plan's profile (chunks of at most its
+max, zero-padded up to its min; padding rows dropped); class tables below the profile's class min
+are padded with copies of the first row (their columns dropped); more active classes than the
+profile's max is an error naming the rebuild command. `cuda_graph=True` captures each (B, K) call
+shape in a CUDA graph after one warm-up enqueue and replays it (see trt_engine.py for TensorRT's
+rules: shapes set before capture, fixed buffer addresses — buffers are sized for the profile's max).
+
+numpy only at import; `tensorrt` and cuda-python are imported when a scorer / encoder is made.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError, InputError, MissingDependencyError
+
+from .class_set import ClassSet, Snapshot
+from .cuda_memory import CUDA_PYTHON_MISSING, _cudart, gpu_info
+from .manifest import Manifest, check_plan_compat, load_tables
+from .trt_engine import TrtEngine, import_trt
+
+log = logging.getLogger(__name__)
+
+
+def rebuild_command(manifest: Manifest) -> str:
+    """The bundle's build command with `--backend tensorrt` (replacing the backend it names, if any)."""
+    argv = shlex.split(manifest.rebuild_command)
+    for i, arg in enumerate(argv):
+        if arg == "--backend" and i + 1 < len(argv):
+            argv[i + 1] = "tensorrt"
+            break
+        if arg.startswith("--backend="):
+            argv[i] = "--backend=tensorrt"
+            break
+    else:
+        argv += ["--backend", "tensorrt"]
+    return shlex.join(argv)
+
+
+def plan_for(manifest: Manifest, graph: str, trt_version: str, gpu_name: str, compute_capability) -> dict:
+    """The manifest's plan record for `graph` that this TensorRT version and GPU can run.
+
+    Raises:
+        ConfigError: the bundle has no plan for `graph`.
+        EngineIncompatibleError: it has some, none built for this machine (each one's differences listed).
+    """
+    cmd = rebuild_command(manifest)
+    candidates = [p for p in manifest.plans if p.get("graph") == graph]
+    if not candidates:
+        raise ConfigError(f"the bundle {str(manifest.root)!r} has no TensorRT plan for its {graph} graph; build "
+                          f"plans on this device with:\n  {cmd}")
+    errors = []
+    for plan in candidates:
+        try:
+            check_plan_compat(plan, trt_version, gpu_name, compute_capability, cmd)
+            return plan
+        except EngineIncompatibleError as e:
+            errors.append(e)
+    if len(errors) == 1:
+        raise errors[0]
+    raise EngineIncompatibleError(f"none of the bundle's {len(errors)} TensorRT plans for its {graph} graph can run "
+                                  f"here:\n" + "\n".join(str(e).split("\nPlans are")[0] for e in errors)
+                                  + f"\nRebuild on this machine with:\n  {cmd}")
+
+
+@dataclass(frozen=True)
+class OpenPlan:
+    engine: TrtEngine            # loaded; contexts are made per thread on first use
+    record: dict                 # the plan's manifest record
+    device: str                  # "TensorRT 10.3.0 on <GPU> (compute 8.7)"
+
+
+def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
+    """Load the plan of `graph` that fits this machine, checked against the bundle's IO spec."""
+    trt = import_trt()
+    if memory == "cuda-python" and _cudart() is None:
+        raise MissingDependencyError(CUDA_PYTHON_MISSING)
+    gpu_name, cc = gpu_info()  # ConfigError when no GPU is visible
+    record = plan_for(manifest, graph, trt.__version__, gpu_name, cc)
+    engine = TrtEngine(manifest.path(record["file"]), memory=memory, reserve_max=True)
+    engine.load(expected_record=record, rebuild_cmd=rebuild_command(manifest))
+    spec = manifest.io.graphs[graph]
+    problems = []
+    for kind, got, want in (("inputs", engine.inputs, spec.inputs), ("outputs", engine.outputs, spec.outputs)):
+        if sorted(got) != sorted(t.name for t in want):
+            problems.append(f"its {kind} are {got}, the spec says {[t.name for t in want]}")
+        else:
+            problems += [f"{t.name} is {engine.dtypes[t.name]}, the spec says {t.dtype}" for t in want
+                         if str(engine.dtypes[t.name]) != t.dtype]
+    if problems:
+        engine.close()
+        raise manifest.error(f"the TensorRT plan {record['file']} does not fit the manifest's IO spec of the {graph} "
+                             "graph", "; ".join(problems))
+    log.info("%s plan %s on TensorRT %s, %s (compute %s)", graph, record["file"], trt.__version__, gpu_name, cc)
+    return OpenPlan(engine, record, f"TensorRT {trt.__version__} on {gpu_name} (compute {cc})")
+
+
+def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
+    """`(n, part)`: chunks of at most `hi` rows, zero-padded up to `lo` rows (keep the first n output rows)."""
+    for start in range(0, len(x), hi):
+        part = x[start:start + hi]
+        n = len(part)
+        if n < lo:
+            part = np.concatenate([part, np.zeros((lo - n, *x.shape[1:]), x.dtype)])
+        yield n, part
+
+
+class TrtScorer:
+    """The bundle's scorer plan with its class tables resident on the device (see the module docstring).
+
+    Args:
+        manifest: a loaded, checked bundle manifest with a scorer plan for this machine.
+        cuda_graph: capture each (B, K) call shape in a CUDA graph and replay it.
+        memory: device memory: "cuda-python" (default) or "torch" (no CUDA graphs), see cuda_memory.py.
+    """
+
+    def __init__(self, manifest: Manifest, cuda_graph: bool = False, memory="cuda-python") -> None:
+        self.manifest = manifest
+        self.spec = manifest.io.graphs["scorer"]
+        self.cuda_graph = bool(cuda_graph)
+        if self.cuda_graph and memory != "cuda-python":
+            raise ConfigError(f"cuda_graph=True needs memory='cuda-python' (CUDA graphs are captured with it), "
+                              f"got memory={memory!r}")
+        opened = open_plan(manifest, "scorer", memory)
+        self.engine, self.record, self._where = opened.engine, opened.record, opened.device
+        z, tables = self.spec.inputs[0], self.spec.inputs[1:]
+        self._z_name, self.z_dim, self._out = z.name, int(z.dims[1]), self.spec.outputs[0].name
+        self.class_set = ClassSet(manifest.class_names, load_tables(manifest), {t.name: t.dtype for t in tables})
+        lo, _, hi = self.engine.profile(self._z_name)
+        self.batch = (lo[0], hi[0])                      # rows per call: min, max
+        klo, _, khi = self.engine.profile(tables[0].name)
+        self.class_range = (klo[0], khi[0])              # classes per call: min, max
+        self._padded: tuple[int, dict[str, np.ndarray]] | None = None  # (snapshot version, tables padded to min)
+
+    @property
+    def device(self) -> str:
+        return f"{self._where}, {self.manifest.precision}" + (", CUDA graphs" if self.cuda_graph else "")
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes (lower = likelier)."""
+        snap = self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
+        if not np.issubdtype(z.dtype, np.floating):
+            raise InputError(f"z must hold floats, got dtype {z.dtype}")
+        K = len(snap.names)
+        if K > self.class_range[1]:
+            raise ConfigError(f"{K} classes are active but the TensorRT scorer plan {self.record['file']} takes at "
+                              f"most {self.class_range[1]} (its optimization profile). Activate at most "
+                              f"{self.class_range[1]} (set_active_classes), or rebuild the bundle with every class you "
+                              f"need (--classes ...) on this device:\n  {rebuild_command(self.manifest)}")
+        if len(z) == 0:
+            return np.zeros((0, K), np.float32)
+        tables = self._tables(snap)
+        cached = {n: snap.version for n in tables}  # uploaded once per version (and thread)
+        z = np.ascontiguousarray(z, self.engine.dtypes[self._z_name])
+        out = []
+        for n, part in batches(z, *self.batch):
+            errors = self.engine.infer({self._z_name: part, **tables}, cached=cached, graph=self.cuda_graph)
+            out.append(errors[self._out][:n, :K])  # (n, K): padded rows and classes dropped
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def _tables(self, snap: Snapshot) -> dict[str, np.ndarray]:
+        """The snapshot's tables, rows padded up to the profile's class min with copies of row 0."""
+        padded = self._padded
+        if padded is None or padded[0] != snap.version:
+            extra = self.class_range[0] - len(snap.names)
+            tables = snap.tables if extra <= 0 else {
+                n: np.ascontiguousarray(np.concatenate([t, np.repeat(t[:1], extra, axis=0)]))
+                for n, t in snap.tables.items()}
+            padded = self._padded = (snap.version, tables)
+        return padded[1]
+
+    def close(self) -> None:
+        """Free every thread's device buffers and contexts, and the engine."""
+        self.engine.close()
+
+
+class TrtEncoder:
+    """The bundle's encoder plan: preprocessed windows `(B, 3, T, V, M)` → raw features `(B, Dz) float32`."""
+
+    def __init__(self, manifest: Manifest, memory="cuda-python") -> None:
+        if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
+            raise manifest.error("no encoder graph", "the bundle was built from features only, so it scores features "
+                                 "(score_features) but cannot encode skeleton windows")
+        self.manifest = manifest
+        self.spec = manifest.io.graphs["encoder"]
+        opened = open_plan(manifest, "encoder", memory)
+        self.engine, self.record, self.device = opened.engine, opened.record, opened.device
+        x = self.spec.inputs[0]
+        self._x_name, self._out = x.name, self.spec.outputs[0].name
+        self.window_shape = tuple(int(d) for d in x.dims[1:])  # (3, T, V, M)
+        lo, _, hi = self.engine.profile(x.name)
+        self.batch = (lo[0], hi[0])
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
+        x = np.ascontiguousarray(x, self.engine.dtypes[self._x_name])
+        if x.ndim != 5 or x.shape[1:] != self.window_shape:
+            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                             f"got shape {x.shape}")
+        out = [self.engine.infer({self._x_name: part})[self._out][:n] for n, part in batches(x, *self.batch)]
+        if not out:
+            return np.zeros((0, int(self.spec.outputs[0].dims[1])), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self.engine.close()

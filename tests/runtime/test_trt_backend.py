@@ -1,0 +1,355 @@
+"""The TensorRT backend's wiring, run here with a fake `tensorrt` and cuda-python (tests/helpers/fake_tensorrt.py).
+
+The fakes run the bundle's own ONNX graphs with onnxruntime on numpy "device" memory that behaves
+like CUDA where the wiring could go wrong (stream order, bounds, capture rules), so these tests check
+what our code does — plan choice, per-thread contexts, table uploads, batch and class padding, CUDA
+graph capture and replay — not TensorRT. With TensorRT and a GPU (`tensorrt` marker), a real plan is
+built and compared with onnxruntime.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from helpers.fake_tensorrt import fake_cudart, fake_tensorrt, write_plan
+
+from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, InputError
+from tdsm_edge.io import write_json
+from tdsm_edge.runtime import ZeroShotRecognizer, cuda_memory
+from tdsm_edge.runtime.iospec import BATCH, CLASSES, IOSpec
+from tdsm_edge.runtime.manifest import MANIFEST, Manifest, load_manifest
+from tdsm_edge.runtime.ort_backend import OrtScorer
+from tdsm_edge.runtime.trt_backend import TrtScorer, rebuild_command
+
+RTOL, ATOL = 1e-6, 1e-7
+PATHS = ("cuda.bindings.runtime", "cuda.cudart")
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """install(path=..., version=..., devices=..., gpu_name=...) puts a fake cuda-python at `path` (the
+    other import path made unimportable) and a fake tensorrt over it; returns (rt, trt)."""
+
+    def install(path: str = PATHS[0], version: str = "10.3.0", **cuda) -> SimpleNamespace:
+        rt = fake_cudart(path, **cuda)
+        monkeypatch.setitem(sys.modules, path, rt)
+        monkeypatch.setitem(sys.modules, PATHS[1 - PATHS.index(path)], None)
+        trt = fake_tensorrt(rt, version)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        return SimpleNamespace(rt=rt, trt=trt)
+
+    return install
+
+
+def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
+    """A copy of bundle `src` at `dst` with fake plans recorded in its manifest (hashed like every file).
+
+    Each plan: graph, and optionally batch / classes (min, opt, max) for its profile (default: the IO
+    spec's axes), tensorrt_version, gpu_name, compute_capability, onnx (the graph whose ONNX it runs).
+    """
+    shutil.copytree(src, dst)
+    data = json.loads((dst / MANIFEST).read_text())
+    io = IOSpec.from_dict(data["io"])
+    for i, p in enumerate(plans):
+        graph = p["graph"]
+        axes = {BATCH: p.get("batch"), CLASSES: p.get("classes")}
+        axes = {a: r or (io.axes[a].min, io.axes[a].opt, io.axes[a].max) for a, r in axes.items()}
+        profile = {t.name: {k: list(t.shape({a: r[j] for a, r in axes.items()}))
+                            for j, k in enumerate(("min", "opt", "max"))} for t in io.graphs[graph].inputs}
+        version = p.get("tensorrt_version", "10.3.0")
+        name = f"{graph}_{data['precision']}.trt{version}.{i}.plan"
+        blob = write_plan(dst / name, dst / data["graphs"][p.get("onnx", graph)]["file"], profile)
+        digest = hashlib.sha256(blob).hexdigest()
+        data["plans"].append(dict(file=name, sha256=digest, graph=graph, precision=data["precision"],
+                                  tensorrt_version=version, gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
+                                  compute_capability=p.get("compute_capability", "8.7"), profile=profile))
+        data["files"][name] = digest
+    write_json(dst / MANIFEST, data)
+    return load_manifest(dst)
+
+
+@pytest.fixture
+def bundle(runtime_bundle, tmp_path):
+    """bundle(*plans, name=...) → the tiny bundle's Manifest with those fake plans (default: scorer + encoder)."""
+    def make(*plans: dict, name: str = "trt") -> Manifest:
+        return with_plans(runtime_bundle.dir, tmp_path / name, *(plans or ({"graph": "scorer"}, {"graph": "encoder"})))
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def z(runtime_bundle) -> np.ndarray:
+    return runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=5))  # (10, Dz)
+
+
+def uploads(fakes_ns) -> Counter:
+    """Host → device copies per tensor name (device addresses mapped back through every context's bindings)."""
+    names = {a: n for e in fakes_ns.trt.engines for c in e.contexts for n, a in c.addr.items()}
+    return Counter(names[dst] for what, dst, *_ in fakes_ns.rt.log if what == "memcpy_h2d")
+
+
+def executed(fakes_ns, graph: str, name: str) -> list[int]:
+    """Axis 0 of input `name` in every run of `graph`'s engine, in order."""
+    return [shapes[name][0] for g, shapes, _ in fakes_ns.trt.executed if g.startswith(graph)]
+
+
+# ---------------------------------------------------------------- results and shapes
+def test_tensorrt_backend_equals_onnxruntime_end_to_end(fakes, bundle, runtime_bundle):
+    f = fakes()
+    m = bundle()
+    trt_rec = ZeroShotRecognizer.load(m.root, backend="tensorrt")
+    ort_rec = ZeroShotRecognizer.load(m.root, backend="onnxruntime", threads=1)
+    assert trt_rec.backend == "tensorrt"
+    assert trt_rec._scorer.device == "TensorRT 10.3.0 on NVIDIA Fake GPU (compute 8.7), fp32"
+    raw = runtime_bundle.windows(per_class=2, seed=3)  # 10 windows; the plans take batches of 1..4
+    got, want = trt_rec.predict_batch(raw), ort_rec.predict_batch(raw)
+    np.testing.assert_allclose(np.stack([p.scores for p in got]), np.stack([p.scores for p in want]),
+                               rtol=RTOL, atol=ATOL)
+    assert [p.label for p in got] == [p.label for p in want]
+    x = m.io.graphs["encoder"].input_names[0]
+    assert executed(f, "encoder", x) == [4, 4, 2] and executed(f, "scorer", "z") == [4, 4, 2]
+    assert f.trt.calls["deserialize_cuda_engine"] == 2  # one engine per graph
+    assert ZeroShotRecognizer.load(m.root).backend == "tensorrt"  # auto prefers it
+
+
+def test_batches_are_cut_to_the_plan_profile(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer", "batch": (2, 2, 3)})
+    scorer, ort = TrtScorer(m), OrtScorer(m, "cpu", 1)
+    np.testing.assert_allclose(scorer.scores(z[:7]), ort.scores(z[:7]), rtol=RTOL, atol=ATOL)
+    assert executed(f, "scorer", "z") == [3, 3, 2]  # 7 = 3 + 3 + 1 zero-padded up to the min 2
+    np.testing.assert_allclose(scorer.scores(z[:1]), ort.scores(z[:1]), rtol=RTOL, atol=ATOL)
+    assert executed(f, "scorer", "z")[-1] == 2
+    assert scorer.scores(z[:0]).shape == (0, 5)
+    with pytest.raises(InputError, match="Dz"):
+        scorer.scores(z[:, :3])
+
+
+def test_class_tables_go_to_the_device_once_per_class_set_version(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtScorer(m)
+    full = OrtScorer(m, "cpu", 1).scores(z)
+    tables = m.io.graphs["scorer"].input_names[1:]
+    for _ in range(3):  # 10 rows: chunks of 4, 4, 2 per call
+        np.testing.assert_allclose(scorer.scores(z), full, rtol=RTOL, atol=ATOL)
+    up = uploads(f)
+    assert up["z"] == 9 and {up[t] for t in tables} == {1}
+    names = scorer.class_set.names
+    scorer.class_set.select([names[3], names[0]])  # a new version: uploaded once more, then resident
+    for _ in range(2):
+        np.testing.assert_allclose(scorer.scores(z), full[:, [3, 0]], rtol=RTOL, atol=ATOL)
+    up = uploads(f)
+    assert up["z"] == 15 and {up[t] for t in tables} == {2}
+    assert f.rt.calls["cudaMalloc"] == len(tables) + 2  # buffers sized for the profile max once: never regrown
+
+
+def test_each_thread_runs_its_own_context_and_stream_over_one_engine(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtScorer(m)
+    full = OrtScorer(m, "cpu", 1).scores(z)
+    n, barrier, results, errors = 4, threading.Barrier(4), [], []
+
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(3):
+                results.append(scorer.scores(z))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 3 * n
+    for r in results:
+        np.testing.assert_allclose(r, full, rtol=RTOL, atol=ATOL)
+    assert f.trt.calls["deserialize_cuda_engine"] == 1
+    contexts = f.trt.engines[0].contexts
+    assert len(contexts) == n and all(len(c.threads) == 1 for c in contexts)  # a context never changes thread
+    assert len({t for c in contexts for t in c.threads}) == n and len({s for c in contexts for s in c.streams}) == n
+    assert {uploads(f)[t] for t in m.io.graphs["scorer"].input_names[1:]} == {n}  # once per thread
+    scorer.close()
+    assert f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == n
+
+
+# ---------------------------------------------------------------- classes against the plan's profile
+def test_more_classes_than_the_plan_profile_is_a_clear_error(fakes, bundle, z):
+    fakes()
+    m = bundle({"graph": "scorer"})  # classes 1..5, the bundle's
+    scorer = TrtScorer(m)
+    full = OrtScorer(m, "cpu", 1).scores(z)
+    names = scorer.class_set.names
+    rows = {n: t[:1] for n, t in scorer.class_set.snapshot().tables.items()}
+    scorer.class_set.add(["wave twice"], rows)  # the sixth class, with class 0's rows
+    with pytest.raises(ConfigError, match="6 classes are active but the TensorRT scorer plan .* at most 5") as e:
+        scorer.scores(z)
+    assert rebuild_command(m) in str(e.value) and "--backend tensorrt" in rebuild_command(m)
+    scorer.class_set.select(["wave twice", names[1]])
+    np.testing.assert_allclose(scorer.scores(z), full[:, [0, 1]], rtol=RTOL, atol=ATOL)
+
+
+def test_fewer_classes_than_the_profile_min_are_padded(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer", "classes": (3, 5, 5)})
+    scorer = TrtScorer(m)
+    full = OrtScorer(m, "cpu", 1).scores(z)
+    names = scorer.class_set.names
+    scorer.class_set.select([names[4], names[2]])
+    got = scorer.scores(z)
+    assert got.shape == (len(z), 2)
+    np.testing.assert_allclose(got, full[:, [4, 2]], rtol=RTOL, atol=ATOL)
+    assert set(executed(f, "scorer", "ada_x")) == {3}  # padded up to the min, the extra columns dropped
+
+
+# ---------------------------------------------------------------- plan choice and compatibility
+def test_the_plan_built_for_this_machine_is_chosen(fakes, bundle):
+    fakes()
+    m = bundle({"graph": "scorer", "gpu_name": "Orin (nvgpu)"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
+               {"graph": "scorer"})
+    assert TrtScorer(m).record["file"] == m.plans[2]["file"]
+
+
+def test_incompatible_or_missing_plans_name_the_rebuild_command(fakes, bundle):
+    fakes()
+    orin = bundle({"graph": "scorer", "gpu_name": "Orin (nvgpu)"}, name="orin")
+    with pytest.raises(EngineIncompatibleError, match="GPU: the plan was built with Orin") as e:
+        TrtScorer(orin)
+    assert rebuild_command(orin) in str(e.value)
+    two = bundle({"graph": "scorer", "gpu_name": "Orin"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
+                 name="two")
+    with pytest.raises(EngineIncompatibleError, match="none of the bundle's 2 TensorRT plans") as e:
+        TrtScorer(two)
+    assert "GPU:" in str(e.value) and "TensorRT version:" in str(e.value) and rebuild_command(two) in str(e.value)
+    encoder_only = bundle({"graph": "encoder"}, name="encoder_only")
+    with pytest.raises(ConfigError, match="no TensorRT plan for its scorer graph"):
+        TrtScorer(encoder_only)
+    wrong_graph = bundle({"graph": "scorer", "onnx": "encoder"}, name="wrong")
+    with pytest.raises(BundleError, match="does not fit the manifest's IO spec"):
+        TrtScorer(wrong_graph)
+
+
+def test_another_tensorrt_version_is_refused(fakes, bundle):
+    fakes(version="10.4.0")
+    with pytest.raises(EngineIncompatibleError, match="TensorRT version: the plan was built with 10.3.0, this "
+                                                      "machine has 10.4.0"):
+        TrtScorer(bundle({"graph": "scorer"}))
+
+
+@pytest.mark.parametrize("devices", [0, "no-driver"])
+def test_no_cuda_gpu_is_a_config_error_and_auto_moves_on(fakes, bundle, devices):
+    fakes(devices=devices)
+    m = bundle()
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        TrtScorer(m)
+    assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
+
+
+def test_real_cuda_python_without_a_gpu_lets_auto_move_on(bundle, monkeypatch):
+    if cuda_memory._cudart() is None:
+        pytest.skip("cuda-python is not installed")
+    if cuda_memory.cuda_device_count() > 0:
+        pytest.skip("a CUDA GPU is visible")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(fake_cudart()))  # the GPU check is cuda-python's
+    m = bundle()
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        TrtScorer(m)
+    assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_both_cuda_python_import_paths(fakes, bundle, z, path):
+    f = fakes(path=path)
+    assert cuda_memory._cudart() is f.rt
+    m = bundle({"graph": "scorer"})
+    np.testing.assert_allclose(TrtScorer(m).scores(z), OrtScorer(m, "cpu", 1).scores(z), rtol=RTOL, atol=ATOL)
+    assert f.rt.calls["cudaStreamCreate"] == 1
+
+
+# ---------------------------------------------------------------- CUDA graphs
+def test_cuda_graph_is_captured_once_per_shape_and_replayed(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtScorer(m, cuda_graph=True)
+    assert scorer.device.endswith(", CUDA graphs")
+    full = OrtScorer(m, "cpu", 1).scores(z)
+    c, execute = f.rt.calls, lambda: f.trt.calls["execute_async_v3"]
+    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
+    captured = (c["cudaStreamBeginCapture"], c["cudaGraphInstantiate"], c["cudaGraphLaunch"], execute())
+    assert captured == (1, 1, 1, 2)  # one warm-up enqueue, one captured enqueue, one launch
+    assert ("capture_mode", f.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal) in f.rt.log
+    for _ in range(2):  # replays: no enqueue, no capture
+        np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
+    assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"], execute()) == (1, 3, 2)
+    np.testing.assert_allclose(scorer.scores(z[:2]), full[:2], rtol=RTOL, atol=ATOL)  # a new shape: a new graph
+    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)  # the first, shapes set back
+    assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"]) == (2, 5)
+    names = scorer.class_set.names
+    scorer.class_set.select(names[::-1])  # same K: the graphs read the new tables from the same buffers
+    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3, ::-1], rtol=RTOL, atol=ATOL)
+    assert c["cudaStreamBeginCapture"] == 2
+    scorer.class_set.select(names[:2])  # another K: another shape
+    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3, :2], rtol=RTOL, atol=ATOL)
+    assert c["cudaStreamBeginCapture"] == 3
+    scorer.close()
+    assert c["cudaGraphExecDestroy"] == 3 and f.rt.buffers == {}
+
+
+def test_without_cuda_graph_nothing_is_captured(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    for _ in range(2):
+        TrtScorer(m).scores(z[:3])
+    assert f.rt.calls["cudaStreamBeginCapture"] == 0 and f.trt.calls["execute_async_v3"] == 2
+    with pytest.raises(ConfigError, match="cuda_graph=True needs memory='cuda-python'"):
+        TrtScorer(m, cuda_graph=True, memory="torch")
+
+
+# ---------------------------------------------------------------- imports
+def test_runtime_trt_modules_import_without_tensorrt_cuda_python_or_torch():
+    code = ("import sys; sys.modules.update({'tensorrt': None, 'cuda': None, 'torch': None}); "
+            "import tdsm_edge.runtime.trt_backend, tdsm_edge.runtime.trt_engine, tdsm_edge.runtime.cuda_memory as c; "
+            "assert c._cudart() is None; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'cuda', 'tensorrt', 'onnx') "
+            "and sys.modules[m] is not None], 'heavy import'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# ---------------------------------------------------------------- real TensorRT (skipped without it)
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_real_tensorrt_plan_equals_onnxruntime(runtime_bundle, tmp_path, z):
+    pytest.importorskip("tensorrt")
+    from export.tensorrt_build import build_plan
+
+    dst = tmp_path / "real"
+    shutil.copytree(runtime_bundle.dir, dst)
+    data = json.loads((dst / MANIFEST).read_text())
+    b, k = data["io"]["axes"][BATCH], data["io"]["axes"][CLASSES]
+    record = build_plan(dst / data["graphs"]["scorer"]["file"], dst, graph="scorer", precision=data["precision"],
+                        min_batch=b["min"], opt_batch=b["opt"], max_batch=b["max"],
+                        classes=(k["min"], k["opt"], k["max"]), workspace_gb=0.25)
+    data["plans"].append(record)
+    data["files"][record["file"]] = record["sha256"]
+    write_json(dst / MANIFEST, data)
+    m = load_manifest(dst)
+    want = OrtScorer(m, "cpu", 1).scores(z)
+    for graph in (False, True):
+        scorer = TrtScorer(m, cuda_graph=graph)
+        for _ in range(2):
+            np.testing.assert_allclose(scorer.scores(z), want, rtol=1e-3, atol=1e-4)
+        scorer.close()

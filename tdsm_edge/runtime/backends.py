@@ -21,7 +21,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, MissingDependencyError
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError
 
 from .class_set import ClassSet
 from .manifest import Manifest
@@ -58,9 +58,9 @@ def unavailable_reason(manifest: Manifest, backend: str) -> str | None:
     if not installed(backend):
         return f"{_PACKAGE[backend][0]} is not installed ({_PACKAGE[backend][1]})"
     if backend == "tensorrt":
-        if not manifest.plans:
-            return (f"the bundle has no TensorRT plan; build one on this device: {manifest.rebuild_command} "
-                    "--backend tensorrt")
+        if not any(p.get("graph") == "scorer" for p in manifest.plans):
+            return (f"the bundle has no TensorRT plan of its scorer; build one on this device: "
+                    f"{manifest.rebuild_command} --backend tensorrt")
     if backend == "torch" and "reference" not in manifest.data:
         return ("the bundle has no reference weights for PyTorch (built with --no-torch-weights); rebuild it: "
                 f"{manifest.rebuild_command}")
@@ -95,10 +95,11 @@ def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | No
         for b in usable:
             try:
                 return b, *_open(manifest, b, threads, providers, device, cuda_graph)
-            except (MissingDependencyError, ConfigError) as e:  # e.g. TensorRT installed but no GPU
+            except (MissingDependencyError, ConfigError, EngineIncompatibleError) as e:  # e.g. no GPU
                 if b == usable[-1]:
                     raise
-                log.info("backend %s cannot run here (%s); trying the next", b, e)
+                level = logging.WARNING if isinstance(e, EngineIncompatibleError) else logging.INFO
+                log.log(level, "backend %s cannot run here (%s); trying the next", b, e)
     reason = unavailable_reason(manifest, backend)
     if reason is not None:
         err = MissingDependencyError if not installed(backend) else ConfigError

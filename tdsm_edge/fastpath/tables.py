@@ -46,7 +46,7 @@ class FastTables:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
     def clone(self) -> "FastTables":
-        return FastTables(**{**self.tensors(), "has_mask": self.has_mask})
+        return FastTables(**{n: t.clone() for n, t in self.tensors().items()}, has_mask=self.has_mask)
 
     def copy_(self, other: "FastTables") -> "FastTables":
         """Copy another class set of the same K into these buffers (their addresses stay the same)."""

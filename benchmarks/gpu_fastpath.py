@@ -198,7 +198,7 @@ def setup(args) -> dict:
     noises = noise_bank(args.noises, model.cfg.z_dim, 0).to(dev)
     text = class_text(Kmax, args.cond_dim, args.tokens, args.seed + 1)
     text_dev = tuple(x.to(dev) for x in text)
-    folded = FoldedScorer(model, schedule, noises, args.t, None).eval()  # fp32 reference, stats = identity
+    folded = FoldedScorer(model, schedule, noises, args.t, None).to(dev).eval()  # fp32 reference, stats = identity
     tables = class_tables(model, *text_dev, t=args.t)
     dtype = torch.float16 if args.precision == "fp16" else torch.float32
     ctx = dict(device=dev, model32=model, model16=copy.deepcopy(model).to(dtype), schedule=schedule, noises=noises,

@@ -5,6 +5,7 @@ tables as `(B, K, J, S, D)` broadcasts):
 
     ln_modulate       LayerNorm (no affine, eps 1e-6) + adaLN modulate   x̂·(1+scale) + shift
     gated_residual_   x += gate · (y + bias)            (the linear's bias is added here, not in the GEMM)
+    residual_ln_modulate_   the two above in one pass (a residual add is always followed by a LayerNorm)
     bias_gelu_        u = GELU_tanh(u + bias)           (the MLP's fc1 bias and activation)
     row_sq_error      mean_d (y + bias − target)²  → (rows,) float32   (the final error reduction)
 
@@ -22,6 +23,7 @@ Triton is first imported (tests do this in a subprocess).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -35,6 +37,7 @@ _GELU_C = 0.7978845608028654  # √(2/π)
 BACKENDS = ("torch", "triton")
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     """Whether the `triton` package is importable (it is not imported here)."""
     return importlib.util.find_spec("triton") is not None
@@ -172,6 +175,44 @@ def gated_residual_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, J: int
         gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0,
         HAS_BIAS=bias is not None, BLOCK_R=br, BLOCK_C=bc)
     return x
+
+
+# ---------------------------------------------------------------- gated residual, then LayerNorm + modulate
+def residual_ln_modulate_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, mod: torch.Tensor, J: int, K: int, *,
+                          bias: torch.Tensor | None = None, s_first: int = 0, eps: float = LN_EPS,
+                          out: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
+    """`gated_residual_` then `ln_modulate` in one pass over x (each residual add is followed by the
+    next sub-layer's LayerNorm in a DiT block, so this is the scorer's residual kernel).
+
+    Args:
+        x: `(R, S, C)` residual stream (modified in place); y: `(R, S, C)` branch output without bias.
+        gate: `(K, streams, C)`; mod: `(K, streams, 2, C)` (shift, 1+scale); bias: `(streams, C)` or None.
+        out: optional `(R, S, C)` destination of the modulated LayerNorm; default a new tensor.
+    Returns:
+        `out` (x is updated; the LayerNorm reads it as stored, in x's dtype).
+    """
+    _check_grid("x", x, 3)
+    _check_grid("y", y, 3)
+    R, S, C = x.shape
+    if y.shape != x.shape:
+        raise InputError(f"y must match x {tuple(x.shape)}, got {tuple(y.shape)}")
+    _check_rows(R, J, K)
+    _check_table("gate", gate, (K,), S, s_first, C)
+    _check_table("mod", mod, (K,), S, s_first, C)
+    if bias is not None:
+        _check_table("bias", bias, (), S, s_first, C)
+    out = torch.empty(R, S, C, dtype=x.dtype, device=x.device) if out is None else out
+    _check_grid("out", out, 3)
+    if resolve_backend(backend, x) == "torch":
+        gated_residual_(x, y, gate, J, K, bias=bias, s_first=s_first, backend="torch")
+        return ln_modulate(x, mod, J, K, s_first=s_first, eps=eps, out=out, backend="torch")
+    br, bc = _blocks(C, R * S, full_row=True)
+    b = bias if bias is not None else gate
+    _triton().residual_ln_modulate_kernel[(triton_cdiv(R * S, br),)](
+        x, y, gate, b, mod, out, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0, out.stride(0), out.stride(1),
+        mod.stride(0), mod.stride(1), mod.stride(2), eps, HAS_BIAS=bias is not None, BLOCK_R=br, BLOCK_C=bc)
+    return out
 
 
 # ---------------------------------------------------------------- bias + GELU

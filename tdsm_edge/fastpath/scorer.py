@@ -69,7 +69,7 @@ class FastScorer:
     Args:
         folded: the scorer to accelerate (fp32, or fp16 for precision "fp16").
         precision: "fp16" (the fast path) or "fp32" (same layout in float32, for checking).
-        device: where to run; default the folded scorer's device.
+        device: where to run; default the device of the folded scorer's weights.
         backend: kernel backend, None = Triton on CUDA when installed, torch otherwise (kernels.py).
         cuda_graphs: capture one CUDA graph per (B, K) shape and replay it (CUDA only).
     """
@@ -83,7 +83,7 @@ class FastScorer:
             raise ConfigError(f"kernel backend {backend!r} is not supported; use one of {kn.BACKENDS} or None")
         cfg = folded.cfg
         self.cfg, self.precision, self.dtype, self.backend = cfg, precision, dtype, backend
-        self.device = torch.device(device) if device is not None else folded.noises.device
+        self.device = torch.device(device) if device is not None else next(folded.net.parameters()).device
         self.prediction, self.t = folded.prediction, folded.t
         self.D, self.H, self.L, self.depth = cfg.hidden_size, cfg.num_heads, cfg.num_tokens, cfg.depth
         f32 = dict(device=self.device, dtype=torch.float32)
@@ -176,10 +176,13 @@ class FastScorer:
         mask = None
         if tab.has_mask:  # (R, S_pad): the key bias of each row's class (a few KB)
             mask = tab.mask[None, :, None].expand(B, K, J, -1).reshape(R, -1)
+        # each block ends on a residual add that is applied together with the next LayerNorm (the next
+        # block's, or the final layer's): `pending` = (x view, branch output, gate, bias) not yet added
+        pending = None
         for i, w in enumerate(self.blocks):
-            x = self._block_forward(x, w, tab.ada[:, i], tab.text_qkv0 if w.first else None, mask, (B, K, J))
-
-        h = kn.ln_modulate(x[:, :1], tab.ada_final, J, K, backend=self.backend)  # (R, 1, D)
+            pending = self._block_forward(x, pending, w, tab.ada[:, i], tab.text_qkv0, mask, (B, K, J))
+        xs, y, gate, bias = pending  # the skeleton token's last MLP residual
+        h = kn.residual_ln_modulate_(xs, y, gate, tab.ada_final, J, K, bias=bias, backend=self.backend)  # (R, 1, D)
         y = F.linear(h.view(R, D), self.fin_w)  # (R, Dz); its bias is added in the error kernel
         err = kn.row_sq_error(y, self.fin_b, self._target(zs, J), J, K, backend=self.backend)  # (R,) float32
         return err.view(B, K, J).sum(dim=-1)  # (B, K)
@@ -208,9 +211,17 @@ class FastScorer:
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (R, H, Sq, hd); softmax in float32
         return o.transpose(1, 2).reshape(R, Sq, H * hd)  # a view for the fused kernels' (R, Sq, H, hd) layout
 
-    def _block_forward(self, x: torch.Tensor, w: _Block, ada: torch.Tensor, text_qkv0: torch.Tensor | None,
-                       mask: torch.Tensor | None, grid: tuple[int, int, int]) -> torch.Tensor:
-        """One block on the joint buffer `x (R, S, D)` (`(R, 1, D)` when depth == 1); ada `(K, 2, 6, D)`."""
+    def _block_forward(self, x: torch.Tensor, pending: tuple | None, w: _Block, ada: torch.Tensor,
+                       text_qkv0: torch.Tensor, mask: torch.Tensor | None, grid: tuple[int, int, int]) -> tuple:
+        """One block on the joint buffer `x (R, S, D)` (`(R, 1, D)` when depth == 1), modified in place.
+
+        Args:
+            pending: the previous block's last residual (x view, y, gate, bias), None for block 0.
+            ada: this block's modulation `(K, 2, 6, D)` float32.
+            text_qkv0: the class table (read by block 0 only); mask: `(R, S_pad)` or None.
+        Returns:
+            This block's last residual, to be applied with the next LayerNorm.
+        """
         B, K, J = grid
         R, D, H, be = B * K * J, self.D, self.H, self.backend
         S, hd = 1 + self.L, self.D // self.H
@@ -219,8 +230,9 @@ class FastScorer:
             hs = kn.ln_modulate(x[:, :1], msa, J, K, backend=be)[:, 0]  # (R, D) skeleton only
             qkv = torch.empty(R, S, text_qkv0.shape[-1], dtype=x.dtype, device=x.device)  # (R, S, 3D or 2D)
             qkv.view(B, K, J, S, -1)[:, :, :, 1:] = text_qkv0[None, :, None]
-        else:
-            h = kn.ln_modulate(x, msa, J, K, backend=be)  # (R, S, D) both streams in one pass
+        else:  # the previous block's MLP residual, then this block's LayerNorm, both streams in one pass
+            xp, y, gate, bias = pending
+            h = kn.residual_ln_modulate_(xp, y, gate, msa, J, K, bias=bias, backend=be)  # (R, S, D)
             qkv = F.linear(h.view(R * S, D), w.qkv_c_w, w.qkv_c_b).view(R, S, -1)  # (R, S, 3D or 2D)
             hs = h[:, 0]  # (R, D)
         if w.last:  # the skeleton query alone; its k|v join the text's
@@ -236,17 +248,10 @@ class FastScorer:
         if w.last:  # skeleton token only from here on
             xs = x[:, :1]  # (R, 1, D) view of the residual stream
             y = F.linear(o[:, 0], w.proj_w).view(R, 1, D)
-            kn.gated_residual_(xs, y, gate_msa, J, K, bias=w.proj_b, backend=be)
-            h = kn.ln_modulate(xs, mlp, J, K, backend=be)  # (R, 1, D)
-            u = F.linear(h.view(R, D), w.fc1_w).view(R, 1, -1)  # (R, 1, 4D)
-            kn.bias_gelu_(u, w.fc1_b, backend=be)
-            y = F.linear(u.view(R, -1), w.fc2_w).view(R, 1, D)
-            kn.gated_residual_(xs, y, gate_mlp, J, K, bias=w.fc2_b, backend=be)
-            return x
+            h = kn.residual_ln_modulate_(xs, y, gate_msa, mlp, J, K, bias=w.proj_b, backend=be)  # (R, 1, D)
+            u = kn.bias_gelu_(F.linear(h.view(R, D), w.fc1_w).view(R, 1, -1), w.fc1_b, backend=be)  # (R, 1, 4D)
+            return xs, F.linear(u.view(R, -1), w.fc2_w).view(R, 1, D), gate_mlp, w.fc2_b
         y = self._two_stream(o, w.proj_w, w.proj_c_w)  # (R, S, D)
-        kn.gated_residual_(x, y, gate_msa, J, K, bias=w.proj_b, backend=be)
-        h = kn.ln_modulate(x, mlp, J, K, backend=be)  # (R, S, D)
+        h = kn.residual_ln_modulate_(x, y, gate_msa, mlp, J, K, bias=w.proj_b, backend=be)  # (R, S, D)
         u = kn.bias_gelu_(self._two_stream(h, w.fc1_w, w.fc1_c_w), w.fc1_b, backend=be)  # (R, S, 4D)
-        y = self._two_stream(u, w.fc2_w, w.fc2_c_w)  # (R, S, D)
-        kn.gated_residual_(x, y, gate_mlp, J, K, bias=w.fc2_b, backend=be)
-        return x
+        return x, self._two_stream(u, w.fc2_w, w.fc2_c_w), gate_mlp, w.fc2_b

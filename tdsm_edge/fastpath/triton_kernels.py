@@ -105,3 +105,39 @@ def row_sq_error_kernel(y_ptr, bias_ptr, t_ptr, out_ptr, n_rows, C, J, K, sy_r, 
     t = tl.load(t_ptr + b[:, None] * st_b + j[:, None] * st_j + c, mask=valid, other=0.0).to(tl.float32)
     d = tl.where(valid, y - t, 0.0)
     tl.store(out_ptr + r, tl.sum(d * d, axis=1) / C, mask=live)
+
+
+@triton.jit
+def residual_ln_modulate_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
+                                sx_r, sx_s, sy_r, sy_s, sg_k, sg_st, sb_st, so_r, so_s, sm_k, sm_st, sm_row, eps,
+                                HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """x += gate·(y + bias) in place, then out = LayerNorm(x)·mod[.., 1] + mod[.., 0]: one pass over x.
+
+    The LayerNorm reads x as stored (rounded to x's dtype), exactly as the two kernels in a row would.
+    """
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_C)
+    valid = (rows < n_rows)[:, None] & (cols < C)[None, :]
+    r = (rows // S).to(tl.int64)
+    s = (rows % S).to(tl.int64)
+    k = (r // J) % K
+    stream = tl.minimum(s + s_first, 1)
+    c = cols[None, :].to(tl.int64)
+
+    y = tl.load(y_ptr + r[:, None] * sy_r + s[:, None] * sy_s + c, mask=valid, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        y += tl.load(bias_ptr + stream[:, None] * sb_st + c, mask=valid, other=0.0).to(tl.float32)
+    g = tl.load(gate_ptr + k[:, None] * sg_k + stream[:, None] * sg_st + c, mask=valid, other=0.0).to(tl.float32)
+    xp = x_ptr + r[:, None] * sx_r + s[:, None] * sx_s + c
+    xs = (tl.load(xp, mask=valid, other=0.0).to(tl.float32) + g * y).to(x_ptr.dtype.element_ty)
+    tl.store(xp, xs, mask=valid)
+
+    x = xs.to(tl.float32)
+    mean = tl.sum(x, axis=1) / C
+    xc = tl.where(valid, x - mean[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / C + eps)
+    tab = mod_ptr + k[:, None] * sm_k + stream[:, None] * sm_st + c
+    shift = tl.load(tab, mask=valid, other=0.0).to(tl.float32)
+    scale = tl.load(tab + sm_row, mask=valid, other=0.0).to(tl.float32)
+    h = xc * rstd[:, None] * scale + shift
+    tl.store(out_ptr + r[:, None] * so_r + s[:, None] * so_s + c, h.to(out_ptr.dtype.element_ty), mask=valid)

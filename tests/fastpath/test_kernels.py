@@ -19,18 +19,28 @@ def _rows(R, S, J, K, s_first=0):
     return (torch.arange(R) // J) % K, (torch.arange(S) + s_first).clamp(max=1)
 
 
+def _ln_mod(x, mod, J, K, s_first=0):
+    R, S, C = x.shape
+    k, st = _rows(R, S, J, K, s_first)
+    tab = mod.double()[k][:, st]  # (R, S, 2, C)
+    xd = x.double()
+    xh = (xd - xd.mean(-1, keepdim=True)) / torch.sqrt(xd.var(-1, unbiased=False, keepdim=True) + 1e-6)
+    return xh * tab[..., 1, :] + tab[..., 0, :]
+
+
 def reference(case) -> torch.Tensor:
     """float64, tables gathered to every (row, token); in-place kernels → the whole buffer under the view."""
     args = [a() if callable(a) else a for a in case["args"]]
     kw, name = case["kwargs"], case["kernel"]
     if name == "ln_modulate":
         x, mod, J, K = args
-        R, S, C = x.shape
-        k, st = _rows(R, S, J, K, kw.get("s_first", 0))
-        tab = mod.double()[k][:, st]  # (R, S, 2, C)
-        xd = x.double()
-        xh = (xd - xd.mean(-1, keepdim=True)) / torch.sqrt(xd.var(-1, unbiased=False, keepdim=True) + 1e-6)
-        return xh * tab[..., 1, :] + tab[..., 0, :]
+        return _ln_mod(x, mod, J, K, kw.get("s_first", 0))
+    if name == "residual_ln_modulate_":
+        x, y, gate, mod, J, K = args
+        full = reference(dict(kernel="gated_residual_", args=(x, y, gate, J, K), kwargs=kw))
+        # the LayerNorm reads x as stored: rounded to its dtype
+        view = full.to(x.dtype) if x._base is None else full.to(x.dtype)[:, :x.shape[1]]
+        return torch.cat((full.flatten(), _ln_mod(view, mod, J, K).flatten()))
     if name == "gated_residual_":
         x, y, gate, J, K = args
         R, S, C = x.shape

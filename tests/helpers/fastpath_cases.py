@@ -17,7 +17,7 @@ def fresh(base: torch.Tensor, skeleton: bool = False):
     return lambda: base.clone()[:, :1] if skeleton else base.clone()
 
 
-def kernel_cases() -> dict[str, dict]:
+def kernel_cases(device: str = "cpu") -> dict[str, dict]:
     """name → dict(kernel=..., args=(...), kwargs={...}); every tensor built from a fixed seed (an
     in-place kernel's first arg is a maker: call it for a fresh input).
 
@@ -25,7 +25,7 @@ def kernel_cases() -> dict[str, dict]:
     a stream dim of 1 (final layer), bias / no bias, and a width above one column block (1100).
     """
     g = _g(0)
-    r = lambda *shape, dt=torch.float32, s=1.0: (s * torch.randn(*shape, generator=g)).to(dt)  # noqa: E731
+    r = lambda *shape, dt=torch.float32, s=1.0: (s * torch.randn(*shape, generator=g)).to(device, dt)  # noqa: E731
     joint16, joint32 = r(R, S, D, dt=torch.float16, s=2.0) + 0.5, r(R, S, D, s=2.0) - 0.3
     return {
         "ln_joint_fp16": dict(kernel="ln_modulate", args=(joint16, r(K, 2, 2, D), J, K), kwargs={}),
@@ -38,6 +38,12 @@ def kernel_cases() -> dict[str, dict]:
         "res_skeleton_view": dict(kernel="gated_residual_",
                                   args=(fresh(joint16, skeleton=True), r(R, 1, D, dt=torch.float16), r(K, 2, D), J, K),
                                   kwargs=dict(bias=r(1, D))),
+        "resln_joint_fp16": dict(kernel="residual_ln_modulate_",
+                                 args=(fresh(joint16), r(R, S, D, dt=torch.float16), r(K, 2, D), r(K, 2, 2, D), J, K),
+                                 kwargs=dict(bias=r(2, D))),
+        "resln_skeleton_view_fp32": dict(kernel="residual_ln_modulate_",
+                                         args=(fresh(joint32, skeleton=True), r(R, 1, D), r(K, 2, D), r(K, 1, 2, D), J, K),
+                                         kwargs={}),
         "gelu_joint_fp16": dict(kernel="bias_gelu_", args=(fresh(r(R, S, 4 * D, dt=torch.float16, s=3.0)), r(2, 4 * D)), kwargs={}),
         "gelu_wide_fp32": dict(kernel="bias_gelu_", args=(fresh(r(R, 2, 1100, s=4.0)), r(2, 1100)), kwargs={}),
         "err_eps_fp16": dict(kernel="row_sq_error", args=(r(R, 24, dt=torch.float16), r(24), r(J, 24)[None].expand(B, J, 24), J, K),
@@ -48,13 +54,17 @@ def kernel_cases() -> dict[str, dict]:
 
 def run_case(case: dict, backend: str) -> torch.Tensor:
     """Run one case (in-place kernels on a fresh copy of their input); returns the kernel's output, or
-    for an in-place kernel on a view the whole buffer under it (so writes outside the view show)."""
+    for an in-place kernel on a view the whole buffer under it (so writes outside the view show);
+    for residual_ln_modulate_ the updated buffer and the LayerNorm output, flattened and concatenated."""
     from tdsm_edge.fastpath import kernels
 
     args = [a() if callable(a) else a for a in case["args"]]
+    x = args[0]
     out = getattr(kernels, case["kernel"])(*args, **case["kwargs"], backend=backend)
-    in_place_view = case["kernel"].endswith("_") and out._base is not None
-    return (out._base if in_place_view else out).clone()
+    full = x if x._base is None else x._base
+    if case["kernel"] == "residual_ln_modulate_":
+        return torch.cat((full.flatten(), out.flatten()))
+    return (full if case["kernel"].endswith("_") else out).clone()
 
 
 # the FastScorer cases the interpreter worker runs: name → (depth, masked, prediction, precision)

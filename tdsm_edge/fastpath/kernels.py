@@ -91,11 +91,12 @@ def _check_rows(R: int, J: int, K: int) -> None:
         raise InputError(f"{R} rows are not a (B, K={K}, J={J}) grid")
 
 
-def _blocks(C: int, n_rows: int, full_row: bool) -> tuple[int, int]:
-    """(BLOCK_R, BLOCK_C): ~4096 elements per program; full_row keeps a whole row in one block."""
+def _blocks(C: int, n_rows: int, full_row: bool) -> dict:
+    """Launch meta-parameters: ~4096 elements per program (full_row keeps a whole row in one
+    block, for the LayerNorm); 8 warps at that size so each thread holds 16 values per tensor."""
     bc = triton_next_pow2(C) if full_row else min(triton_next_pow2(C), 1024)
     br = max(1, min(64, 4096 // bc, triton_next_pow2(n_rows)))
-    return br, bc
+    return dict(BLOCK_R=br, BLOCK_C=bc, num_warps=8 if br * bc >= 4096 else 4)
 
 
 def triton_next_pow2(n: int) -> int:
@@ -135,10 +136,10 @@ def ln_modulate(x: torch.Tensor, mod: torch.Tensor, J: int, K: int, *, s_first: 
         h = h * m[None, :, None, :, 1] + m[None, :, None, :, 0]
         out.copy_(h.view(R, S, C))
         return out
-    br, bc = _blocks(C, R * S, full_row=True)
-    _triton().ln_modulate_kernel[(triton_cdiv(R * S, br),)](
+    meta = _blocks(C, R * S, full_row=True)
+    _triton().ln_modulate_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]),)](
         x, mod, out, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
-        mod.stride(0), mod.stride(1), mod.stride(2), eps, BLOCK_R=br, BLOCK_C=bc)
+        mod.stride(0), mod.stride(1), mod.stride(2), eps, **meta)
     return out
 
 
@@ -168,12 +169,11 @@ def gated_residual_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, J: int
         g = gate[:, st].float()[None, :, None]  # (1, K, 1, S, C)
         x.copy_((x.float().view(-1, K, J, S, C) + g * yf.view(-1, K, J, S, C)).view(R, S, C))
         return x
-    br, bc = _blocks(C, R * S, full_row=False)
+    meta = _blocks(C, R * S, full_row=False)
     b = bias if bias is not None else gate  # any pointer; HAS_BIAS=False never reads it
-    _triton().gated_residual_kernel[(triton_cdiv(R * S, br), triton_cdiv(C, bc))](
+    _triton().gated_residual_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]), triton_cdiv(C, meta["BLOCK_C"]))](
         x, y, gate, b, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-        gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, BLOCK_R=br, BLOCK_C=bc)
+        gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0, HAS_BIAS=bias is not None, **meta)
     return x
 
 
@@ -206,12 +206,12 @@ def residual_ln_modulate_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, 
     if resolve_backend(backend, x) == "torch":
         gated_residual_(x, y, gate, J, K, bias=bias, s_first=s_first, backend="torch")
         return ln_modulate(x, mod, J, K, s_first=s_first, eps=eps, out=out, backend="torch")
-    br, bc = _blocks(C, R * S, full_row=True)
+    meta = _blocks(C, R * S, full_row=True)
     b = bias if bias is not None else gate
-    _triton().residual_ln_modulate_kernel[(triton_cdiv(R * S, br),)](
+    _triton().residual_ln_modulate_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]),)](
         x, y, gate, b, mod, out, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0, out.stride(0), out.stride(1),
-        mod.stride(0), mod.stride(1), mod.stride(2), eps, HAS_BIAS=bias is not None, BLOCK_R=br, BLOCK_C=bc)
+        mod.stride(0), mod.stride(1), mod.stride(2), eps, HAS_BIAS=bias is not None, **meta)
     return out
 
 
@@ -231,9 +231,9 @@ def bias_gelu_(u: torch.Tensor, bias: torch.Tensor, *, s_first: int = 0, backend
         st = _stream_index(S, s_first, u.device)
         u.copy_(F.gelu(u.float() + bias[st].float(), approximate="tanh"))
         return u
-    br, bc = _blocks(C, R * S, full_row=False)
-    _triton().bias_gelu_kernel[(triton_cdiv(R * S, br), triton_cdiv(C, bc))](
-        u, bias, R * S, S, C, s_first, u.stride(0), u.stride(1), bias.stride(0), BLOCK_R=br, BLOCK_C=bc)
+    meta = _blocks(C, R * S, full_row=False)
+    _triton().bias_gelu_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]), triton_cdiv(C, meta["BLOCK_C"]))](
+        u, bias, R * S, S, C, s_first, u.stride(0), u.stride(1), bias.stride(0), **meta)
     return u
 
 
@@ -259,9 +259,9 @@ def row_sq_error(y: torch.Tensor, bias: torch.Tensor, target: torch.Tensor, J: i
         pred = (y.float() + bias.float()).view(B, K, J, C)
         return (pred - target.float()[:, None]).pow(2).mean(dim=-1).view(R)
     out = torch.empty(R, dtype=torch.float32, device=y.device)
-    br, bc = _blocks(C, R, full_row=True)
-    _triton().row_sq_error_kernel[(triton_cdiv(R, br),)](
-        y, bias, target, out, R, C, J, K, y.stride(0), target.stride(0), target.stride(1), BLOCK_R=br, BLOCK_C=bc)
+    meta = _blocks(C, R, full_row=True)
+    _triton().row_sq_error_kernel[(triton_cdiv(R, meta["BLOCK_R"]),)](
+        y, bias, target, out, R, C, J, K, y.stride(0), target.stride(0), target.stride(1), **meta)
     return out
 
 

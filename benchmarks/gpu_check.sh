@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_check.sh            (writes logs to $OUT, or ./gpu_check_out without it)
 # Prints the machine, runs the CUDA tests plus the device-independent tests that need no MiniLM /
 # open_clip, and times a denoiser training step and zero-shot scoring per preset on the GPU.
+# The fast path's latency table is its own run (~4 min on an H100): python3 benchmarks/gpu_fastpath.py [--quick]
 set -uo pipefail
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"

@@ -93,7 +93,7 @@ class FastScorer:
         self.s_noises = (folded.s.to(**f32) * self.noises).contiguous()  # (J, Dz): s·ε, a constant
         net = folded.net
         self.x_w, self.x_b = self._w(net["x_embedder"].weight), self._w(net["x_embedder"].bias)
-        self.fin_w, self.fin_b = self._w(net["final_linear"].weight), self._b(net["final_linear"].bias)
+        self.fin_w, self.fin_b = self._w(net["final_linear"].weight), self._b([net["final_linear"].bias])[0]
         self.blocks = [self._block(b) for b in net["blocks"]]
         self._tables = TablesCache(self._convert)
         self.graphs = GraphCache(self.forward) if cuda_graphs and self.device.type == "cuda" else None
@@ -112,24 +112,25 @@ class FastScorer:
     def _w(self, t: torch.Tensor) -> torch.Tensor:
         return t.detach().to(self.device, self.dtype).contiguous()
 
-    def _b(self, *ts: torch.Tensor) -> torch.Tensor:
-        """Biases stacked per stream, float32 (kernels add them in float32)."""
-        return torch.stack([t.detach().float() for t in ts]).to(self.device).squeeze(0)
+    def _b(self, biases: list[torch.Tensor]) -> torch.Tensor:
+        """Biases stacked per stream `(streams, C)` float32 (kernels add them in float32)."""
+        return torch.stack([b.detach().float() for b in biases]).to(self.device)
 
     def _block(self, fb) -> _Block:
-        last, first = fb.proj_c is None, fb.qkv_c is None
-        c = (lambda m: None if m is None else self._w(m.weight))
-        two = (lambda s, t: self._b(s.bias) if last else self._b(s.bias, t.bias))
+        """The weights of one `_FoldedBlock` (first: no qkv_c; last: qkv_c holds k|v only, no proj_c, mlp_c)."""
+        first, last = fb.qkv_c is None, fb.proj_c is None
+        streams = [(fb.proj, fb.mlp)] if last else [(fb.proj, fb.mlp), (fb.proj_c, fb.mlp_c)]
+        text = (lambda lin: None if lin is None else self._w(lin.weight))  # noqa: E731
+        mlp_c = (None, None) if last else (fb.mlp_c.fc1, fb.mlp_c.fc2)
         return _Block(
             first=first, last=last,
             qkv_w=self._w(fb.qkv.weight), qkv_b=self._w(fb.qkv.bias),
-            qkv_c_w=c(fb.qkv_c), qkv_c_b=None if first else self._w(fb.qkv_c.bias),
-            proj_w=self._w(fb.proj.weight), proj_c_w=c(fb.proj_c),
-            proj_b=two(fb.proj, fb.proj_c).reshape(-1, self.D),
-            fc1_w=self._w(fb.mlp.fc1.weight), fc1_c_w=None if last else self._w(fb.mlp_c.fc1.weight),
-            fc1_b=two(fb.mlp.fc1, None if last else fb.mlp_c.fc1).reshape(-1, fb.mlp.fc1.out_features),
-            fc2_w=self._w(fb.mlp.fc2.weight), fc2_c_w=None if last else self._w(fb.mlp_c.fc2.weight),
-            fc2_b=two(fb.mlp.fc2, None if last else fb.mlp_c.fc2).reshape(-1, self.D),
+            qkv_c_w=None if first else self._w(fb.qkv_c.weight), qkv_c_b=None if first else self._w(fb.qkv_c.bias),
+            proj_w=self._w(fb.proj.weight), proj_c_w=text(fb.proj_c), proj_b=self._b([p.bias for p, _ in streams]),
+            fc1_w=self._w(fb.mlp.fc1.weight), fc1_c_w=text(mlp_c[0]),
+            fc1_b=self._b([m.fc1.bias for _, m in streams]),
+            fc2_w=self._w(fb.mlp.fc2.weight), fc2_c_w=text(mlp_c[1]),
+            fc2_b=self._b([m.fc2.bias for _, m in streams]),
         )
 
     def _convert(self, tables: dict[str, torch.Tensor]) -> FastTables:

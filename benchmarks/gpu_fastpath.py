@@ -11,8 +11,9 @@ top-1 agreement with the float32 reference (`FoldedScorer` fp32, equal to the pu
 
 Methods, per (B, K) shape, J noises: the published loop (fp32, one forward per noise per class);
 all B·K·J rows in one batched fp16 denoiser forward, eager / in a CUDA graph / under
-torch.compile(mode="reduce-overhead") (slow to compile: `--compile-shapes` only); FastScorer
-eager and with its CUDA graph. Prints markdown tables (ms; ratios vs the loop and vs compile),
+torch.compile(mode="reduce-overhead") (slow to compile: `--compile-shapes` only); FoldedScorer
+fp16 (class tables folded, plain torch ops), eager / in a CUDA graph; FastScorer eager and with
+its CUDA graph. Prints markdown tables (ms; ratios vs the loop and vs compile),
 the agreement and the issue's targets; `--json` writes every number. Exit status 1 when the
 agreement is below `--min-agreement`. A time budget skips compile / loop work that would not fit.
 """
@@ -31,7 +32,7 @@ from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.config import ScheduleConfig, denoiser_preset
 from tdsm_edge.fastpath.scorer import FastScorer
 from tdsm_edge.models.denoiser import TDSMDenoiser
-from tdsm_edge.models.folded import FoldedScorer, class_tables
+from tdsm_edge.models.folded import ClassTables, FoldedScorer, class_tables
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank, score_reference
 
@@ -163,6 +164,12 @@ def time_shape(B: int, K: int, ctx, args, clock: Clock, compile_it: bool) -> dic
             lambda x: score_reference(ctx["model32"], ctx["schedule"], x, text, ctx["noises"], args.t),
             z, 1, loop_reps, max_s=30))
     batched = BatchedForward(ctx["model16"], ctx["schedule"], ctx["noises"], args.t, text, B, ctx["dtype"])
+    with torch.no_grad():  # the baselines compute the same scores (fp16 rounding aside)
+        ref = ctx["folded"](z, **tables)
+        for name, got in (("batched fp16", batched(z)), ("FastScorer", ctx["fast_eager"](z, tables))):
+            ctx.setdefault("checks", []).append(
+                f"B={B}, K={K}: {name} vs fp32 reference, max relative difference "
+                f"{float(((got - ref).abs() / ref.abs()).max()):.1e}")
     attempt("batched fp16, eager", lambda: median_ms(batched, z, 3, reps))
     if dev.type == "cuda":
         attempt("batched fp16, CUDA graph", lambda: median_ms(graphed(batched, z), z, 3, reps))
@@ -177,6 +184,11 @@ def time_shape(B: int, K: int, ctx, args, clock: Clock, compile_it: bool) -> dic
                 res["compile_s"] = time.perf_counter() - t0
                 return median_ms(lambda x: compiled(x).clone(), z, 3, reps)
             attempt("batched fp16, torch.compile reduce-overhead", compiled_ms)
+    tables16 = {n: v[:K] for n, v in ctx["tables16"].items()}
+    attempt("FoldedScorer fp16, eager", lambda: median_ms(lambda x: ctx["folded16"](x, **tables16), z, 3, reps))
+    if dev.type == "cuda":
+        attempt("FoldedScorer fp16, CUDA graph",
+                lambda: median_ms(graphed(lambda x: ctx["folded16"](x, **tables16), z), z, 3, reps))
     attempt("FastScorer, eager", lambda: median_ms(lambda x: ctx["fast_eager"](x, tables), z, 3, reps))
     if dev.type == "cuda":
         attempt("FastScorer, CUDA graph", lambda: median_ms(lambda x: ctx["fast"](x, tables), z, 3, reps))
@@ -233,6 +245,8 @@ def setup(args) -> dict:
     dtype = torch.float16 if args.precision == "fp16" else torch.float32
     ctx = dict(device=dev, model32=model, model16=copy.deepcopy(model).to(dtype), schedule=schedule, noises=noises,
                text=text, folded=folded, tables=tables, dtype=dtype, Dz=model.cfg.z_dim,
+               folded16=copy.deepcopy(folded).to_precision_(args.precision),
+               tables16=ClassTables.from_dict(tables).cast(args.precision).as_dict(),
                fast=FastScorer(folded, args.precision, device=dev),
                fast_eager=FastScorer(folded, args.precision, device=dev, cuda_graphs=False))
     # the reference is the published loop: check it on a few samples, and time one loop forward
@@ -263,7 +277,8 @@ def report(results: dict, shapes, agree: list[dict], args) -> str:
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(fmt(results[s].get(m)) for s in shapes) + " |")
     fast = "FastScorer, CUDA graph" if any("FastScorer, CUDA graph" in r for r in results.values()) else "FastScorer, eager"
-    for base in ("published loop, fp32", "batched fp16, torch.compile reduce-overhead", "batched fp16, CUDA graph"):
+    for base in ("published loop, fp32", "batched fp16, torch.compile reduce-overhead", "batched fp16, CUDA graph",
+                 "FoldedScorer fp16, CUDA graph"):
         cells = []
         for s in shapes:
             r = results[s]
@@ -336,6 +351,8 @@ def main(argv=None) -> int:
         print(profile(ctx, *args.profile[0]))
     print()
     print(report(results, args.shapes, agree, args))
+    for line in ctx.get("checks", []):
+        print(line)
     for line in ctx.get("failed", []):
         print(f"FAILED {line}")
     print(f"\nwall time {time.perf_counter() - clock.t0:.0f} s (budget {args.budget_s:.0f} s)")

@@ -1,0 +1,83 @@
+"""CUDA-graph capture of the fast scorer: one graph per (B, K, masked) shape, replayed per call.
+
+A captured graph reads fixed addresses, so each graph owns a static input `z (B, Dz)` and reads the
+class tables from static per-K buffers (`FastTables`). When the active class set changes, the new
+tables are copied into those buffers (a few MB; no re-capture) and every graph of that K sees them.
+Whether the key-padding mask is applied is part of the shape key: a graph captured without the
+mask (all keys valid, SDPA may then pick FlashAttention) is never replayed for a masked class set.
+
+All graphs share one memory pool: they never run concurrently, so their intermediates can reuse
+the same memory. Capture needs a warm-up on a side stream first (cuBLAS workspaces, Triton JIT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from tdsm_edge.fastpath.tables import FastTables
+
+
+@dataclass
+class _Captured:
+    graph: "torch.cuda.CUDAGraph"
+    z: torch.Tensor    # (B, Dz) float32 static input
+    out: torch.Tensor  # (B, K) float32 static output
+
+
+class GraphCache:
+    """`cache(z, tables)`: the scores of `forward(z, tables)`, through a captured CUDA graph."""
+
+    def __init__(self, forward: Callable[[torch.Tensor, FastTables], torch.Tensor], warmup: int = 2) -> None:
+        self._forward, self._warmup = forward, warmup
+        self._pool = None
+        self._graphs: dict[tuple[int, int, bool], _Captured] = {}
+        self._static: dict[int, list] = {}  # K -> [static FastTables, the FastTables last copied in]
+
+    @property
+    def shapes(self) -> list[tuple[int, int, bool]]:
+        """The captured (B, K, masked) keys."""
+        return sorted(self._graphs)
+
+    def clear(self) -> None:
+        """Drop every graph and static buffer (their memory returns to the caching allocator)."""
+        self._graphs.clear()
+        self._static.clear()
+        self._pool = None
+
+    def __call__(self, z: torch.Tensor, tables: FastTables) -> torch.Tensor:
+        """`z (B, Dz) float32` on CUDA → `(B, K) float32` (a fresh tensor, not the static output)."""
+        static = self._static_tables(tables)
+        key = (int(z.shape[0]), tables.num_classes, tables.has_mask)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._graphs[key] = self._capture(z, static)
+        entry.z.copy_(z)
+        entry.graph.replay()
+        return entry.out.clone()
+
+    def _static_tables(self, tables: FastTables) -> FastTables:
+        K = tables.num_classes
+        slot = self._static.get(K)
+        if slot is None:
+            slot = self._static[K] = [tables.clone(), tables]
+        elif slot[1] is not tables:  # the active class set changed: refresh the buffers in place
+            slot[0].copy_(tables)
+            slot[1] = tables
+        return slot[0]
+
+    def _capture(self, z: torch.Tensor, static: FastTables) -> _Captured:
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        z_static = z.detach().clone()
+        side = torch.cuda.Stream(device=z.device)
+        side.wait_stream(torch.cuda.current_stream(z.device))
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(self._warmup):  # JIT-compiles the Triton kernels, sets up cuBLAS, picks SDPA kernels
+                self._forward(z_static, static)
+        torch.cuda.current_stream(z.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
+            out = self._forward(z_static, static)
+        return _Captured(graph, z_static, out)

@@ -48,10 +48,12 @@ class TorchScorer:
         device: "auto", "cpu", "cuda", "cuda:N".
         threads: torch intra-op threads on CPU (default: leave torch's setting).
         cuda_graph: on CUDA, capture each (B, K) shape in a CUDA graph.
+        fast: run `tdsm_edge.fastpath.FastScorer` (fused Triton kernels, SDPA, fp32 islands) instead of
+            the plain folded scorer; None = on CUDA only. On the CPU it uses the kernels' torch fallbacks.
     """
 
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None,
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, fast: bool | None = None) -> None:
         torch = require("torch", extra="train")
         from tdsm_edge.models.folded import FoldedScorer
 
@@ -74,12 +76,21 @@ class TorchScorer:
             raise manifest.error("reference/noise_bank.npy", f"it holds {noises.shape[0]} noises, the manifest's "
                                  f"scoring section says J={s['num_noises']}")
         stats = _Stats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
-        self.folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, self.precision)
+        self.fast = on_gpu if fast is None else bool(fast)
+        # the fast path takes a fp32 folded scorer and fp32 tables and casts them itself
+        folded_precision = "fp32" if self.fast else self.precision
+        self.folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, folded_precision)
         self.folded = self.folded.to(self.torch_device).eval()
         dtypes = {n: str(d).replace("torch.", "") for n, d in self.folded.table_dtypes().items()}
+        self._fast = None
+        if self.fast:
+            from tdsm_edge.fastpath.scorer import FastScorer
+
+            self._fast = FastScorer(self.folded, precision=self.precision, device=self.torch_device,
+                                    cuda_graphs=bool(cuda_graph) and on_gpu)
         self.class_set = ClassSet(manifest.class_names, load_tables(manifest), dtypes)
         self.z_dim = int(model.cfg.z_dim)
-        self.cuda_graph = bool(cuda_graph) and on_gpu
+        self.cuda_graph = bool(cuda_graph) and on_gpu and not self.fast  # the fast path keeps its own graphs
         self._device_tables: tuple[int, dict] | None = None  # (snapshot version, tables on the device)
         self._graphs: dict[tuple[int, int, int], tuple] = {}  # (B, K, version) -> (graph, z buffer, output)
         self._lock = threading.Lock()  # one call at a time: shared device buffers and graphs
@@ -91,7 +102,8 @@ class TorchScorer:
             import torch
 
             name += f" ({torch.cuda.get_device_name(torch.device(name))})"
-        return f"torch {name}, {self.precision}" + (", CUDA graphs" if self.cuda_graph else "")
+        graphs = self.cuda_graph or (self._fast is not None and self._fast.graphs is not None)
+        return f"torch {name}, {self.precision}" + (", fast path" if self.fast else "") + (", CUDA graphs" if graphs else "")
 
     def scores(self, z: np.ndarray) -> np.ndarray:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes."""
@@ -108,7 +120,9 @@ class TorchScorer:
         zt = torch.from_numpy(np.ascontiguousarray(z, np.float32))
         with self._lock, torch.inference_mode():
             tables = self._tables(snap)
-            if self.cuda_graph:
+            if self._fast is not None:
+                out = self._fast(zt, tables)
+            elif self.cuda_graph:
                 out = self._replay(zt, tables, snap.version)
             else:
                 out = self.folded(zt.to(self.torch_device), **tables)

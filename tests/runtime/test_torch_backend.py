@@ -101,3 +101,18 @@ def test_cuda_graph_replay_equals_eager_on_gpu(runtime_bundle):
         np.testing.assert_allclose(graph.score_features(z), want, rtol=1e-5, atol=1e-6)
     graph.set_active_classes(graph.classes[:2])  # a new class set: new tables, new graph
     np.testing.assert_allclose(graph.score_features(z), want[:, :2], rtol=1e-5, atol=1e-6)
+
+
+def test_fast_path_on_cpu_equals_onnxruntime(runtime_bundle):
+    """The GPU fast path's layout and fused-kernel fallbacks (fp32 on the CPU) inside the torch backend."""
+    from tdsm_edge.runtime.manifest import load_manifest
+    from tdsm_edge.runtime.torch_backend import TorchScorer
+
+    fast = TorchScorer(load_manifest(runtime_bundle.dir), device="cpu", threads=1, fast=True)
+    assert fast.fast and "fast path" in fast.device
+    ort = ZeroShotRecognizer.load(runtime_bundle.dir, backend="onnxruntime", threads=1)
+    z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=8))
+    np.testing.assert_allclose(fast.scores(z), ort.score_features(z), rtol=RTOL, atol=0)
+    names = fast.class_set.names
+    fast.class_set.select([names[3], names[0]])
+    np.testing.assert_allclose(fast.scores(z), ort.score_features(z)[:, [3, 0]], rtol=RTOL, atol=0)

@@ -17,6 +17,7 @@ Modules:
     trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
     cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
+    to_ntu25, ADAPTERS  (from tdsm_edge.skeleton.adapters) COCO-17 / MediaPipe-33 keypoints → NTU-25 windows
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export`, and torch only
 when asked for: the torch backend, or cuda_memory's fallback when cuda-python is missing.
@@ -27,14 +28,16 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer", "NONE_LABEL": "recognizer",
-         "ActionStream": "stream", "StreamStats": "stream"}
+         "ActionStream": "stream", "StreamStats": "stream", "to_ntu25": "tdsm_edge.skeleton.adapters",
+         "ADAPTERS": "tdsm_edge.skeleton.adapters"}  # a bare name is a module of this package
 
 __all__ = list(_LAZY)
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        module = _LAZY[name] if "." in _LAZY[name] else f"{__name__}.{_LAZY[name]}"
+        value = getattr(importlib.import_module(module), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,7 @@ class Prediction:
 
     def topk(self, k: int = 5) -> list[tuple[str, float]]:
         """The k most likely classes as (name, error), best first (k is capped at K)."""
-        if not isinstance(k, (int, np.integer)) or k < 1:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise InputError(f"topk(k) needs a positive int k, got {k!r}")
         order = np.argsort(self.scores, kind="stable")[:k]
         return [(self.classes[i], float(self.scores[i])) for i in order]
@@ -111,10 +111,14 @@ class ZeroShotRecognizer:
         """
         if names is None:
             return self._scorer.class_set.select(None)
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        given = names
+        try:  # read once: a generator would be empty on a second pass; an int is not iterable at all
+            names = None if isinstance(names, str) else list(names)
+        except TypeError:
+            names = None
+        if names is None or not all(isinstance(n, str) for n in names):
             raise InputError(f"set_active_classes takes a list of class names, e.g. ['{self.all_classes[0]}'], "
-                             f"got {names!r}")
-        names = list(names)
+                             f"got {given!r}")
         if not names:
             raise InputError("set_active_classes needs at least one class name; pass None to score every class")
         unknown = [n for n in names if n not in self.all_classes]
@@ -163,11 +167,17 @@ class ZeroShotRecognizer:
             z: `(B, Dz)` float raw encoder features (the scorer standardises them).
         Returns:
             `(B, K) float32` errors over the active classes; lower = more likely.
+        Raises:
+            InputError: not a `(B, Dz)` float array, NaN/Inf values, or values so large the scorer overflows.
         """
-        z = np.asarray(z)
+        try:
+            z = np.asarray(z)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"z cannot be read as an array ({e}); pass a (B, Dz) float array") from e
         if z.dtype.kind == "f" and not np.isfinite(z).all():
             raise InputError("z contains NaN or infinite values; features come from the encoder and must be finite")
-        return self._scorer.scores(z)
+        return _finite(self._scorer.scores(z), lambda i: f"z[{i}] (largest |value| {np.abs(z[i]).max():.3g})",
+                       "features come from this bundle's encoder (a few units in size)")
 
     def predict(self, window: np.ndarray) -> Prediction:
         """Recognize one window.
@@ -178,7 +188,8 @@ class ZeroShotRecognizer:
         Returns:
             A Prediction over the active classes.
         Raises:
-            InputError: wrong shape, joint count or dtype, NaN/Inf, or an all-zero window.
+            InputError: wrong shape, joint count or dtype, NaN/Inf, an all-zero window, or coordinates so
+                large (finite, e.g. 1e38) that the graphs overflow to NaN/Inf errors.
         """
         start = time.perf_counter()
         x = self._check_window(window, "window")           # (M, T, V, 3) float32
@@ -197,7 +208,8 @@ class ZeroShotRecognizer:
                                  f"shape {windows.shape}; for one window use predict(), or stack windows on a new "
                                  "first axis")
             xs = [self._check_window(w, f"windows[{i}]") for i, w in enumerate(windows)]
-            x = preprocess_batch(np.stack(xs), pre.frames, pre.layout, pre.align_view)  # (B, 3, T', V, 2)
+            # (B, 3, T', V, 2); None for an empty (0, M, T, V, 3) batch, as for an empty list
+            x = preprocess_batch(np.stack(xs), pre.frames, pre.layout, pre.align_view) if xs else None
         elif isinstance(windows, (list, tuple)):
             x = np.stack([preprocess(self._check_window(w, f"windows[{i}]"), pre.frames, pre.layout, pre.align_view)
                           for i, w in enumerate(windows)]) if windows else None
@@ -208,7 +220,9 @@ class ZeroShotRecognizer:
 
     def _predictions(self, x: np.ndarray, start: float) -> list[Prediction]:
         z = self._encoder.features(x)                      # (B, Dz)
-        errors = self._scorer.scores(z)                    # (B, K)
+        errors = _finite(self._scorer.scores(z),           # (B, K)
+                         lambda i: f"window {i} (largest |centred coordinate| {np.abs(x[i]).max():.3g})",
+                         "coordinates are camera metres (a body spans about 2 m)")
         ms = (time.perf_counter() - start) * 1e3
         names = tuple(self.classes)
         return [_prediction(e, names, ms, self.open_set_threshold) for e in errors]
@@ -280,6 +294,15 @@ def _preprocessing(m: Manifest, pre: dict, window_shape: tuple[int, ...]) -> _Pr
         raise m.error("the encoder graph's input", f"it takes windows {tuple(window_shape)} but the preprocessing "
                       f"gives {want}")
     return p
+
+
+def _finite(errors: np.ndarray, which, fix: str) -> np.ndarray:
+    """`errors (B, K)` as given, or InputError when a row is NaN/Inf: finite but extreme inputs overflow the graphs."""
+    bad = np.flatnonzero(~np.isfinite(errors).all(axis=1))
+    if bad.size:
+        raise InputError(f"{which(int(bad[0]))} gave NaN or infinite class errors: its values are so large that the "
+                         f"model overflows ({bad.size} of {len(errors)} rows); {fix}")
+    return errors
 
 
 def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float, threshold: float | None = None) -> Prediction:

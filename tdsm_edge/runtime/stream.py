@@ -12,7 +12,9 @@ raises: it is counted in `stats.skipped_by_reason`, logged (rate-limited) and st
 frame (all zeros: the preprocessing's "tracking lost" convention), so the window keeps the estimator's
 time base and windows complete on a fixed schedule: the first after `window` pushes, then one every
 `stride` pushes. A window with fewer than `min_valid` of its frames valid is not scored (counted in
-`stats.windows_low_valid`, push returns None). numpy only; memory is a preallocated ring buffer.
+`stats.windows_low_valid`, push returns None); nor is a window the recognizer refuses although its frames
+passed (finite but huge coordinates that overflow the graphs; `stats.windows_failed`). numpy only; memory
+is a preallocated ring buffer.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError
+from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.skeleton.preprocess import NUM_BODIES
 
 from .recognizer import Prediction, ZeroShotRecognizer, _prediction
@@ -41,6 +43,8 @@ class StreamStats:
     skipped_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     windows_scored: int = 0         # windows run through the recognizer (= Predictions returned)
     windows_low_valid: int = 0      # complete windows not scored: fewer than min_valid valid frames
+    windows_failed: int = 0         # complete windows the recognizer refused (InputError, e.g. coordinates so large
+                                    # that the graphs overflow): not scored, push returns None
 
     @property
     def skipped(self) -> int:
@@ -137,7 +141,13 @@ class ActionStream:
         W, k = self.window, slot + 1
         self._ordered[:, :W - k] = self._buf[:, k:]
         self._ordered[:, W - k:] = self._buf[:, :k]
-        pred = self.recognizer.predict(self._ordered)
+        try:
+            pred = self.recognizer.predict(self._ordered)
+        except InputError as e:  # frames that pass the per-frame checks can still overflow the graphs together
+            st.windows_failed += 1
+            log.warning("ActionStream: window ending at frame %d not scored (%d so far): %s", st.pushed - 1,
+                        st.windows_failed, e)
+            return None
         st.windows_scored += 1
         scores = self._smooth(pred)
         ms = (time.perf_counter() - start) * 1e3
@@ -156,11 +166,11 @@ class ActionStream:
             if a.ndim == 2:
                 a = a[None]                            # (1, V, 3)
             m = min(a.shape[0], NUM_BODIES)
-            buf[:m] = a[:m]                            # casts to float32
+            with np.errstate(over="ignore"):           # float64 beyond float32's range becomes inf (no warning)
+                buf[:m] = a[:m]                        # casts to float32
             buf[m:] = 0
-            with np.errstate(over="ignore"):           # float64 beyond float32's range becomes inf
-                if not np.isfinite(buf[:m]).all():
-                    reason = "nonfinite"
+            if not np.isfinite(buf[:m]).all():
+                reason = "nonfinite"
         if reason is not None:
             buf[:] = 0
         self._valid[slot] = reason is None

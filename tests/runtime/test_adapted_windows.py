@@ -1,4 +1,4 @@
-"""Pose-estimator keypoints adapted to NTU-25 (tdsm_edge.skeleton.adapters) run through the recognizer and the stream."""
+"""Pose-estimator keypoints adapted to NTU-25 (skeleton.adapters) run through the recognizer and the stream."""
 from __future__ import annotations
 
 import numpy as np

@@ -289,7 +289,7 @@ def _frame(good: np.ndarray, f: tuple):
             "ragged": [[1.0, 2.0], [3.0]]}[f[0]]
 
 
-@example(fs=[("good", 0, 0, True), ("array", Recipe(T=1, special="extreme"))] + [("good", 0, t, True) for t in range(4)],
+@example(fs=[("array", Recipe(T=1, special="extreme"))] + [("good", 0, t, True) for t in range(5)],
          window=4, stride=2)  # was: the refused window's InputError escaped from push
 @example(fs=[("array", Recipe(T=1, dtype="float64", special="overflow"))], window=1, stride=1)  # a cast warning leaked
 @given(fs=st.lists(frame_recipes, min_size=1, max_size=14), window=st.integers(1, 6), stride=st.integers(1, 3))
@@ -307,3 +307,13 @@ def test_stream_push_never_raises_for_bad_frames_and_counts_them(rec, good, fs, 
     assert s.valid >= sum(1 for f in fs if f[0] in ("good", "list") and np.asarray(_frame(good, f)).any())
     assert s.skipped >= sum(1 for f in fs if f[0] in ("none", "text", "ragged"))
     assert s.windows_scored + s.windows_low_valid + s.windows_failed == max(0, (n - window) // stride + 1)
+
+
+def test_stream_counts_a_window_the_recognizer_refuses(rec, good):
+    frames = [np.array(good[0, 0, t]) for t in range(6)]                 # (V, 3) each
+    frames[0][5, 0] = 3e38                                                 # finite, so the frame itself is valid
+    stream = ActionStream(rec, window=4, stride=2)
+    out = [stream.push(f) for f in frames]                                 # windows end at pushes 4 and 6
+    s = stream.stats
+    assert (s.valid, s.windows_failed, s.windows_scored) == (6, 1, 1)
+    assert out[3] is None and out[5] is not None                           # the window without it is scored

@@ -186,7 +186,8 @@ class OrtScorer:
             raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
         if not np.issubdtype(z.dtype, np.floating):
             raise InputError(f"z must hold floats, got dtype {z.dtype}")
-        z = np.ascontiguousarray(z, np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
+            z = np.ascontiguousarray(z, np.float32)
         lo, hi = self.batch.min, self.batch.max
         for start in range(0, len(z), hi):
             part = z[start:start + hi]

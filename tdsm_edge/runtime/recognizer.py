@@ -258,7 +258,8 @@ class ZeroShotRecognizer:
                              f"({', '.join(pre.layout.joint_names[:3])}, …); reorder or map the joints to it")
         if M == 0 or T == 0:
             raise InputError(f"{what} is empty (shape {a.shape}): it needs at least one body and one frame")
-        a = np.ascontiguousarray(a, np.float32)            # a copy when float64 or non-contiguous
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range → inf, refused below
+            a = np.ascontiguousarray(a, np.float32)        # a copy when float64 or non-contiguous
         bad = ~np.isfinite(a)
         if bad.any():
             raise InputError(f"{what} has {int(bad.sum())} NaN or infinite coordinates; mark untracked joints with "

@@ -25,8 +25,6 @@ LAYOUTS = ("c", "c", "fortran", "strided", "reversed")
 SHAPES = ("MTV3",) * 3 + ("TV3",) * 3 + ("V3", "BMTV3", "V0", "V17", "V24", "V33", "C1", "C2", "C4", "T0", "M0")
 LENGTHS = (1, 2, 3, 16, 32)  # T; the bundle's window is 16 frames
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# float64 z beyond float32's range: OrtScorer.feeds (ort_backend.py) warns on the cast, then score_features raises
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 
 
 class Recipe(NamedTuple):

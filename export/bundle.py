@@ -235,15 +235,16 @@ def check_text_side(class_text) -> None:
                           "only be chosen at build time: --classes)")
     unknown = [s for s in class_text.prompt_sets if s not in PROMPT_SETS]
     if unknown or class_text.dim % len(class_text.prompt_sets):
-        raise ConfigError(f"the text side cannot reproduce prompt sets {list(class_text.prompt_sets)} of {class_text.dim} "
-                          f"channels (known prompt sets: {list(PROMPT_SETS)}); build with --no-text-encoder")
+        raise ConfigError(f"the text side cannot reproduce prompt sets {list(class_text.prompt_sets)} of "
+                          f"{class_text.dim} channels (known prompt sets: {list(PROMPT_SETS)}); build with --no-text-encoder")
 
 
 def _checked_spec(record, spec: GraphIO) -> dict:
     """{graph: spec} after checking the exported graph against the spec built from the config."""
     problems = spec.mismatches(record.inputs, record.outputs)
     if problems:
-        raise ExportError(f"{record.path}: the exported {record.graph} graph breaks the IO spec: " + "; ".join(problems))
+        raise ExportError(f"{record.path}: the exported {record.graph} graph breaks the IO spec: "
+                          + "; ".join(problems))
     return {record.graph: spec}
 
 
@@ -311,7 +312,8 @@ def default_build_command(out_dir: Path, source: dict | None, precision: str, ba
     if source and source.get("seed_dir"):
         argv += ["--run", str(source["seed_dir"])]
     argv += ["--out", str(out_dir), "--precision", precision, "--batch", str(batch.max),
-             "--dynamic" if not batch.fixed else "--no-dynamic", "--text-encoder" if text_encoder else "--no-text-encoder"]
+             "--dynamic" if not batch.fixed else "--no-dynamic",
+             "--text-encoder" if text_encoder else "--no-text-encoder"]
     return shlex.join(argv)
 
 

@@ -180,7 +180,8 @@ def tokenizer_settings(path: str | Path):
     strip = norm.get("strip_accents")
     settings = TokenizerSettings(
         lowercase=lowercase, strip_accents=lowercase if strip is None else bool(strip),
-        clean_text=bool(norm.get("clean_text", True)), handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
+        clean_text=bool(norm.get("clean_text", True)),
+        handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
         unk_token=model["unk_token"], cls_token=single[0], sep_token=single[2], pad_token=PAD_TOKEN,
         continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
         max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),

@@ -14,6 +14,8 @@ Modules:
     ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
     torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
+    text_encoder.py `OrtTextEncoder`: new class text → class-table rows (the bundle's text side; add_classes)
+    tokenizer.py    `WordPieceTokenizer`: BERT tokenization in pure Python, equal to `tokenizers` on MiniLM's
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export`, and torch only
 in torch_backend.py, when that backend is chosen.

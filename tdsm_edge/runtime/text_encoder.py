@@ -38,8 +38,8 @@ def has_text_side(manifest: Manifest) -> bool:
 def no_text_side_error(manifest: Manifest) -> ConfigError:
     cmd = manifest.rebuild_command
     cmd = cmd.replace("--no-text-encoder", "--text-encoder") if "--no-text-encoder" in cmd else cmd + " --text-encoder"
-    return ConfigError(f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text into "
-                       "class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
+    return ConfigError(f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text "
+                       "into class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
                        f"MiniLM run):\n  {cmd}\nor build it with the classes you need (--classes ...)")
 
 
@@ -62,9 +62,10 @@ def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InputError(f"add_classes got the class names {repeated} more than once; name each class once")
-    clash = [n for n in names if n in set(existing)]
+    existing = set(existing)
+    clash = [n for n in names if n in existing]
     if clash:
-        raise InputError(f"the classes {clash} already exist (the recognizer holds {list(existing)}); pick other "
+        raise InputError(f"the classes {clash} already exist in this recognizer; pick other "
                          "names, or score them with set_active_classes")
     needs_descriptions = "description" in prompt_sets
     if descriptions is None:

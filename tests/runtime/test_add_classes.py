@@ -145,7 +145,8 @@ def test_manifest_records_the_text_side(text_bundle, tmp_path):
     r = t["runtime"]
     assert (r["text_graph"], r["tables_graph"], r["tables_precision"]) == ("text_encoder", "tables", "fp32")
     assert (r["encoder_dim"], r["max_length"], r["vocab"]) == (384, 256, "vocab.txt")
-    assert r["tokenizer"]["lowercase"] and r["tokenizer"]["strip_accents"] and "[MASK]" in r["tokenizer"]["special_tokens"]
+    tok = r["tokenizer"]
+    assert tok["lowercase"] and tok["strip_accents"] and "[MASK]" in tok["special_tokens"]
     assert m.graphs["tables"]["file"] == "tables_fp32.onnx" and m.graphs["text_encoder"]["file"] == "text_encoder.onnx"
     assert {"tables_fp32.onnx", "text_encoder.onnx", "vocab.txt"} <= set(m.data["files"])  # hashed like every file
     scorer_tables = [(x.name, x.dims) for x in m.io.graphs["scorer"].inputs[1:]]

@@ -98,7 +98,7 @@ def test_character_table_equals_a_fresh_probe():
 
     fresh = probe()
     for name in ("CONTROL", "NONSPACING_MARK", "PUNCTUATION"):
-        assert flat_ranges(fresh[name]) == getattr(_bert_chars, name), f"regenerate: python -m export.bert_chars ({name})"
+        assert flat_ranges(fresh[name]) == getattr(_bert_chars, name), f"{name}: python -m export.bert_chars"
 
 
 @pytest.mark.slow

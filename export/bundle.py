@@ -21,14 +21,15 @@ import shutil
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from tdsm_edge.errors import BundleError, ConfigError
+from tdsm_edge.errors import BundleError, ConfigError, ExportError
 from tdsm_edge.io import sha256_file, write_json
 
-from .iospec import BATCH, CLASSES, AxisRange, GraphIO, IOSpec, scorer_io
+from .iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, scorer_io, tables_io,
+                     text_io)
 from .manifest import (FORMAT, MANIFEST, SCHEMA_VERSION, TABLES_FILE, Manifest, check_plan_compat, load_manifest,
                        load_tables)
 
@@ -37,6 +38,8 @@ __all__ = ["BundleStage", "write_bundle", "load_manifest", "load_tables", "check
 
 log = logging.getLogger(__name__)
 
+TEXT_SIDE = (TABLES_GRAPH, TEXT_GRAPH)  # graphs for add_classes: always ONNX Runtime, never a TensorRT plan
+MINILM_ID_PREFIX = "minilm:"           # TextEncoder.encoder_id of tdsm_edge.text.minilm.MiniLMEncoder
 # plan_builder(stage dir, {graph: .onnx path}, io spec) -> plan records; check(stage dir) -> verification report
 PlanBuilder = Callable[[Path, dict, IOSpec], list]
 Check = Callable[[Path], dict]
@@ -93,7 +96,8 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
                  encoder_dir: str | Path | None = None, run_config=None, source: dict | None = None,
                  class_indices: list[int] | None = None, build_command: str | None = None,
                  plan_builder: PlanBuilder | None = None, check: Check | None = None,
-                 reference_weights: bool = True) -> Manifest:
+                 reference_weights: bool = True, text_encoder: bool = False,
+                 class_descriptions: Sequence[str] | None = None) -> Manifest:
     """Export a trained denoiser as an engine bundle in `out_dir` (atomically; see `BundleStage`).
 
     Args:
@@ -113,6 +117,13 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
             "open_set" entry in it moves to manifest["open_set"]); raising aborts the build.
         reference_weights: also store the PyTorch weights (denoiser, noise bank, feature statistics,
             encoder) under `reference/`, for the runtime's "torch" backend.
+        text_encoder: also ship the text side, so the runtime can add classes from their text
+            (`ZeroShotRecognizer.add_classes`): the tables graph `tables_fp32.onnx` (class text → class
+            tables, always fp32 like tables.npz), the MiniLM text graph `text_encoder.onnx` and its
+            `vocab.txt`; `manifest.text.runtime` records what reproduces `encode_classes`. Needs a
+            MiniLM `class_text` (ConfigError otherwise).
+        class_descriptions: the K classes' descriptions (the "description" prompt set), recorded in
+            `manifest.classes.descriptions` (the build's text check re-encodes them).
     Returns:
         The committed bundle's Manifest.
     """
@@ -121,14 +132,22 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
     from tdsm_edge.scoring import noise_bank
 
     from tdsm_edge.models.folded import FoldedScorer, class_tables
-    from .onnx_export import export_scorer
+    from .onnx_export import export_scorer, export_tables
+    from .text_export import export_bundle_text
 
     out_dir = Path(out_dir)
     if encoder_dir is not None and run_config is None:
         raise ConfigError("write_bundle: an encoder graph needs run_config (its window length is data.frames)")
     cfg = model.cfg
     names = list(class_text.names)
-    command = build_command or default_build_command(out_dir, source, precision, batch)
+    if class_descriptions is not None and len(class_descriptions) != len(names):
+        raise ConfigError(f"write_bundle: {len(class_descriptions)} class descriptions for {len(names)} classes")
+    if text_encoder:
+        check_text_side(class_text)
+        if class_descriptions is None and "description" in class_text.prompt_sets:
+            raise ConfigError("write_bundle: the text side needs class_descriptions (the \"description\" prompt set "
+                              "of the bundle's classes), recorded for the runtime and re-encoded by the build's check")
+    command = build_command or default_build_command(out_dir, source, precision, batch, text_encoder)
     noises = noise_bank(num_noises, cfg.z_dim, noise_seed)  # (J, Dz)
     with BundleStage(out_dir) as stage:
         log.info("[1/5] scorer graph (%s, %d classes, J=%d, t=%d)", precision, len(names), num_noises, timestep)
@@ -148,14 +167,25 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
                                                run_config.data.frames, precision)
         else:
             log.info("[3/5] encoder graph: none (no encoder given)")
+        text_runtime = None
+        if text_encoder:
+            log.info("[3/5] text side for add_classes: tables graph (fp32) + MiniLM text graph")
+            graphs[TABLES_GRAPH] = export_tables(model, stage.path("tables_fp32.onnx"), timestep, "fp32")
+            graphs[TEXT_GRAPH], text_runtime = export_bundle_text(stage.dir, class_text.num_tokens)
         reference = _write_reference(stage, model, stats, noises, encoder_dir) if reference_weights else None
-        specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g != "scorer"}
-        io = IOSpec({"scorer": scorer_io(cfg, precision), **specs},  # export_scorer checked the graph against it
-                    {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names))})
+        specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g not in TEXT_SIDE}
+        axes = {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names))}
+        if text_runtime is not None:
+            L = int(class_text.num_tokens)
+            Dt = class_text.dim // len(class_text.prompt_sets)
+            specs.update(_checked_spec(graphs[TABLES_GRAPH], tables_io(cfg)))
+            specs.update(_checked_spec(graphs[TEXT_GRAPH], text_io(L, Dt)))
+            axes[TOKENS] = AxisRange(L, L, max(L, int(text_runtime["max_length"])))
+        io = IOSpec({"scorer": scorer_io(cfg, precision), **specs}, axes)  # export_scorer checked the scorer
         plans = []
         if plan_builder is not None:
             log.info("[4/5] TensorRT plans")
-            onnx = {g: Path(r.path) for g, r in graphs.items()}
+            onnx = {g: Path(r.path) for g, r in graphs.items() if g not in TEXT_SIDE}  # the text side runs on ORT
             plans = [_relative(p, stage.dir) for p in plan_builder(stage.dir, onnx, io)]
             _check_profiles(plans, io)
         else:
@@ -164,9 +194,11 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
             schema_version=SCHEMA_VERSION, format=FORMAT, name=out_dir.name,
             created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             build=dict(command=command, versions=_versions()), source=source or {},
-            classes=dict(names=names, indices=class_indices),
+            classes=dict(names=names, indices=class_indices,
+                         **({"descriptions": list(class_descriptions)} if class_descriptions is not None else {})),
             text=dict(encoder_id=class_text.encoder_id, prompt_sets=list(class_text.prompt_sets),
-                      num_tokens=int(class_text.num_tokens), dim=int(class_text.dim)),
+                      num_tokens=int(class_text.num_tokens), dim=int(class_text.dim),
+                      **({"runtime": _text_runtime_info(class_text, text_runtime)} if text_runtime else {})),
             skeleton=skeleton_info(run_config) if run_config is not None else {},
             model=_model_info(cfg, schedule, run_config),
             scoring=dict(timestep=int(timestep), num_noises=int(num_noises), noise_seed=int(noise_seed),
@@ -191,6 +223,44 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
         stage.commit()
     log.info("engine bundle written to %s", out_dir)
     return load_manifest(out_dir)
+
+
+def check_text_side(class_text) -> None:
+    """ConfigError unless the runtime can reproduce `class_text` from text: MiniLM features, known prompt sets."""
+    from tdsm_edge.text.prompts import PROMPT_SETS
+
+    if not str(class_text.encoder_id).startswith(MINILM_ID_PREFIX):
+        raise ConfigError(f"the text side (--text-encoder) ships the MiniLM text graph, but this run's classes were "
+                          f"encoded with {class_text.encoder_id!r}; build with --no-text-encoder (classes can then "
+                          "only be chosen at build time: --classes)")
+    unknown = [s for s in class_text.prompt_sets if s not in PROMPT_SETS]
+    if unknown or class_text.dim % len(class_text.prompt_sets):
+        raise ConfigError(f"the text side cannot reproduce prompt sets {list(class_text.prompt_sets)} of "
+                          f"{class_text.dim} channels (known prompt sets: {list(PROMPT_SETS)}); build with --no-text-encoder")
+
+
+def _checked_spec(record, spec: GraphIO) -> dict:
+    """{graph: spec} after checking the exported graph against the spec built from the config."""
+    problems = spec.mismatches(record.inputs, record.outputs)
+    if problems:
+        raise ExportError(f"{record.path}: the exported {record.graph} graph breaks the IO spec: "
+                          + "; ".join(problems))
+    return {record.graph: spec}
+
+
+def _text_runtime_info(class_text, text: dict) -> dict:
+    """`manifest.text.runtime`: what the runtime needs to turn new class text into table rows."""
+    Dt = class_text.dim // len(class_text.prompt_sets)
+    return dict(
+        text_graph=TEXT_GRAPH, tables_graph=TABLES_GRAPH, tables_precision="fp32", encoder_dim=Dt,
+        max_length=int(text["max_length"]), vocab=text["vocab"], tokenizer=text["tokenizer"],
+        prompt_inputs={"label": "class name", "description": "class description"},
+        features="per prompt set, in prompt_sets order: tokenize ([CLS] … [SEP], truncated to max_length), run "
+                 "text_graph (global: L2-normalised mean of the last hidden state over all real tokens; local: "
+                 "tokens 0..L-1 zeroed at padding; mask); concatenate the sets on channels, mask = OR; then "
+                 "tables_graph (fc, fl, mask) → float32 table rows, cast like tables.npz",
+        reference="tdsm_edge.text.prompts.encode_classes with tdsm_edge.text.minilm.MiniLMEncoder, then "
+                  "tdsm_edge.models.class_tables.class_tables(..., precision='fp32')")
 
 
 def _write_reference(stage: BundleStage, model, stats, noises, encoder_dir) -> dict:
@@ -235,13 +305,15 @@ def skeleton_info(run_config) -> dict:
     return dict(layout=load_layout(layout).to_dict(), preprocess=pre, dataset=d.dataset)
 
 
-def default_build_command(out_dir: Path, source: dict | None, precision: str, batch: AxisRange) -> str:
+def default_build_command(out_dir: Path, source: dict | None, precision: str, batch: AxisRange,
+                          text_encoder: bool = False) -> str:
     """A build_engine command line reproducing a library-built bundle (as far as `source` tells)."""
     argv = ["python", "-m", "export.build_engine"]
     if source and source.get("seed_dir"):
         argv += ["--run", str(source["seed_dir"])]
     argv += ["--out", str(out_dir), "--precision", precision, "--batch", str(batch.max),
-             "--dynamic" if not batch.fixed else "--no-dynamic"]
+             "--dynamic" if not batch.fixed else "--no-dynamic",
+             "--text-encoder" if text_encoder else "--no-text-encoder"]
     return shlex.join(argv)
 
 

@@ -3,7 +3,8 @@
 Kept so that `from export.iospec import ...` keeps working; new code imports from the runtime.
 """
 from tdsm_edge.runtime.iospec import (AXES, BATCH, CLASSES, DTYPES, SCORER_INPUT, SCORER_OUTPUT, SCORER_TABLES,
-                                      AxisRange, GraphIO, IOSpec, TensorIO, scorer_io)
+                                      TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, TensorIO, scorer_io,
+                                      tables_io, text_io)
 
-__all__ = ["AXES", "BATCH", "CLASSES", "DTYPES", "SCORER_INPUT", "SCORER_OUTPUT", "SCORER_TABLES", "AxisRange",
-           "GraphIO", "IOSpec", "TensorIO", "scorer_io"]
+__all__ = ["AXES", "BATCH", "CLASSES", "DTYPES", "SCORER_INPUT", "SCORER_OUTPUT", "SCORER_TABLES", "TABLES_GRAPH",
+           "TEXT_GRAPH", "TOKENS", "AxisRange", "GraphIO", "IOSpec", "TensorIO", "scorer_io", "tables_io", "text_io"]

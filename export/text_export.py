@@ -34,6 +34,7 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("global", "local", "mask")
 SEQ_AXIS = "tokens"
 TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
 PAD_TOKEN = "[PAD]"
 
 
@@ -83,7 +84,7 @@ def _load_tokenizer(path: str | Path):
 
 
 def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: str | Path | None = None,
-                        example_batch: int = 2):
+                        example_batch: int = 2, prompt_axis: str | None = None):
     """Export the MiniLM text encoder and save its tokenizer.
 
     Args:
@@ -91,6 +92,8 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
         num_tokens: L, the local token slots (the run's `text.num_tokens`).
         tokenizer_dir: where `tokenizer.json` and `vocab.txt` go; default the graph's folder.
         example_batch: traced batch size (>= 2; B and S stay dynamic).
+        prompt_axis: the name of the dynamic prompt axis in the graph (default "batch"; an engine
+            bundle names it "classes": one prompt per class, see `tdsm_edge.runtime.iospec.text_io`).
     Returns:
         (ExportRecord of graph "text_encoder", [tokenizer files written]).
     """
@@ -110,15 +113,82 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
     ids, mask = tokenize(["a person waves the right hand", "kick"], tok_dir / TOKENIZER_FILE, num_tokens + 3)
     ids, mask = torch.from_numpy(ids[:1].repeat(example_batch, 0)), torch.from_numpy(mask[:1].repeat(example_batch, 0))
     mask[1:, ids.shape[1] // 2:] = 0  # a padded row, so the mask really flows through the graph
-    Bd = torch.export.Dim(BATCH_AXIS, min=1)
+    B = prompt_axis or BATCH_AXIS
+    Bd = torch.export.Dim(B, min=1)
     Sd = torch.export.Dim(SEQ_AXIS, min=num_tokens, max=graph.max_length)
     dynamic = {"input_ids": {0: Bd, 1: Sd}, "attention_mask": {0: Bd, 1: Sd}}
-    axes = {"input_ids": {0: BATCH_AXIS, 1: SEQ_AXIS}, "attention_mask": {0: BATCH_AXIS, 1: SEQ_AXIS},
-            "global": {0: BATCH_AXIS}, "local": {0: BATCH_AXIS}, "mask": {0: BATCH_AXIS}}
+    axes = {"input_ids": {0: B, 1: SEQ_AXIS}, "attention_mask": {0: B, 1: SEQ_AXIS},
+            "global": {0: B}, "local": {0: B}, "mask": {0: B}}
     record = _export(graph, (ids, mask), None, dynamic, list(OUTPUT_NAMES), axes, onnx_path, "text_encoder",
                      "fp32", None)
     _check_io(record, list(INPUT_NAMES), list(OUTPUT_NAMES))
     return record, files
+
+
+def export_bundle_text(folder: str | Path, num_tokens: int) -> tuple[object, dict]:
+    """The text graph of an engine bundle: `text_encoder.onnx` (prompt axis "classes") and `vocab.txt` in
+    `folder`, and the manifest's record of what the runtime needs to tokenize like the torch encoder.
+
+    The runtime tokenizes with `tdsm_edge.runtime.tokenizer` (pure Python, vocab.txt), so the bundle
+    keeps no tokenizer.json: its settings are checked here and recorded instead.
+    Returns:
+        (ExportRecord of graph "text_encoder", {"vocab", "max_length", "tokenizer"}) for `manifest.text`.
+    """
+    import tempfile
+
+    from tdsm_edge.runtime.iospec import CLASSES, TEXT_GRAPH
+
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="tdsm-tokenizer-") as tmp:
+        record, _ = export_text_encoder(folder / f"{TEXT_GRAPH}.onnx", num_tokens, tokenizer_dir=tmp,
+                                        prompt_axis=CLASSES)
+        settings, max_length = tokenizer_settings(Path(tmp) / TOKENIZER_FILE)
+        shutil.copyfile(Path(tmp) / "vocab.txt", folder / VOCAB_FILE)
+    return record, {"vocab": VOCAB_FILE, "max_length": max_length, "tokenizer": settings.to_dict()}
+
+
+def tokenizer_settings(path: str | Path):
+    """(TokenizerSettings, max_length) of a BERT `tokenizer.json`; ExportError when the file configures a
+    pipeline the runtime's WordPiece tokenizer does not implement (it would tokenize differently)."""
+    import json
+
+    from tdsm_edge.runtime.tokenizer import TokenizerSettings
+
+    d = json.loads(Path(path).read_text())
+    norm, pre, model, post = d.get("normalizer") or {}, d.get("pre_tokenizer") or {}, d.get("model") or {}, \
+        d.get("post_processor") or {}
+    problems = []
+    if norm.get("type") != "BertNormalizer":
+        problems.append(f"normalizer {norm.get('type')!r} (BertNormalizer)")
+    if pre.get("type") != "BertPreTokenizer":
+        problems.append(f"pre_tokenizer {pre.get('type')!r} (BertPreTokenizer)")
+    if model.get("type") != "WordPiece":
+        problems.append(f"model {model.get('type')!r} (WordPiece)")
+    single = [next(iter(x.values()))["id"] for x in post.get("single", [])]
+    if post.get("type") != "TemplateProcessing" or len(single) != 3 or single[1] != "A":
+        problems.append(f"post_processor {post.get('type')!r} {single} (TemplateProcessing [CLS] $A [SEP])")
+    added = d.get("added_tokens", [])
+    if any(t.get("normalized") or t.get("lstrip") or t.get("rstrip") or t.get("single_word") for t in added):
+        problems.append("added tokens that are normalized, stripped or single-word (plain special tokens)")
+    trunc = d.get("truncation") or {}
+    if trunc and (trunc.get("stride", 0) != 0 or trunc.get("strategy") not in (None, "LongestFirst")):
+        problems.append(f"truncation {trunc} (LongestFirst, stride 0)")
+    if problems:
+        raise ExportError(f"{path}: the runtime's WordPiece tokenizer cannot reproduce this tokenizer: "
+                          + "; ".join(problems) + " (expected in brackets). Build with --no-text-encoder.")
+    lowercase = bool(norm.get("lowercase", True))
+    strip = norm.get("strip_accents")
+    settings = TokenizerSettings(
+        lowercase=lowercase, strip_accents=lowercase if strip is None else bool(strip),
+        clean_text=bool(norm.get("clean_text", True)),
+        handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
+        unk_token=model["unk_token"], cls_token=single[0], sep_token=single[2], pad_token=PAD_TOKEN,
+        continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
+        max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
+        special_tokens=tuple(t["content"] for t in added))
+    if not trunc:
+        raise ExportError(f"{path} sets no truncation; save it with save_tokenizer (the encoder's max length)")
+    return settings, int(trunc["max_length"])
 
 
 def save_tokenizer(folder: str | Path) -> list[str]:

@@ -4,6 +4,8 @@
                    over the run's denoiser, the same t, J and noise seed) on held-out features z
     encoder graph  the ONNX encoder vs the torch ShiftGCN features on held-out windows, and the
                    whole chain (encoder graph → scorer graph vs torch encoder → torch scorer)
+    text side      the runtime's tokenizer → text graph → tables graph on the bundle's own class prompts
+                   vs tables.npz (the training-side features through class_tables); fails above 1e-3
 
 Reported: max abs error, max relative error, top-1 agreement (and accuracy when labels are known).
 Thresholds (issue 4): fp32 fails above 1e-4 relative error; fp16 fails below 99% top-1 agreement.
@@ -19,12 +21,14 @@ import numpy as np
 
 from tdsm_edge.errors import ExportError, require
 
+from .iospec import TEXT_GRAPH
 from .ort_backend import OrtScorer
 
 log = logging.getLogger(__name__)
 
 FP32_MAX_REL = 1e-4
 FP16_MIN_TOP1 = 0.99
+TEXT_MAX_REL = 1e-3  # the text side (always fp32) vs tables.npz: max |a − b| / max |b| over each table
 
 
 def compare(got: np.ndarray, ref: np.ndarray, per_element: bool = True, top1: bool = True) -> dict:
@@ -85,7 +89,8 @@ def verify_bundle(bundle_dir: str | Path, model, schedule, stats, class_text, z:
     ref = ref_fn(z)  # (N, K)
     got = scorer.scores(z)  # (N, K)
     report = {"precision": precision, "provider": scorer.providers[0], "samples": int(len(z)),
-              "thresholds": {"fp32_max_rel_err": FP32_MAX_REL, "fp16_min_top1_agreement": FP16_MIN_TOP1},
+              "thresholds": {"fp32_max_rel_err": FP32_MAX_REL, "fp16_min_top1_agreement": FP16_MIN_TOP1,
+                             "text_max_rel_err": TEXT_MAX_REL},
               "scorer": compare(got, ref)}
     failures = judge(precision, report["scorer"], "scorer")
     if labels is not None:
@@ -94,6 +99,11 @@ def verify_bundle(bundle_dir: str | Path, model, schedule, stats, class_text, z:
         report["encoder"] = _verify_encoder(m, scorer, encoder, windows, ref_fn, providers, threads)
         failures += judge(precision, report["encoder"]["features"], "encoder features")
         failures += judge(precision, report["encoder"]["end_to_end"], "encoder → scorer")
+    if TEXT_GRAPH in m.graphs:
+        report["text"] = _verify_text(m, providers, threads)
+        if report["text"]["max_rel_err"] > TEXT_MAX_REL:
+            failures.append(f"text side: tables from the text graph + tables graph differ from tables.npz by max "
+                            f"relative error {report['text']['max_rel_err']:.3g} > {TEXT_MAX_REL:g}")
     for plan in m.plans:
         if plan.get("graph", "scorer") == "scorer":
             stats_ = report.setdefault("plans", {})[plan["file"]] = _verify_plan(m, plan, scorer, z, ref)
@@ -135,6 +145,22 @@ def _verify_encoder(m, scorer: OrtScorer, encoder, windows: np.ndarray, ref_fn, 
         ref = encoder.eval().features(torch.from_numpy(windows)).float().numpy()  # (N, Dz)
     return {"windows": int(len(windows)), "features": compare(feats, ref, per_element=False, top1=False),
             "end_to_end": compare(scorer.scores(feats), ref_fn(ref))}
+
+
+def _verify_text(m, providers, threads) -> dict:
+    """The runtime's text side (tokenizer → text graph → tables graph) on the bundle's own class prompts vs
+    tables.npz (the training-side features through `class_tables`): max |a − b| / max |b| per table."""
+    from tdsm_edge.runtime.manifest import load_tables
+    from tdsm_edge.runtime.text_encoder import OrtTextEncoder
+
+    descriptions = m.data["classes"].get("descriptions")
+    if descriptions is None and "description" in m.data["text"]["prompt_sets"]:
+        raise ExportError("verify: the bundle ships the text side but records no class descriptions to re-encode")
+    text = OrtTextEncoder(m, providers=providers, threads=threads)
+    got, ref = text.class_tables(m.class_names, descriptions), load_tables(m)
+    tables = {n: compare(got[n], ref[n], per_element=False, top1=False) for n in ref}
+    return {"classes": len(m.class_names), "provider": text.text_session.get_providers()[0], "tables": tables,
+            "max_rel_err": max(t["max_rel_err"] for t in tables.values()), "threshold": TEXT_MAX_REL}
 
 
 def _verify_plan(m, plan: dict, scorer: OrtScorer, z: np.ndarray, ref: np.ndarray) -> dict:

@@ -7,9 +7,11 @@ It drives all three places that must agree on them:
 and it is stored in the bundle's manifest.json (`to_dict` / `from_dict`), where loading checks it
 against the graphs.
 
-Dims are ints (static) or axis names (dynamic): "batch" (samples per call) and "classes" (rows of
-the class tables; a class subset is a smaller K, never a rebuild). Each axis has a min/opt/max
-range; a fixed-batch bundle (`--no-dynamic`) has min == opt == max.
+Dims are ints (static) or axis names (dynamic): "batch" (samples per call), "classes" (rows of
+the class tables; a class subset is a smaller K, never a rebuild) and "tokens" (the text graph's
+token axis, L up to the tokenizer's max length). Each axis has a min/opt/max range; a fixed-batch
+bundle (`--no-dynamic`) has min == opt == max. The text side ("text_encoder" and "tables" graphs,
+for classes added at run time) always runs on ONNX Runtime: its ranges bound no TensorRT profile.
 
 Numpy-free and torch-free: the lean runtime reads it.
 """
@@ -20,12 +22,15 @@ from typing import Iterable, Mapping
 
 from tdsm_edge.errors import BundleError, ConfigError
 
-BATCH, CLASSES = "batch", "classes"
-AXES = (BATCH, CLASSES)
+BATCH, CLASSES, TOKENS = "batch", "classes", "tokens"
+AXES = (BATCH, CLASSES, TOKENS)
 DTYPES = ("float32", "float16", "bool", "int64", "int32")
 # the scorer's class-table inputs in graph-input order (tdsm_edge/models/class_tables.py TABLE_SPEC; a test keeps them equal)
 SCORER_TABLES = ("text0", "text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final")
 SCORER_INPUT, SCORER_OUTPUT = "z", "errors"
+# the text side's graphs: class text → class tables (tables_io) and prompt tokens → text features (text_io)
+TABLES_GRAPH, TEXT_GRAPH = "tables", "text_encoder"
+TEXT_INPUTS, TEXT_OUTPUTS = ("input_ids", "attention_mask"), ("global", "local", "mask")
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,8 @@ class GraphIO:
 
 @dataclass(frozen=True)
 class IOSpec:
-    """Every graph of a bundle by name ("scorer", "encoder") plus the axis ranges they share."""
+    """Every graph of a bundle by name ("scorer", "encoder", "tables", "text_encoder") plus the axis ranges
+    they share."""
     graphs: dict[str, GraphIO]
     axes: dict[str, AxisRange] = field(default_factory=dict)
 
@@ -195,3 +201,31 @@ def scorer_io(cfg, precision: str) -> GraphIO:
     tables = tuple(TensorIO(n, "float32" if n == "key_bias" else dt, dims[n]) for n in names)
     return GraphIO((TensorIO(SCORER_INPUT, "float32", (BATCH, Dz)), *tables),
                    (TensorIO(SCORER_OUTPUT, "float32", (BATCH, CLASSES)),))
+
+
+def tables_io(cfg) -> GraphIO:
+    """The tables graph's IO (always fp32) for a denoiser config (cond_dim, num_tokens, mask_text_padding, …).
+
+    `fc (classes, Dc), fl (classes, L, Dc) float32[, mask (classes, L) bool]` → the scorer's class-table
+    inputs, the same names, order and dims, in float32 (the dtype of tables.npz; the runtime casts them to
+    the scorer's dtypes as it does the bundle's tables). `mask` exists only with `mask_text_padding`.
+    """
+    Dc, L = int(cfg.cond_dim), int(cfg.num_tokens)
+    inputs = [TensorIO("fc", "float32", (CLASSES, Dc)), TensorIO("fl", "float32", (CLASSES, L, Dc))]
+    if bool(cfg.mask_text_padding):
+        inputs.append(TensorIO("mask", "bool", (CLASSES, L)))
+    tables = tuple(TensorIO(t.name, "float32", t.dims) for t in scorer_io(cfg, "fp32").inputs[1:])
+    return GraphIO(tuple(inputs), tables)
+
+
+def text_io(num_tokens: int, dim: int) -> GraphIO:
+    """The text graph's IO: one prompt per row (the classes axis), tokens up to the tokenizer's max length.
+
+    `input_ids, attention_mask (classes, tokens) int64` → `global (classes, Dt), local (classes, L, Dt)
+    float32, mask (classes, L) bool`.
+    """
+    L, Dt = int(num_tokens), int(dim)
+    ids, am = (TensorIO(n, "int64", (CLASSES, TOKENS)) for n in TEXT_INPUTS)
+    outputs = (TensorIO("global", "float32", (CLASSES, Dt)), TensorIO("local", "float32", (CLASSES, L, Dt)),
+               TensorIO("mask", "bool", (CLASSES, L)))
+    return GraphIO((ids, am), outputs)

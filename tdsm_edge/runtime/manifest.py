@@ -5,6 +5,8 @@ An engine bundle (`engines/<name>/`) is a folder:
     scorer_<prec>.onnx     the folded scorer graph: z (batch, Dz) + class tables → errors (batch, classes)
     encoder_<prec>.onnx    optional: preprocessed window (batch, 3, T, V, M) → z (batch, Dz)
     tables.npz             the class tables, float32, one row per class in score order (numpy-readable)
+    tables_fp32.onnx       optional, with text_encoder.onnx + vocab.txt: the text side for classes added
+                           at run time (class text → class tables; prompt tokens → MiniLM text features)
     *.plan                 optional TensorRT plans (their build machine is recorded here, never inside them)
 
 `load_manifest` checks the schema version, that every file is present with the recorded sha256, and
@@ -24,7 +26,7 @@ import numpy as np
 from tdsm_edge.errors import BundleError, EngineIncompatibleError
 from tdsm_edge.io import sha256_file
 
-from .iospec import CLASSES, IOSpec
+from .iospec import CLASSES, TABLES_GRAPH, TEXT_GRAPH, IOSpec
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,17 @@ def _check_consistency(m: Manifest) -> None:
                       f"reads {tables}")
     listed = set(data["files"])
     needed = [g["file"] for g in data["graphs"].values()] + [data["tables"]["file"]]
+    text_side = [g for g in (TABLES_GRAPH, TEXT_GRAPH) if g in data["graphs"]]
+    if text_side:
+        runtime = data["text"].get("runtime")
+        if len(text_side) != 2 or not isinstance(runtime, dict):
+            raise m.error("the text side", f"it has the graphs {text_side} and text.runtime "
+                          f"{'set' if runtime else 'missing'}; add_classes needs both graphs and text.runtime")
+        want = [(t.name, t.dims) for t in io.graphs["scorer"].inputs[1:]]
+        got = [(t.name, t.dims) for t in io.graphs[TABLES_GRAPH].outputs]
+        if got != want:
+            raise m.error("the tables graph", f"it writes {got} but the scorer reads the tables {want}")
+        needed.append(runtime["vocab"])
     needed += [p["file"] for p in data["plans"]]
     unlisted = [f for f in needed if f not in listed]
     if unlisted:

@@ -53,6 +53,7 @@ class Prediction:
 
 class ZeroShotRecognizer:
     """A loaded engine bundle: preprocessing, encoder and scorer. Build it with `ZeroShotRecognizer.load`."""
+    _text = None  # the OrtTextEncoder, opened by the first add_classes
 
     def __init__(self, manifest: Manifest, scorer: Scorer, encoder: Encoder | None, backend: str) -> None:
         self.manifest, self.backend = manifest, backend
@@ -128,6 +129,43 @@ class ZeroShotRecognizer:
         if len(set(names)) != len(names):
             raise InputError(f"set_active_classes got repeated names {names}; name each class once")
         return self._scorer.class_set.select(names)
+
+    def add_classes(self, names: Sequence[str], descriptions: Sequence[str] | None = None) -> list[str]:
+        """Add classes from their text alone (zero-shot: no skeleton samples), scored after the active ones.
+
+        The bundle's text graph encodes each prompt set ("label" = the name, "description" = the
+        sentence) and its tables graph turns that into class-table rows, as training did for the
+        bundle's own classes; they run on ONNX Runtime (CPU) whatever the scoring backend.
+
+        Args:
+            names: N new class names, e.g. ["wave twice"].
+            descriptions: N sentences describing each motion, e.g. ["A person waves the right hand twice."];
+                required when the bundle's prompt sets include "description" (the default), and not
+                taken when they do not.
+        Returns:
+            The active class names (the previous ones, then the N new ones).
+        Raises:
+            ConfigError: the bundle has no text graph (built with --no-text-encoder): rebuild it.
+            InputError: empty, repeated or existing names, non-strings, a missing description or a
+                length mismatch.
+            MissingDependencyError: onnxruntime is not installed.
+        """
+        from .text_encoder import check_new_classes, has_text_side, no_text_side_error
+
+        if not has_text_side(self.manifest):
+            raise no_text_side_error(self.manifest)
+        names, descriptions = check_new_classes(names, descriptions, self.manifest.data["text"]["prompt_sets"],
+                                                self.all_classes)
+        tables = self._text_side().class_tables(names, descriptions)  # name -> (N, ...) float32
+        return self._scorer.class_set.add(names, tables)
+
+    def _text_side(self):
+        """The bundle's OrtTextEncoder, opened on first use (its MiniLM graph is ~90 MB: not loaded before)."""
+        if self._text is None:
+            from .text_encoder import OrtTextEncoder
+
+            self._text = OrtTextEncoder(self.manifest)
+        return self._text
 
     def set_open_set(self, enabled: bool = True, threshold: float | None = None) -> float | None:
         """Answer "none of these" (label NONE_LABEL, index -1, known False) when the best class does not

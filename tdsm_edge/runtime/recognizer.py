@@ -157,7 +157,11 @@ class ZeroShotRecognizer:
         names, descriptions = check_new_classes(names, descriptions, self.manifest.data["text"]["prompt_sets"],
                                                 self.all_classes)
         tables = self._text_side().class_tables(names, descriptions)  # name -> (N, ...) float32
-        return self._scorer.class_set.add(names, tables)
+        active = self._scorer.class_set.add(names, tables)
+        if self.open_set_threshold is not None:
+            log.warning("the open-set threshold %.4g was set for another class set; %d classes are active now, so "
+                        "its rejection rate will differ", self.open_set_threshold, len(active))
+        return active
 
     def _text_side(self):
         """The bundle's OrtTextEncoder, opened on first use (its MiniLM graph is ~90 MB: not loaded before)."""

@@ -72,7 +72,7 @@ def edit_manifest(path: Path, fn) -> None:
 def test_manifest_round_trips(built, tiny):
     model, _, text, out = built
     m = load_manifest(out["fp32"].root)
-    assert sorted(p.name for p in m.root.iterdir()) == ["manifest.json", "scorer_fp32.onnx", "tables.npz"]
+    assert sorted(p.name for p in m.root.iterdir()) == ["manifest.json", "reference", "scorer_fp32.onnx", "tables.npz"]
     assert m.data["schema_version"] == 1 and m.precision == "fp32" and m.class_names == list(text.names)
     assert m.data["classes"]["indices"] == list(range(10, 16))
     assert m.data["text"] == {"encoder_id": "test:random", "prompt_sets": ["label", "description"],
@@ -83,7 +83,10 @@ def test_manifest_round_trips(built, tiny):
     assert m.data["model"]["denoiser"]["hidden_size"] == tiny.cfg.hidden_size
     assert m.data["skeleton"]["layout"]["name"] == "ntu25" and m.data["skeleton"]["preprocess"]["frames"] == 64
     assert m.rebuild_command.startswith("python -m export.build_engine") and m.data["plans"] == []
-    assert set(m.data["files"]) == {"scorer_fp32.onnx", "tables.npz"}
+    ref = {"reference/denoiser/model.safetensors", "reference/denoiser/config.json", "reference/feature_mean.npy",
+           "reference/feature_std.npy", "reference/noise_bank.npy"}  # the torch backend's weights, hashed too
+    assert set(m.data["files"]) == {"scorer_fp32.onnx", "tables.npz"} | ref
+    assert m.data["reference"]["encoder"] is None and m.data["reference"]["noise_bank"] == "reference/noise_bank.npy"
     assert m.io == IOSpec.from_dict(json.loads(json.dumps(m.io.to_dict())))  # json round trip of the spec
     assert m.io.graphs["scorer"] == scorer_io(tiny.cfg, "fp32")
     assert (m.io.axes["batch"], m.io.axes["classes"]) == (AxisRange(1, 2, 4), AxisRange(1, K, K))

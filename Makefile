@@ -25,6 +25,7 @@ DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
 demo: $(STAMP)
 	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 ru12 $(DEMO_FLAGS)
 	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --out engines/demo
+	$(PY) examples/robot.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

@@ -50,7 +50,10 @@ class Encoder(Protocol):
 
 def installed(backend: str) -> bool:
     """Whether the package a backend needs can be imported here (nothing is imported)."""
-    return importlib.util.find_spec(_PACKAGE[backend][0]) is not None
+    try:
+        return importlib.util.find_spec(_PACKAGE[backend][0]) is not None
+    except (ImportError, ValueError):  # e.g. sys.modules[name] = None: blocked on purpose
+        return False
 
 
 def unavailable_reason(manifest: Manifest, backend: str) -> str | None:

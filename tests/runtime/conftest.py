@@ -81,8 +81,9 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
     from tdsm_edge.training.evaluation import tdsm_errors
 
     out = runtime_bundle.dir.parent / "tiny_text"
+    # verified: the README example (tests/runtime/test_robot_example.py) uses its open-set calibration
     assert build_engine.main(["--run", str(runtime_bundle.seed_dir), "--out", str(out), "--batch", "4",
-                              "--no-verify", "--no-tradeoff", "--text-encoder", "--log-level", "WARNING"]) == 0
+                              "--no-tradeoff", "--text-encoder", "--log-level", "WARNING"]) == 0
     model, schedule, stats, cfg = load_denoiser(runtime_bundle.seed_dir / "denoiser")
     encoder = MiniLMEncoder()
 

@@ -1,0 +1,75 @@
+"""Zero-shot scoring latency: the paper's loop against the folded scorer and every runtime backend.
+
+Each case (preset, K classes, J noises, B samples) times one scoring call, features → `(B, K)`
+errors, for each method on the same weights in the same run:
+
+    reference     `tdsm_edge.scoring.score_reference`: the published loop, J × K denoiser forwards
+                  over the batch (torch fp32, standardisation included)
+    folded-torch  `FoldedScorer` (torch fp32) over precomputed class tables: ONE batched call
+    onnxruntime / torch / tensorrt
+                  `ZeroShotRecognizer.load(bundle, backend=...)`, `set_active_classes(first K)`,
+                  `score_features(z)`; one fp32 bundle of 60 classes per (preset, J). A backend that
+                  `load` refuses (ConfigError / MissingDependencyError) is skipped with the reason.
+
+Every method is also checked against the reference before it is timed (fp32 scores within
+RTOL/ATOL; the same argmin wherever the reference's best two classes are further apart than that
+tolerance). Results carry preset / K / J / B / backend in `extra_info` for `python -m benchmarks.report`.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from benchmarks.problem import BATCHES, CLASSES, NOISES, PRESETS, is_slow, reference_gflop
+
+METHODS = ("reference", "folded-torch", "onnxruntime", "torch", "tensorrt")
+RUNTIME_BACKENDS = ("onnxruntime", "torch", "tensorrt")
+RTOL, ATOL = 1e-4, 1e-5   # fp32: the same maths, another summation order (and fused kernels)
+MAX_ROUNDS = 200
+
+CASES = [pytest.param(preset, K, J, B, id=f"{preset}-K{K}-J{J}-B{B}",
+                      marks=[pytest.mark.slow] if is_slow(preset, B, K, J) else [])
+         for preset in PRESETS for J in NOISES for B in BATCHES for K in CLASSES]
+
+
+def check_against_reference(errors: np.ndarray, reference: np.ndarray) -> dict:
+    """Assert `errors (B, K)` match the reference's; return the deviations for `extra_info`."""
+    assert errors.shape == reference.shape and errors.dtype == np.float32, (errors.shape, errors.dtype)
+    np.testing.assert_allclose(errors, reference, rtol=RTOL, atol=ATOL)
+    best = np.sort(reference, axis=1)  # (B, K)
+    tie = best[:, 1] - best[:, 0] <= ATOL + RTOL * np.abs(best[:, 0])  # (B,) too close to call
+    agree = errors.argmin(1) == reference.argmin(1)  # (B,)
+    assert (agree | tie).all(), f"argmin differs from the reference for samples {np.flatnonzero(~(agree | tie))}"
+    return dict(max_abs_err=float(np.abs(errors - reference).max()),
+                max_rel_err=float((np.abs(errors - reference) / np.abs(reference)).max()),
+                argmin_agreement=float(agree.mean()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("preset,K,J,B", CASES)
+def test_scoring(benchmark, bench, preset: str, K: int, J: int, B: int, method: str) -> None:
+    if method == "reference":
+        call = bench.reference_call(preset, K, J, B)
+    elif method == "folded-torch":
+        call = bench.folded_call(preset, K, J, B)
+    else:
+        call = bench.runtime_call(preset, K, J, B, method)
+
+    start = time.perf_counter()
+    errors = call()  # (B, K): the check, and the first warm-up
+    first = time.perf_counter() - start
+    if method == "reference":
+        bench.remember_reference(preset, J, B, errors)
+    info = check_against_reference(errors, bench.reference(preset, K, J, B))
+
+    rounds = int(min(MAX_ROUNDS, max(1, bench.budget // max(first, 1e-6))))
+    benchmark.group = f"{preset} J={J} B={B} K={K}"
+    benchmark.extra_info.update(preset=preset, K=K, J=J, B=B, backend=method, threads=bench.threads,
+                                device=bench.device if method in ("reference", "folded-torch") else method,
+                                reference_gflop=round(reference_gflop(preset, B, K, J), 3), **info)
+    if method in RUNTIME_BACKENDS:
+        rec = bench.recognizer(preset, J, method)
+        benchmark.extra_info["runtime_backend"] = rec.backend
+    benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=1 if first < 0.5 else 0)

@@ -9,7 +9,7 @@ reference loop and folded scorer run), --bench-budget (seconds of timed rounds p
 """
 from __future__ import annotations
 
-import logging
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,6 @@ import numpy as np
 import pytest
 
 from benchmarks.problem import MAX_CLASSES, NOISE_SEED, TIMESTEP, Problem, build_problem
-
-log = logging.getLogger(__name__)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,7 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-device", default="cpu",
                     help="torch device of the reference loop and folded-torch, e.g. cuda (default: cpu)")
     group.addoption("--bench-budget", type=float, default=2.0,
-                    help="seconds of timed rounds per case; rounds = budget / first call, within 1..200 (default: 2)")
+                    help="seconds of timed rounds per case: budget / first call rounds, 3..200, fewer (maybe 1) when "
+                         "one call takes over 2 s (default: 2)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,9 +52,11 @@ class BenchSession:
         return self._problems[preset]
 
     def model(self, preset: str):
-        """The preset's denoiser on `--bench-device`."""
+        """The preset's denoiser on `--bench-device` (a copy off the CPU: `Module.to` moves in place, and
+        the bundles export the CPU model)."""
         if preset not in self._device_models:
-            self._device_models[preset] = self.problem(preset).model.to(self.device)
+            model = self.problem(preset).model
+            self._device_models[preset] = model if self.device == "cpu" else copy.deepcopy(model).to(self.device)
         return self._device_models[preset]
 
     def bundle(self, preset: str, J: int) -> Path:

@@ -159,6 +159,8 @@ def _cell(entry: tuple[float, float | None] | None, ratio: bool) -> str:
 
 def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
     """Median ms against K (log-log), one panel per (preset, J, B), one line per backend."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
     from tdsm_edge.training.plots import _figure, _save
 
     if not results:
@@ -180,7 +182,10 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
             ax.set_yscale("log")
             Ks = sorted({r.K for r in results})
             ax.set_xticks(Ks, [str(k) for k in Ks])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # labelled ticks even within one decade
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{preset}, J={J}, B={B}", fontsize=9)
             ax.grid(True, alpha=0.3, which="both")
             if i == len(presets) - 1:
@@ -195,7 +200,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
     return _save(fig, png)
 
 
-def accuracy_vs_noises(run: str | Path, noises: Sequence[int], timestep: int, repeats: int = 5) -> list[dict]:
+def accuracy_vs_noises(run: str | Path, noises: Sequence[int], timestep: int, repeats: int = 20) -> list[dict]:
     """Unseen top-1 and B=1 latency of the folded scorer for each J on a trained seed folder
     (`export.tradeoff.measure_tradeoff` at keep = K, i.e. no pruning)."""
     from export.tradeoff import load_seed_problem, measure_tradeoff
@@ -220,6 +225,7 @@ def plot_accuracy(rows: Sequence[dict], png: str | Path, title: str) -> Path:
         ax.annotate(f"{r['latency_ms_b1']:.2g} ms", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7)
     ax.axhline(100 / rows[0]["K"], color="grey", linestyle=":", label=f"chance (1/{rows[0]['K']})")
     ax.set_xticks(xs)
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 1.0)  # room for the last latency label
     ax.set_xlabel("J noises (one denoiser row per class per noise)")
     ax.set_ylabel("unseen top-1 (%)")
     ax.set_ylim(0, 100)

@@ -1,5 +1,6 @@
-"""Fixtures of the scoring benchmarks: the seeded problems, one engine bundle per (preset, J), the
-reference scores, loaded recognizers, all built lazily and cached for the session.
+"""Fixtures of the scoring benchmarks (test_scoring_latency.py: the grid; test_cpu_target.py: the
+issue's CPU target, paired): the seeded problems, one engine bundle per (preset, J), the reference
+scores, loaded recognizers, all built lazily and cached for the session.
 
     python -m pytest benchmarks/ -m "not slow" --benchmark-json results.json   # tiny / small on CPU
     python -m pytest benchmarks/ -k paper --bench-device cuda                    # paper size, torch on GPU

@@ -23,6 +23,7 @@ MAX_CLASSES = max(CLASSES)
 TIMESTEP, NOISE_SEED = 25, 0       # the paper's t; the noise-bank seed
 SLOW_SECONDS = 20.0                # a case whose reference loop is estimated above this is marked slow
 NOMINAL_GFLOPS = 50.0              # one busy CPU core running the reference loop (measured ~90 uncontended)
+RTOL, ATOL = 1e-4, 1e-5            # fp32 against the reference: the same maths, another summation order
 
 # text as the project's configs give each preset: tiny / small as configs/demo.yaml (MiniLM, label +
 # description: 2 × 384 channels, 16 tokens, padding masked); paper as configs/ntu60_55_5.yaml
@@ -130,3 +131,16 @@ def reference_gflop(preset: str, B: int, K: int, J: int) -> float:
 def is_slow(preset: str, B: int, K: int, J: int) -> bool:
     """Paper-size cases, and any case whose reference loop is estimated above SLOW_SECONDS on one core."""
     return preset == "paper" or reference_gflop(preset, B, K, J) / NOMINAL_GFLOPS > SLOW_SECONDS
+
+
+def check_against_reference(errors: np.ndarray, reference: np.ndarray) -> dict:
+    """Assert `errors (B, K)` match the reference's; return the deviations for `extra_info`."""
+    assert errors.shape == reference.shape and errors.dtype == np.float32, (errors.shape, errors.dtype)
+    np.testing.assert_allclose(errors, reference, rtol=RTOL, atol=ATOL)
+    best = np.sort(reference, axis=1)  # (B, K)
+    tie = best[:, 1] - best[:, 0] <= ATOL + RTOL * np.abs(best[:, 0])  # (B,) too close to call
+    agree = errors.argmin(1) == reference.argmin(1)  # (B,)
+    assert (agree | tie).all(), f"argmin differs from the reference for samples {np.flatnonzero(~(agree | tie))}"
+    return dict(max_abs_err=float(np.abs(errors - reference).max()),
+                max_rel_err=float((np.abs(errors - reference) / np.abs(reference)).max()),
+                argmin_agreement=float(agree.mean()))

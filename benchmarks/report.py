@@ -61,8 +61,12 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
         raise InputError(f"cannot read benchmark results {str(path)!r} ({e}); write them with "
                          "python -m pytest benchmarks/ --benchmark-json results.json") from e
     results, seen = [], {}
+    targets = []
     for b in data.get("benchmarks", []):
         info = b.get("extra_info", {})
+        if "target" in info and "speedup" in info:  # benchmarks/test_cpu_target.py: paired timings
+            targets.append(info)
+            continue
         if not all(k in info for k in _KEYS):
             log.info("skipping %s: no %s in extra_info", b.get("name"), "/".join(_KEYS))
             continue
@@ -82,7 +86,8 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
                                    if "threads" in b.get("extra_info", {})}),
                    devices=sorted({b["extra_info"]["device"] for b in data.get("benchmarks", [])
                                    if b.get("extra_info", {}).get("backend") in (REFERENCE, "folded-torch")
-                                   and "device" in b["extra_info"]}))
+                                   and "device" in b["extra_info"]}),
+                   targets=targets)
     return results, context
 
 
@@ -134,6 +139,13 @@ def format_markdown(results: Sequence[Result], context: dict) -> str:
     missing = [b for b in BACKEND_ORDER if b not in backends]
     if missing:
         lines.append(f"No results for: {', '.join(missing)} (skipped: not available in this build or not installed).")
+    for t in context.get("targets", []):
+        g = t["target"]
+        met = "met" if t["speedup"] >= g["min_speedup"] else "NOT met"
+        lines += ["", f"**CPU target** ({g['preset']}, B={g['B']}, K={g['K']}, J={g['J']}: onnxruntime ≥ "
+                  f"{g['min_speedup']:g}× faster than the loop): {met}, ×{t['speedup']:.1f} "
+                  f"({t['onnxruntime_median_ms']:.2f} vs {t['reference_median_ms']:.2f} ms, medians over "
+                  f"{t['pairs']} interleaved pairs)."]
     for preset in _order([c[0] for c in table], PRESET_ORDER):
         lines += ["", f"## {preset}", "",
                   "| J | B | K | " + " | ".join([f"{REFERENCE} ms"] * (REFERENCE in backends) + [f"{b} ms (×)" for b in others])

@@ -19,33 +19,18 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
-from benchmarks.problem import BATCHES, CLASSES, NOISES, PRESETS, is_slow, reference_gflop
+from benchmarks.problem import BATCHES, CLASSES, NOISES, PRESETS, check_against_reference, is_slow, reference_gflop
 
 METHODS = ("reference", "folded-torch", "onnxruntime", "torch", "tensorrt")
 RUNTIME_BACKENDS = ("onnxruntime", "torch", "tensorrt")
-RTOL, ATOL = 1e-4, 1e-5   # fp32: the same maths, another summation order (and fused kernels)
 MAX_ROUNDS = 200
 LONG_CALL_S = 2.0         # a case whose first call takes longer is timed in budget / first rounds, maybe one
 
 CASES = [pytest.param(preset, K, J, B, id=f"{preset}-K{K}-J{J}-B{B}",
                       marks=[pytest.mark.slow] if is_slow(preset, B, K, J) else [])
          for preset in PRESETS for J in NOISES for B in BATCHES for K in CLASSES]
-
-
-def check_against_reference(errors: np.ndarray, reference: np.ndarray) -> dict:
-    """Assert `errors (B, K)` match the reference's; return the deviations for `extra_info`."""
-    assert errors.shape == reference.shape and errors.dtype == np.float32, (errors.shape, errors.dtype)
-    np.testing.assert_allclose(errors, reference, rtol=RTOL, atol=ATOL)
-    best = np.sort(reference, axis=1)  # (B, K)
-    tie = best[:, 1] - best[:, 0] <= ATOL + RTOL * np.abs(best[:, 0])  # (B,) too close to call
-    agree = errors.argmin(1) == reference.argmin(1)  # (B,)
-    assert (agree | tie).all(), f"argmin differs from the reference for samples {np.flatnonzero(~(agree | tie))}"
-    return dict(max_abs_err=float(np.abs(errors - reference).max()),
-                max_rel_err=float((np.abs(errors - reference) / np.abs(reference)).max()),
-                argmin_agreement=float(agree.mean()))
 
 
 @pytest.mark.parametrize("method", METHODS)

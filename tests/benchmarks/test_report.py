@@ -66,6 +66,18 @@ def test_markdown_marks_missing_backends_and_references(tmp_path):
     assert md.index("## tiny") < md.index("## small")
 
 
+def test_cpu_target_line(tmp_path):
+    target = {"name": "test_onnxruntime_meets_cpu_target", "stats": {"median": 0.01, "rounds": 40},
+              "extra_info": {"target": {"preset": "small", "K": 5, "J": 3, "B": 1, "backend": "onnxruntime",
+                                        "min_speedup": 3.0}, "speedup": 2.5, "pairs": 40,
+                             "reference_median_ms": 25.0, "onnxruntime_median_ms": 10.0}}
+    results, context = report.load_results(write_json(tmp_path / "r.json", extra=[target]))
+    assert len(results) == len(CASES)                              # not a table case
+    md = report.format_markdown(results, context)
+    assert "**CPU target** (small, B=1, K=5, J=3: onnxruntime ≥ 3× faster than the loop): NOT met, ×2.5 " \
+           "(10.00 vs 25.00 ms, medians over 40 interleaved pairs)." in md
+
+
 def test_foreign_and_duplicate_entries(tmp_path):
     other = {"name": "test_other", "extra_info": {}, "stats": {"median": 1.0, "rounds": 1}}
     later = bench_entry("tiny", 5, 3, 1, "onnxruntime", 0.002)

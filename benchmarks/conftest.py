@@ -3,7 +3,8 @@ issue's CPU target, paired): the seeded problems, one engine bundle per (preset,
 scores, loaded recognizers, all built lazily and cached for the session.
 
     python -m pytest benchmarks/ -m "not slow" --benchmark-json results.json   # tiny / small on CPU
-    python -m pytest benchmarks/ -k paper --bench-device cuda                    # paper size, torch on GPU
+    python -m benchmarks.report results.json --out DIR                          # table + plots
+    python -m pytest benchmarks/ -k "paper and (reference or folded)" --bench-device cuda  # paper size, GPU
 
 Options: --bench-threads (torch and runtime intra-op threads), --bench-device (where the torch
 reference loop and folded scorer run), --bench-budget (seconds of timed rounds per case).

@@ -4,10 +4,11 @@ scores, loaded recognizers, all built lazily and cached for the session.
 
     python -m pytest benchmarks/ -m "not slow" --benchmark-json results.json   # tiny / small on CPU
     python -m benchmarks.report results.json --out DIR                          # table + plots
-    python -m pytest benchmarks/ -k "paper and (reference or folded)" --bench-device cuda  # paper size, GPU
+    python -m pytest benchmarks/ -k "paper and not onnxruntime" --bench-device cuda  # paper size, on a GPU
 
 Options: --bench-threads (torch and runtime intra-op threads), --bench-device (where the torch
-reference loop and folded scorer run), --bench-budget (seconds of timed rounds per case).
+reference loop, the folded scorer and the runtime's torch backend run), --bench-budget (seconds of
+timed rounds per case).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-threads", type=int, default=1,
                     help="intra-op threads for torch and every runtime backend (default: 1)")
     group.addoption("--bench-device", default="cpu",
-                    help="torch device of the reference loop and folded-torch, e.g. cuda (default: cpu)")
+                    help="torch device of the reference loop, folded-torch and the runtime's torch backend, e.g. cuda "
+                         "(default: cpu)")
     group.addoption("--bench-budget", type=float, default=2.0,
                     help="seconds of timed rounds per case: budget / first call rounds, 3..200, fewer (maybe 1) when "
                          "one call takes over 2 s (default: 2)")
@@ -82,9 +84,11 @@ class BenchSession:
 
         key = (preset, J, backend)
         if key not in self._recognizers:
+            # the torch backend runs where the reference loop runs (--bench-device), not "auto"
+            where = dict(device=self.device) if backend == "torch" else {}
             try:
                 self._recognizers[key] = ZeroShotRecognizer.load(self.bundle(preset, J), backend=backend,
-                                                                 threads=self.threads)
+                                                                 threads=self.threads, **where)
             except (ConfigError, MissingDependencyError) as e:
                 self._recognizers[key] = e
         rec = self._recognizers[key]

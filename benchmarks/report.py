@@ -85,7 +85,7 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
                    threads=sorted({b["extra_info"]["threads"] for b in data.get("benchmarks", [])
                                    if "threads" in b.get("extra_info", {})}),
                    devices=sorted({b["extra_info"]["device"] for b in data.get("benchmarks", [])
-                                   if b.get("extra_info", {}).get("backend") in (REFERENCE, "folded-torch")
+                                   if b.get("extra_info", {}).get("backend") in (REFERENCE, "folded-torch", "torch")
                                    and "device" in b["extra_info"]}),
                    targets=targets)
     return results, context

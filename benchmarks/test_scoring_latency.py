@@ -54,7 +54,7 @@ def test_scoring(benchmark, bench, preset: str, K: int, J: int, B: int, method: 
     rounds = int(min(MAX_ROUNDS, max(1 if first > LONG_CALL_S else 3, bench.budget // max(first, 1e-6))))
     benchmark.group = f"{preset} J={J} B={B} K={K}"
     benchmark.extra_info.update(preset=preset, K=K, J=J, B=B, backend=method, threads=bench.threads,
-                                device=bench.device if method in ("reference", "folded-torch") else method,
+                                device=bench.device if method in ("reference", "folded-torch", "torch") else method,
                                 reference_gflop=round(reference_gflop(preset, B, K, J), 3), **info)
     if method in RUNTIME_BACKENDS:
         rec = bench.recognizer(preset, J, method)

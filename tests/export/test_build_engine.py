@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export import build_engine, sources  # noqa: E402
-from export.bundle import load_manifest  # noqa: E402
+from export.bundle import ADDED_CLASSES, load_manifest  # noqa: E402
 from export.ort_backend import OrtScorer  # noqa: E402
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 from helpers.tiny_run import train_tiny_run  # noqa: E402
@@ -200,7 +200,7 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
     assert m.plans[0]["profile"]["z"] == {"min": [1, 32], "opt": [2, 32], "max": [4, 32]}  # = the IO spec's
     scorer_call = calls[0]
     assert (scorer_call["min_batch"], scorer_call["opt_batch"], scorer_call["max_batch"]) == (1, 2, 4)
-    assert scorer_call["classes"] == (1, 5, 5) and scorer_call["workspace_gb"] == 1.5
+    assert scorer_call["classes"] == (1, 5, 5 + ADDED_CLASSES) and scorer_call["workspace_gb"] == 1.5
     assert "--backend tensorrt" in m.rebuild_command and "--workspace 1.5" in m.rebuild_command
     m.check_plan(m.plans[0], "10.3.0", "Orin", "8.7")
     with pytest.raises(EngineIncompatibleError, match="TensorRT version") as e:

@@ -167,7 +167,7 @@ def test_mismatched_manifest_is_refused(built, tmp_path):
         load_manifest(path)
     (path / "manifest.json").write_text(original)
     edit_manifest(path, lambda m: m["classes"]["names"].append("extra"))
-    with pytest.raises(BundleError, match="allows up to 6 classes but the bundle lists 7"):
+    with pytest.raises(BundleError, match="its opt/max are 6/6 but the bundle lists 7 classes"):
         load_manifest(path)
     (path / "manifest.json").write_text(original)
     edit_manifest(path, lambda m: m["io"]["graphs"]["scorer"]["inputs"][0].update(dims=["batch", 99]))

@@ -11,6 +11,8 @@ Modules:
     ort_backend.py  re-exports tdsm_edge.runtime.ort_backend (`OrtScorer`: TensorRT EP > CUDA EP > CPU)
     verify.py       `verify_bundle`: bundle vs the PyTorch reference on held-out samples
     sources.py      run folders, class selection, held-out samples, the no-argument demo
+    open_set.py     `calibrate`: the open-set margin threshold, from validation features (stored in the manifest)
+    build_report.py `format_report`: the table printed at the end of a build
     build_engine.py the CLI
 
 The graph builders import torch. Reading and running a bundle lives in `tdsm_edge.runtime` (numpy +

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+CPU_MAX_ROWS = 256  # scoring rows (B·K·J) per ONNX Runtime call on the CPU (see OrtScorer max_rows)
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bool)": "bool",
               "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
@@ -95,10 +96,13 @@ class OrtScorer:
             change) and bind them instead of feeding numpy each call. None = on when the session runs
             on the CUDA or TensorRT execution provider (where feeding would copy every table to the GPU
             on every call); on the CPU it changes nothing but is allowed (tested that way).
+        max_rows: cut a call into chunks of about this many scoring rows (B·K·J) at most; None = 256 on
+            the CPU provider (measured ×1.1–1.5 faster than one call at B = 64 for K = 5..60, J = 3:
+            the activations stay in cache), no limit on GPUs. A chunk never exceeds the batch max.
     """
 
     def __init__(self, bundle_dir: str | Path | Manifest, providers: str | Sequence[str] = "auto",
-                 threads: int | None = None, io_binding: bool | None = None) -> None:
+                 threads: int | None = None, io_binding: bool | None = None, max_rows: int | None = None) -> None:
         ort = require("onnxruntime", extra="runtime")
         self.manifest: Manifest = bundle_dir if isinstance(bundle_dir, Manifest) else load_manifest(bundle_dir)
         self.spec = self.manifest.io.graphs["scorer"]
@@ -111,6 +115,10 @@ class OrtScorer:
         self._z_name, self.z_dim = self.spec.inputs[0].name, int(self.spec.inputs[0].dims[1])
         on_gpu = self.providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
         self.io_binding = on_gpu if io_binding is None else bool(io_binding)
+        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+            raise ConfigError(f"max_rows must be a positive int or None, got {max_rows!r}")
+        self.max_rows = max_rows if max_rows is not None else (None if on_gpu else CPU_MAX_ROWS)
+        self.num_noises = int(self.manifest.data["scoring"]["num_noises"])
         self._ort_device = "cuda" if on_gpu else "cpu"
         self._bound: tuple[int, dict] | None = None  # (class-set version, name -> OrtValue on the device)
         self._bind_lock = threading.Lock()
@@ -180,7 +188,8 @@ class OrtScorer:
     def feeds(self, z: np.ndarray, snap: Snapshot | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """The scorer's input feeds for `z (B, Dz)`, as the IO spec shapes them: `(n, feed)` per chunk of
         at most the batch max, zero-padded up to the batch min (keep the first n output rows)."""
-        tables = (snap or self.class_set.snapshot()).tables
+        snap = snap or self.class_set.snapshot()
+        tables = snap.tables
         z = np.asarray(z)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
@@ -189,6 +198,8 @@ class OrtScorer:
         with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
             z = np.ascontiguousarray(z, np.float32)
         lo, hi = self.batch.min, self.batch.max
+        if self.max_rows is not None:  # B·K·J rows per call: small enough to stay in cache
+            hi = max(lo, min(hi, self.max_rows // (len(snap.names) * self.num_noises)))
         for start in range(0, len(z), hi):
             part = z[start:start + hi]
             n = len(part)

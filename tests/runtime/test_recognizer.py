@@ -230,3 +230,19 @@ def test_io_binding_path_equals_plain_feeds(runtime_bundle):
     names = plain.classes
     bound.select([names[4], names[1]])
     np.testing.assert_array_equal(bound.scores(z), plain.scores(z)[:, [4, 1]])
+
+
+def test_row_bounded_chunks_equal_one_call(runtime_bundle):
+    """The CPU default cuts a batch into chunks of <= max_rows scoring rows (B·K·J): same scores."""
+    from tdsm_edge.runtime.ort_backend import CPU_MAX_ROWS, OrtScorer
+
+    one, small = OrtScorer(runtime_bundle.dir, threads=1, max_rows=10**9), OrtScorer(runtime_bundle.dir, threads=1,
+                                                                                       max_rows=7)
+    assert OrtScorer(runtime_bundle.dir, threads=1).max_rows == CPU_MAX_ROWS  # the CPU provider's default
+    z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=3))
+    K, J = len(one.classes), one.num_noises
+    assert 7 < K * J  # so every chunk is a single sample here
+    assert [n for n, _ in small.feeds(z)] == [1] * len(z)
+    np.testing.assert_allclose(small.scores(z), one.scores(z), rtol=1e-6, atol=0)
+    with pytest.raises(ConfigError, match="max_rows must be a positive int"):
+        OrtScorer(runtime_bundle.dir, max_rows=0)

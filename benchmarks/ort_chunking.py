@@ -10,7 +10,6 @@ K = 5 / 24 / 60 and B = 1 / 64. Prints a markdown table of medians; checks the s
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,4 +54,11 @@ def main(presets: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["tiny", "small"])
+    import argparse
+
+    from tdsm_edge.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("presets", nargs="*", default=["tiny", "small"], choices=["tiny", "small", "paper"],
+                        help="denoiser presets to measure")
+    main(parser.parse_args().presets)

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdsm_edge.cli import HelpFormatter
+from tdsm_edge.cli import HelpFormatter, add_log_level, setup_logging
 from tdsm_edge.errors import ConfigError, MissingDependencyError, TdsmError
 
 from .build_report import format_report
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=True,
                    help="measure unseen top-1 and latency of reduced evaluations (J, t, candidate pruning) on the "
                         "run's held-out features and plot them next to the bundle (<out>.report/) (default: on)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    add_log_level(p)
     return p
 
 
@@ -328,7 +328,7 @@ def _make_plan_builder(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     if args.log_level != "DEBUG":  # the ONNX exporter's passes log every rewrite at INFO
         for name in ("onnxscript", "onnx_ir", "torch.onnx"):
             logging.getLogger(name).setLevel(logging.WARNING)

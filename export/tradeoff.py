@@ -211,7 +211,7 @@ def format_table(results: Sequence[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdsm_edge.cli import HelpFormatter
+    from tdsm_edge.cli import HelpFormatter, setup_logging
     from tdsm_edge.io import write_json
 
     p = argparse.ArgumentParser(prog="python -m export.tradeoff", description=__doc__, formatter_class=HelpFormatter)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", help="torch device")
     args = p.parse_args(argv)
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     try:
         results = measure_tradeoff(args.run, device=args.device, repeats=args.repeats, threads=args.threads)
     except TdsmError as e:

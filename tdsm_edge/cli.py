@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -13,3 +14,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.nargs == 0 or "default:" in text:
             return text
         return super()._get_help_string(action)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """The `--log-level` option every command has."""
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="logging detail")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log records to stderr with time, level and logger name."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)

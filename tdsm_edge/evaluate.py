@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, add_log_level, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="config yaml to store in a run folder that has none (default: refuse)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    add_log_level(p)
     return p
 
 
@@ -39,7 +39,7 @@ def _seed_dirs(run: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .config import apply_overrides, load_config, replace, save_config, validate
     from .errors import DataError, TdsmError

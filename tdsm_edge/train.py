@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, add_log_level, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set train.amp=bf16; repeatable")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    add_log_level(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from .config import apply_overrides, load_config, replace, validate

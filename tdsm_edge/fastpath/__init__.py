@@ -5,8 +5,7 @@ triton; Triton itself is imported only when a kernel runs on it (kernels.py).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tdsm_edge.lazy import lazy_exports
 
 _EXPORTS = {
     "FastScorer": ".scorer",
@@ -17,8 +16,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -103,6 +103,34 @@ def triton_next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
+def _check_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, bias: torch.Tensor | None, J: int, K: int,
+                    s_first: int) -> tuple[int, int, int]:
+    """The checks of a gated residual `x += gate·(y + bias)`; returns x's (R, S, C)."""
+    _check_grid("x", x, 3)
+    _check_grid("y", y, 3)
+    R, S, C = x.shape
+    if y.shape != x.shape:
+        raise InputError(f"y must match x {tuple(x.shape)}, got {tuple(y.shape)}")
+    _check_rows(R, J, K)
+    _check_table("gate", gate, (K,), S, s_first, C)
+    if bias is not None:
+        _check_table("bias", bias, (), S, s_first, C)
+    return R, S, C
+
+
+def _check_mod(mod: torch.Tensor, K: int, S: int, s_first: int, C: int) -> None:
+    _check_table("mod", mod, (K,), S, s_first, C)
+    if mod.ndim != 4 or mod.shape[2] != 2:
+        raise InputError(f"mod must be (K, streams, 2, C) (shift, 1+scale), got {tuple(mod.shape)}")
+
+
+def _output(out: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """`out`, or a new tensor shaped and typed like x; checked as a row grid."""
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
+    _check_grid("out", out, 3)
+    return out
+
+
 def _stream_index(S: int, s_first: int, device: torch.device) -> torch.Tensor:
     return (torch.arange(S, device=device) + s_first).clamp(max=1)  # (S,) 0 skeleton, 1 text
 
@@ -124,11 +152,8 @@ def ln_modulate(x: torch.Tensor, mod: torch.Tensor, J: int, K: int, *, s_first: 
     _check_grid("x", x, 3)
     R, S, C = x.shape
     _check_rows(R, J, K)
-    _check_table("mod", mod, (K,), S, s_first, C)
-    if mod.ndim != 4 or mod.shape[2] != 2:
-        raise InputError(f"mod must be (K, streams, 2, C) (shift, 1+scale), got {tuple(mod.shape)}")
-    out = torch.empty(R, S, C, dtype=x.dtype, device=x.device) if out is None else out
-    _check_grid("out", out, 3)
+    _check_mod(mod, K, S, s_first, C)
+    out = _output(out, x)
     if resolve_backend(backend, x) == "torch":
         st = _stream_index(S, s_first, x.device)
         m = mod[:, st].float()  # (K, S, 2, C): small, per class and token, never per row
@@ -154,15 +179,7 @@ def gated_residual_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, J: int
     Returns:
         x.
     """
-    _check_grid("x", x, 3)
-    _check_grid("y", y, 3)
-    R, S, C = x.shape
-    if y.shape != x.shape:
-        raise InputError(f"y must match x {tuple(x.shape)}, got {tuple(y.shape)}")
-    _check_rows(R, J, K)
-    _check_table("gate", gate, (K,), S, s_first, C)
-    if bias is not None:
-        _check_table("bias", bias, (), S, s_first, C)
+    R, S, C = _check_residual(x, y, gate, bias, J, K, s_first)
     if resolve_backend(backend, x) == "torch":
         st = _stream_index(S, s_first, x.device)
         yf = y.float() if bias is None else y.float() + bias[st].float()  # (R, S, C)
@@ -191,18 +208,9 @@ def residual_ln_modulate_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, 
     Returns:
         `out` (x is updated; the LayerNorm reads it as stored, in x's dtype).
     """
-    _check_grid("x", x, 3)
-    _check_grid("y", y, 3)
-    R, S, C = x.shape
-    if y.shape != x.shape:
-        raise InputError(f"y must match x {tuple(x.shape)}, got {tuple(y.shape)}")
-    _check_rows(R, J, K)
-    _check_table("gate", gate, (K,), S, s_first, C)
-    _check_table("mod", mod, (K,), S, s_first, C)
-    if bias is not None:
-        _check_table("bias", bias, (), S, s_first, C)
-    out = torch.empty(R, S, C, dtype=x.dtype, device=x.device) if out is None else out
-    _check_grid("out", out, 3)
+    R, S, C = _check_residual(x, y, gate, bias, J, K, s_first)
+    _check_mod(mod, K, S, s_first, C)
+    out = _output(out, x)
     if resolve_backend(backend, x) == "torch":
         gated_residual_(x, y, gate, J, K, bias=bias, s_first=s_first, backend="torch")
         return ln_modulate(x, mod, J, K, s_first=s_first, eps=eps, out=out, backend="torch")

@@ -19,27 +19,51 @@ import triton.language as tl
 
 
 @triton.jit
-def ln_modulate_kernel(x_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
-                       sx_r, sx_s, so_r, so_s, sm_k, sm_st, sm_row, eps,
-                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
-    """out = LayerNorm(x) · mod[k, stream, 1] + mod[k, stream, 0] (no affine; mod row 1 holds 1 + scale)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BLOCK_R,) flat (r, s)
-    cols = tl.arange(0, BLOCK_C)
+def _grid(rows, cols, n_rows, S, C, s_first, J, K):
+    """For flat (r, s) row ids and column ids: (valid mask, r, s, class k, stream, int64 columns)."""
     valid = (rows < n_rows)[:, None] & (cols < C)[None, :]  # (BLOCK_R, BLOCK_C)
     r = (rows // S).to(tl.int64)
     s = (rows % S).to(tl.int64)
     k = (r // J) % K
     stream = tl.minimum(s + s_first, 1)
     c = cols[None, :].to(tl.int64)
+    return valid, r, s, k, stream, c
 
-    x = tl.load(x_ptr + r[:, None] * sx_r + s[:, None] * sx_s + c, mask=valid, other=0.0).to(tl.float32)
+
+@triton.jit
+def _ln_modulate(x, valid, k, stream, c, mod_ptr, C, sm_k, sm_st, sm_row, eps):
+    """LayerNorm (no affine) of float32 rows x, then · mod[k, stream, 1] + mod[k, stream, 0]."""
     mean = tl.sum(x, axis=1) / C
     xc = tl.where(valid, x - mean[:, None], 0.0)
     rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / C + eps)
     tab = mod_ptr + k[:, None] * sm_k + stream[:, None] * sm_st + c
     shift = tl.load(tab, mask=valid, other=0.0).to(tl.float32)
     scale = tl.load(tab + sm_row, mask=valid, other=0.0).to(tl.float32)
-    y = xc * rstd[:, None] * scale + shift
+    return xc * rstd[:, None] * scale + shift
+
+
+@triton.jit
+def _gated_branch(y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy_s, sg_k, sg_st, sb_st,
+                  HAS_BIAS: tl.constexpr):
+    """gate[k, stream] · (y + bias[stream]) in float32."""
+    y = tl.load(y_ptr + r[:, None] * sy_r + s[:, None] * sy_s + c, mask=valid, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        y += tl.load(bias_ptr + stream[:, None] * sb_st + c, mask=valid, other=0.0).to(tl.float32)
+    g = tl.load(gate_ptr + k[:, None] * sg_k + stream[:, None] * sg_st + c, mask=valid, other=0.0).to(tl.float32)
+    return g * y
+
+
+@triton.jit
+def ln_modulate_kernel(x_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
+                       sx_r, sx_s, so_r, so_s, sm_k, sm_st, sm_row, eps,
+                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """out = LayerNorm(x) · mod[k, stream, 1] + mod[k, stream, 0] (no affine; mod row 1 holds 1 + scale)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BLOCK_R,) flat (r, s)
+    cols = tl.arange(0, BLOCK_C)
+    valid, r, s, k, stream, c = _grid(rows, cols, n_rows, S, C, s_first, J, K)
+
+    x = tl.load(x_ptr + r[:, None] * sx_r + s[:, None] * sx_s + c, mask=valid, other=0.0).to(tl.float32)
+    y = _ln_modulate(x, valid, k, stream, c, mod_ptr, C, sm_k, sm_st, sm_row, eps)
     tl.store(out_ptr + r[:, None] * so_r + s[:, None] * so_s + c, y.to(out_ptr.dtype.element_ty), mask=valid)
 
 
@@ -50,20 +74,12 @@ def gated_residual_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, n_rows, S, C, s_firs
     """x += gate[k, stream] · (y + bias[stream]), in place on x."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    valid = (rows < n_rows)[:, None] & (cols < C)[None, :]
-    r = (rows // S).to(tl.int64)
-    s = (rows % S).to(tl.int64)
-    k = (r // J) % K
-    stream = tl.minimum(s + s_first, 1)
-    c = cols[None, :].to(tl.int64)
+    valid, r, s, k, stream, c = _grid(rows, cols, n_rows, S, C, s_first, J, K)
 
-    y = tl.load(y_ptr + r[:, None] * sy_r + s[:, None] * sy_s + c, mask=valid, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + stream[:, None] * sb_st + c, mask=valid, other=0.0).to(tl.float32)
-    g = tl.load(gate_ptr + k[:, None] * sg_k + stream[:, None] * sg_st + c, mask=valid, other=0.0).to(tl.float32)
+    gy = _gated_branch(y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy_s, sg_k, sg_st, sb_st, HAS_BIAS)
     xp = x_ptr + r[:, None] * sx_r + s[:, None] * sx_s + c
     x = tl.load(xp, mask=valid, other=0.0).to(tl.float32)
-    tl.store(xp, (x + g * y).to(x_ptr.dtype.element_ty), mask=valid)
+    tl.store(xp, (x + gy).to(x_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
@@ -117,27 +133,12 @@ def residual_ln_modulate_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, mod_ptr, out_p
     """
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_C)
-    valid = (rows < n_rows)[:, None] & (cols < C)[None, :]
-    r = (rows // S).to(tl.int64)
-    s = (rows % S).to(tl.int64)
-    k = (r // J) % K
-    stream = tl.minimum(s + s_first, 1)
-    c = cols[None, :].to(tl.int64)
+    valid, r, s, k, stream, c = _grid(rows, cols, n_rows, S, C, s_first, J, K)
 
-    y = tl.load(y_ptr + r[:, None] * sy_r + s[:, None] * sy_s + c, mask=valid, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        y += tl.load(bias_ptr + stream[:, None] * sb_st + c, mask=valid, other=0.0).to(tl.float32)
-    g = tl.load(gate_ptr + k[:, None] * sg_k + stream[:, None] * sg_st + c, mask=valid, other=0.0).to(tl.float32)
+    gy = _gated_branch(y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy_s, sg_k, sg_st, sb_st, HAS_BIAS)
     xp = x_ptr + r[:, None] * sx_r + s[:, None] * sx_s + c
-    xs = (tl.load(xp, mask=valid, other=0.0).to(tl.float32) + g * y).to(x_ptr.dtype.element_ty)
+    xs = (tl.load(xp, mask=valid, other=0.0).to(tl.float32) + gy).to(x_ptr.dtype.element_ty)
     tl.store(xp, xs, mask=valid)
 
-    x = xs.to(tl.float32)
-    mean = tl.sum(x, axis=1) / C
-    xc = tl.where(valid, x - mean[:, None], 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / C + eps)
-    tab = mod_ptr + k[:, None] * sm_k + stream[:, None] * sm_st + c
-    shift = tl.load(tab, mask=valid, other=0.0).to(tl.float32)
-    scale = tl.load(tab + sm_row, mask=valid, other=0.0).to(tl.float32)
-    h = xc * rstd[:, None] * scale + shift
+    h = _ln_modulate(xs.to(tl.float32), valid, k, stream, c, mod_ptr, C, sm_k, sm_st, sm_row, eps)
     tl.store(out_ptr + r[:, None] * so_r + s[:, None] * so_s + c, h.to(out_ptr.dtype.element_ty), mask=valid)

@@ -4,8 +4,7 @@ Light on purpose: names resolve lazily, so `import tdsm_edge.models` does not im
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tdsm_edge.lazy import lazy_exports
 
 _EXPORTS = {
     "TDSMDenoiser": ".denoiser",
@@ -19,8 +18,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

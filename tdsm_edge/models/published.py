@@ -300,7 +300,7 @@ def convert_published_checkpoint(checkpoint: str | Path, out: str | Path, num_he
 
 # ---------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import HelpFormatter
+    from ..cli import HelpFormatter, add_log_level
 
     p = argparse.ArgumentParser(
         prog="python -m tdsm_edge.models.published", formatter_class=HelpFormatter,
@@ -320,13 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="run yaml whose data/text/schedule/eval sections to store (default: the paper's settings)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing denoiser in --out")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging detail")
+    add_log_level(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..cli import setup_logging
+
+    setup_logging(args.log_level)
     try:
         out = convert_published_checkpoint(args.checkpoint, args.out, args.heads, args.feature_stats,
                                            args.config, args.overwrite)

@@ -15,6 +15,7 @@ Modules:
     torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
     trt_backend.py  `TrtScorer`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
     trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
+    batching.py     `batches`: a batch cut to a graph's batch range (chunks, zero padding), for every backend
     cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
     to_ntu25, ADAPTERS  (from tdsm_edge.skeleton.adapters) COCO-17 / MediaPipe-33 keypoints → NTU-25 windows
@@ -27,23 +28,11 @@ Names are imported lazily (module `__getattr__`), so importing this package load
 """
 from __future__ import annotations
 
-import importlib
+from tdsm_edge.lazy import lazy_exports
 
-_LAZY = {"ZeroShotRecognizer": "recognizer", "Prediction": "recognizer", "NONE_LABEL": "recognizer",
-         "ActionStream": "stream", "StreamStats": "stream", "to_ntu25": "tdsm_edge.skeleton.adapters",
-         "ADAPTERS": "tdsm_edge.skeleton.adapters"}  # a bare name is a module of this package
+_LAZY = {"ZeroShotRecognizer": ".recognizer", "Prediction": ".recognizer", "NONE_LABEL": ".recognizer",
+         "ActionStream": ".stream", "StreamStats": ".stream", "to_ntu25": "tdsm_edge.skeleton.adapters",
+         "ADAPTERS": "tdsm_edge.skeleton.adapters"}
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = _LAZY[name] if "." in _LAZY[name] else f"{__name__}.{_LAZY[name]}"
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -23,6 +23,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
+from .batching import batches
 from .class_set import ClassSet, Snapshot
 from .iospec import BATCH
 from .manifest import Manifest, load_manifest, load_tables
@@ -200,11 +201,7 @@ class OrtScorer:
         lo, hi = self.batch.min, self.batch.max
         if self.max_rows is not None:  # B·K·J rows per call: small enough to stay in cache
             hi = max(lo, min(hi, self.max_rows // (len(snap.names) * self.num_noises)))
-        for start in range(0, len(z), hi):
-            part = z[start:start + hi]
-            n = len(part)
-            if n < lo:  # a fixed-batch graph: pad with zeros, the caller drops their rows
-                part = np.concatenate([part, np.zeros((lo - n, self.z_dim), np.float32)])
+        for n, part in batches(z, lo, hi):
             yield n, {self._z_name: part, **tables}
 
     def _check_session(self) -> None:
@@ -239,13 +236,8 @@ class OrtEncoder:
         if x.ndim != 5 or x.shape[1:] != self.window_shape:
             raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
                              f"got shape {x.shape}")
-        lo, hi, out = self.batch.min, self.batch.max, []
-        for start in range(0, len(x), hi):
-            part = x[start:start + hi]
-            n = len(part)
-            if n < lo:  # a fixed-batch graph: pad with zeros, drop their rows
-                part = np.concatenate([part, np.zeros((lo - n, *self.window_shape), np.float32)])
-            out.append(self.session.run(None, {self._x_name: part})[0][:n])
+        out = [self.session.run(None, {self._x_name: part})[0][:n]
+               for n, part in batches(x, self.batch.min, self.batch.max)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 

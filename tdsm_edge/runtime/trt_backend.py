@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 import shlex
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, InputError, MissingDependencyError
 
+from .batching import batches
 from .class_set import ClassSet, Snapshot
 from .cuda_memory import CUDA_PYTHON_MISSING, _cudart, gpu_info
 from .manifest import Manifest, check_plan_compat, load_tables
@@ -111,16 +111,6 @@ def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
                              "graph", "; ".join(problems))
     log.info("%s plan %s on TensorRT %s, %s (compute %s)", graph, record["file"], trt.__version__, gpu_name, cc)
     return OpenPlan(engine, record, f"TensorRT {trt.__version__} on {gpu_name} (compute {cc})")
-
-
-def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
-    """`(n, part)`: chunks of at most `hi` rows, zero-padded up to `lo` rows (keep the first n output rows)."""
-    for start in range(0, len(x), hi):
-        part = x[start:start + hi]
-        n = len(part)
-        if n < lo:
-            part = np.concatenate([part, np.zeros((lo - n, *x.shape[1:]), x.dtype)])
-        yield n, part
 
 
 class TrtScorer:

@@ -302,12 +302,13 @@ def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classe
         encoder = load_encoder(encoder_dir)[0] if windows is not None else None
 
     def check(stage_dir: Path) -> dict:
-        report = verify_bundle(stage_dir, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
+        scorer = OrtScorer(stage_dir, providers="auto")  # one session for the checks and the calibration
+        report = verify_bundle(scorer, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
                                providers="auto")
         report["held_out"] = f"{src.seed_dir}/features/{which}.npy"
         val, test = sources.open_set_features(src, num_classes, unseen)
-        report["open_set"] = open_set.calibrate(OrtScorer(stage_dir, providers="auto").scores, indices, val, test,
-                                                accept)
+        scorer.select(None)
+        report["open_set"] = open_set.calibrate(scorer.scores, indices, val, test, accept)
         return report
 
     return check

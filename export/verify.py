@@ -56,13 +56,13 @@ def judge(precision: str, stats: dict, what: str) -> list[str]:
     return []
 
 
-def verify_bundle(bundle_dir: str | Path, model, schedule, stats, class_text, z: np.ndarray,
+def verify_bundle(bundle_dir: str | Path | OrtScorer, model, schedule, stats, class_text, z: np.ndarray,
                   labels: np.ndarray | None = None, *, encoder=None, windows: np.ndarray | None = None,
                   providers: str = "cpu", threads: int | None = None, raise_on_fail: bool = True) -> dict:
     """Run the bundle and the torch reference on the same held-out samples and compare.
 
     Args:
-        bundle_dir: the (possibly staged) bundle.
+        bundle_dir: the (possibly staged) bundle, or its scorer already open (its classes all active).
         model, schedule, stats: the run's denoiser (`load_denoiser`).
         class_text: ClassText of the bundle's classes in score order.
         z: `(N, Dz) float32` held-out raw features; labels: `(N,)` global class indices or None.
@@ -74,7 +74,8 @@ def verify_bundle(bundle_dir: str | Path, model, schedule, stats, class_text, z:
     """
     from tdsm_edge.training.evaluation import tdsm_errors
 
-    scorer = OrtScorer(bundle_dir, providers=providers, threads=threads)
+    scorer = bundle_dir if isinstance(bundle_dir, OrtScorer) else OrtScorer(bundle_dir, providers=providers,
+                                                                            threads=threads)
     m = scorer.manifest
     s = m.data["scoring"]
     precision = m.precision

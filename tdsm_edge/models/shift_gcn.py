@@ -226,3 +226,16 @@ def build_shift_gcn(cfg: EncoderConfig | str, num_classes: int, num_joints: int 
     elif overrides:
         cfg = replace(cfg, **overrides)
     return ShiftGCN(cfg, num_classes, num_joints=num_joints)
+
+
+def load_shift_gcn(folder, device: str = "cpu") -> tuple["ShiftGCN", dict[str, Any]]:
+    """(model in eval mode, meta) from a folder written by `training.encoder_trainer.save_encoder`
+    (model.safetensors + config.json: its EncoderConfig, seen classes and joint count)."""
+    from ..checkpoint import load_into, load_module
+
+    state, meta = load_module(folder)
+    ecfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["encoder"].items()})
+    model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]), num_joints=meta.get("num_joints", 25))
+    load_into(model, state, f"encoder checkpoint {folder}")
+    return model.to(device).eval(), meta
+

@@ -55,6 +55,7 @@ class TorchScorer:
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None,
                  cuda_graph: bool = False, fast: bool | None = None) -> None:
         torch = require("torch", extra="train")
+        from tdsm_edge.data.features import FeatureStats
         from tdsm_edge.models.folded import FoldedScorer
 
         self.manifest = manifest
@@ -75,19 +76,20 @@ class TorchScorer:
         if noises.shape[0] != int(s["num_noises"]):
             raise manifest.error("reference/noise_bank.npy", f"it holds {noises.shape[0]} noises, the manifest's "
                                  f"scoring section says J={s['num_noises']}")
-        stats = _Stats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
+        stats = FeatureStats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
         self.fast = on_gpu if fast is None else bool(fast)
         # the fast path takes a fp32 folded scorer and fp32 tables and casts them itself
         folded_precision = "fp32" if self.fast else self.precision
-        self.folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, folded_precision)
-        self.folded = self.folded.to(self.torch_device).eval()
-        dtypes = {n: str(d).replace("torch.", "") for n, d in self.folded.table_dtypes().items()}
-        self._fast = None
-        if self.fast:
+        folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, folded_precision).eval()
+        dtypes = {n: str(d).replace("torch.", "") for n, d in folded.table_dtypes().items()}
+        self.folded = self._fast = None
+        if self.fast:  # the fast path copies the weights to the device in its own layout: one copy there
             from tdsm_edge.fastpath.scorer import FastScorer
 
-            self._fast = FastScorer(self.folded, precision=self.precision, device=self.torch_device,
+            self._fast = FastScorer(folded, precision=self.precision, device=self.torch_device,
                                     cuda_graphs=bool(cuda_graph) and on_gpu)
+        else:
+            self.folded = folded.to(self.torch_device)
         self.class_set = ClassSet(manifest.class_names, load_tables(manifest), dtypes)
         self.z_dim = int(model.cfg.z_dim)
         self.cuda_graph = bool(cuda_graph) and on_gpu and not self.fast  # the fast path keeps its own graphs
@@ -166,20 +168,15 @@ class TorchEncoder:
 
     def __init__(self, manifest: Manifest, device: str = "cpu") -> None:
         torch = require("torch", extra="train")
-        from tdsm_edge.checkpoint import load_module
-        from tdsm_edge.config import EncoderConfig
-        from tdsm_edge.models.shift_gcn import ShiftGCN
+        from tdsm_edge.models.shift_gcn import load_shift_gcn
 
         ref = manifest.data.get("reference") or {}
         if not ref.get("encoder"):
             raise ConfigError(f"the bundle {manifest.root} has no reference encoder weights; rebuild it: "
                               f"{manifest.rebuild_command}")
-        state, meta = load_module(manifest.path(ref["encoder"]))
-        ecfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["encoder"].items()})
-        model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]), num_joints=meta.get("num_joints", 25))
-        model.load_state_dict({k: v for k, v in state.items()})
+        model, _ = load_shift_gcn(manifest.path(ref["encoder"]), device)
         self.device = device
-        self.model = model.to(device).eval().requires_grad_(False)
+        self.model = model.requires_grad_(False)
         x = manifest.io.graphs["encoder"].inputs[0] if "encoder" in manifest.io.graphs else None
         self.window_shape = tuple(int(d) for d in x.dims[1:]) if x is not None else \
             (3, int(manifest.data["skeleton"]["preprocess"]["frames"]), model.num_joints, model.num_person)
@@ -193,11 +190,6 @@ class TorchEncoder:
                              f"got shape {x.shape}")
         with self._torch.inference_mode():
             return self.model.features(self._torch.from_numpy(x).to(self.device)).float().cpu().numpy()
-
-
-class _Stats:
-    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
-        self.mean, self.std = mean, std
 
 
 def _npy(manifest: Manifest, rel: str) -> np.ndarray:

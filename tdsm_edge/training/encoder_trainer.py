@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_into, load_module, save_module
+from ..checkpoint import save_module
 from ..config import EncoderConfig, to_dict
 from ..errors import DataError
 
@@ -139,12 +139,7 @@ def save_encoder(folder: str | Path, result: EncoderResult, cfg: EncoderConfig, 
 
 
 def load_encoder(folder: str | Path, device: str = "cpu"):
-    """(model, meta) from a folder written by `save_encoder`."""
-    from ..config import EncoderConfig
-    from ..models.shift_gcn import ShiftGCN
+    """(model, meta) from a folder written by `save_encoder` (see `tdsm_edge.models.shift_gcn.load_shift_gcn`)."""
+    from ..models.shift_gcn import load_shift_gcn
 
-    state, meta = load_module(folder)
-    ecfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["encoder"].items()})
-    model = ShiftGCN(ecfg, num_classes=len(meta["seen_classes"]), num_joints=meta.get("num_joints", 25))
-    load_into(model, state, f"encoder checkpoint {folder}")
-    return model.to(device).eval(), meta
+    return load_shift_gcn(folder, device)

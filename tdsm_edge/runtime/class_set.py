@@ -107,10 +107,11 @@ class ClassSet:
             else:
                 unknown.append(c)
         if unknown:
-            raise InputError(f"unknown classes {unknown}: this scorer holds {list(self._names)}. Build a bundle with "
-                             "them (python -m export.build_engine --classes ...) or add them (add_classes)")
+            raise InputError(f"unknown classes {unknown}: this bundle holds only {list(self._names)} (with any added "
+                             "by add_classes). Build a bundle with them (python -m export.build_engine --classes ...) "
+                             "or add them (add_classes)")
         if not idx:
-            raise InputError("at least one class is needed; pass None to score every class")
+            raise InputError("at least one class name is needed; pass None to score every class")
         if len(set(idx)) != len(idx):
             raise InputError(f"repeated classes in {list(classes)}; name each class once")
         return np.asarray(idx, np.int64)

@@ -5,8 +5,9 @@ import argparse
 import logging
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows `(default: X)` after each option, except for on/off flags, where the default is None
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's own line breaks (module docstrings with example commands) and shows
+    `(default: X)` after each option, except for on/off flags, where the default is None
     (the help text then says what None means), or where the help already names its default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:

@@ -1,9 +1,33 @@
-"""Cutting a batch to a graph's batch range: the one chunking loop every backend uses. numpy only."""
+"""Cutting a batch to a graph's batch range and to a row budget: the one chunking loop every backend
+uses. numpy only."""
 from __future__ import annotations
 
 from typing import Iterator
 
 import numpy as np
+
+from tdsm_edge.errors import ConfigError
+
+# scoring rows (B·K·J) per call on the CPU: small enough that the activations stay in cache. Measured
+# with `python -m benchmarks.row_chunking` (B = 64, J = 3, K = 5..60, one thread): one call per batch
+# is ×1.1–1.5 slower on ONNX Runtime (see the README's "Latency benchmarks").
+CPU_MAX_ROWS = 256
+
+
+def row_limit(max_rows: int | None, on_gpu: bool) -> int | None:
+    """A backend's `max_rows` argument checked, None resolved: `CPU_MAX_ROWS` on the CPU, no limit on a GPU
+    (where one large call fills the device better)."""
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ConfigError(f"max_rows must be a positive int or None, got {max_rows!r}")
+    return max_rows if max_rows is not None else (None if on_gpu else CPU_MAX_ROWS)
+
+
+def samples_per_call(max_rows: int | None, rows_per_sample: int, lo: int, hi: int) -> int:
+    """How many samples one call takes: at most `hi` (the graph's batch max), at most `max_rows` scoring
+    rows (`rows_per_sample` = K·J each) where a limit is set, and never fewer than `lo` (nor than 1)."""
+    if max_rows is not None:
+        hi = min(hi, max_rows // max(1, rows_per_sample))
+    return max(lo, 1, hi)
 
 
 def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
-from .batching import batches
+from .batching import batches, row_limit, samples_per_call
 from .class_set import ClassSet, Snapshot
 from .iospec import BATCH
 from .manifest import Manifest, load_manifest, load_tables
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
-CPU_MAX_ROWS = 256  # scoring rows (B·K·J) per ONNX Runtime call on the CPU (see OrtScorer max_rows)
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bool)": "bool",
               "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
@@ -116,9 +115,7 @@ class OrtScorer:
         self._z_name, self.z_dim = self.spec.inputs[0].name, int(self.spec.inputs[0].dims[1])
         on_gpu = self.providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
         self.io_binding = on_gpu if io_binding is None else bool(io_binding)
-        if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
-            raise ConfigError(f"max_rows must be a positive int or None, got {max_rows!r}")
-        self.max_rows = max_rows if max_rows is not None else (None if on_gpu else CPU_MAX_ROWS)
+        self.max_rows = row_limit(max_rows, on_gpu)
         self.num_noises = int(self.manifest.data["scoring"]["num_noises"])
         self._ort_device = "cuda" if on_gpu else "cpu"
         self._bound: tuple[int, dict] | None = None  # (class-set version, name -> OrtValue on the device)
@@ -198,9 +195,8 @@ class OrtScorer:
             raise InputError(f"z must hold floats, got dtype {z.dtype}")
         with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
             z = np.ascontiguousarray(z, np.float32)
-        lo, hi = self.batch.min, self.batch.max
-        if self.max_rows is not None:  # B·K·J rows per call: small enough to stay in cache
-            hi = max(lo, min(hi, self.max_rows // (len(snap.names) * self.num_noises)))
+        lo = self.batch.min
+        hi = samples_per_call(self.max_rows, len(snap.names) * self.num_noises, lo, self.batch.max)
         for n, part in batches(z, lo, hi):
             yield n, {self._z_name: part, **tables}
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
+from .batching import batches, row_limit, samples_per_call
 from .class_set import ClassSet, Snapshot
 from .manifest import Manifest, load_tables
 
@@ -50,10 +51,13 @@ class TorchScorer:
         cuda_graph: on CUDA, capture each (B, K) shape in a CUDA graph.
         fast: run `tdsm_edge.fastpath.FastScorer` (fused Triton kernels, SDPA, fp32 islands) instead of
             the plain folded scorer; None = on CUDA only. On the CPU it uses the kernels' torch fallbacks.
+        max_rows: cut a call into chunks of at most this many scoring rows (B·K·J, at least one sample
+            each); None = `batching.CPU_MAX_ROWS` on the CPU (the activations stay in cache), no limit on
+            CUDA (one call, one graph replay).
     """
 
     def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None,
-                 cuda_graph: bool = False, fast: bool | None = None) -> None:
+                 cuda_graph: bool = False, fast: bool | None = None, max_rows: int | None = None) -> None:
         torch = require("torch", extra="train")
         from tdsm_edge.data.features import FeatureStats
         from tdsm_edge.models.folded import FoldedScorer
@@ -67,13 +71,15 @@ class TorchScorer:
         if threads and self.torch_device == "cpu":
             torch.set_num_threads(int(threads))
         on_gpu = self.torch_device.startswith("cuda")
+        self.max_rows = row_limit(max_rows, on_gpu)
         self.precision = manifest.precision if on_gpu else "fp32"
         if self.precision != manifest.precision:
             log.info("torch backend on CPU runs the %s bundle in fp32 (no fast fp16 CPU kernels)", manifest.precision)
         model, schedule = _denoiser(manifest, ref)
         s = manifest.data["scoring"]
         noises = torch.from_numpy(_npy(manifest, ref["noise_bank"]))  # (J, Dz)
-        if noises.shape[0] != int(s["num_noises"]):
+        self.num_noises = int(s["num_noises"])
+        if noises.shape[0] != self.num_noises:
             raise manifest.error("reference/noise_bank.npy", f"it holds {noises.shape[0]} noises, the manifest's "
                                  f"scoring section says J={s['num_noises']}")
         stats = FeatureStats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
@@ -119,16 +125,23 @@ class TorchScorer:
         snap = self.class_set.snapshot()
         if len(z) == 0:
             return np.zeros((0, len(snap.names)), np.float32)
-        zt = torch.from_numpy(np.ascontiguousarray(z, np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
+            z = np.ascontiguousarray(z, np.float32)
+        per_call = samples_per_call(self.max_rows, len(snap.names) * self.num_noises, 1, len(z))
         with self._lock, torch.inference_mode():
             tables = self._tables(snap)
-            if self._fast is not None:
-                out = self._fast(zt, tables)
-            elif self.cuda_graph:
-                out = self._replay(zt, tables, snap.version)
-            else:
-                out = self.folded(zt.to(self.torch_device), **tables)
-            return out.float().cpu().numpy()
+            outs = [self._call(torch.from_numpy(part), tables, snap.version) for _, part in batches(z, 1, per_call)]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _call(self, zt, tables: dict, version: int) -> np.ndarray:
+        """One scorer call on one chunk `(n, Dz)` fp32 (CPU tensor) → `(n, K)` float32."""
+        if self._fast is not None:
+            out = self._fast(zt, tables)
+        elif self.cuda_graph:
+            out = self._replay(zt, tables, version)
+        else:
+            out = self.folded(zt.to(self.torch_device), **tables)
+        return out.float().cpu().numpy()
 
     def _tables(self, snap: Snapshot) -> dict:
         """The snapshot's tables on the device, uploaded once per class-set version."""

@@ -234,7 +234,8 @@ def test_io_binding_path_equals_plain_feeds(runtime_bundle):
 
 def test_row_bounded_chunks_equal_one_call(runtime_bundle):
     """The CPU default cuts a batch into chunks of <= max_rows scoring rows (B·K·J): same scores."""
-    from tdsm_edge.runtime.ort_backend import CPU_MAX_ROWS, OrtScorer
+    from tdsm_edge.runtime.batching import CPU_MAX_ROWS
+    from tdsm_edge.runtime.ort_backend import OrtScorer
 
     one, small = OrtScorer(runtime_bundle.dir, threads=1, max_rows=10**9), OrtScorer(runtime_bundle.dir, threads=1,
                                                                                        max_rows=7)

@@ -116,3 +116,25 @@ def test_fast_path_on_cpu_equals_onnxruntime(runtime_bundle):
     names = fast.class_set.names
     fast.class_set.select([names[3], names[0]])
     np.testing.assert_allclose(fast.scores(z), ort.score_features(z)[:, [3, 0]], rtol=RTOL, atol=0)
+
+
+def test_row_bounded_chunks_equal_one_call(runtime_bundle):
+    """On the CPU the torch backend cuts a batch into chunks of <= max_rows scoring rows (B·K·J), as ONNX
+    Runtime does: same scores, one sample per chunk when K·J exceeds the limit."""
+    from tdsm_edge.runtime.batching import CPU_MAX_ROWS
+    from tdsm_edge.runtime.manifest import load_manifest
+    from tdsm_edge.runtime.torch_backend import TorchScorer
+
+    manifest = load_manifest(runtime_bundle.dir)
+    one = TorchScorer(manifest, device="cpu", threads=1, max_rows=10**9)
+    small = TorchScorer(manifest, device="cpu", threads=1, max_rows=7)
+    assert TorchScorer(manifest, device="cpu", threads=1).max_rows == CPU_MAX_ROWS
+    z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=3))
+    assert 7 < len(one.class_set.names) * one.num_noises and len(z) > 1
+    calls = []
+    real = small._call
+    small._call = lambda zt, *a: calls.append(len(zt)) or real(zt, *a)
+    np.testing.assert_allclose(small.scores(z), one.scores(z), rtol=1e-6, atol=0)
+    assert calls == [1] * len(z)
+    with pytest.raises(ConfigError, match="max_rows must be a positive int"):
+        TorchScorer(manifest, device="cpu", max_rows=0)

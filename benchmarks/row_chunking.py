@@ -1,11 +1,13 @@
-"""Before / after of OrtScorer's row-bounded chunks on the CPU, in one run.
+"""Before / after of the runtime's row-bounded chunks on the CPU, in one run, per backend.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.ort_chunking tiny small      # ~6 min on 2 cores
+    OMP_NUM_THREADS=1 python -m benchmarks.row_chunking tiny small                 # ONNX Runtime, ~6 min
+    OMP_NUM_THREADS=1 python -m benchmarks.row_chunking small --backend torch      # the torch backend
 
 Per preset: the benchmark suite's random-weight model (benchmarks/problem.py) as a fp32 bundle
-(J = 3, dynamic batch 1..64) in a temporary folder; then `OrtScorer(bundle, max_rows=10**9)` (one
-call per batch) against the default (chunks of at most 256 rows B·K·J), interleaved, 1 thread, for
-K = 5 / 24 / 60 and B = 1 / 64. Prints a markdown table of medians; checks the scores are equal.
+(J = 3, dynamic batch 1..64, reference weights) in a temporary folder; then the backend's scorer with
+`max_rows=10**9` (one call per batch) against its default (chunks of at most
+`tdsm_edge.runtime.batching.CPU_MAX_ROWS` = 256 rows B·K·J), interleaved, 1 thread, for K = 5 / 24 / 60
+and B = 1 / 64. Prints a markdown table of medians; checks the scores are equal.
 """
 from __future__ import annotations
 
@@ -25,22 +27,33 @@ def bundle(preset: str, root: Path) -> Path:
     p = build_problem(preset)
     out = root / f"{preset}_J3"
     write_bundle(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=25, num_noises=3, noise_seed=0,
-                 precision="fp32", batch=AxisRange.for_batch(64, dynamic=True), reference_weights=False)
+                 precision="fp32", batch=AxisRange.for_batch(64, dynamic=True), reference_weights=True)
     return out
 
 
-def main(presets: list[str]) -> None:
+def scorer(backend: str, out: Path, **kw):
+    """The backend's scorer on the CPU, one thread."""
+    if backend == "torch":
+        from tdsm_edge.runtime.manifest import load_manifest
+        from tdsm_edge.runtime.torch_backend import TorchScorer
+
+        return TorchScorer(load_manifest(out), device="cpu", threads=1, **kw)
     from tdsm_edge.runtime.ort_backend import OrtScorer
 
+    return OrtScorer(out, threads=1, **kw)
+
+
+def main(presets: list[str], backend: str) -> None:
+    print(f"{backend}, CPU, 1 thread\n")
     print("| preset | K | B | one call (ms) | chunked ≤256 rows (ms) | speed-up |\n|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for preset in presets:
             out = bundle(preset, Path(tmp))
-            before, after = OrtScorer(out, threads=1, max_rows=10**9), OrtScorer(out, threads=1)
+            before, after = scorer(backend, out, max_rows=10**9), scorer(backend, out)
             z = np.random.default_rng(0).normal(0.7, 1.5, (64, before.z_dim)).astype(np.float32)
             for K in (5, 24, 60):
                 for s in (before, after):
-                    s.select(list(range(K)))
+                    s.class_set.select(list(range(K)))
                 for B in (1, 64):
                     np.testing.assert_allclose(after.scores(z[:B]), before.scores(z[:B]), rtol=1e-5, atol=1e-6)
                     t: dict[str, list[float]] = {"before": [], "after": []}
@@ -61,4 +74,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("presets", nargs="*", default=["tiny", "small"], choices=["tiny", "small", "paper"],
                         help="denoiser presets to measure")
-    main(parser.parse_args().presets)
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"],
+                        help="the runtime backend whose chunking is measured")
+    args = parser.parse_args()
+    main(args.presets, args.backend)

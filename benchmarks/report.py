@@ -180,10 +180,16 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
     presets = _order([r.preset for r in results], PRESET_ORDER)
     combos = sorted({(r.J, r.B) for r in results})
     backends = backends_of(results)
+    Ks = sorted({r.K for r in results})
     fig = _figure(3.6 * len(combos), 3.1 * len(presets))
     for i, preset in enumerate(presets):
         for j, (J, B) in enumerate(combos):
             ax = fig.add_subplot(len(presets), len(combos), i * len(combos) + j + 1)
+            if not any((r.preset, r.J, r.B) == (preset, J, B) for r in results):  # e.g. slow cases deselected
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{preset}, J={J}, B={B}:\nnot measured in this run", ha="center", va="center",
+                        fontsize=9, color="0.4", transform=ax.transAxes)
+                continue
             for c, backend in enumerate(backends):
                 pts = sorted((r.K, r.median_ms) for r in results if (r.preset, r.J, r.B, r.backend) ==
                              (preset, J, B, backend))
@@ -192,7 +198,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
                             linestyle="--" if backend == REFERENCE else "-")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            Ks = sorted({r.K for r in results})
+            ax.set_xlim(Ks[0] / 1.3, Ks[-1] * 1.3)  # the same K axis in every panel, even with one point
             ax.set_xticks(Ks, [str(k) for k in Ks])
             ax.xaxis.set_minor_locator(NullLocator())
             ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # labelled ticks even within one decade
@@ -200,8 +206,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{preset}, J={J}, B={B}", fontsize=9)
             ax.grid(True, alpha=0.3, which="both")
-            if i == len(presets) - 1:
-                ax.set_xlabel("K classes")
+            ax.set_xlabel("K classes", fontsize=8)
             if j == 0:
                 ax.set_ylabel("median ms per call")
     handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}

@@ -295,7 +295,9 @@ class TDSMDenoiser(nn.Module):
         fl = self.fl_embedder(fl) + self.fl_pos_embed  # (N or K, L, D)
         fc_emb = self.fc_embedder(fc)  # (N or K, D)
         if text_index is not None:
-            fl, fc_emb = fl[text_index], fc_emb[text_index]  # (N, L, D), (N, D)
+            # index_select, not fl[text_index]: its backward (index_add_) is deterministic on the CPU with
+            # several threads, the advanced-indexing backward (index_put_ accumulate, atomic adds) is not
+            fl, fc_emb = fl.index_select(0, text_index), fc_emb.index_select(0, text_index)  # (N, L, D), (N, D)
             mask = mask[text_index] if mask is not None else None  # (N, L)
         elif fl.shape[0] != x.shape[0]:
             raise InputError(f"fl has {fl.shape[0]} rows but x has {x.shape[0]}; pass text_index to use class tables")

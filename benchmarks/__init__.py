@@ -1,4 +1,4 @@
-"""Benchmarks (pytest-benchmark suites, never collected by `make test`) and their report.
+"""Benchmarks (pytest-benchmark suites; `make test` runs the not-slow cases once each, untimed) and their report.
 
     python -m pytest benchmarks/ -m "not slow" --benchmark-json results.json
     python -m benchmarks.report results.json --out DIR

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.problem import MAX_CLASSES, NOISE_SEED, TIMESTEP, Problem, build_problem
+from benchmarks.problem import MAX_CLASSES, NOISE_SEED, TIMESTEP, Problem, build_problem, write_problem_bundle
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,15 +66,9 @@ class BenchSession:
     def bundle(self, preset: str, J: int) -> Path:
         """The fp32 engine bundle of all MAX_CLASSES classes (no encoder; batch 1..64), built once."""
         if (preset, J) not in self._bundles:
-            from export.bundle import write_bundle
-            from export.iospec import AxisRange
-
-            p = self.problem(preset)
-            out = self.root / f"{preset}_J{J}"
-            write_bundle(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=TIMESTEP, num_noises=J,
-                         noise_seed=NOISE_SEED, precision="fp32", batch=AxisRange.for_batch(len(p.z), dynamic=True),
-                         plan_builder=_plan_builder(), build_command=f"benchmarks/conftest.py bundle {preset} J={J}")
-            self._bundles[(preset, J)] = out
+            self._bundles[(preset, J)] = write_problem_bundle(
+                self.problem(preset), self.root / f"{preset}_J{J}", J, plan_builder=_plan_builder(),
+                build_command=f"benchmarks/conftest.py bundle {preset} J={J}")
         return self._bundles[(preset, J)]
 
     def recognizer(self, preset: str, J: int, backend: str):
@@ -110,16 +104,21 @@ class BenchSession:
         if cached is None or cached.shape[1] < errors.shape[1]:
             self._reference[(preset, J, B)] = errors
 
+    def class_text(self, preset: str, K: int) -> tuple:
+        """The first K classes' text `(fc (K, Dc), fl (K, L, Dc), mask (K, L))` as tensors on `--bench-device`."""
+        import torch
+
+        t = self.problem(preset).text.subset(range(K))
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (t.global_, t.local, t.mask))
+
     def reference_call(self, preset: str, K: int, J: int, B: int):
         """The paper's loop as a call: raw features → standardise → `score_reference` → `(B, K)` numpy."""
         import torch
 
         from tdsm_edge.scoring import noise_bank, score_reference
 
-        p = self.problem(preset)
-        model = self.model(preset)
-        t = p.text.subset(range(K))
-        fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (t.global_, t.local, t.mask))
+        p, model = self.problem(preset), self.model(preset)
+        fc, fl, mask = self.class_text(preset, K)
         noises = noise_bank(J, p.cfg.z_dim, NOISE_SEED).to(self.device)  # (J, Dz)
         z = p.features(B)
 
@@ -136,11 +135,8 @@ class BenchSession:
         from tdsm_edge.models.folded import FoldedScorer, class_tables
         from tdsm_edge.scoring import noise_bank
 
-        p = self.problem(preset)
-        model = self.model(preset)
-        t = p.text.subset(range(K))
-        fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (t.global_, t.local, t.mask))
-        tables = class_tables(model, fc, fl, mask, TIMESTEP, "fp32")
+        p, model = self.problem(preset), self.model(preset)
+        tables = class_tables(model, *self.class_text(preset, K), TIMESTEP, "fp32")
         scorer = FoldedScorer(model, p.schedule, noise_bank(J, p.cfg.z_dim, NOISE_SEED), TIMESTEP, p.stats,
                               "fp32").to(self.device).eval()
         z = torch.from_numpy(p.features(B)).to(self.device)  # (B, Dz) raw

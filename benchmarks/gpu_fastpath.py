@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import time
 
@@ -36,6 +35,7 @@ from tdsm_edge.fastpath.scorer import FastScorer
 from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.folded import ClassTables, FoldedScorer, class_tables
 from tdsm_edge.models.schedule import DDPMSchedule
+from tdsm_edge import timing
 from tdsm_edge.scoring import noise_bank, score_reference
 
 TARGETS_MS = {(1, 5): 0.4, (64, 5): 12.0}  # issue 6, H100, paper preset, J = 3
@@ -59,18 +59,7 @@ def sync(device: torch.device) -> None:
 def median_ms(fn, z: torch.Tensor, warmup: int, reps: int, max_s: float = 3.0) -> float:
     """Median wall ms of `fn(z)` (device-synchronised) over ≤ reps calls and ≤ max_s seconds."""
     with torch.no_grad():
-        for _ in range(warmup):
-            fn(z)
-        times, start = [], time.perf_counter()
-        for _ in range(reps):
-            sync(z.device)
-            t0 = time.perf_counter()
-            fn(z)
-            sync(z.device)
-            times.append(1e3 * (time.perf_counter() - t0))
-            if time.perf_counter() - start > max_s:
-                break
-    return statistics.median(times)
+        return timing.median_ms(lambda: fn(z), reps, warmup=warmup, sync=lambda: sync(z.device), max_s=max_s)
 
 
 # ---------------------------------------------------------------- the problem

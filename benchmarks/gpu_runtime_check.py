@@ -11,9 +11,7 @@ disagrees (fp32: max rel > 1e-3; fp16 fast path: top-1 < 99.5 %).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -21,17 +19,7 @@ from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime.manifest import load_manifest
 from tdsm_edge.runtime.torch_backend import TorchScorer
-
-
-def median_ms(fn, z: np.ndarray, reps: int) -> float:
-    fn(z)
-    fn(z)  # warm-up: graph capture, allocator
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn(z)  # returns numpy: synchronised
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+from tdsm_edge.timing import median_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             got = scorer.scores(z)
             rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
             agree = float((got.argmin(1) == want.argmin(1)).mean())
-            ms = [median_ms(scorer.scores, z[:B], args.reps) for B in (1, 64)]
+            # two warm-up calls: graph capture, allocator; scores() returns numpy, so it is synchronised
+            ms = [median_ms(lambda: scorer.scores(z[:B]), args.reps, warmup=2) for B in (1, 64)]
             print(f"| {name} | {rel:.2e} | {100 * agree:.2f} % | {ms[0]:.3f} | {ms[1]:.3f} |", flush=True)
             if agree < 0.995 or (m.precision == "fp32" and rel > 1e-3):
                 failed.append(name)

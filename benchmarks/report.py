@@ -264,7 +264,7 @@ def format_accuracy(rows: Sequence[dict], run: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdsm_edge.cli import HelpFormatter
+    from tdsm_edge.cli import HelpFormatter, add_log_level, setup_logging
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results", help="pytest-benchmark JSON (python -m pytest benchmarks/ --benchmark-json FILE)")
@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(skipped with a note when it does not exist)")
     p.add_argument("--noises", type=int, nargs="+", default=list(DEFAULT_NOISES), help="J values of the accuracy plot")
     p.add_argument("--timestep", type=int, default=25, help="t of the accuracy plot")
-    p.add_argument("--log-level", default="INFO", help="logging level")
+    add_log_level(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     out = Path(args.out)
     try:
         results, context = load_results(args.results)

@@ -20,15 +20,9 @@ import numpy as np
 
 
 def bundle(preset: str, root: Path) -> Path:
-    from benchmarks.problem import build_problem
-    from export.bundle import write_bundle
-    from export.iospec import AxisRange
+    from benchmarks.problem import build_problem, write_problem_bundle
 
-    p = build_problem(preset)
-    out = root / f"{preset}_J3"
-    write_bundle(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=25, num_noises=3, noise_seed=0,
-                 precision="fp32", batch=AxisRange.for_batch(64, dynamic=True), reference_weights=True)
-    return out
+    return write_problem_bundle(build_problem(preset), root / f"{preset}_J3", 3)
 
 
 def scorer(backend: str, out: Path, **kw):

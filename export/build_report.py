@@ -2,9 +2,9 @@
 open-set calibration, ONNX Runtime latency and the reduced-evaluation trade-off."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
+
+from tdsm_edge.timing import median_ms
 
 from .iospec import BATCH
 
@@ -59,7 +59,7 @@ def format_report(result: dict) -> str:
     scorer = OrtScorer(out)
     z = np.random.default_rng(0).normal(size=(scorer.batch.max, scorer.z_dim)).astype(np.float32)
     for B in sorted({1, scorer.batch.max}):
-        ms = _median_ms(scorer, z[:B])
+        ms = median_ms(lambda: scorer.scores(z[:B]), repeats=20)
         lines.append(f"| ONNX Runtime latency, batch {B} ({scorer.providers[0]}) | {ms:.2f} ms |")
     if result.get("triton"):
         lines.append(f"| Triton model | {result['triton']} |")
@@ -72,12 +72,3 @@ def format_report(result: dict) -> str:
               f"rebuild: {m.rebuild_command}"]
     return "\n".join(lines)
 
-
-def _median_ms(scorer, z: np.ndarray, repeats: int = 20) -> float:
-    scorer.scores(z)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scorer.scores(z)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +25,7 @@ import torch
 from tdsm_edge.errors import DataError, InputError, TdsmError
 
 from tdsm_edge.models.folded import FoldedScorer, class_tables
+from tdsm_edge.timing import median_ms
 from .pruning import PrunedScorer
 
 log = logging.getLogger(__name__)
@@ -135,17 +134,10 @@ def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[t
 
 
 def _median_ms(call, repeats: int, device: str) -> float:
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    times = []
+    """Median ms of `call()` after two warm-up calls, synchronised on CUDA."""
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
     with torch.no_grad():
-        for i in range(repeats + 2):
-            sync()
-            t0 = time.perf_counter()
-            call()
-            sync()
-            if i >= 2:  # two warm-up calls
-                times.append(1e3 * (time.perf_counter() - t0))
-    return float(statistics.median(times))
+        return median_ms(call, repeats, warmup=2, sync=sync)
 
 
 def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = None) -> Path:

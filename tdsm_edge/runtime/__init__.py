@@ -15,7 +15,7 @@ Modules:
     torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
     trt_backend.py  `TrtScorer`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
     trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
-    batching.py     `batches`: a batch cut to a graph's batch range (chunks, zero padding), for every backend
+    batching.py     `features`, `batches`, `row_limit`: input checks, batch chunks (graph range, CPU row budget) for every backend
     cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing
     to_ntu25, ADAPTERS  (from tdsm_edge.skeleton.adapters) COCO-17 / MediaPipe-33 keypoints → NTU-25 windows

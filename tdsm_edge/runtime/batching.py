@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError
+from tdsm_edge.errors import ConfigError, InputError
 
 # scoring rows (B·K·J) per call on the CPU: small enough that the activations stay in cache. Measured
 # with `python -m benchmarks.row_chunking` (B = 64, J = 3, K = 5..60, one thread): one call per batch
@@ -28,6 +28,18 @@ def samples_per_call(max_rows: int | None, rows_per_sample: int, lo: int, hi: in
     if max_rows is not None:
         hi = min(hi, max_rows // max(1, rows_per_sample))
     return max(lo, 1, hi)
+
+
+def features(z, z_dim: int, dtype=np.float32) -> np.ndarray:
+    """A scorer's input `z` checked as `(B, Dz)` floats and returned C-contiguous in `dtype` (values too
+    large for it become inf: the caller checks the output)."""
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[1] != z_dim:
+        raise InputError(f"z must be (B, Dz={z_dim}), got shape {z.shape}")
+    if not np.issubdtype(z.dtype, np.floating):
+        raise InputError(f"z must hold floats, got dtype {z.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(z, dtype)
 
 
 def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:

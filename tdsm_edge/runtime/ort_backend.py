@@ -23,7 +23,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
-from .batching import batches, row_limit, samples_per_call
+from .batching import batches, features, row_limit, samples_per_call
 from .class_set import ClassSet, Snapshot
 from .iospec import BATCH
 from .manifest import Manifest, load_manifest, load_tables
@@ -188,13 +188,7 @@ class OrtScorer:
         at most the batch max, zero-padded up to the batch min (keep the first n output rows)."""
         snap = snap or self.class_set.snapshot()
         tables = snap.tables
-        z = np.asarray(z)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
-        if not np.issubdtype(z.dtype, np.floating):
-            raise InputError(f"z must hold floats, got dtype {z.dtype}")
-        with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
-            z = np.ascontiguousarray(z, np.float32)
+        z = features(z, self.z_dim)
         lo = self.batch.min
         hi = samples_per_call(self.max_rows, len(snap.names) * self.num_noises, lo, self.batch.max)
         for n, part in batches(z, lo, hi):

@@ -20,7 +20,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError, require
 
-from .batching import batches, row_limit, samples_per_call
+from .batching import batches, features, row_limit, samples_per_call
 from .class_set import ClassSet, Snapshot
 from .manifest import Manifest, load_tables
 
@@ -117,16 +117,10 @@ class TorchScorer:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes."""
         import torch
 
-        z = np.asarray(z)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
-        if not np.issubdtype(z.dtype, np.floating):
-            raise InputError(f"z must hold floats, got dtype {z.dtype}")
+        z = features(z, self.z_dim)
         snap = self.class_set.snapshot()
         if len(z) == 0:
             return np.zeros((0, len(snap.names)), np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):  # overflowing values → inf: the caller checks the output
-            z = np.ascontiguousarray(z, np.float32)
         per_call = samples_per_call(self.max_rows, len(snap.names) * self.num_noises, 1, len(z))
         with self._lock, torch.inference_mode():
             tables = self._tables(snap)

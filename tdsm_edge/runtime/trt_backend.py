@@ -31,7 +31,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, InputError, MissingDependencyError
 
-from .batching import batches
+from .batching import batches, features
 from .class_set import ClassSet, Snapshot
 from .cuda_memory import CUDA_PYTHON_MISSING, _cudart, gpu_info
 from .manifest import Manifest, check_plan_compat, load_tables
@@ -147,11 +147,7 @@ class TrtScorer:
     def scores(self, z: np.ndarray) -> np.ndarray:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes (lower = likelier)."""
         snap = self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
-        z = np.asarray(z)
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise InputError(f"z must be (B, Dz={self.z_dim}), got shape {z.shape}")
-        if not np.issubdtype(z.dtype, np.floating):
-            raise InputError(f"z must hold floats, got dtype {z.dtype}")
+        z = features(z, self.z_dim, self.engine.dtypes[self._z_name])
         K = len(snap.names)
         if K > self.class_range[1]:
             raise ConfigError(f"{K} classes are active but the TensorRT scorer plan {self.record['file']} takes at "
@@ -162,7 +158,6 @@ class TrtScorer:
             return np.zeros((0, K), np.float32)
         tables = self._tables(snap)
         cached = {n: snap.version for n in tables}  # uploaded once per version (and thread)
-        z = np.ascontiguousarray(z, self.engine.dtypes[self._z_name])
         out = []
         for n, part in batches(z, *self.batch):
             errors = self.engine.infer({self._z_name: part, **tables}, cached=cached, graph=self.cuda_graph)

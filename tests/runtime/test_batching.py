@@ -37,3 +37,17 @@ def test_row_limit_defaults_and_refusals():
     for bad in (0, -3, 2.5, "256", True):
         with pytest.raises(ConfigError, match="max_rows must be a positive int or None"):
             row_limit(bad, on_gpu=False)
+
+
+def test_features_checked_and_converted():
+    from tdsm_edge.errors import InputError
+    from tdsm_edge.runtime.batching import features
+
+    z = features(np.arange(6, dtype=np.float64).reshape(2, 3)[:, ::-1], 3)
+    assert z.dtype == np.float32 and z.flags.c_contiguous and z.tolist() == [[2, 1, 0], [5, 4, 3]]
+    assert features(np.ones((1, 3)), 3, np.float16).dtype == np.float16
+    assert np.isinf(features(np.full((1, 3), 1e300), 3)).all()  # too large for float32: inf, no warning raised
+    with pytest.raises(InputError, match=r"z must be \(B, Dz=3\)"):
+        features(np.ones((2, 4)), 3)
+    with pytest.raises(InputError, match="z must hold floats"):
+        features(np.ones((2, 3), int), 3)

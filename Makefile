@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[runtime,train,export,dev]"
+	$(PY) -m pip install --quiet -e ".[runtime,train,export,sign,dev]"
 	touch $(STAMP)
 
 # Re-running reuses finished stages (--resume) and reprints the table; edit configs/demo.yaml and

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tdsm_edge.errors import InputError, TdsmError
+from tdsm_edge.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def format_accuracy(rows: Sequence[dict], run: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdsm_edge.cli import HelpFormatter, add_log_level, setup_logging
+    from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results", help="pytest-benchmark JSON (python -m pytest benchmarks/ --benchmark-json FILE)")
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     out = Path(args.out)
-    try:
+
+    def body() -> None:
         results, context = load_results(args.results)
         text = format_markdown(results, context)
         plot_latency(results, out / "latency_vs_K.png")
@@ -289,14 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("accuracy vs J skipped: no trained run at %s (train one with make demo, or pass --run)",
                         args.run)
             text += f"\nAccuracy vs J: skipped (no trained run at `{args.run}`).\n"
-    except TdsmError as e:
-        log.error("%s", e)
-        return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.md").write_text(text)
-    print(text)
-    log.info("wrote %s", out / "benchmarks.md")
-    return 0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmarks.md").write_text(text)
+        print(text)
+        log.info("wrote %s", out / "benchmarks.md")
+
+    return run_main(body, log, interrupted="interrupted; benchmarks.md was not written")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ tests/runtime/test_tokenizer.py checks that the committed table equals a fresh p
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -81,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(OUT), help="module to write (default: %(default)s)")
     args = p.parse_args(argv)
-    Path(args.out).write_text(render(probe()))
-    print(f"wrote {args.out}")
-    return 0
+
+    def body() -> None:
+        Path(args.out).write_text(render(probe()))
+        print(f"wrote {args.out}")
+
+    from tdsm_edge.cli import run_main
+
+    return run_main(body, logging.getLogger("export.bert_chars"))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdsm_edge.cli import HelpFormatter, add_log_level, setup_logging
-from tdsm_edge.errors import ConfigError, MissingDependencyError, TdsmError
+from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
+from tdsm_edge.errors import ConfigError, MissingDependencyError
 
 from .build_report import format_report
 from .iospec import BATCH, AxisRange
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ship the text side (MiniLM text graph, tables graph, vocab.txt; ~90 MB) so the runtime can "
                         "add classes from their text: ZeroShotRecognizer.add_classes (default: on when the run's text "
                         "encoder is MiniLM and its weights are installed, else off with the reason logged)")
+    p.add_argument("--sign-key", default=None, metavar="FILE",
+                   help="sign the bundle digest with this Ed25519 private key (PEM; python -m export.signing keygen) "
+                        "into manifest.sig; robots then load with public_key=... (default: unsigned)")
     p.add_argument("--triton-repo", default=None, metavar="DIR",
                    help="also write an NVIDIA Triton model repository for the scorer (default: none)")
     p.add_argument("--tradeoff", action=argparse.BooleanOptionalAction, default=True,
@@ -200,6 +203,8 @@ def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend
         argv.append("--no-torch-weights")
     if args.triton_repo:
         argv += ["--triton-repo", str(args.triton_repo)]
+    if args.sign_key:
+        argv += ["--sign-key", str(args.sign_key)]
     text_encoder = args.text_encoder if text_encoder is None else text_encoder
     if text_encoder is not None:
         argv.append("--text-encoder" if text_encoder else "--no-text-encoder")
@@ -212,12 +217,19 @@ def build(args: argparse.Namespace) -> dict:
     from tdsm_edge.training.split_data import split_classes
 
     from . import sources
-    from .bundle import write_bundle
+    from .bundle import check_replaceable, write_bundle
 
     backend = resolve_backend(args.backend)
     validate(args, backend)
+    if args.out:
+        check_replaceable(Path(args.out))  # before any work: never write over a folder that is not a bundle
+    if args.sign_key:
+        from .signing import load_private_key
+
+        load_private_key(args.sign_key)  # a bad key fails now, not after the build
     src = sources.resolve_run(args.run or sources.ensure_demo_run())  # no --run: the demo, trained if needed
     out = Path(args.out) if args.out else Path("engines") / src.root.name
+    check_replaceable(out)
     log.info("run %s: split %s, seed %d → %s (backend %s, %s)", src.root, src.split, src.seed, out, backend,
              args.precision)
     model, schedule, stats, cfg = load_denoiser(src.seed_dir / "denoiser")
@@ -244,7 +256,8 @@ def build(args: argparse.Namespace) -> dict:
         run_config=cfg, source=src.to_dict(), class_indices=indices,
         build_command=rebuild_command(args, src.seed_dir, out, backend, J, t, text_encoder),
         plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check,
-        reference_weights=args.torch_weights, text_encoder=text_encoder, class_descriptions=descriptions)
+        reference_weights=args.torch_weights, text_encoder=text_encoder, class_descriptions=descriptions,
+        sign_key=args.sign_key)
     triton = None
     if args.triton_repo:
         from .triton import write_triton_repo
@@ -301,8 +314,8 @@ def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classe
         windows = sources.held_out_windows(src, indices)
         encoder = load_encoder(encoder_dir)[0] if windows is not None else None
 
-    def check(stage_dir: Path) -> dict:
-        scorer = OrtScorer(stage_dir, providers="auto")  # one session for the checks and the calibration
+    def check(staged) -> dict:
+        scorer = OrtScorer(staged, providers="auto")  # one session for the checks and the calibration
         report = verify_bundle(scorer, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
                                providers="auto")
         report["held_out"] = f"{src.seed_dir}/features/{which}.npy"
@@ -335,13 +348,12 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        result = build(args)
-        print("\n" + format_report(result))
-    except TdsmError as e:
-        log.error("%s", e)
-        return 2
-    return 0
+
+    def run() -> None:
+        print("\n" + format_report(build(args)))
+
+    return run_main(run, log, interrupted="interrupted; no bundle was written or changed (the partial build was "
+                                          "deleted): run the same command again")
 
 
 if __name__ == "__main__":

@@ -63,12 +63,15 @@ def format_report(result: dict) -> str:
         lines.append(f"| ONNX Runtime latency, batch {B} ({scorer.providers[0]}) | {ms:.2f} ms |")
     if result.get("triton"):
         lines.append(f"| Triton model | {result['triton']} |")
+    signed = (out / "manifest.sig").is_file()
+    lines.append(f"| bundle digest | {m.digest}{' (signed: manifest.sig)' if signed else ''} |")
     if result.get("tradeoff"):
         from .tradeoff import format_table
 
         lines += ["", "Reduced evaluations (torch fp32 folded scorer, 1 thread; plot: "
                   f"{result['tradeoff']['png']}):", "", format_table(result["tradeoff"]["results"])]
-    lines += ["", f"Load it: ZeroShotRecognizer.load({str(out)!r}) (from tdsm_edge import ZeroShotRecognizer); "
-              f"rebuild: {m.rebuild_command}"]
+    lines += ["", f"Load it: ZeroShotRecognizer.load({str(out)!r}, digest={m.digest!r}) (from tdsm_edge import "
+              "ZeroShotRecognizer; digest= pins this exact build, leave it out to accept any intact bundle"
+              + (", public_key=... checks the signature" if signed else "") + f"); rebuild: {m.rebuild_command}"]
     return "\n".join(lines)
 

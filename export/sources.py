@@ -102,7 +102,12 @@ def select_classes(names: list[str], unseen: np.ndarray, classes: list[str] | No
         p = Path(classes_file)
         if not p.is_file():
             raise ConfigError(f"--classes-file {str(p)!r} does not exist")
-        classes = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"--classes-file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); it must "
+                              "hold one class name a line") from e
+        classes = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if classes is None:
         return [int(i) for i in unseen]
     if [c.lower() for c in classes] == ["all"]:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from tdsm_edge.errors import DataError, InputError, TdsmError
+from tdsm_edge.errors import DataError, InputError
 
 from tdsm_edge.models.folded import FoldedScorer, class_tables
 from tdsm_edge.timing import median_ms
@@ -203,7 +203,7 @@ def format_table(results: Sequence[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tdsm_edge.cli import HelpFormatter, setup_logging
+    from tdsm_edge.cli import HelpFormatter, run_main, setup_logging
     from tdsm_edge.io import write_json
 
     p = argparse.ArgumentParser(prog="python -m export.tradeoff", description=__doc__, formatter_class=HelpFormatter)
@@ -215,16 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="torch device")
     args = p.parse_args(argv)
     setup_logging()
-    try:
+
+    def body() -> None:
         results = measure_tradeoff(args.run, device=args.device, repeats=args.repeats, threads=args.threads)
-    except TdsmError as e:
-        log.error("%s", e)
-        return 2
-    plot_tradeoff(results, args.png)
-    if args.json:
-        write_json(args.json, results)
-    print(format_table(results))
-    return 0
+        plot_tradeoff(results, args.png)
+        if args.json:
+            write_json(args.json, results)
+        print(format_table(results))
+
+    return run_main(body, log, interrupted="interrupted; nothing was written")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdsm_edge.errors import ExportError, require
+from tdsm_edge.errors import ExportError
 
 from .iospec import TEXT_GRAPH
 from .ort_backend import OrtScorer
@@ -134,12 +134,10 @@ def _accuracy(got: np.ndarray, ref: np.ndarray, labels: np.ndarray, m) -> dict:
 def _verify_encoder(m, scorer: OrtScorer, encoder, windows: np.ndarray, ref_fn, providers, threads) -> dict:
     import torch
 
-    from .ort_backend import resolve_providers, session_options
+    from tdsm_edge.runtime.ort_backend import open_session
 
-    ort = require("onnxruntime", extra="runtime")
     windows = np.ascontiguousarray(windows, np.float32)
-    sess = ort.InferenceSession(str(m.path("encoder")), session_options(threads),
-                                providers=resolve_providers(providers))
+    sess = open_session(m, "encoder", threads, providers)
     name = sess.get_inputs()[0].name
     feats = np.concatenate([sess.run(None, {name: windows[i:i + 64]})[0] for i in range(0, len(windows), 64)])
     with torch.no_grad():
@@ -170,6 +168,7 @@ def _verify_plan(m, plan: dict, scorer: OrtScorer, z: np.ndarray, ref: np.ndarra
 
     scorer.select(None)
     with TrtEngine() as eng:
-        eng.load(m.path(plan["file"]), expected_record=plan, rebuild_cmd=m.rebuild_command).activate()
+        eng.load(m.path(plan["file"]), expected_record=plan, rebuild_cmd=m.rebuild_command,
+                 data=m.read_bytes(plan["file"])).activate()
         out = [eng.infer(feed)["errors"][:n] for n, feed in scorer.feeds(z)]
     return compare(np.concatenate(out), ref)

@@ -40,10 +40,37 @@ def load_module(folder: str | Path) -> tuple[dict, dict[str, Any]]:
                 f"checkpoint file {str(f)!r} is missing; the folder {str(folder)!r} is not a complete "
                 "checkpoint. Re-run training (python -m tdsm_edge.train) or point --run at a finished run.")
     try:
-        return load_file(str(weights)), read_json(meta)
+        state = load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"cannot read checkpoint {str(weights)!r}: {e}. The file is corrupt; "
                               "delete it and re-run training.") from e
+    return state, _meta(meta.read_bytes(), str(meta))
+
+
+def module_from_bytes(weights: bytes, meta: bytes, where: str) -> tuple[dict, dict[str, Any]]:
+    """(state_dict, meta) from the two files of a `save_module` folder given as bytes (e.g. read and
+    checked by an engine bundle); CheckpointError naming `where` when either is malformed."""
+    from safetensors.torch import load
+
+    try:
+        state = load(weights)
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read {where}/model.safetensors: {e}") from e
+    return state, _meta(meta, f"{where}/config.json")
+
+
+def _meta(raw: bytes, where: str) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict; CheckpointError that names that file (not the weights)."""
+    import json
+
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where!r} is not valid json ({e}); the weights next to it may be fine: restore "
+                              "config.json from the run (or re-run the stage that wrote it)") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where!r} is not a json object; restore config.json from the run")
+    return meta
 
 
 def load_into(model, state_dict: dict, where: str) -> None:

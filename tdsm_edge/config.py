@@ -7,11 +7,17 @@ override single fields.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a run folder name under runs/: no '/', no '..'
 
 
 @dataclass(frozen=True)
@@ -167,25 +173,58 @@ def encoder_preset(name: str, **overrides: Any) -> EncoderConfig:
 
 # ---------------------------------------------------------------- dict / yaml conversion
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a dict, rejecting unknown keys and converting lists to tuples."""
+    """Build dataclass `cls` from a dict: unknown keys refused, every value checked against its field's type
+    (lists become tuples, ints are accepted for floats), ConfigError naming the key, the value and the type."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        ftype = known[name].type
         sub = _SECTIONS.get(name) if cls is RunConfig else None
         if sub is not None:
             kwargs[name] = value if isinstance(value, sub) else _section(sub, value, f"{where}.{name}")
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
-        del ftype
+            kwargs[name] = _typed(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """`value` as a field of type `hint` (int, float, bool, str, X | None, tuple[X, ...]), or ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):  # X | None
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _typed(value, inner, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(value, f"a list of {args[0].__name__}s, e.g. [{_EXAMPLE[args[0]]}]", where)
+        return tuple(_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          str: isinstance(value, str)}[hint]
+    if not ok:
+        raise _type_error(value, {float: "a finite number"}.get(hint, f"{'an' if hint is int else 'a'} "
+                                                                        f"{hint.__name__}"), where)
+    return float(value) if hint is float else value
+
+
+_EXAMPLE = {int: "1, 2", str: '"a", "b"', float: "0.5, 1.0"}
+
+
+def _type_error(value: Any, expected: str, where: str) -> ConfigError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
+    return ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {shown}")
+
+
+def section_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """One config section (e.g. DenoiserConfig) from a dict, typed and checked like a yaml file's sections."""
+    return _section(cls, data, where)
 
 
 def _section(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -237,9 +276,12 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass a yaml file such as configs/demo.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); a config is "
+                          "a yaml text file such as configs/demo.yaml") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid yaml: {e}") from e
+        raise ConfigError(f"config file {str(path)!r} is not valid yaml: {' '.join(str(e).split())}") from e
     return config_from_dict(data, where=str(path))
 
 
@@ -267,7 +309,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             data[section][name] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: the value is not valid yaml: {e}") from e
-    return config_from_dict(data, where="config with --set overrides")
+    return config_from_dict(data, where="config (with --set)")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
@@ -285,8 +327,40 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
+def _ranges(cfg: RunConfig) -> list[tuple[bool, str]]:
+    """(ok, message) for every value with a range: counts >= 1, rates > 0, weights >= 0, the run name."""
+    at_least = {1: ("data.samples_per_class", "data.test_per_class", "data.frames", "encoder.feature_dim",
+                    "encoder.num_person", "encoder.epochs", "encoder.batch_size", "text.num_tokens",
+                    "denoiser.hidden_size", "denoiser.num_heads", "denoiser.z_dim", "denoiser.cond_dim",
+                    "denoiser.num_tokens", "schedule.num_steps", "train.warmup_steps", "eval.batch_size",
+                    "baseline.epochs", "baseline.hidden_dim"),
+                0: ("data.gzsl_seen_per_class", "data.val_per_class", "data.seed", "encoder.weight_decay",
+                    "loss.w_diffusion", "loss.w_triplet", "loss.margin", "train.weight_decay", "train.grad_clip",
+                    "train.checkpoint_every", "train.seed", "eval.noise_seed")}
+    out = []
+    for lo, keys in at_least.items():
+        for key in keys:
+            section, name = key.split(".")
+            v = getattr(getattr(cfg, section), name)
+            out.append((v >= lo, f"{key} must be >= {lo}, got {v}"))
+    for key in ("encoder.lr", "train.lr", "baseline.lr", "baseline.temperature", "denoiser.mlp_ratio"):
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        out.append((v > 0, f"{key} must be > 0, got {v}"))
+    s = cfg.schedule
+    out += [(0 < s.beta_start < s.beta_end < 1, f"schedule betas must satisfy 0 < beta_start < beta_end < 1, got "
+                                                f"{s.beta_start} and {s.beta_end}"),
+            (0 <= cfg.encoder.dropout < 1, f"encoder.dropout must lie in [0, 1), got {cfg.encoder.dropout}"),
+            (all(c >= 1 for c in cfg.encoder.channels) and all(x >= 1 for x in cfg.encoder.strides) and
+             len(cfg.encoder.channels) >= 1, "encoder.channels and encoder.strides must be non-empty lists of ints >= 1"),
+            (all(j >= 1 for j in cfg.eval.sweep_noises), f"eval.sweep_noises must be >= 1, got {cfg.eval.sweep_noises}"),
+            (bool(RUN_NAME.match(cfg.name)), f"name {cfg.name!r} must be a plain folder name (letters, digits, '.', "
+                                             "'_', '-'; no '/' or '..'): the run is written to runs/<name>")]
+    return out
+
+
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError with a fix hint for values that cannot work together."""
+    """Raise ConfigError with a fix hint for values that cannot work together or lie out of range."""
     d, s, e = cfg.denoiser, cfg.schedule, cfg.eval
     checks = [
         (d.hidden_size % d.num_heads == 0,
@@ -320,6 +394,7 @@ def validate(cfg: RunConfig) -> None:
         (not (cfg.data.skeletons and cfg.data.features),
          "set data.skeletons (raw skeletons: train the encoder) or data.features (published features), not both"),
     ]
+    checks += [(ok, msg) for ok, msg in _ranges(cfg)]
     for ok, msg in checks:
         if not ok:
             raise ConfigError(f"invalid config: {msg}")

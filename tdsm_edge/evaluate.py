@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, setup_logging
+from .cli import HelpFormatter, add_log_level, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .config import apply_overrides, load_config, replace, save_config, validate
-    from .errors import DataError, TdsmError
+    from .errors import DataError
 
-    try:
+    def body() -> None:
+        from .training.distributed import resolve_device
+
+        device = resolve_device(args.device)  # a bad --device fails before anything is read
         run = Path(args.run)
         seeds = _seed_dirs(run)
         if not seeds:
@@ -65,12 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, eval=replace(ev, **changes))
         validate(cfg)
         from .text.prompts import ClassText
-        from .training.distributed import resolve_device
         from .training.evaluation import evaluate_seed
         from .training.split_data import seed_features, split_classes
         from .training.summary import summarize, summary_table, write_summary
 
-        device = resolve_device(args.device)
         text_path = root / "text" / "class_text.safetensors"
         if text_path.is_file():
             text = ClassText.load(text_path)
@@ -90,10 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(seeds) > 1 or seeds[0] != run:
             write_summary(root, summary)
         print(summary_table(summary))
-    except TdsmError as e:
-        logging.getLogger("tdsm_edge").error("%s", e)
-        return 2
-    return 0
+
+    return run_main(body, logging.getLogger("tdsm_edge"), interrupted="interrupted; seeds evaluated so far have new metrics.json "
+                    "files (each written whole), the others are unchanged: run the same command again")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,13 +19,21 @@ import numpy as np
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it over `path`, else delete it.
 
-    A crash or exception never leaves a half-written file under the final name.
+    A crash or exception never leaves a half-written file under the final name. The temporary file is
+    created with the ordinary mode (0666 less the umask, as `open` would), so the final file is readable
+    by whoever may read its folder, not only by its owner.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    for _ in range(100):
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 32 random bits
+        raise FileExistsError(f"cannot create a temporary file next to {path}")
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -37,7 +45,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented json, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -59,7 +67,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

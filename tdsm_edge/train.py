@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, setup_logging
+from .cli import HelpFormatter, add_log_level, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,31 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from .config import apply_overrides, load_config, replace, validate
-    from .errors import TdsmError
+    from .errors import ConfigError
 
-    try:
+    def body() -> None:
         cfg = apply_overrides(load_config(args.config), args.overrides)
         if args.iterations is not None:
             cfg = replace(cfg, train=replace(cfg.train, iterations=args.iterations))
         if args.device is not None:
             cfg = replace(cfg, train=replace(cfg.train, device=args.device))
         validate(cfg)
+        out = Path(args.out) if args.out else Path("runs") / cfg.name
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r} is a file; a run is written to a folder: pass a folder path")
         from .training.distributed import init_distributed, resolve_device
         from .training.pipeline import run
         from .training.summary import summary_table
 
         device = resolve_device(cfg.train.device)
         dist = init_distributed(device)
-        out = Path(args.out) if args.out else Path("runs") / cfg.name
         summary = run(cfg, out, args.splits or [cfg.data.split], args.seeds or [cfg.train.seed], dist,
                       device, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
         if summary is not None:
             print(f"\nResults for {cfg.name} ({out}):\n")
             print(summary_table(summary))
-    except TdsmError as e:
-        logging.getLogger("tdsm_edge").error("%s", e)
-        return 2
-    return 0
+
+    return run_main(body, logging.getLogger("tdsm_edge"),
+                    interrupted="interrupted; finished stages and the latest denoiser checkpoint are kept: run the "
+                                "same command with --resume to continue")
 
 
 if __name__ == "__main__":

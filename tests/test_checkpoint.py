@@ -61,3 +61,13 @@ def test_latest_and_prune(tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_0000030", "step_0000040"]
     assert latest_checkpoint(tmp_path / "none") is None
+
+
+def test_a_corrupt_config_json_is_named_and_the_weights_are_not_blamed(tmp_path):
+    save_module(tmp_path, {"w": torch.zeros(2)}, {"kind": "x"})
+    for bad in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        (tmp_path / "config.json").write_bytes(bad)
+        with pytest.raises(CheckpointError, match="config.json") as e:
+            load_module(tmp_path)
+        assert "model.safetensors" not in str(e.value) and "the weights next to it may be fine" in str(e.value) \
+            or "not a json object" in str(e.value)

@@ -64,3 +64,49 @@ def test_overrides_parse_yaml_values_and_reject_unknown_keys():
                        ("train.amp=fp8", "train.amp")]:
         with pytest.raises(ConfigError, match=match):
             apply_overrides(cfg, [bad])
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.iterations=many", r"train\.iterations: expected an int, got str 'many'"),
+    ('denoiser.hidden_size="128"', r"denoiser\.hidden_size: expected an int, got str '128'"),
+    ("eval.sweep_timesteps=5", r"eval\.sweep_timesteps: expected a list of ints, e\.g\. \[1, 2\], got int 5"),
+    ("eval.sweep_noises=[1, x]", r"eval\.sweep_noises\[1\]: expected an int, got str 'x'"),
+    ("train.lr=fast", r"train\.lr: expected a finite number, got str 'fast'"),
+    ("train.lr=.nan", r"train\.lr: expected a finite number, got float nan"),
+    ("train.lr=0", r"train\.lr must be > 0"),
+    ("denoiser.mask_text_padding=1", r"mask_text_padding: expected a bool, got int 1"),
+    ("text.encoder=5", r"text\.encoder: expected a str, got int 5"),
+    ("data.skeletons=[a]", r"data\.skeletons: expected a str, got list"),
+    ("encoder.epochs=0", r"encoder\.epochs must be >= 1, got 0"),
+    ("train.batch_size=1", r"batch_size >= 2"),
+    ("encoder.dropout=1.5", r"encoder\.dropout must lie in \[0, 1\)"),
+    ("schedule.beta_end=0.0001", r"0 < beta_start < beta_end < 1"),
+    ("train.iterations=true", r"train\.iterations: expected an int, got bool True"),
+])
+def test_config_values_are_type_and_range_checked(override, match):
+    """Every value is checked when the config is read, naming the key, the value and the expected type:
+    nothing fails later in the middle of training."""
+    from tdsm_edge.config import apply_overrides
+
+    with pytest.raises(ConfigError, match=match):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_ints_are_accepted_for_floats_and_become_floats():
+    from tdsm_edge.config import apply_overrides
+
+    cfg = apply_overrides(RunConfig(), ["train.lr=1", "loss.margin=2"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and isinstance(cfg.loss.margin, float)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "/abs", ".hidden", "", "x" * 200])
+def test_run_names_cannot_leave_the_runs_folder(name):
+    with pytest.raises(ConfigError, match="must be a plain folder name"):
+        config_from_dict({"name": name})
+
+
+def test_a_non_utf8_config_file_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(bad)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..config import DENOISER_PRESETS, DenoiserConfig
-from ..errors import CheckpointError, ConfigError, TdsmError
+from ..errors import CheckpointError, ConfigError
 from .denoiser import TDSMDenoiser
 
 log = logging.getLogger(__name__)
@@ -326,17 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import setup_logging
+    from ..cli import run_main, setup_logging
 
     setup_logging(args.log_level)
-    try:
+
+    def body() -> None:
         out = convert_published_checkpoint(args.checkpoint, args.out, args.heads, args.feature_stats,
                                            args.config, args.overwrite)
-    except TdsmError as e:
-        logging.getLogger("tdsm_edge").error("%s", e)
-        return 2
-    print(f"wrote {out} (verified: reloads with load_denoiser to the same weights)")
-    return 0
+        print(f"wrote {out} (verified: reloads with load_denoiser to the same weights)")
+
+    return run_main(body, logging.getLogger("tdsm_edge"), interrupted="interrupted; the denoiser folder is written "
+                                                                     "only when complete: run the same command again")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
     name, scorer, encoder = open_backend(manifest, "auto")
 
 Every backend gives the same two objects:
-    scorer   `.scores(z (B, Dz)) -> (B, K) float32` over the active classes, `.class_set` (a ClassSet:
-             names, tables, the active subset), `.device` (where it runs, in words)
+    scorer   `.scores(z (B, Dz), snap=None) -> (B, K) float32` over the classes of a class-set snapshot (the
+             active ones now by default), `.class_set` (a ClassSet: names, tables, the active subset),
+             `.device` (where it runs, in words)
     encoder  `.features(x (B, 3, T, V, M)) -> (B, Dz) float32`, `.window_shape` (3, T, V, M); None when
              the bundle has no encoder graph
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError
 
-from .class_set import ClassSet
+from .class_set import ClassSet, Snapshot
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Scorer(Protocol):
     class_set: ClassSet
     device: str
 
-    def scores(self, z: np.ndarray) -> np.ndarray: ...
+    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray: ...
 
 
 class Encoder(Protocol):

@@ -20,6 +20,10 @@ import numpy as np
 
 from tdsm_edge.errors import InputError
 
+from .manifest_schema import name_problem
+
+MAX_CLASSES = 1024  # classes one scorer may hold (each adds B·J scoring rows per call)
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -37,10 +41,14 @@ class ClassSet:
         names: the K0 class names, in table-row order.
         tables: name -> `(K0, ...)` float32 class tables.
         dtypes: name -> numpy dtype the scorer reads that table in (e.g. float16 for a fp16 graph).
+        max_classes: how many classes `add` may grow the set to (the active subset of a TensorRT scorer is
+            bounded by its plan's profile besides).
     """
 
-    def __init__(self, names: Sequence[str], tables: Mapping[str, np.ndarray], dtypes: Mapping[str, str]) -> None:
+    def __init__(self, names: Sequence[str], tables: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
+                 max_classes: int = MAX_CLASSES) -> None:
         self._lock = threading.Lock()
+        self.max_classes = max(int(max_classes), len(names))
         self._dtypes = {n: np.dtype(dtypes[n]) for n in tables}
         self._names: tuple[str, ...] = tuple(names)
         self._all = {n: np.ascontiguousarray(t, self._dtypes[n]) for n, t in tables.items()}
@@ -79,6 +87,13 @@ class ClassSet:
             if clash or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
                 raise InputError(f"add_classes needs new, unique, non-empty class names; {clash or names} "
                                  "already exist or repeat. Pick other names, or set_active_classes to reuse a class")
+            bad = [why for why in map(name_problem, names) if why]
+            if bad:
+                raise InputError(f"add_classes: {bad[0]}")
+            if len(self._names) + len(names) > self.max_classes:
+                raise InputError(f"adding {len(names)} classes would make {len(self._names) + len(names)}, but this "
+                                 f"scorer holds at most {self.max_classes}; choose the classes you need with "
+                                 "set_active_classes, or rebuild the bundle with them (--classes ...)")
             if set(tables) != set(self._all):
                 raise InputError(f"new class rows must give the tables {sorted(self._all)}, got {sorted(tables)}")
             rows = {n: np.ascontiguousarray(tables[n], self._dtypes[n]) for n in self._all}

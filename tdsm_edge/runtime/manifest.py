@@ -1,42 +1,55 @@
 """Reading and checking an engine bundle's manifest.json: numpy + json only (never torch or onnx).
 
 An engine bundle (`engines/<name>/`) is a folder:
-    manifest.json          everything below, plus the sha256 of every other file
+    manifest.json          everything below, the sha256 of every other file, and its own digest
+    manifest.sig           optional: an ed25519 signature of that digest (integrity.py)
     scorer_<prec>.onnx     the folded scorer graph: z (batch, Dz) + class tables → errors (batch, classes)
     encoder_<prec>.onnx    optional: preprocessed window (batch, 3, T, V, M) → z (batch, Dz)
     tables.npz             the class tables, float32, one row per class in score order (numpy-readable)
     tables_fp32.onnx       optional, with text_encoder.onnx + vocab.txt: the text side for classes added
                            at run time (class text → class tables; prompt tokens → MiniLM text features)
+    reference/             optional: the PyTorch weights of the runtime's torch backend
     *.plan                 optional TensorRT plans (their build machine is recorded here, never inside them)
 
-`load_manifest` checks the schema version, that every file is present with the recorded sha256, and
-that the IO spec agrees with the class list and the tables; every error names the exact command
-that rebuilds the bundle (recorded at build time). `check_plan_compat` checks a plan against the
-TensorRT version and GPU of the machine about to load it.
+`load_manifest` checks, before any graph is opened: that the folder is not an unfinished build; the
+manifest's own digest (an edit made after the build is refused), a pinned digest and a signature when
+given; the schema of every field (manifest_schema.py); the cross-field consistency (class list vs IO
+spec vs tables); that the folder holds exactly the listed files, as regular files, no symlinks
+(bundle_files.py); and every file's sha256. Backends then read files with `Manifest.read_bytes`,
+which hashes the bytes it returns, so a file changed after loading is refused too. Every error names
+the exact command that rebuilds the bundle (recorded at build time). `check_plan_compat` checks a plan
+against the TensorRT version and GPU of the machine about to load it.
 """
 from __future__ import annotations
 
+import hashlib
+from io import BytesIO
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tdsm_edge.errors import BundleError, EngineIncompatibleError
-from tdsm_edge.io import sha256_file
+from tdsm_edge.errors import BundleError, EngineIncompatibleError, InputError
 
+from . import bundle_files
+from .integrity import DIGEST_FIELD, SIGNATURE_FILE, check_pinned_digest, manifest_digest, verify_signature
 from .iospec import CLASSES, TABLES_GRAPH, TEXT_GRAPH, IOSpec
+from .manifest_schema import MANIFEST_SCHEMA
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REBUILD = "python -m export.build_engine"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the manifest carries its own digest; the folder holds only listed files
 FORMAT = "tdsm-edge-bundle"
 MANIFEST = "manifest.json"
 TABLES_FILE = "tables.npz"
-REQUIRED_KEYS = ("schema_version", "format", "build", "classes", "text", "skeleton", "model", "scoring",
-                 "precision", "io", "graphs", "tables", "plans", "files")
+MAX_MANIFEST_BYTES = 16 << 20
+# the build's temporary folders next to a bundle (export.bundle.BundleStage): never loadable
+TEMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,11 @@ class Manifest:
     @property
     def rebuild_command(self) -> str:
         return str(self.data["build"]["command"])
+
+    @property
+    def digest(self) -> str:
+        """The bundle digest ("sha256:…"): covers the manifest and, through its sha256 list, every file."""
+        return str(self.data[DIGEST_FIELD])
 
     @property
     def class_names(self) -> list[str]:
@@ -71,6 +89,41 @@ class Manifest:
         graphs = self.data["graphs"]
         return self.root / (graphs[graph_or_file]["file"] if graph_or_file in graphs else graph_or_file)
 
+    def read_bytes(self, graph_or_file: str) -> bytes:
+        """The bytes of a listed file (or a graph's file), read inside the bundle only and checked against
+        its recorded sha256 now: what a backend reads is what the build hashed (BundleError otherwise)."""
+        graphs = self.data["graphs"]
+        rel = graphs[graph_or_file]["file"] if graph_or_file in graphs else graph_or_file
+        want = self.data["files"].get(rel)
+        if want is None:
+            raise self.error(f"{rel}", "it is not listed in the manifest, so it is not read")
+        try:
+            data = bundle_files.read_file(self.root, rel)
+        except OSError as e:
+            raise self.error(f"{rel} cannot be read", str(e)) from e
+        got = hashlib.sha256(data).hexdigest()
+        if got != want:
+            raise self.error(f"{rel} has sha256 {got[:12]}…, the manifest records {want[:12]}…",
+                             "the file was modified after the bundle was loaded or built")
+        return data
+
+    def graph_source(self, graph: str) -> bytes | str:
+        """What to hand ONNX Runtime for a graph: its checked bytes, or, for a graph whose weights live in side
+        files (external data, > ~1.5 GB), its path after every one of its files was re-hashed now (ONNX Runtime
+        opens those side files next to the graph itself)."""
+        files = self.data["graphs"][graph]["files"]
+        if len(files) == 1:
+            return self.read_bytes(graph)
+        for rel in files:
+            try:
+                got = bundle_files.sha256_in(self.root, rel)
+            except OSError as e:
+                raise self.error(f"{rel} cannot be read", str(e)) from e
+            if got != self.data["files"][rel]:
+                raise self.error(f"{rel} has sha256 {got[:12]}…, the manifest records {self.data['files'][rel][:12]}…",
+                                 "the file was modified after the bundle was loaded or built")
+        return str(self.path(graph))
+
     def error(self, what: str, why: str) -> BundleError:
         return bundle_error(self.root, what, why, self.rebuild_command)
 
@@ -80,63 +133,135 @@ class Manifest:
 
 
 def bundle_error(root: Path | str, what: str, why: str, command: str | None, cls=BundleError) -> BundleError:
-    """'<bundle>: <what>: <why>.' plus the rebuild command (or how to build one when it is unknown)."""
-    fix = (f"Rebuild the bundle with:\n  {command}" if command else
+    """'<bundle>: <what>: <why>. <how to fix>' on one line, with the rebuild command (or how to build one)."""
+    fix = (f"Rebuild the bundle with: {command}" if command else
            "Build a bundle with: python -m export.build_engine --run runs/<name> --out " + str(root))
-    return cls(f"engine bundle {str(root)!r}: {what}: {why}.\n{fix}")
+    return cls(f"engine bundle {str(root)!r}: {what}: {why}. {fix}")
 
 
-def load_manifest(bundle_dir: str | Path, check_files: bool = True) -> Manifest:
-    """Read `bundle_dir/manifest.json` and check it against the bundle's files.
+def load_manifest(bundle_dir: str | Path, check_files: bool = True, *, digest: str | None = None,
+                  public_key=None, manifest_file: str = MANIFEST) -> Manifest:
+    """Read `bundle_dir/manifest.json` and check it (see the module docstring) before anything else is read.
 
-    Checks: the schema version; every file listed is present and has its recorded sha256 (skipped
-    with `check_files=False`); every graph, plan and the tables file are listed; the IO spec parses,
-    has the scorer graph, and its class axis matches the class list.
-
+    Args:
+        bundle_dir: the bundle folder.
+        check_files: also check the folder's content and every file's sha256 (False: the manifest only).
+        digest: the bundle digest to insist on ("sha256:…", as the build printed it): pins this exact build.
+        public_key: an Ed25519 public key (path, PEM / OpenSSH bytes or 32 raw bytes): manifest.sig must be
+            a valid signature of the bundle digest by it (needs the `cryptography` package).
+        manifest_file: the manifest's file name (the build checks its staged manifest under another name).
     Raises:
         BundleError: naming the file or field, why it is refused, and the rebuild command.
+        InputError: `bundle_dir`, `digest` or `public_key` is not of a usable type or form.
     """
-    root = Path(bundle_dir)
-    path = root / MANIFEST
-    if not path.is_file():
-        why = "the folder does not exist" if not root.exists() else f"it has no {MANIFEST}"
-        raise bundle_error(root, "not an engine bundle", why, None)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bundle_error(root, f"{MANIFEST} cannot be read", str(e), None) from e
-    command = data.get("build", {}).get("command") if isinstance(data, dict) else None
+    pinned = check_pinned_digest(digest) if digest is not None else None
+    root = _bundle_root(bundle_dir, manifest_file)
+    data = _read_json(root, manifest_file)
+    command = _command(data)
     fail = lambda what, why: bundle_error(root, what, why, command)  # noqa: E731
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise fail(f"{MANIFEST} is not a {FORMAT} manifest", f"its format field is {data.get('format')!r}"
-                   if isinstance(data, dict) else "it is not a json object")
+    if data.get("format") != FORMAT:
+        raise fail(f"{MANIFEST} is not a {FORMAT} manifest", f"its format field is {_short(data.get('format'))}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise fail(f"manifest schema version {version!r}", f"this code reads schema version {SCHEMA_VERSION} only "
-                   f"({'an older' if isinstance(version, int) and version < SCHEMA_VERSION else 'another'} "
-                   "bundle format)")
-    missing = [k for k in REQUIRED_KEYS if k not in data]
-    if missing:
-        raise fail(f"{MANIFEST} lacks {missing}", "it was not written by export.bundle or was edited")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        older = isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION
+        raise fail(f"manifest schema version {_short(version)}", f"this code reads schema version {SCHEMA_VERSION} "
+                   f"only ({'an older' if older else 'another'} bundle format)")
+    recorded, actual = data.get(DIGEST_FIELD), manifest_digest(data)
+    if recorded != actual:
+        raise fail(f"{MANIFEST} was changed after the build", f"its content digest is {actual[:19]}…, the digest it "
+                   f"records is {_short(recorded)} (every field is covered: class names, preprocessing, thresholds, "
+                   "file hashes); restore the original file")
+    if pinned is not None and actual != pinned:
+        raise fail("it is not the pinned build", f"its digest is {actual}, the caller pinned {pinned}; load the "
+                   "bundle that digest names, or pin this one if it is the intended build")
+    if public_key is not None:
+        sig = _read_signature(root)
+        verify_signature(sig, actual, public_key, f"engine bundle {str(root)!r}", f"rebuild or re-sign it: {command}")
+    problems = MANIFEST_SCHEMA.errors(data, "manifest")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise fail(f"{MANIFEST} does not follow the bundle schema", "; ".join(problems[:3]) + more)
     try:
         manifest = Manifest(root, data, IOSpec.from_dict(data["io"]))
-        _check_consistency(manifest)
     except BundleError as e:
-        if str(root) in str(e):
-            raise
         raise fail("the IO spec", str(e)) from e
-    except (KeyError, TypeError, AttributeError) as e:
-        raise fail(f"{MANIFEST} is malformed", f"{type(e).__name__}: {e}") from e
+    except (ValueError, TypeError) as e:  # ConfigError from an axis range or a tensor
+        raise fail("the IO spec", str(e)) from e
+    _check_consistency(manifest)
     if check_files:
-        check_files_sha256(manifest)
+        check_files_sha256(manifest, allowed=(manifest_file, SIGNATURE_FILE))
     return manifest
 
 
+def _bundle_root(bundle_dir, manifest_file: str) -> Path:
+    if isinstance(bundle_dir, bytes) or not isinstance(bundle_dir, (str, os.PathLike)):
+        raise InputError(f"a bundle is loaded from its folder path (str or Path), got {type(bundle_dir).__name__} "
+                         f"{_short(bundle_dir)}; e.g. ZeroShotRecognizer.load('engines/demo')")
+    given = Path(bundle_dir)
+    if not str(bundle_dir).strip():
+        raise InputError("the bundle folder path is empty; e.g. ZeroShotRecognizer.load('engines/demo')")
+    temp = TEMP_FOLDER.match(given.name)
+    if temp and manifest_file == MANIFEST:
+        raise bundle_error(given, "not an engine bundle", f"it is the temporary folder of an unfinished or interrupted "
+                           f"build of {temp['name']!r} (the next build there deletes it)", None)
+    if not given.is_dir():
+        why = "the folder does not exist" if not given.exists() else "it is a file, not a folder"
+        raise bundle_error(given, "not an engine bundle", why, None)
+    return given
+
+
+def _read_json(root: Path, name: str) -> dict:
+    """The manifest as a dict: a regular file (no symlink), at most MAX_MANIFEST_BYTES, strict json (no
+    NaN / Infinity, no repeated keys)."""
+    try:
+        raw = bundle_files.read_file(root, name, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise bundle_error(root, "not an engine bundle", f"it has no {MANIFEST}", None) from None
+    except OSError as e:
+        raise bundle_error(root, f"{MANIFEST} cannot be read", str(e), None) from e
+
+    def no_constants(c: str):
+        raise ValueError(f"{c} is not a json number")
+
+    def no_repeats(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"repeated keys {sorted({k for k in keys if keys.count(k) > 1})}")
+        return dict(pairs)
+
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=no_constants, object_pairs_hook=no_repeats)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise bundle_error(root, f"{MANIFEST} is not valid json", f"{type(e).__name__}: {e}", None) from e
+    if not isinstance(data, dict):
+        raise bundle_error(root, f"{MANIFEST} is not a {FORMAT} manifest", "it is not a json object", None)
+    return data
+
+
+def _read_signature(root: Path) -> bytes | None:
+    try:
+        return bundle_files.read_file(root, SIGNATURE_FILE, 1 << 16)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise bundle_error(root, f"{SIGNATURE_FILE} cannot be read", str(e), None) from e
+
+
+def _command(data: dict) -> str | None:
+    build = data.get("build")
+    cmd = build.get("command") if isinstance(build, dict) else None
+    return cmd if isinstance(cmd, str) and cmd.strip() and "\n" not in cmd else None
+
+
+def _short(v) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "…"
+
+
 def _check_consistency(m: Manifest) -> None:
+    """What the schema cannot say alone: fields that must agree with each other."""
     data, io = m.data, m.io
     names = m.class_names
-    if not names or len(set(names)) != len(names):
-        raise m.error("the class list", f"class names must be unique and non-empty, got {names}")
     if "scorer" not in data["graphs"] or "scorer" not in io.graphs:
         raise m.error("the scorer graph", "the manifest lists no scorer graph or no IO spec for it")
     unspecified = sorted(set(data["graphs"]) - set(io.graphs))
@@ -147,11 +272,18 @@ def _check_consistency(m: Manifest) -> None:
         raise m.error("the IO spec's class axis", f"its opt/max are {classes.opt if classes else None}/"
                       f"{classes.max if classes else None} but the bundle lists {len(names)} classes")
     tables = [t.name for t in io.graphs["scorer"].inputs[1:]]
-    if list(data["tables"].get("names", [])) != tables:
-        raise m.error("the class tables", f"tables.npz holds {data['tables'].get('names')} but the scorer's IO spec "
+    if list(data["tables"]["names"]) != tables:
+        raise m.error("the class tables", f"tables.npz holds {data['tables']['names']} but the scorer's IO spec "
                       f"reads {tables}")
+    for what, values in (("classes.indices", data["classes"].get("indices")),
+                         ("classes.descriptions", data["classes"].get("descriptions"))):
+        if values is not None and len(values) != len(names):
+            raise m.error(what, f"it has {len(values)} entries for {len(names)} classes")
+    _check_skeleton(m)
     listed = set(data["files"])
-    needed = [g["file"] for g in data["graphs"].values()] + [data["tables"]["file"]]
+    needed = [f for g in data["graphs"].values() for f in (g["file"], *g["files"])] + [data["tables"]["file"]]
+    if any(g["file"] not in g["files"] for g in data["graphs"].values()):
+        raise m.error("the graphs", "a graph's file is not among its files")
     text_side = [g for g in (TABLES_GRAPH, TEXT_GRAPH) if g in data["graphs"]]
     if text_side:
         runtime = data["text"].get("runtime")
@@ -164,20 +296,52 @@ def _check_consistency(m: Manifest) -> None:
             raise m.error("the tables graph", f"it writes {got} but the scorer reads the tables {want}")
         needed.append(runtime["vocab"])
     needed += [p["file"] for p in data["plans"]]
-    unlisted = [f for f in needed if f not in listed]
+    needed += [v for k, v in (data.get("reference") or {}).items() if v and k != "denoiser" and k != "encoder"]
+    for folder in ("denoiser", "encoder"):
+        ref = (data.get("reference") or {}).get(folder)
+        if ref:
+            needed += [f"{ref}/model.safetensors", f"{ref}/config.json"]
+    unlisted = sorted({f for f in needed if f not in listed})
     if unlisted:
         raise m.error(f"the files {unlisted}", "they are used but have no sha256 in the manifest")
+    unused = sorted(listed - set(needed))
+    if unused:  # e.g. an external-data file no graph record names: it would be read without being accounted for
+        raise m.error(f"the files {unused}", "they are listed but no graph, table, plan or weights entry uses them")
+    open_set = data.get("open_set")
+    if open_set is not None and open_set["num_classes"] > classes.max:
+        raise m.error("open_set.num_classes", f"{open_set['num_classes']} is more classes than the bundle can hold")
 
 
-def check_files_sha256(m: Manifest) -> None:
-    """Every listed file exists and hashes to its recorded sha256 (BundleError otherwise)."""
+def _check_skeleton(m: Manifest) -> None:
+    """The layout's joint indices lie inside the layout; the preprocessing needs a layout."""
+    sk = m.data["skeleton"]
+    layout = sk.get("layout")
+    if sk.get("preprocess") and layout is None:
+        raise m.error("skeleton.preprocess", "it needs skeleton.layout (which joints the windows hold)")
+    if layout is None:
+        return
+    V = len(layout["joint_names"])
+    bad = [f"skeleton.layout.{k}" for k, idx in (("center_joint", [layout["center_joint"]]),
+                                                ("bones", [j for b in layout["bones"] for j in b]),
+                                                ("mirror_pairs", [j for p in layout["mirror_pairs"] for j in p]))
+           if any(j >= V for j in idx)]
+    if bad:
+        raise m.error(", ".join(bad), f"they name joints beyond the layout's {V}")
+
+
+def check_files_sha256(m: Manifest, allowed: tuple[str, ...] = bundle_files.ALLOWED_UNLISTED) -> None:
+    """The folder holds exactly the listed files (regular files, no symlinks, nothing else but `allowed`),
+    and each hashes to its recorded sha256 (BundleError otherwise). Nothing is read before the scan passed."""
+    problems = bundle_files.scan(m.root, set(m.data["files"]), allowed)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise m.error("the folder's content", "; ".join(problems[:3]) + more + " — a bundle holds only the files "
+                      f"its manifest lists (plus {', '.join(allowed)}), so nothing outside it is ever read")
     for rel, digest in m.data["files"].items():
-        p = m.root / rel
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise m.error(f"the file entry {rel!r}", "bundle files must be named relative to the bundle folder")
-        if not p.is_file():
-            raise m.error(f"{rel} is missing", "the manifest lists it, so the bundle is incomplete")
-        got = sha256_file(p)
+        try:
+            got = bundle_files.sha256_in(m.root, rel)
+        except OSError as e:
+            raise m.error(f"{rel} cannot be read", str(e)) from e
         if got != digest:
             raise m.error(f"{rel} has sha256 {got[:12]}…, the manifest records {digest[:12]}…",
                           "the file was modified or corrupted after the build (or belongs to another build)")
@@ -186,8 +350,9 @@ def check_files_sha256(m: Manifest) -> None:
 def load_tables(m: Manifest) -> dict[str, np.ndarray]:
     """The class tables as float32 arrays, name → (K, ...), checked against the scorer's IO spec."""
     path = m.path(m.data["tables"]["file"])
+    raw = m.read_bytes(m.data["tables"]["file"])
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(BytesIO(raw), allow_pickle=False) as z:
             tables = {n: np.asarray(z[n]) for n in z.files}
     except Exception as e:  # zipfile / ValueError / KeyError: name the file
         raise m.error(f"{path.name} cannot be read", f"{type(e).__name__}: {e}") from e
@@ -196,7 +361,7 @@ def load_tables(m: Manifest) -> dict[str, np.ndarray]:
     for t in spec.inputs[1:]:
         want = t.shape({CLASSES: K})
         got = tables.get(t.name)
-        if got is None or got.shape != want:
+        if got is None or got.shape != want or got.dtype.kind != "f":
             raise m.error(f"class table {t.name!r}", f"it is {None if got is None else got.shape} in {path.name}, "
                           f"the IO spec says {want}")
     return {t.name: tables[t.name].astype(np.float32, copy=False) for t in spec.inputs[1:]}

@@ -110,7 +110,7 @@ class OrtScorer:
         self.class_set = ClassSet(self.manifest.class_names, load_tables(self.manifest),
                                   {t.name: t.dtype for t in self.spec.inputs[1:]})
         path = self.manifest.path("scorer")
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=resolve_providers(providers))
+        self.session = open_session(self.manifest, "scorer", threads, providers)
         self._check_session()
         self._z_name, self.z_dim = self.spec.inputs[0].name, int(self.spec.inputs[0].dims[1])
         on_gpu = self.providers[0] in (PROVIDERS["cuda"], PROVIDERS["tensorrt"])
@@ -149,15 +149,17 @@ class OrtScorer:
         """
         return self.class_set.select(classes)
 
-    def scores(self, z: np.ndarray) -> np.ndarray:
+    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
         """Per-class errors of raw skeleton features.
 
         Args:
             z: `(B, Dz)` float features (not standardised: the graph does it).
+            snap: the class-set snapshot to score (default: the active classes now); the caller that labels
+                the columns passes the one it labels with.
         Returns:
-            `(B, K) float32`, K the active classes; lower = more likely.
+            `(B, K) float32`, K the snapshot's classes; lower = more likely.
         """
-        snap = self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
+        snap = snap or self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
         run = self._run_bound if self.io_binding else (lambda feed, _snap: self.session.run(None, feed)[0])
         out = [run(feed, snap)[:n] for n, feed in self.feeds(z, snap)]
         return np.concatenate(out) if out else np.zeros((0, len(snap.names)), np.float32)
@@ -214,8 +216,7 @@ class OrtEncoder:
         self.manifest = manifest
         self.spec = manifest.io.graphs["encoder"]
         self.batch = manifest.io.axes[BATCH]
-        path = manifest.path("encoder")
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=resolve_providers(providers))
+        self.session = open_session(manifest, "encoder", threads, providers)
         check_session(manifest, "encoder", self.session)
         x = self.spec.inputs[0]
         self._x_name, self.window_shape = x.name, tuple(int(d) for d in x.dims[1:])  # (3, T, V, M)
@@ -229,6 +230,22 @@ class OrtEncoder:
         out = [self.session.run(None, {self._x_name: part})[0][:n]
                for n, part in batches(x, self.batch.min, self.batch.max)]
         return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def open_session(manifest: Manifest, graph: str, threads: int | None = None,
+                 providers: str | Sequence[str] = "auto"):
+    """An ONNX Runtime session of one of the bundle's graphs, from the bytes the manifest's sha256 vouches for
+    (`Manifest.graph_source`): a file changed after loading is refused, and nothing outside the bundle is read."""
+    ort = require("onnxruntime", extra="runtime")
+    source = manifest.graph_source(graph)
+    so = session_options(threads)
+    if isinstance(source, bytes):  # external data (none is expected) resolves inside the bundle, never the cwd
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(manifest.root))
+    try:
+        return ort.InferenceSession(source, so, providers=resolve_providers(providers))
+    except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented are plain Exceptions
+        raise manifest.error(f"ONNX Runtime {ort.__version__} cannot open the {graph} graph", str(e).splitlines()[0]
+                             if str(e) else type(e).__name__) from e
 
 
 def check_session(manifest: Manifest, graph: str, session) -> None:

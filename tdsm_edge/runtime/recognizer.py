@@ -23,13 +23,12 @@ from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.skeleton.layout import SkeletonLayout
 from tdsm_edge.skeleton.preprocess import preprocess, preprocess_batch
 
-from .manifest import Manifest, load_manifest
 from .backends import Encoder, Scorer, open_backend
+from .class_set import Snapshot
+from .manifest import Manifest, load_manifest
+from .manifest_schema import NONE_LABEL  # the open-set answer (see ZeroShotRecognizer.set_open_set)
 
 log = logging.getLogger(__name__)
-
-NONE_LABEL = "none of these"  # the open-set answer (see ZeroShotRecognizer.set_open_set)
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +69,7 @@ class ZeroShotRecognizer:
     @classmethod
     def load(cls, bundle_dir: str | Path, backend: str = "auto", threads: int | None = None,
              providers: str | Sequence[str] = "auto", device: str = "auto",
-             cuda_graph: bool = False) -> "ZeroShotRecognizer":
+             cuda_graph: bool = False, *, digest: str | None = None, public_key=None) -> "ZeroShotRecognizer":
         """Load and check an engine bundle.
 
         Args:
@@ -81,18 +80,31 @@ class ZeroShotRecognizer:
             providers: ONNX Runtime execution providers (see `ort_backend.resolve_providers`).
             device: PyTorch device ("auto": CUDA when available, else CPU).
             cuda_graph: TensorRT / PyTorch on CUDA: capture each call shape in a CUDA graph.
+            digest: the bundle digest the build printed ("sha256:…"): refuse any other bundle (pins the build).
+            public_key: an Ed25519 public key (path to the .pub file, its bytes, or 32 raw bytes): the bundle
+                must carry a valid signature by it (manifest.sig; `python -m export.signing`). Needs the
+                `cryptography` package.
         Raises:
-            BundleError: the bundle is missing, tampered with (sha256) or inconsistent; nothing is run.
+            BundleError: the bundle is missing, tampered with (digest, sha256, schema, unlisted or symlinked
+                files), not the pinned build or not signed by the key; nothing is run.
             ConfigError: an unknown backend, or one that cannot run this bundle here.
+            InputError: an argument of the wrong type or out of range.
             MissingDependencyError: the named backend's package is not installed.
         """
-        manifest = load_manifest(bundle_dir)  # checks every file's sha256 before any graph is opened
+        check_load_arguments(backend=backend, threads=threads, device=device, cuda_graph=cuda_graph)
+        # checks the manifest's digest, schema and every file (no symlinks, nothing unlisted, sha256) first
+        manifest = load_manifest(bundle_dir, digest=digest, public_key=public_key)
         name, scorer, encoder = open_backend(manifest, backend, threads=threads, providers=providers, device=device,
                                              cuda_graph=cuda_graph)
         rec = cls(manifest, scorer, encoder, name)
         log.info("recognizer %s: %d classes, encoder %s, %s on %s", manifest.root, len(rec.classes),
                  "yes" if encoder else "no", name, scorer.device)
         return rec
+
+    @property
+    def digest(self) -> str:
+        """The bundle digest ("sha256:…"): pin it with `load(path, digest=...)`."""
+        return self.manifest.digest
 
     # ------------------------------------------------------------ classes
     @property
@@ -174,6 +186,9 @@ class ZeroShotRecognizer:
         Returns:
             The threshold in use, or None when off.
         """
+        if not isinstance(enabled, (bool, np.bool_)):
+            raise InputError(f"set_open_set(enabled) takes True or False, got {type(enabled).__name__} {enabled!r}; "
+                             "pass threshold=... for a margin")
         if not enabled:
             self.open_set_threshold = None
             return None
@@ -210,7 +225,8 @@ class ZeroShotRecognizer:
             raise InputError(f"z cannot be read as an array ({e}); pass a (B, Dz) float array") from e
         if z.dtype.kind == "f" and not np.isfinite(z).all():
             raise InputError("z contains NaN or infinite values; features come from the encoder and must be finite")
-        return _finite(self._scorer.scores(z), lambda i: f"z[{i}] (largest |value| {np.abs(z[i]).max():.3g})",
+        snap = self._scorer.class_set.snapshot()  # the columns are this snapshot's classes, whatever other threads do
+        return _finite(self._scorer.scores(z, snap), lambda i: f"z[{i}] (largest |value| {np.abs(z[i]).max():.3g})",
                        "features come from this bundle's encoder (a few units in size)")
 
     def predict(self, window: np.ndarray) -> Prediction:
@@ -253,13 +269,16 @@ class ZeroShotRecognizer:
         return [] if x is None else self._predictions(x, start)
 
     def _predictions(self, x: np.ndarray, start: float) -> list[Prediction]:
+        # ONE class-set snapshot and threshold for the whole call: the scores are computed over, and labelled
+        # with, the same classes even while other threads select or add classes
+        snap: Snapshot = self._scorer.class_set.snapshot()
+        threshold = self.open_set_threshold
         z = self._encoder.features(x)                      # (B, Dz)
-        errors = _finite(self._scorer.scores(z),           # (B, K)
+        errors = _finite(self._scorer.scores(z, snap),     # (B, K)
                          lambda i: f"window {i} (largest |centred coordinate| {np.abs(x[i]).max():.3g})",
                          "coordinates are camera metres (a body spans about 2 m)")
         ms = (time.perf_counter() - start) * 1e3
-        names = tuple(self.classes)
-        return [_prediction(e, names, ms, self.open_set_threshold) for e in errors]
+        return [_prediction(e, snap.names, ms, threshold) for e in errors]
 
     def _preprocessing(self) -> "_Preprocessing":
         if self._pre is None:
@@ -304,6 +323,26 @@ class ZeroShotRecognizer:
         return a
 
 
+MAX_THREADS_PER_CORE = 4  # threads= above cores × this is refused (a typo like 10**6 would stall the machine)
+
+
+def check_load_arguments(backend, threads, device, cuda_graph) -> None:
+    """InputError for a `load` argument of the wrong type or range (before anything is read)."""
+    from .backends import BACKENDS
+    from .ort_backend import num_cores
+
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    limit = MAX_THREADS_PER_CORE * num_cores()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= limit):
+        raise InputError(f"threads must be None (all {num_cores()} cores) or an int in [1, {limit}], got {threads!r}")
+    if not isinstance(device, str):
+        raise InputError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {device!r}")
+    if not isinstance(cuda_graph, (bool, np.bool_)):
+        raise InputError(f"cuda_graph must be True or False, got {cuda_graph!r}")
+
+
 @dataclass(frozen=True)
 class _Preprocessing:
     frames: int
@@ -341,6 +380,8 @@ def _finite(errors: np.ndarray, which, fix: str) -> np.ndarray:
 
 
 def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float, threshold: float | None = None) -> Prediction:
+    """A Prediction from one row of errors over `names` (the same class snapshot), with the open-set rule."""
+    assert len(errors) == len(names), "scores and class names come from different class sets"
     scores = np.array(errors, np.float32)              # (K,) a private copy
     scores.setflags(write=False)
     order = np.argsort(scores, kind="stable")[:2]

@@ -75,6 +75,9 @@ class ActionStream:
         for name, v in (("window", window), ("stride", stride), ("log_every", log_every)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"ActionStream {name} must be a positive int, got {v!r}")
+        for name, v in (("smoothing", smoothing), ("min_valid", min_valid)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ConfigError(f"ActionStream {name} must be a number, got {type(v).__name__} {v!r}")
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"ActionStream smoothing must be in [0, 1) (0 = none; 0.9 = heavy), got {smoothing!r}")
         if not 0.0 < min_valid <= 1.0:

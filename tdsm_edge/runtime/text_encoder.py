@@ -22,6 +22,7 @@ from tdsm_edge.errors import ConfigError, InputError, require
 
 from .iospec import TABLES_GRAPH, TEXT_GRAPH, TEXT_INPUTS
 from .manifest import Manifest
+from .manifest_schema import name_problem
 from .tokenizer import TokenizerSettings, WordPieceTokenizer
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def no_text_side_error(manifest: Manifest) -> ConfigError:
     cmd = cmd.replace("--no-text-encoder", "--text-encoder") if "--no-text-encoder" in cmd else cmd + " --text-encoder"
     return ConfigError(f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text "
                        "into class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
-                       f"MiniLM run):\n  {cmd}\nor build it with the classes you need (--classes ...)")
+                       f"MiniLM run): {cmd} ; or build it with the classes you need (--classes ...)")
 
 
 def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing: Sequence[str]
@@ -56,6 +57,9 @@ def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing:
         return list(value)
 
     names = as_list(names, "class names")
+    bad = [why for why in map(name_problem, names) if why]
+    if bad:
+        raise InputError(f"add_classes: {bad[0]}" + (f" (and {len(bad) - 1} more bad names)" if len(bad) > 1 else ""))
     if not names:
         raise InputError("add_classes needs at least one class name, e.g. add_classes(['wave twice'], "
                          "['A person waves the right hand twice.'])")
@@ -101,8 +105,8 @@ class OrtTextEncoder:
     def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "cpu", threads: int | None = None) -> None:
         if not has_text_side(manifest):
             raise no_text_side_error(manifest)
-        ort = require("onnxruntime", extra="runtime")
-        from .ort_backend import check_session, resolve_providers, session_options
+        require("onnxruntime", extra="runtime")
+        from .ort_backend import check_session, open_session
 
         self.manifest = manifest
         text = manifest.data["text"]
@@ -111,7 +115,7 @@ class OrtTextEncoder:
             self.prompt_sets = tuple(str(s) for s in text["prompt_sets"])
             self.num_tokens, self.dim = int(text["num_tokens"]), int(info["encoder_dim"])
             settings = TokenizerSettings.from_dict(dict(info["tokenizer"]))
-            self.tokenizer = WordPieceTokenizer.from_vocab(manifest.path(info["vocab"]), int(info["max_length"]),
+            self.tokenizer = WordPieceTokenizer.from_vocab(manifest.read_bytes(info["vocab"]), int(info["max_length"]),
                                                            settings)
         except (KeyError, TypeError, ValueError) as e:
             raise manifest.error("the text side (text.runtime)", f"malformed ({type(e).__name__}: {e})") from e
@@ -120,9 +124,8 @@ class OrtTextEncoder:
             raise manifest.error("the text side", f"prompt sets {list(self.prompt_sets)} of {self.dim} channels each "
                                  f"do not make the {text['dim']} text channels, or name sets this runtime does not "
                                  f"know (it knows {list(PROMPT_INPUTS)})")
-        so, prov = session_options(threads), resolve_providers(providers)
-        self.text_session = ort.InferenceSession(str(manifest.path(TEXT_GRAPH)), so, providers=prov)
-        self.tables_session = ort.InferenceSession(str(manifest.path(TABLES_GRAPH)), so, providers=prov)
+        self.text_session = open_session(manifest, TEXT_GRAPH, threads, providers)
+        self.tables_session = open_session(manifest, TABLES_GRAPH, threads, providers)
         check_session(manifest, TEXT_GRAPH, self.text_session)
         check_session(manifest, TABLES_GRAPH, self.tables_session)
         self._tables_inputs = [t.name for t in manifest.io.graphs[TABLES_GRAPH].inputs]

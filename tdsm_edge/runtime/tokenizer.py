@@ -89,14 +89,15 @@ class WordPieceTokenizer:
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
-    def from_vocab(cls, path: str | Path, max_length: int, settings: TokenizerSettings | None = None
+    def from_vocab(cls, source: str | Path | bytes, max_length: int, settings: TokenizerSettings | None = None
                    ) -> "WordPieceTokenizer":
-        """Read a BERT `vocab.txt` (one token a line; the line number is its id)."""
-        path = Path(path)
+        """Read a BERT `vocab.txt` (one token a line; the line number is its id): a path, or the file's bytes."""
         try:
-            lines = path.read_text(encoding="utf-8").split("\n")
+            raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+            lines = raw.decode("utf-8").split("\n")
         except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read the vocabulary {str(path)!r}: {e}") from e
+            where = "" if isinstance(source, bytes) else f" {str(source)!r}"
+            raise ConfigError(f"cannot read the vocabulary{where}: {e}") from e
         if lines and lines[-1] == "":
             lines.pop()
         vocab: dict[str, int] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from io import BytesIO
 
 import numpy as np
 
@@ -113,12 +114,13 @@ class TorchScorer:
         graphs = self.cuda_graph or (self._fast is not None and self._fast.graphs is not None)
         return f"torch {name}, {self.precision}" + (", fast path" if self.fast else "") + (", CUDA graphs" if graphs else "")
 
-    def scores(self, z: np.ndarray) -> np.ndarray:
-        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes."""
+    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
+        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the classes of `snap` (default: the
+        active classes now)."""
         import torch
 
         z = features(z, self.z_dim)
-        snap = self.class_set.snapshot()
+        snap = snap or self.class_set.snapshot()
         if len(z) == 0:
             return np.zeros((0, len(snap.names)), np.float32)
         per_call = samples_per_call(self.max_rows, len(snap.names) * self.num_noises, 1, len(z))
@@ -175,13 +177,14 @@ class TorchEncoder:
 
     def __init__(self, manifest: Manifest, device: str = "cpu") -> None:
         torch = require("torch", extra="train")
-        from tdsm_edge.models.shift_gcn import load_shift_gcn
+        from tdsm_edge.models.shift_gcn import shift_gcn_from_state
 
         ref = manifest.data.get("reference") or {}
         if not ref.get("encoder"):
             raise ConfigError(f"the bundle {manifest.root} has no reference encoder weights; rebuild it: "
                               f"{manifest.rebuild_command}")
-        model, _ = load_shift_gcn(manifest.path(ref["encoder"]), device)
+        model = _checked(manifest, ref["encoder"], lambda state, meta, where: shift_gcn_from_state(state, meta, where,
+                                                                                                   device))
         self.device = device
         self.model = model.requires_grad_(False)
         x = manifest.io.graphs["encoder"].inputs[0] if "encoder" in manifest.io.graphs else None
@@ -201,28 +204,44 @@ class TorchEncoder:
 
 def _npy(manifest: Manifest, rel: str) -> np.ndarray:
     try:
-        return np.load(manifest.path(rel), allow_pickle=False).astype(np.float32)
+        return np.load(BytesIO(manifest.read_bytes(rel)), allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as e:
         raise manifest.error(f"the reference file {rel}", f"unreadable ({e})") from e
 
 
+def _checked(manifest: Manifest, folder: str, build):
+    """`build(state, meta, where)` of a reference weights folder, read through the manifest (sha256 checked);
+    a malformed checkpoint is a BundleError naming the folder."""
+    from tdsm_edge.checkpoint import module_from_bytes
+    from tdsm_edge.errors import CheckpointError
+
+    try:
+        state, meta = module_from_bytes(manifest.read_bytes(f"{folder}/model.safetensors"),
+                                        manifest.read_bytes(f"{folder}/config.json"), folder)
+        return build(state, meta, f"{manifest.root}/{folder}")
+    except CheckpointError as e:
+        raise manifest.error(folder, str(e)) from e
+
+
 def _denoiser(manifest: Manifest, ref: dict):
     """(TDSMDenoiser with the reference weights, DDPMSchedule) from the manifest's model section."""
-    from tdsm_edge.checkpoint import load_module
-    from tdsm_edge.config import DenoiserConfig, ScheduleConfig
+    from tdsm_edge.config import DenoiserConfig, ScheduleConfig, section_from_dict
     from tdsm_edge.models.denoiser import TDSMDenoiser
     from tdsm_edge.models.schedule import DDPMSchedule
 
     model_info = manifest.data["model"]
     try:
-        cfg = DenoiserConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model_info["denoiser"].items()})
-        sched = DDPMSchedule(ScheduleConfig(**model_info["schedule"]))
-    except (KeyError, TypeError, ValueError) as e:
+        cfg = section_from_dict(DenoiserConfig, model_info["denoiser"], "manifest model.denoiser")
+        sched = DDPMSchedule(section_from_dict(ScheduleConfig, model_info["schedule"], "manifest model.schedule"))
+    except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
         raise manifest.error("the model section", f"cannot rebuild the denoiser config from it ({e})") from e
-    state, _ = load_module(manifest.path(ref["denoiser"]))
-    model = TDSMDenoiser(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise manifest.error("reference/denoiser", f"weights do not fit the model config (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]})")
-    return model.eval(), sched
+
+    def build(state, _meta, where):
+        model = TDSMDenoiser(cfg)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise manifest.error(where, f"weights do not fit the model config (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]})")
+        return model.eval()
+
+    return _checked(manifest, ref["denoiser"], build), sched

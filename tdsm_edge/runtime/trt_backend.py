@@ -96,7 +96,7 @@ def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
     gpu_name, cc = gpu_info()  # ConfigError when no GPU is visible
     record = plan_for(manifest, graph, trt.__version__, gpu_name, cc)
     engine = TrtEngine(manifest.path(record["file"]), memory=memory, reserve_max=True)
-    engine.load(expected_record=record, rebuild_cmd=rebuild_command(manifest))
+    engine.load(expected_record=record, rebuild_cmd=rebuild_command(manifest), data=manifest.read_bytes(record["file"]))
     spec = manifest.io.graphs[graph]
     problems = []
     for kind, got, want in (("inputs", engine.inputs, spec.inputs), ("outputs", engine.outputs, spec.outputs)):
@@ -133,20 +133,22 @@ class TrtScorer:
         self.engine, self.record, self._where = opened.engine, opened.record, opened.device
         z, tables = self.spec.inputs[0], self.spec.inputs[1:]
         self._z_name, self.z_dim, self._out = z.name, int(z.dims[1]), self.spec.outputs[0].name
-        self.class_set = ClassSet(manifest.class_names, load_tables(manifest), {t.name: t.dtype for t in tables})
         lo, _, hi = self.engine.profile(self._z_name)
         self.batch = (lo[0], hi[0])                      # rows per call: min, max
         klo, _, khi = self.engine.profile(tables[0].name)
         self.class_range = (klo[0], khi[0])              # classes per call: min, max
+        # it may hold more classes than the profile takes; at most class_range[1] of them can be active
+        self.class_set = ClassSet(manifest.class_names, load_tables(manifest), {t.name: t.dtype for t in tables})
         self._padded: tuple[int, dict[str, np.ndarray]] | None = None  # (snapshot version, tables padded to min)
 
     @property
     def device(self) -> str:
         return f"{self._where}, {self.manifest.precision}" + (", CUDA graphs" if self.cuda_graph else "")
 
-    def scores(self, z: np.ndarray) -> np.ndarray:
-        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the active classes (lower = likelier)."""
-        snap = self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
+    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
+        """`z (B, Dz)` float raw features → `(B, K) float32` errors over the classes of `snap` (default: the active
+        classes now; lower = likelier)."""
+        snap = snap or self.class_set.snapshot()  # one class set for the whole call, whatever other threads do
         z = features(z, self.z_dim, self.engine.dtypes[self._z_name])
         K = len(snap.names)
         if K > self.class_range[1]:

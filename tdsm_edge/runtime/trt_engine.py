@@ -123,15 +123,16 @@ class TrtEngine:
 
     # ------------------------------------------------------------ load (once, shared)
     def load(self, plan_path: str | Path | None = None, expected_record: dict | None = None,
-             rebuild_cmd: str = DEFAULT_REBUILD) -> "TrtEngine":
+             rebuild_cmd: str = DEFAULT_REBUILD, data: bytes | None = None) -> "TrtEngine":
         """Deserialize the plan. With `expected_record` (its manifest entry), first check the file's
         sha256 and that this TensorRT version / GPU / compute capability match (EngineIncompatibleError
-        naming `rebuild_cmd` otherwise)."""
+        naming `rebuild_cmd` otherwise). `data`: the plan's bytes, already read (a bundle reads them
+        through its manifest); the path then only names it."""
         path = Path(plan_path) if plan_path is not None else self.plan_path
-        if path is None or not path.is_file():
+        if data is None and (path is None or not path.is_file()):
             raise BundleError(f"no TensorRT plan at {path}; build it with: {rebuild_cmd}")
         trt = import_trt()
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
         if expected_record is not None:
             digest = hashlib.sha256(data).hexdigest()
             if expected_record.get("sha256") not in (None, digest):

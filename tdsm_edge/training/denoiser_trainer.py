@@ -252,6 +252,9 @@ def load_denoiser(folder: str | Path, device: str = "cpu"):
 
     folder = Path(folder)
     state, meta = load_module(folder)
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{folder}/config.json has no run config (\"config\"); it was not written by "
+                              "save_denoiser: restore it from the run, or re-run training")
     cfg = config_from_dict(meta["config"], where=f"{folder}/config.json")
     model = TDSMDenoiser(cfg.denoiser)
     load_into(model, state, f"denoiser checkpoint {folder}")

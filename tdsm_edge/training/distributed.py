@@ -82,8 +82,14 @@ def resolve_device(name: str) -> str:
         if torch.cuda.is_available():
             return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         return "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import ConfigError
+    from ..errors import ConfigError
 
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA GPU is visible; use 'auto' or 'cpu'.")
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {name!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+    if torch.device(name).type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported here; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return name

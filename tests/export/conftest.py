@@ -12,3 +12,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny synthact run (helpers/tiny_run.py), trained once for the export tests that build from a run."""
+    from helpers.tiny_run import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.mktemp("run"))

@@ -16,11 +16,6 @@ from export import build_engine, sources  # noqa: E402
 from export.bundle import ADDED_CLASSES, load_manifest  # noqa: E402
 from export.ort_backend import OrtScorer  # noqa: E402
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
-from helpers.tiny_run import train_tiny_run  # noqa: E402
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, 
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
 from tdsm_edge.text.prompts import ClassText  # noqa: E402
 from tdsm_edge.training.evaluation import tdsm_errors  # noqa: E402
+from export.bundle import seal_manifest
+from tdsm_edge.runtime.integrity import manifest_digest
 
 REPO = Path(__file__).resolve().parents[2]
 K, J, NOISE_SEED = 6, 3, 4
@@ -66,14 +68,15 @@ def copy_bundle(built, tmp_path, p="fp32") -> Path:
 def edit_manifest(path: Path, fn) -> None:
     m = json.loads((path / "manifest.json").read_text())
     fn(m)
-    (path / "manifest.json").write_text(json.dumps(m))
+    seal_manifest(path, m)  # re-sealed: these tests check the content checks behind the digest
 
 
 def test_manifest_round_trips(built, tiny):
     model, _, text, out = built
     m = load_manifest(out["fp32"].root)
     assert sorted(p.name for p in m.root.iterdir()) == ["manifest.json", "reference", "scorer_fp32.onnx", "tables.npz"]
-    assert m.data["schema_version"] == 1 and m.precision == "fp32" and m.class_names == list(text.names)
+    assert m.data["schema_version"] == 2 and m.precision == "fp32" and m.class_names == list(text.names)
+    assert m.digest == m.data["digest"] == manifest_digest(m.data)  # the bundle digest seals the manifest
     assert m.data["classes"]["indices"] == list(range(10, 16))
     assert m.data["text"] == {"encoder_id": "test:random", "prompt_sets": ["label", "description"],
                               "num_tokens": tiny.cfg.num_tokens, "dim": tiny.cfg.cond_dim}
@@ -152,7 +155,7 @@ def test_tampered_file_is_refused_with_the_rebuild_command(built, tmp_path):
     for load in (load_manifest, OrtScorer):
         with pytest.raises(BundleError, match=r"tables.npz has sha256 .* the manifest records") as e:
             load(path)
-        assert "Rebuild the bundle with:\n  python -m export.build_engine --run runs/x/ru5/seed1" in str(e.value)
+        assert "Rebuild the bundle with: python -m export.build_engine --run runs/x/ru5/seed1" in str(e.value)
     (path / "tables.npz").unlink()
     with pytest.raises(BundleError, match="tables.npz is missing"):
         load_manifest(path)
@@ -162,8 +165,8 @@ def test_tampered_file_is_refused_with_the_rebuild_command(built, tmp_path):
 def test_mismatched_manifest_is_refused(built, tmp_path):
     path = copy_bundle(built, tmp_path)
     original = (path / "manifest.json").read_text()
-    edit_manifest(path, lambda m: m.update(schema_version=2))
-    with pytest.raises(BundleError, match="schema version 2.*reads schema version 1.*\nRebuild the bundle with:\n  py"):
+    edit_manifest(path, lambda m: m.update(schema_version=1))
+    with pytest.raises(BundleError, match="schema version 1.*reads schema version 2 only \\(an older.*\\. Rebuild the bundle with: py"):
         load_manifest(path)
     (path / "manifest.json").write_text(original)
     edit_manifest(path, lambda m: m["classes"]["names"].append("extra"))

@@ -13,6 +13,7 @@ import pytest
 
 from tdsm_edge.errors import BundleError, ConfigError, InputError, MissingDependencyError
 from tdsm_edge.runtime import Prediction, ZeroShotRecognizer
+from export.bundle import seal_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-4
@@ -107,7 +108,7 @@ def test_tampered_bundle_is_refused_before_anything_runs(runtime_bundle, tmp_pat
     np.savez(path / "tables.npz", **tables)
     with pytest.raises(BundleError, match=r"tables.npz has sha256 .* the manifest records") as e:
         ZeroShotRecognizer.load(path)
-    assert "Rebuild the bundle with:\n  python -m export.build_engine" in str(e.value)
+    assert "Rebuild the bundle with: python -m export.build_engine" in str(e.value)
     with pytest.raises(BundleError, match="not an engine bundle"):
         ZeroShotRecognizer.load(tmp_path / "nowhere")
 
@@ -210,7 +211,7 @@ def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_pat
     shutil.copytree(runtime_bundle.dir, path)
     data = json.loads((path / "manifest.json").read_text())
     data["open_set"] = {"threshold": thr, "num_classes": len(rec.classes), "calibrated_on": "validation"}
-    write_json(path / "manifest.json", data)
+    seal_manifest(path, data)
     cal = ZeroShotRecognizer.load(path, threads=1)
     assert cal.set_open_set() == thr
     assert [p.known for p in cal.predict_batch(raw)] == [p.known for p in got]

@@ -10,6 +10,7 @@ import pytest
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime import backends as backends_mod
+from export.bundle import seal_manifest
 
 RTOL = 1e-4
 
@@ -64,7 +65,7 @@ def test_bundle_without_reference_weights_refuses_torch(runtime_bundle, tmp_path
     del data["reference"]
     data["files"] = {k: v for k, v in data["files"].items() if not k.startswith("reference/")}
     shutil.rmtree(path / "reference")
-    write_json(path / "manifest.json", data)
+    seal_manifest(path, data)  # a consistent edit: re-sealed with a new digest
     with pytest.raises(ConfigError, match="no reference weights for PyTorch.*Rebuild|no reference weights"):
         ZeroShotRecognizer.load(path, backend="torch")
     assert ZeroShotRecognizer.load(path, threads=1).backend == "onnxruntime"  # auto skips torch

@@ -29,6 +29,7 @@ from tdsm_edge.runtime.iospec import BATCH, CLASSES, IOSpec
 from tdsm_edge.runtime.manifest import MANIFEST, Manifest, load_manifest
 from tdsm_edge.runtime.ort_backend import OrtScorer
 from tdsm_edge.runtime.trt_backend import TrtScorer, rebuild_command
+from export.bundle import seal_manifest
 
 RTOL, ATOL = 1e-6, 1e-7
 PATHS = ("cuda.bindings.runtime", "cuda.cudart")
@@ -73,7 +74,7 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
                                   tensorrt_version=version, gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
                                   compute_capability=p.get("compute_capability", "8.7"), profile=profile))
         data["files"][name] = digest
-    write_json(dst / MANIFEST, data)
+    seal_manifest(dst, data)
     return load_manifest(dst)
 
 
@@ -345,7 +346,7 @@ def test_real_tensorrt_plan_equals_onnxruntime(runtime_bundle, tmp_path, z):
                         classes=(k["min"], k["opt"], k["max"]), workspace_gb=0.25)
     data["plans"].append(record)
     data["files"][record["file"]] = record["sha256"]
-    write_json(dst / MANIFEST, data)
+    seal_manifest(dst, data)
     m = load_manifest(dst)
     want = OrtScorer(m, "cpu", 1).scores(z)
     for graph in (False, True):

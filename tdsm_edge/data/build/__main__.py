@@ -9,8 +9,10 @@ import argparse
 import logging
 import sys
 
-from ...cli import HelpFormatter
-from ...errors import TdsmError
+from pathlib import Path
+
+from ...cli import HelpFormatter, run_main
+from ...errors import DataError
 from .engine import build_dataset
 from .sources import SOURCES, source_module
 
@@ -46,18 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body() -> None:
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise DataError(f"--out {args.out!r} is a file; the dataset is written to a folder: pass a folder path")
         listing = source_module(args.source).list_items(args)
         build_dataset(args.out, listing, source=args.source, dataset=args.dataset, frames=args.frames,
                       align_view=args.align_view, workers=args.workers, chunk_size=args.chunk_size,
                       resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    except TdsmError as e:
-        log.error("%s", e)
-        return 2
-    except KeyboardInterrupt:
-        log.error("interrupted; finished parts are kept: rerun the same command with --resume to continue")
-        return 130
-    return 0
+
+    return run_main(body, log, interrupted="interrupted; finished parts are kept: rerun the same command with "
+                                           "--resume to continue")
 
 
 if __name__ == "__main__":

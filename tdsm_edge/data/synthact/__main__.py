@@ -10,8 +10,7 @@ import argparse
 import logging
 import sys
 
-from ...cli import HelpFormatter
-from ...errors import TdsmError
+from ...cli import HelpFormatter, run_main
 from .classes import CLASSES, NUM_CLASSES, find_class
 from .generator import benchmark, generate
 from .nuisance import Nuisance
@@ -72,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.list or args.render or args.bench or args.write_splits):
         _parser().print_help()
         return 0
-    try:
+
+    def body() -> None:
         if args.write_splits:
             for path in write_splits():
                 print(f"wrote {path}")
@@ -82,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             _render(args.render, args.out, args.sample, args.frames, args.seed, args.clean, args.view)
         if args.bench:
             _bench(args.bench_per_class, args.frames)
-    except TdsmError as e:
-        log.error("%s", e)
-        return 2
-    return 0
+
+    return run_main(body, log)
 
 
 if __name__ == "__main__":

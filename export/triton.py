@@ -217,8 +217,11 @@ def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io:
         raise BundleError(f"the tables have {K} classes but {len(class_names)} class names were given")
     platform, model_file = BACKENDS[backend]
     repo = Path(repo_dir)
+    if repo.exists() and not repo.is_dir():
+        raise BundleError(f"the Triton repository {str(repo)!r} is a file; pass a folder (--triton-repo DIR)")
     repo.mkdir(parents=True, exist_ok=True)
     final = repo / model_name
+    _check_replaceable_model(final)
     stage = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
     try:
         (stage / "1").mkdir()
@@ -253,6 +256,19 @@ def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io:
         raise
     log.info("wrote Triton model %s (%s, %d classes, max batch %d)", final, platform, K, max_batch_size)
     return final
+
+
+def _check_replaceable_model(folder: Path) -> None:
+    """BundleError unless `folder` is absent or a model folder this module wrote (its config.pbtxt carries our
+    header): such a folder is generated and replaced as a whole; any other folder is never touched."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    config = folder / "config.pbtxt"
+    ok = folder.is_dir() and not folder.is_symlink() and config.is_file() and not config.is_symlink()
+    if not (ok and "tdsm-edge scorer" in config.read_text(errors="replace")[:300]):
+        raise BundleError(f"refusing to replace {str(folder)!r}: it is not a Triton model folder written by tdsm-edge "
+                          "(no config.pbtxt with its header); nothing was changed. Pass another --triton-repo or "
+                          "move that folder away")
 
 
 def _place_plan(proto, dest: Path, plan_path, max_batch_size: int) -> list[str]:

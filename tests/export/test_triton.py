@@ -231,3 +231,18 @@ def test_config_text_is_stable():
     cfg = parse_pbtxt(text)
     assert cfg["instance_group"][0][0] == {"count": [2], "kind": ["KIND_CPU"]}
     assert cfg["output"][0][1]["label_filename"] == ["labels.txt"] and "label_filename" not in cfg["output"][0][0]
+
+
+def test_a_foreign_model_folder_is_never_replaced(bundle, tmp_path):
+    """Only a model folder this writer made (config.pbtxt with its header) is replaced; another one is refused."""
+    m, tables = bundle
+    repo = tmp_path / "repo"
+    (repo / "tdsm_scorer" / "1").mkdir(parents=True)
+    (repo / "tdsm_scorer" / "config.pbtxt").write_text('name: "someone_elses"\nplatform: "pytorch_libtorch"\n')
+    (repo / "tdsm_scorer" / "1" / "model.pt").write_bytes(b"weights")
+    with pytest.raises(BundleError, match="refusing to replace .*not a Triton model folder written by tdsm-edge"):
+        write_triton_model(m.path("scorer"), tables, None, repo, class_names=list(NAMES))
+    assert (repo / "tdsm_scorer" / "1" / "model.pt").read_bytes() == b"weights"
+    (tmp_path / "file_repo").write_text("x")
+    with pytest.raises(BundleError, match="is a file"):
+        write_triton_model(m.path("scorer"), tables, None, tmp_path / "file_repo", class_names=list(NAMES))

@@ -2,7 +2,7 @@ import numpy as np
 from tdsm_edge import ActionStream, ZeroShotRecognizer
 from tdsm_edge.data.synthact import generate       # stands in for a pose estimator (numpy only)
 
-rec = ZeroShotRecognizer.load("engines/demo")        # manifest + sha256 checked; TensorRT > ONNX Runtime > torch
+rec = ZeroShotRecognizer.load("engines/demo")        # digest, schema, files checked (digest=... pins one build)
 rec.add_classes(["wave right hand"], ["A person raises the right hand and waves it from side to side."])
 rec.set_open_set()                                   # "none of these" below the margin calibrated at export
 stream = ActionStream(rec, window=64, stride=32)

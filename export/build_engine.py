@@ -217,7 +217,8 @@ def build(args: argparse.Namespace) -> dict:
     from tdsm_edge.training.split_data import split_classes
 
     from . import sources
-    from .bundle import check_replaceable, write_bundle
+    from .bundle import write_bundle
+    from .bundle_stage import check_replaceable
 
     backend = resolve_backend(args.backend)
     validate(args, backend)

@@ -23,12 +23,12 @@ against the TensorRT version and GPU of the machine about to load it.
 from __future__ import annotations
 
 import hashlib
-from io import BytesIO
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -94,18 +94,29 @@ class Manifest:
         its recorded sha256 now: what a backend reads is what the build hashed (BundleError otherwise)."""
         graphs = self.data["graphs"]
         rel = graphs[graph_or_file]["file"] if graph_or_file in graphs else graph_or_file
-        want = self.data["files"].get(rel)
-        if want is None:
+        if rel not in self.data["files"]:
             raise self.error(f"{rel}", "it is not listed in the manifest, so it is not read")
         try:
             data = bundle_files.read_file(self.root, rel)
         except OSError as e:
             raise self.error(f"{rel} cannot be read", str(e)) from e
-        got = hashlib.sha256(data).hexdigest()
+        self._compare(rel, hashlib.sha256(data).hexdigest())
+        return data
+
+    def verify_file(self, rel: str) -> None:
+        """Hash a listed file now (streamed, inside the bundle only) and compare it with the manifest."""
+        try:
+            got = bundle_files.sha256_in(self.root, rel)
+        except OSError as e:
+            raise self.error(f"{rel} cannot be read", str(e)) from e
+        self._compare(rel, got)
+
+    def _compare(self, rel: str, got: str) -> None:
+        want = self.data["files"][rel]
         if got != want:
             raise self.error(f"{rel} has sha256 {got[:12]}…, the manifest records {want[:12]}…",
-                             "the file was modified after the bundle was loaded or built")
-        return data
+                             "the file was changed after the build (or after the bundle was loaded), or it belongs "
+                             "to another build")
 
     def graph_source(self, graph: str) -> bytes | str:
         """What to hand ONNX Runtime for a graph: its checked bytes, or, for a graph whose weights live in side
@@ -115,13 +126,7 @@ class Manifest:
         if len(files) == 1:
             return self.read_bytes(graph)
         for rel in files:
-            try:
-                got = bundle_files.sha256_in(self.root, rel)
-            except OSError as e:
-                raise self.error(f"{rel} cannot be read", str(e)) from e
-            if got != self.data["files"][rel]:
-                raise self.error(f"{rel} has sha256 {got[:12]}…, the manifest records {self.data['files'][rel][:12]}…",
-                                 "the file was modified after the bundle was loaded or built")
+            self.verify_file(rel)
         return str(self.path(graph))
 
     def error(self, what: str, why: str) -> BundleError:
@@ -337,14 +342,8 @@ def check_files_sha256(m: Manifest, allowed: tuple[str, ...] = bundle_files.ALLO
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise m.error("the folder's content", "; ".join(problems[:3]) + more + " — a bundle holds only the files "
                       f"its manifest lists (plus {', '.join(allowed)}), so nothing outside it is ever read")
-    for rel, digest in m.data["files"].items():
-        try:
-            got = bundle_files.sha256_in(m.root, rel)
-        except OSError as e:
-            raise m.error(f"{rel} cannot be read", str(e)) from e
-        if got != digest:
-            raise m.error(f"{rel} has sha256 {got[:12]}…, the manifest records {digest[:12]}…",
-                          "the file was modified or corrupted after the build (or belongs to another build)")
+    for rel in m.data["files"]:
+        m.verify_file(rel)
 
 
 def load_tables(m: Manifest) -> dict[str, np.ndarray]:

@@ -103,7 +103,7 @@ class OrtScorer:
 
     def __init__(self, bundle_dir: str | Path | Manifest, providers: str | Sequence[str] = "auto",
                  threads: int | None = None, io_binding: bool | None = None, max_rows: int | None = None) -> None:
-        ort = require("onnxruntime", extra="runtime")
+        require("onnxruntime", extra="runtime")
         self.manifest: Manifest = bundle_dir if isinstance(bundle_dir, Manifest) else load_manifest(bundle_dir)
         self.spec = self.manifest.io.graphs["scorer"]
         self.batch = self.manifest.io.axes[BATCH]
@@ -209,7 +209,7 @@ class OrtEncoder:
     """
 
     def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "auto", threads: int | None = None) -> None:
-        ort = require("onnxruntime", extra="runtime")
+        require("onnxruntime", extra="runtime")
         if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
             raise manifest.error("no encoder graph", "the bundle was built from features only, so it scores features "
                                  "(score_features) but cannot encode skeleton windows")

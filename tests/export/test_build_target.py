@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export import build_engine  # noqa: E402
-from export.bundle import STAGED_MANIFEST  # noqa: E402
+from export.bundle_stage import STAGED_MANIFEST  # noqa: E402
 from tdsm_edge.errors import BundleError  # noqa: E402
 from tdsm_edge.runtime import ZeroShotRecognizer  # noqa: E402
 from tdsm_edge.runtime.manifest import MANIFEST, load_manifest  # noqa: E402

@@ -27,7 +27,7 @@ from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, 
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
 from tdsm_edge.text.prompts import ClassText  # noqa: E402
 from tdsm_edge.training.evaluation import tdsm_errors  # noqa: E402
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 from tdsm_edge.runtime.integrity import manifest_digest
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from tdsm_edge.errors import BundleError, ConfigError, InputError, MissingDepend
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime.manifest import load_manifest
 from tdsm_edge.runtime.text_encoder import OrtTextEncoder
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-4

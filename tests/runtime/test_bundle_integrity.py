@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 
 from tdsm_edge.errors import BundleError, InputError
 from tdsm_edge.runtime import ZeroShotRecognizer, bundle_files
@@ -241,7 +241,7 @@ def test_a_file_changed_after_loading_is_refused_when_read(copy):
     m = load_manifest(copy)
     with open(copy / "tables.npz", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(BundleError, match="tables.npz has sha256 .* modified after the bundle was loaded"):
+    with pytest.raises(BundleError, match="tables.npz has sha256 .* changed after the build \\(or after the bundle was loaded\\)"):
         m.read_bytes("tables.npz")
 
 

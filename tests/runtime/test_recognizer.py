@@ -13,7 +13,7 @@ import pytest
 
 from tdsm_edge.errors import BundleError, ConfigError, InputError, MissingDependencyError
 from tdsm_edge.runtime import Prediction, ZeroShotRecognizer
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-4
@@ -183,7 +183,6 @@ def test_runtime_never_imports_torch(runtime_bundle):
 
 
 def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_path):
-    from tdsm_edge.io import write_json
     from tdsm_edge.runtime import NONE_LABEL
 
     rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)

@@ -10,7 +10,7 @@ import pytest
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime import backends as backends_mod
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 
 RTOL = 1e-4
 
@@ -57,7 +57,6 @@ def test_auto_prefers_onnxruntime_then_falls_back_to_torch(runtime_bundle, monke
 
 
 def test_bundle_without_reference_weights_refuses_torch(runtime_bundle, tmp_path):
-    from tdsm_edge.io import write_json
 
     path = tmp_path / "noref"
     shutil.copytree(runtime_bundle.dir, path)

@@ -23,13 +23,12 @@ import pytest
 from helpers.fake_tensorrt import fake_cudart, fake_tensorrt, write_plan
 
 from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, InputError
-from tdsm_edge.io import write_json
 from tdsm_edge.runtime import ZeroShotRecognizer, cuda_memory
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, IOSpec
 from tdsm_edge.runtime.manifest import MANIFEST, Manifest, load_manifest
 from tdsm_edge.runtime.ort_backend import OrtScorer
 from tdsm_edge.runtime.trt_backend import TrtScorer, rebuild_command
-from export.bundle import seal_manifest
+from export.bundle_stage import seal_manifest
 
 RTOL, ATOL = 1e-6, 1e-7
 PATHS = ("cuda.bindings.runtime", "cuda.cudart")

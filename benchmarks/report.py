@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tdsm_edge.errors import InputError
+from tdsm_edge.io import read_user_file
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,16 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
     Benchmarks without preset / K / J / B / backend in `extra_info` (other suites) are left out.
     """
     path = Path(path)
+    how = "write them with python -m pytest benchmarks/ --benchmark-json results.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read benchmark results {str(path)!r} ({e}); write them with "
-                         "python -m pytest benchmarks/ --benchmark-json results.json") from e
+        data = json.loads(read_user_file(path, "benchmark results", InputError).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"cannot read benchmark results {str(path)!r} ({type(e).__name__}: {str(e)[:100]}); "
+                         f"{how}") from e
+    except InputError as e:  # missing, a folder, a FIFO
+        raise InputError(f"cannot read {e}; {how}") from e
+    if not isinstance(data, dict):
+        raise InputError(f"benchmark results {str(path)!r} are not a pytest-benchmark json object; {how}")
     results, seen = [], {}
     targets = []
     for b in data.get("benchmarks", []):

@@ -34,6 +34,9 @@ class Capability:
     writes: str                       # what goes into the bundle
 
 
+MAX_BATCH = 65_536  # the IO spec's batch axis max a bundle may declare
+MAX_NOISES = 4096   # as the config's eval.num_noises (tdsm_edge.config.BOUNDS) and the manifest schema
+
 # backend-specific options: argparse dest → flag. Every other option applies to every backend.
 BACKEND_OPTIONS = {"workspace": "--workspace", "timing_cache": "--timing-cache"}
 CAPABILITIES: dict[str, Capability] = {
@@ -139,8 +142,9 @@ def validate(args: argparse.Namespace, backend: str) -> None:
             others = [b for b, c in CAPABILITIES.items() if dest in c.options]
             raise ConfigError(f"{flag} is not supported by the {backend} backend{why}; only by: {', '.join(others)}. "
                               f"Drop {flag}, or choose --backend {others[0]}.")
-    if args.batch < 1 or (args.noises is not None and args.noises < 1):
-        raise ConfigError(f"--batch and --noises must be >= 1, got {args.batch} and {args.noises}")
+    if not 1 <= args.batch <= MAX_BATCH or (args.noises is not None and not 1 <= args.noises <= MAX_NOISES):
+        raise ConfigError(f"--batch must lie in [1, {MAX_BATCH}] and --noises in [1, {MAX_NOISES}], got {args.batch} "
+                          f"and {args.noises}")
     if not 0.0 < args.open_set_accept <= 1.0:
         raise ConfigError(f"--open-set-accept must be in (0, 1], got {args.open_set_accept}")
     if args.workspace is not None and args.workspace <= 0:

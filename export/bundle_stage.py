@@ -134,19 +134,35 @@ def check_replaceable(out: Path) -> None:
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         raise refuse(f"its {MANIFEST} is not a tdsm-edge bundle manifest (format "
                      f"{data.get('format') if isinstance(data, dict) else None!r})")
-    problems = bundle_files.scan(out, {f for f in data["files"] if isinstance(f, str)}, report_missing=False)
+    files = data["files"]
+    if not all(isinstance(f, str) and isinstance(h, str) for f, h in files.items()):
+        raise refuse(f"its {MANIFEST} does not list files with their sha256")
+    problems = bundle_files.scan(out, set(files), report_missing=False)
     if problems:
         raise refuse("besides its bundle files it holds " + "; ".join(problems[:3])
                      + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+    for rel, digest in files.items():  # every file it lists and holds is the bundle's own: nothing else is deleted
+        try:
+            same = bundle_files.sha256_in(out, rel) == digest
+        except FileNotFoundError:
+            continue  # an incomplete bundle: what is missing is not lost
+        except OSError as e:
+            raise refuse(f"{rel} cannot be read ({e})") from e
+        if not same:
+            raise refuse(f"{rel} is not the file its {MANIFEST} records (a changed or foreign file)")
 
 
 def remove_stale_temp_folders(out: Path) -> list[Path]:
     """Delete the temporary folders (`.<name>.staging-<pid>`, `.<name>.old-<pid>`) that builds of `out` killed
     before they finished left next to it; a folder whose build process is still running is kept."""
     removed = []
-    for p in out.parent.glob(f".{glob.escape(out.name)}.*-*") if out.parent.is_dir() else ():
+    for p in sorted(out.parent.glob(f".{glob.escape(out.name)}.*-*")) if out.parent.is_dir() else ():
         m = TEMP_FOLDER.match(p.name)
         if not m or m["name"] != out.name or p.is_symlink() or not p.is_dir() or _alive(int(m["pid"])):
+            continue
+        if m["kind"] == "old" and not out.exists() and not out.is_symlink() and (p / MANIFEST).is_file():
+            os.replace(p, out)  # a build died between its two renames: the previous bundle goes back in place
+            log.warning("restored %s from %s, left by a build that died while committing", out, p)
             continue
         shutil.rmtree(p, ignore_errors=True)
         log.info("removed %s, left by an interrupted build", p)

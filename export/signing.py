@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
 from tdsm_edge.errors import ConfigError, require
-from tdsm_edge.io import atomic_path
+from tdsm_edge.io import atomic_path, read_user_file
 from tdsm_edge.runtime.integrity import SIGNATURE_ALGORITHM, SIGNATURE_FILE, key_id, public_raw, signed_message
 
 log = logging.getLogger("export.signing")
@@ -33,11 +33,9 @@ def load_private_key(path: str | Path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    pem = read_user_file(path, "the signing key", ConfigError, max_bytes=1 << 16)
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except OSError as e:
-        raise ConfigError(f"cannot read the signing key {str(path)!r} ({e.strerror}); make one with: "
-                          "python -m export.signing keygen --out KEYS/NAME") from e
+        key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{str(path)!r} is not an unencrypted PEM private key ({e}); make one with: "
                           "python -m export.signing keygen --out KEYS/NAME") from e
@@ -53,6 +51,8 @@ def keygen(out: str | Path) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    if not str(out).strip() or Path(out).name in ("", ".", ".."):
+        raise ConfigError(f"--out {str(out)!r} must name the key files' prefix, e.g. keys/robot")
     out = Path(out)
     private, public = out.with_name(out.name + ".key"), out.with_name(out.name + ".pub")
     existing = [str(p) for p in (private, public) if p.exists()]
@@ -88,6 +88,7 @@ def sign_bundle(bundle_dir: str | Path, key_path: str | Path) -> str:
     """Sign an existing bundle (checked first: a bundle that does not load is not signed). Returns its digest."""
     from tdsm_edge.runtime.manifest import load_manifest
 
+    load_private_key(key_path)  # a bad key fails before the bundle is read
     m = load_manifest(bundle_dir)
     sign_folder(m.root, m.digest, key_path)
     return m.digest

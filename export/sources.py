@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tdsm_edge.errors import ConfigError
+from tdsm_edge.io import read_user_file
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,8 @@ def select_classes(names: list[str], unseen: np.ndarray, classes: list[str] | No
     """
     if classes_file is not None:
         p = Path(classes_file)
-        if not p.is_file():
-            raise ConfigError(f"--classes-file {str(p)!r} does not exist")
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_user_file(p, "--classes-file", ConfigError, 1 << 20).decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"--classes-file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); it must "
                               "hold one class name a line") from e

@@ -100,6 +100,8 @@ def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[t
     configs = default_configs(K) if configs is None else [tuple(int(v) for v in c) for c in configs]
     if repeats < 1 or any(b < 1 for b in batch_sizes):
         raise InputError(f"repeats and batch sizes must be >= 1, got {repeats}, {list(batch_sizes)}")
+    if not 1 <= threads <= 1024:
+        raise InputError(f"threads must lie in [1, 1024], got {threads}")
     model = prob.model.to(device).eval()
     fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
                     for a in (prob.text.global_, prob.text.local, prob.text.mask))

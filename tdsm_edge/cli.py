@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
+import threading
 from typing import Callable
 
 
@@ -42,20 +44,26 @@ def run_main(body: Callable[[], int | None], log: logging.Logger, interrupted: s
     """Run a command's body so that no user error ends in a traceback.
 
     A TdsmError (what, why, how to fix) or an OSError on a path the user named (missing, a file where a
-    folder is needed, no permission, a full disk) is logged as one line and exits 2; Ctrl-C logs
-    `interrupted` (say what was kept and how to continue) and exits 130. Returns the exit status.
+    folder is needed, no permission, a full disk) is logged as one line and exits 2; Ctrl-C or SIGTERM
+    (what systemd and docker send) logs `interrupted` (say what was kept and how to continue) and exits
+    130, also when a library wrapped the interrupt in its own error. Returns the exit status.
     """
     from tdsm_edge.errors import TdsmError
 
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
     try:
         rc = body()
         return 0 if rc is None else int(rc)
-    except TdsmError as e:
-        log.error("%s", one_line(e))
-        return 2
     except KeyboardInterrupt:
         log.error("%s", one_line(interrupted))
         return 130
+    except TdsmError as e:
+        log.error("%s", one_line(interrupted if _caused_by_interrupt(e) else e))
+        return 130 if _caused_by_interrupt(e) else 2
     except OSError as e:
         where = f" {str(e.filename)!r}" if e.filename else ""
         where += f" -> {str(e.filename2)!r}" if getattr(e, "filename2", None) else ""
@@ -63,3 +71,17 @@ def run_main(body: Callable[[], int | None], log: logging.Logger, interrupted: s
                                  "command line (a folder where a file is expected or the reverse, permissions, "
                                  "free disk space)"))
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of `e` (a library may wrap Ctrl-C in its own error)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .io import read_user_file
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a run folder name under runs/: no '/', no '..'
 
@@ -204,27 +205,48 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise _type_error(value, f"a list of {args[0].__name__}s, e.g. [{_EXAMPLE[args[0]]}]", where)
         return tuple(_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    ok = {bool: isinstance(value, bool),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float and number:
+        try:
+            value = float(value)  # an int too large for a float overflows here
+        except OverflowError:
+            number = False
+        number = number and math.isfinite(value)
+    ok = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number,
           str: isinstance(value, str)}[hint]
     if not ok:
         raise _type_error(value, {float: "a finite number"}.get(hint, f"{'an' if hint is int else 'a'} "
                                                                         f"{hint.__name__}"), where)
-    return float(value) if hint is float else value
+    if hint is int and abs(value) > MAX_INT:
+        raise ConfigError(f"{where}: {_show(value)} is too large (at most {MAX_INT:,})")
+    return value
 
 
 _EXAMPLE = {int: "1, 2", str: '"a", "b"', float: "0.5, 1.0"}
 
 
+MAX_INT = 2 ** 53  # no config int is larger; beyond it a float no longer holds it exactly
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, int) and abs(value) > 10 ** 30:
+        return f"an int of {len(str(abs(value)))} digits"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "…"
+
+
 def _type_error(value: Any, expected: str, where: str) -> ConfigError:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
-    return ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {shown}")
+    got = _show(value) if _show(value).startswith("an int of") else f"{type(value).__name__} {_show(value)}"
+    return ConfigError(f"{where}: expected {expected}, got {got}")
 
 
 def section_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """One config section (e.g. DenoiserConfig) from a dict, typed and checked like a yaml file's sections."""
-    return _section(cls, data, where)
+    """One config section (e.g. DenoiserConfig) from a dict, typed and range-checked like a yaml file's sections."""
+    sec = _section(cls, data, where)
+    problems = section_problems({c: n for n, c in _SECTIONS.items()}[cls], sec)
+    if problems:
+        raise ConfigError(f"{where}: {problems[0]}")
+    return sec
 
 
 def _section(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -273,10 +295,10 @@ def load_config(path: str | Path) -> RunConfig:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass a yaml file such as configs/demo.yaml")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_user_file(path, "config file", ConfigError, 1 << 20).decode("utf-8")) or {}
+    except RecursionError as e:
+        raise ConfigError(f"config file {str(path)!r} nests too deeply to be a run config") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); a config is "
                           "a yaml text file such as configs/demo.yaml") from e
@@ -327,74 +349,83 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-def _ranges(cfg: RunConfig) -> list[tuple[bool, str]]:
-    """(ok, message) for every value with a range: counts >= 1, rates > 0, weights >= 0, the run name."""
-    at_least = {1: ("data.samples_per_class", "data.test_per_class", "data.frames", "encoder.feature_dim",
-                    "encoder.num_person", "encoder.epochs", "encoder.batch_size", "text.num_tokens",
-                    "denoiser.hidden_size", "denoiser.num_heads", "denoiser.z_dim", "denoiser.cond_dim",
-                    "denoiser.num_tokens", "schedule.num_steps", "train.warmup_steps", "eval.batch_size",
-                    "baseline.epochs", "baseline.hidden_dim"),
-                0: ("data.gzsl_seen_per_class", "data.val_per_class", "data.seed", "encoder.weight_decay",
-                    "loss.w_diffusion", "loss.w_triplet", "loss.margin", "train.weight_decay", "train.grad_clip",
-                    "train.checkpoint_every", "train.seed", "eval.noise_seed")}
+BIG = 10 ** 9  # a generous ceiling for counts (samples, epochs, iterations, batch sizes)
+# section -> field -> (lo, hi, lo excluded): every numeric field's range (each item, for a tuple field)
+BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "data": {"samples_per_class": (1, BIG, False), "test_per_class": (1, BIG, False),
+             "gzsl_seen_per_class": (0, BIG, False), "val_per_class": (0, BIG, False), "frames": (1, 100_000, False),
+             "seed": (0, MAX_INT, False)},
+    "encoder": {"channels": (1, 65_536, False), "strides": (1, 64, False), "feature_dim": (1, 65_536, False),
+                "num_person": (1, 16, False), "dropout": (0, 1, False), "epochs": (1, BIG, False),
+                "batch_size": (1, BIG, False), "lr": (0, 1e3, True), "weight_decay": (0, 1e3, False)},
+    "text": {"num_tokens": (1, 4096, False)},
+    "denoiser": {"hidden_size": (1, 65_536, False), "depth": (1, 1024, False), "num_heads": (1, 1024, False),
+                 "mlp_ratio": (0, 64, True), "z_dim": (1, 65_536, False), "cond_dim": (1, 65_536, False),
+                 "num_tokens": (1, 4096, False)},
+    "schedule": {"num_steps": (1, 100_000, False), "beta_start": (0, 1, True), "beta_end": (0, 1, True)},
+    "loss": {"w_diffusion": (0, 1e6, False), "w_triplet": (0, 1e6, False), "margin": (0, 1e6, False)},
+    "train": {"iterations": (1, BIG, False), "batch_size": (2, BIG, False), "lr": (0, 1e3, True),
+              "weight_decay": (0, 1e3, False), "warmup_steps": (0, BIG, False), "grad_clip": (0, 1e6, False),
+              "checkpoint_every": (0, BIG, False), "seed": (0, MAX_INT, False)},
+    "eval": {"num_noises": (1, 4096, False), "timestep": (0, 100_000, False), "noise_seed": (0, MAX_INT, False),
+             "batch_size": (1, BIG, False), "sweep_noises": (1, 4096, False), "sweep_timesteps": (0, 100_000, False)},
+    "baseline": {"epochs": (1, BIG, False), "lr": (0, 1e3, True), "temperature": (0, 1e3, True),
+                 "hidden_dim": (1, 65_536, False)},
+}
+ENUMS: dict[str, dict[str, tuple]] = {
+    "schedule": {"prediction": ("epsilon", "sample", "v_prediction"), "beta_schedule": ("scaled_linear", "linear")},
+    "train": {"amp": ("none", "bf16", "fp16")},
+    "data": {"dataset": DATASETS, "feature_pool": (None, "mean", "purls"), "protocol": ("xsub", "xview", "xset")},
+}
+
+
+def section_problems(name: str, sec: Any) -> list[str]:
+    """What is out of range or inconsistent inside one section (e.g. "denoiser"): bounds, allowed values and
+    the rules between its own fields. Cross-section rules are in `validate`."""
     out = []
-    for lo, keys in at_least.items():
-        for key in keys:
-            section, name = key.split(".")
-            v = getattr(getattr(cfg, section), name)
-            out.append((v >= lo, f"{key} must be >= {lo}, got {v}"))
-    for key in ("encoder.lr", "train.lr", "baseline.lr", "baseline.temperature", "denoiser.mlp_ratio"):
-        section, name = key.split(".")
-        v = getattr(getattr(cfg, section), name)
-        out.append((v > 0, f"{key} must be > 0, got {v}"))
-    s = cfg.schedule
-    out += [(0 < s.beta_start < s.beta_end < 1, f"schedule betas must satisfy 0 < beta_start < beta_end < 1, got "
-                                                f"{s.beta_start} and {s.beta_end}"),
-            (0 <= cfg.encoder.dropout < 1, f"encoder.dropout must lie in [0, 1), got {cfg.encoder.dropout}"),
-            (all(c >= 1 for c in cfg.encoder.channels) and all(x >= 1 for x in cfg.encoder.strides) and
-             len(cfg.encoder.channels) >= 1, "encoder.channels and encoder.strides must be non-empty lists of ints >= 1"),
-            (all(j >= 1 for j in cfg.eval.sweep_noises), f"eval.sweep_noises must be >= 1, got {cfg.eval.sweep_noises}"),
-            (bool(RUN_NAME.match(cfg.name)), f"name {cfg.name!r} must be a plain folder name (letters, digits, '.', "
-                                             "'_', '-'; no '/' or '..'): the run is written to runs/<name>")]
+    for field_name, (lo, hi, open_lo) in BOUNDS.get(name, {}).items():
+        value = getattr(sec, field_name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if not ((v > lo if open_lo else v >= lo) and v <= hi):
+                out.append(f"{name}.{field_name} must lie in {'(' if open_lo else '['}{lo:g}, {hi:g}], got {v}")
+    for field_name, allowed in ENUMS.get(name, {}).items():
+        if getattr(sec, field_name) not in allowed:
+            out.append(f"{name}.{field_name} {getattr(sec, field_name)!r} must be one of {list(allowed)}")
+    if name == "denoiser" and sec.num_heads >= 1 and sec.hidden_size % sec.num_heads:
+        out.append(f"denoiser.hidden_size ({sec.hidden_size}) must be divisible by denoiser.num_heads ({sec.num_heads})")
+    if name == "schedule" and not sec.beta_start < sec.beta_end:
+        out.append(f"schedule betas must satisfy beta_start < beta_end, got {sec.beta_start} and {sec.beta_end}")
+    if name == "encoder":
+        if sec.dropout >= 1:
+            out.append(f"encoder.dropout must be < 1, got {sec.dropout}")
+        if not sec.channels or len(sec.channels) != len(sec.strides):
+            out.append("encoder.channels and encoder.strides must be non-empty and of the same length")
+    if name == "text" and not sec.prompt_sets:
+        out.append("text.prompt_sets must name at least one prompt set")
     return out
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError with a fix hint for values that cannot work together or lie out of range."""
+    """Raise ConfigError with a fix hint for values out of range or that cannot work together."""
     d, s, e = cfg.denoiser, cfg.schedule, cfg.eval
+    problems = [p for name in _SECTIONS for p in section_problems(name, getattr(cfg, name))]
     checks = [
-        (d.hidden_size % d.num_heads == 0,
-         f"denoiser.hidden_size ({d.hidden_size}) must be divisible by denoiser.num_heads ({d.num_heads})"),
-        (d.depth >= 1, "denoiser.depth must be >= 1"),
         (d.num_tokens == cfg.text.num_tokens,
          f"denoiser.num_tokens ({d.num_tokens}) must equal text.num_tokens ({cfg.text.num_tokens})"),
         (d.z_dim == cfg.encoder.feature_dim,
          f"denoiser.z_dim ({d.z_dim}) must equal encoder.feature_dim ({cfg.encoder.feature_dim})"),
-        (s.prediction in ("epsilon", "sample", "v_prediction"),
-         f"schedule.prediction {s.prediction!r} must be epsilon, sample or v_prediction"),
-        (s.beta_schedule in ("scaled_linear", "linear"),
-         f"schedule.beta_schedule {s.beta_schedule!r} must be scaled_linear or linear"),
         (0 <= e.timestep < s.num_steps,
          f"eval.timestep ({e.timestep}) must lie in [0, schedule.num_steps={s.num_steps})"),
-        (e.num_noises >= 1, "eval.num_noises must be >= 1"),
         (all(0 <= t < s.num_steps for t in e.sweep_timesteps),
          f"eval.sweep_timesteps must lie in [0, {s.num_steps})"),
-        (len(cfg.text.prompt_sets) >= 1, "text.prompt_sets must name at least one prompt set"),
-        (cfg.train.iterations >= 1 and cfg.train.batch_size >= 2, "train.iterations >= 1 and batch_size >= 2"),
-        (len(cfg.encoder.channels) == len(cfg.encoder.strides),
-         "encoder.channels and encoder.strides must have the same length"),
         (not cfg.text.published_features or cfg.text.encoder.startswith("openclip:"),
          "text.published_features reproduces the published OpenCLIP pipeline; it needs an openclip:* encoder"),
-        (cfg.train.amp in ("none", "bf16", "fp16"), f"train.amp {cfg.train.amp!r} must be none, bf16 or fp16"),
-        (cfg.data.dataset in DATASETS, f"data.dataset {cfg.data.dataset!r} must be one of {list(DATASETS)}"),
-        (cfg.data.feature_pool in (None, "mean", "purls"),
-         f"data.feature_pool {cfg.data.feature_pool!r} must be null, mean or purls"),
-        (cfg.data.protocol in ("xsub", "xview", "xset"),
-         f"data.protocol {cfg.data.protocol!r} must be xsub, xview or xset"),
         (not (cfg.data.skeletons and cfg.data.features),
          "set data.skeletons (raw skeletons: train the encoder) or data.features (published features), not both"),
+        (bool(RUN_NAME.fullmatch(cfg.name)), f"name {cfg.name!r} must be a plain folder name (letters, digits, '.', "
+                                             "'_', '-'; no '/' or '..'): the run is written to runs/<name>"),
     ]
-    checks += [(ok, msg) for ok, msg in _ranges(cfg)]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(f"invalid config: {msg}")
+    problems += [msg for ok, msg in checks if not ok]
+    if problems:
+        raise ConfigError(f"invalid config: {problems[0]}" + (f" (and {len(problems) - 1} more problems)"
+                                                             if len(problems) > 1 else ""))

@@ -36,10 +36,43 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise FileExistsError(f"cannot create a temporary file next to {path}")
     try:
         yield tmp_path
+        # the writer may have replaced the file (safetensors writes its own, mode 0600): ordinary mode again
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """This process's umask (read from /proc where it can be, without changing it; else set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_user_file(path: str | Path, what: str, error: type[Exception] = ValueError, max_bytes: int = 64 << 20) -> bytes:
+    """The bytes of a file the user named (`what`, e.g. "--classes-file"), or `error` saying why not: it does
+    not exist, is a folder or a special file (a FIFO would block the read forever), or is over `max_bytes`."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise error(f"{what} {str(p)!r} does not exist")
+        if not p.is_file():
+            raise error(f"{what} {str(p)!r} is {'a folder' if p.is_dir() else 'not a regular file'}; pass a file")
+        size = p.stat().st_size
+        if size > max_bytes:
+            raise error(f"{what} {str(p)!r} is {size:,} bytes, more than the {max_bytes:,} allowed")
+        return p.read_bytes()
+    except OSError as e:
+        raise error(f"{what} {str(p)!r} cannot be read ({e.strerror or e})") from e
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -22,6 +22,9 @@ def files(tmp_path):
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
     (tmp_path / "empty_run").mkdir()
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
     return tmp_path
 
 
@@ -49,8 +52,20 @@ CASES = {  # id: (module, argv with {tmp} for the fixture folder, a fragment of 
                                 "nope"),
     "tradeoff no run": ("export.tradeoff", ["--run", "{tmp}/nope", "--png", "{tmp}/t.png"], "nope"),
     "signing missing key": ("export.signing", ["sign", "--bundle", "{tmp}/empty_run", "--key", "{tmp}/nokey"],
-                            "not an engine bundle"),
+                            "the signing key"),
     "report missing results": ("benchmarks.report", ["{tmp}/nope.json", "--out", "{tmp}/rep"], "nope.json"),
+    "report binary results": ("benchmarks.report", ["{tmp}/binary.txt", "--out", "{tmp}/rep"], "cannot read"),
+    "report FIFO results": ("benchmarks.report", ["{tmp}/fifo", "--out", "{tmp}/rep"], "not a regular file"),
+    "train FIFO config": ("tdsm_edge.train", ["--config", "{tmp}/fifo"], "not a regular file"),
+    "train folder config": ("tdsm_edge.train", ["--config", "{tmp}/empty_run"], "is a folder"),
+    "train deep config": ("tdsm_edge.train", ["--config", "{tmp}/deep.yaml"], "nests too deeply"),
+    "train huge int": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--set", "train.iterations=" + "9" * 400],
+                       "too large"),
+    "signing keygen empty": ("export.signing", ["keygen", "--out", ""], "must name the key files' prefix"),
+    "signing FIFO key": ("export.signing", ["sign", "--bundle", "{tmp}", "--key", "{tmp}/fifo"], "not a regular file"),
+    "synthact huge frames": ("tdsm_edge.data.synthact", ["--render", "0", "--frames", str(10 ** 12)], "--frames"),
+    "build_engine huge batch": ("export.build_engine", ["--run", "{tmp}/nope", "--batch", str(10 ** 9)], "--batch"),
+    "build_engine huge J": ("export.build_engine", ["--run", "{tmp}/nope", "--noises", str(10 ** 9)], "--noises"),
 }
 
 

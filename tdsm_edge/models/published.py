@@ -59,7 +59,8 @@ def find_weights_file(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise CheckpointError(f"published checkpoint {str(path)!r} does not exist; pass the folder written by "
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise CheckpointError(f"published checkpoint {str(path)!r} {what}; pass the folder written by "
                               f"accelerate's save_state (e.g. work_dir/best) or its {SAFETENSORS_NAME} / {PICKLE_NAME}.")
     for name in (SAFETENSORS_NAME, PICKLE_NAME):
         if (path / name).is_file():

@@ -109,7 +109,11 @@ def scan(root: Path, listed: set[str], allowed: tuple[str, ...] = ALLOWED_UNLIST
             return
         for e in entries:
             rel = prefix + e.name
-            mode = e.stat(follow_symlinks=False).st_mode
+            try:
+                mode = e.stat(follow_symlinks=False).st_mode
+            except OSError as err:  # removed or replaced while being listed
+                problems.append(f"{rel} changed while the folder was checked ({err.strerror})")
+                continue
             if stat.S_ISLNK(mode):
                 problems.append(f"{rel} is a symlink (bundle files must be regular files inside the folder)")
             elif stat.S_ISDIR(mode):

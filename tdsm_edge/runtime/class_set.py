@@ -20,9 +20,7 @@ import numpy as np
 
 from tdsm_edge.errors import InputError
 
-from .manifest_schema import name_problem
-
-MAX_CLASSES = 1024  # classes one scorer may hold (each adds B·J scoring rows per call)
+from .manifest_schema import MAX_CLASSES, name_problem
 
 
 @dataclass(frozen=True)

@@ -78,10 +78,12 @@ def load_public_key(public_key):
     if isinstance(public_key, Ed25519PublicKey):
         return public_key
     if isinstance(public_key, (str, Path)):
+        from tdsm_edge.io import read_user_file
+
         try:
-            public_key = Path(public_key).read_bytes()
-        except OSError as e:
-            raise InputError(f"public_key {str(public_key)!r} cannot be read ({e.strerror}); {how}") from e
+            public_key = read_user_file(public_key, "public_key", max_bytes=1 << 16)
+        except ValueError as e:
+            raise InputError(f"{e}; {how}") from e
     if not isinstance(public_key, (bytes, bytearray)):
         raise InputError(f"public_key must be a path or bytes, got {type(public_key).__name__}; {how}")
     data = bytes(public_key)
@@ -107,6 +109,8 @@ def parse_signature(raw: bytes) -> dict:
     """manifest.sig's content as a dict with a 64-byte "signature", or ValueError saying what is wrong."""
     if len(raw) > MAX_SIGNATURE_BYTES:
         raise ValueError(f"it is {len(raw)} bytes, a signature file is under {MAX_SIGNATURE_BYTES}")
+    if raw.count(b"[") + raw.count(b"{") > 8:
+        raise ValueError("it nests json values; a signature record is one flat object")
     d = json.loads(raw.decode("utf-8"))
     if not isinstance(d, dict) or d.get("algorithm") != SIGNATURE_ALGORITHM:
         raise ValueError(f"it is not an {SIGNATURE_ALGORITHM} signature record")
@@ -131,8 +135,9 @@ def verify_signature(sig_bytes: bytes | None, digest: str, public_key, where: st
                           f"it with: python -m export.signing sign --bundle DIR --key KEY; {fix}")
     try:
         record = parse_signature(sig_bytes)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{where}: {SIGNATURE_FILE} is malformed ({e}); sign the bundle again") from e
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"{where}: {SIGNATURE_FILE} is malformed ({type(e).__name__}: {str(e)[:200]}); sign the "
+                          "bundle again") from e
     if record["digest"] != digest:
         raise BundleError(f"{where}: {SIGNATURE_FILE} signs the digest {record['digest'][:19]}…, but the bundle's is "
                           f"{digest[:19]}…: the bundle changed after it was signed; {fix}")

@@ -22,14 +22,20 @@ against the TensorRT version and GPU of the machine about to load it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -48,6 +54,7 @@ FORMAT = "tdsm-edge-bundle"
 MANIFEST = "manifest.json"
 TABLES_FILE = "tables.npz"
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_DEPTH = 32  # a manifest nests 7 levels deep; a deeper one is refused before anything walks it
 # the build's temporary folders next to a bundle (export.bundle.BundleStage): never loadable
 TEMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)$")
 
@@ -118,16 +125,36 @@ class Manifest:
                              "the file was changed after the build (or after the bundle was loaded), or it belongs "
                              "to another build")
 
-    def graph_source(self, graph: str) -> bytes | str:
-        """What to hand ONNX Runtime for a graph: its checked bytes, or, for a graph whose weights live in side
-        files (external data, > ~1.5 GB), its path after every one of its files was re-hashed now (ONNX Runtime
-        opens those side files next to the graph itself)."""
+    @contextlib.contextmanager
+    def graph_source(self, graph: str) -> Iterator[bytes | str]:
+        """What to hand ONNX Runtime for a graph, valid inside the `with` block: its checked bytes; or, for a
+        graph whose weights live in side files (external data, > ~1.5 GB), the path of a private copy (a
+        fresh 0700 temporary folder) made from bytes hashed as they were copied, so nothing can be swapped
+        between the check and ONNX Runtime's read. The copy is deleted when the block ends."""
         files = self.data["graphs"][graph]["files"]
         if len(files) == 1:
-            return self.read_bytes(graph)
-        for rel in files:
-            self.verify_file(rel)
-        return str(self.path(graph))
+            yield self.read_bytes(graph)
+            return
+        private = Path(tempfile.mkdtemp(prefix="tdsm-edge-graph-"))
+        try:
+            for rel in files:
+                self._copy_checked(rel, private)
+            yield str(private / self.data["graphs"][graph]["file"])
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _copy_checked(self, rel: str, dest: Path) -> None:
+        h = hashlib.sha256()
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with os.fdopen(bundle_files.open_file(self.root, rel), "rb") as src, open(target, "xb") as out:
+                while block := src.read(1 << 20):
+                    h.update(block)
+                    out.write(block)
+        except OSError as e:
+            raise self.error(f"{rel} cannot be read", str(e)) from e
+        self._compare(rel, h.hexdigest())
 
     def error(self, what: str, why: str) -> BundleError:
         return bundle_error(self.root, what, why, self.rebuild_command)
@@ -205,12 +232,17 @@ def _bundle_root(bundle_dir, manifest_file: str) -> Path:
     given = Path(bundle_dir)
     if not str(bundle_dir).strip():
         raise InputError("the bundle folder path is empty; e.g. ZeroShotRecognizer.load('engines/demo')")
-    temp = TEMP_FOLDER.match(given.name)
+    try:
+        real = given.resolve()  # the folder itself may be a symlink (engines/current -> engines/v3)
+        is_dir, exists = real.is_dir(), real.exists()
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+        raise bundle_error(given, "not an engine bundle", f"the path cannot be resolved ({e})", None) from e
+    temp = TEMP_FOLDER.match(real.name)
     if temp and manifest_file == MANIFEST:
         raise bundle_error(given, "not an engine bundle", f"it is the temporary folder of an unfinished or interrupted "
                            f"build of {temp['name']!r} (the next build there deletes it)", None)
-    if not given.is_dir():
-        why = "the folder does not exist" if not given.exists() else "it is a file, not a folder"
+    if not is_dir:
+        why = "the folder does not exist" if not exists else "it is a file, not a folder"
         raise bundle_error(given, "not an engine bundle", why, None)
     return given
 
@@ -228,6 +260,12 @@ def _read_json(root: Path, name: str) -> dict:
     def no_constants(c: str):
         raise ValueError(f"{c} is not a json number")
 
+    def finite(text: str) -> float:
+        v = float(text)
+        if not math.isfinite(v):
+            raise ValueError(f"{text[:20]} is out of the range of a float")
+        return v
+
     def no_repeats(pairs):
         keys = [k for k, _ in pairs]
         if len(set(keys)) != len(keys):
@@ -235,12 +273,27 @@ def _read_json(root: Path, name: str) -> dict:
         return dict(pairs)
 
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=no_constants, object_pairs_hook=no_repeats)
+        data = json.loads(raw.decode("utf-8"), parse_constant=no_constants, parse_float=finite,
+                          object_pairs_hook=no_repeats)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise bundle_error(root, f"{MANIFEST} is not valid json", f"{type(e).__name__}: {e}", None) from e
+        raise bundle_error(root, f"{MANIFEST} is not valid json", f"{type(e).__name__}: {str(e)[:200]}", None) from e
+    if _depth(data) > MAX_DEPTH:
+        raise bundle_error(root, f"{MANIFEST} is not a {FORMAT} manifest", f"it nests deeper than {MAX_DEPTH} levels",
+                           None)
     if not isinstance(data, dict):
         raise bundle_error(root, f"{MANIFEST} is not a {FORMAT} manifest", "it is not a json object", None)
     return data
+
+
+def _depth(value) -> int:
+    """How deeply a json value nests (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_DEPTH and isinstance(v, (dict, list)):
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _read_signature(root: Path) -> bytes | None:
@@ -259,8 +312,8 @@ def _command(data: dict) -> str | None:
 
 
 def _short(v) -> str:
-    s = repr(v)
-    return s if len(s) <= 40 else s[:37] + "…"
+    s = v if isinstance(v, str) and v.startswith("sha256:") else repr(v)
+    return s if len(s) <= 80 else s[:77] + "…"
 
 
 def _check_consistency(m: Manifest) -> None:
@@ -347,23 +400,44 @@ def check_files_sha256(m: Manifest, allowed: tuple[str, ...] = bundle_files.ALLO
 
 
 def load_tables(m: Manifest) -> dict[str, np.ndarray]:
-    """The class tables as float32 arrays, name → (K, ...), checked against the scorer's IO spec."""
-    path = m.path(m.data["tables"]["file"])
-    raw = m.read_bytes(m.data["tables"]["file"])
-    try:
-        with np.load(BytesIO(raw), allow_pickle=False) as z:
-            tables = {n: np.asarray(z[n]) for n in z.files}
-    except Exception as e:  # zipfile / ValueError / KeyError: name the file
-        raise m.error(f"{path.name} cannot be read", f"{type(e).__name__}: {e}") from e
+    """The class tables as float32 arrays, name → (K, ...), checked against the scorer's IO spec.
+
+    tables.npz must hold exactly the scorer's tables; each member's declared size is checked before it
+    is decompressed, and its header (shape, dtype) before its data is read, so a crafted archive cannot
+    make the loader inflate gigabytes."""
+    rel = m.data["tables"]["file"]
     K = len(m.class_names)
     spec = m.io.graphs["scorer"]
-    for t in spec.inputs[1:]:
-        want = t.shape({CLASSES: K})
-        got = tables.get(t.name)
-        if got is None or got.shape != want or got.dtype.kind != "f":
-            raise m.error(f"class table {t.name!r}", f"it is {None if got is None else got.shape} in {path.name}, "
-                          f"the IO spec says {want}")
-    return {t.name: tables[t.name].astype(np.float32, copy=False) for t in spec.inputs[1:]}
+    want = {t.name: t.shape({CLASSES: K}) for t in spec.inputs[1:]}
+    tables = {}
+    try:
+        with zipfile.ZipFile(BytesIO(m.read_bytes(rel))) as zf:
+            members = sorted(zf.namelist())
+            if members != sorted(f"{n}.npy" for n in want):
+                raise m.error(f"{rel}", f"it holds {members[:8]}, the scorer reads exactly "
+                              f"{sorted(f'{n}.npy' for n in want)}")
+            for name, shape in want.items():
+                limit = 8 * math.prod(shape) + 4096  # float64 at most, plus the .npy header
+                if zf.getinfo(f"{name}.npy").file_size > limit:
+                    raise m.error(f"class table {name!r}", f"it unpacks to more than the {limit:,} bytes a {shape} "
+                                  f"table takes")
+                with zf.open(f"{name}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    got, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+                    if tuple(got) != shape or dtype.kind != "f" or dtype.itemsize > 8:
+                        raise m.error(f"class table {name!r}", f"it is {dtype} {tuple(got)} in {rel}, the IO spec says "
+                                      f"float {shape}")
+                with zf.open(f"{name}.npy") as f:
+                    tables[name] = np.lib.format.read_array(f, allow_pickle=False).astype(np.float32, copy=False)
+    except BundleError:
+        raise
+    except Exception as e:  # zipfile / ValueError / EOFError: name the file
+        raise m.error(f"{rel} cannot be read", f"{type(e).__name__}: {e}") from e
+    bad = [n for n, t in tables.items() if not np.isfinite(t).all()]
+    if bad:
+        raise m.error(f"class tables {bad}", "they hold NaN or infinite values")
+    return tables
 
 
 def check_plan_compat(plan: dict, trt_version: str, gpu_name: str, compute_capability,

@@ -9,9 +9,11 @@ nothing reads them to compute an answer. The fields that change an answer are ty
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -26,6 +28,8 @@ def _type(v: Any) -> str:
 
 
 def _show(v: Any) -> str:
+    if isinstance(v, int) and abs(v) > 10 ** 30:
+        return f"<an int of {len(str(abs(v)))} digits>"
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "…"
 
@@ -71,7 +75,9 @@ class Num(Spec):
     hi: float | None = None
 
     def check(self, v, path):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1e300:
+            yield f"{path}: expected a finite number, got an int of {len(str(abs(v)))} digits"
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
             yield f"{path}: expected a finite number, got {_type(v)} {_show(v)}"
         elif (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
             yield f"{path}: expected a number in [{self.lo}, {self.hi}], got {v}"
@@ -92,24 +98,57 @@ class Str(Spec):
             yield f"{path}: expected a string matching {self.pattern.pattern}, got {_show(v)}"
         elif self.nonempty and not v:
             yield f"{path}: expected a non-empty string"
+        elif any(unicodedata.category(c) in ("Cc", "Cf") for c in v):
+            yield f"{path}: {_show(v)} holds control or format characters (a newline, an escape, a bidi override)"
+
+
+BLANK = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"}  # letters and symbols that print as nothing
+CONTROL = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")  # control, format (bidi overrides, zero-width), unassigned
+MAX_DESCRIPTION = 2000
+
+
+def _script(c: str) -> str | None:
+    """LATIN / CYRILLIC / GREEK for a letter of those scripts (the look-alike-prone ones), else None."""
+    if not c.isalpha():
+        return None
+    word = unicodedata.name(c, "").split(" ")[0]
+    return word if word in ("LATIN", "CYRILLIC", "GREEK") else None
 
 
 def name_problem(v: Any) -> str | None:
     """Why `v` cannot be a class name (None when it can): the one rule for the manifest and add_classes."""
     if not isinstance(v, str):
         return f"a class name must be a string, got {_type(v)} {_show(v)}"
-    if not v.strip():
-        return "a class name must not be empty or blank"
-    if v != v.strip():
-        return f"class name {v!r} starts or ends with white space"
     if len(v) > MAX_NAME:
         return f"class name {_show(v)} is {len(v)} characters long, at most {MAX_NAME}"
-    bad = sorted({f"U+{ord(c):04X}" for c in v if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")})
+    if not v.strip() or all(c.isspace() or c in BLANK for c in v):
+        return f"class name {v!r} is empty or prints as blank"
+    if v != v.strip():
+        return f"class name {v!r} starts or ends with white space"
+    bad = sorted({f"U+{ord(c):04X}" for c in v if unicodedata.category(c) in CONTROL or c in BLANK})
     if bad:
-        return (f"class name {v!r} holds control, format or unassigned characters ({', '.join(bad)}: e.g. a newline "
-                "or a right-to-left override) that would make labels print misleadingly")
-    if v.casefold() == NONE_LABEL:
+        return (f"class name {v!r} holds control, format, blank or unassigned characters ({', '.join(bad[:5])}: e.g. "
+                "a newline or a right-to-left override) that would make labels print misleadingly")
+    if unicodedata.category(v[0]).startswith("M"):
+        return f"class name {v!r} starts with a combining mark (U+{ord(v[0]):04X})"
+    scripts = {s for s in map(_script, v) if s}
+    if len(scripts) > 1:
+        return (f"class name {v!r} mixes {' and '.join(sorted(scripts))} letters, as look-alike names do (e.g. a "
+                "Cyrillic 'о' in a Latin word); write it in one script")
+    if unicodedata.normalize("NFKC", v).casefold() == NONE_LABEL:
         return f"{NONE_LABEL!r} is the open-set answer, so no class may take that name"
+    return None
+
+
+def description_problem(v: Any) -> str | None:
+    """Why `v` cannot be a class description (None when it can)."""
+    if not isinstance(v, str) or not v.strip():
+        return f"a class description must be a non-empty string, got {_type(v)} {_show(v)}"
+    if len(v) > MAX_DESCRIPTION:
+        return f"a class description is at most {MAX_DESCRIPTION} characters (one sentence), got {len(v)}"
+    bad = sorted({f"U+{ord(c):04X}" for c in v if unicodedata.category(c) in CONTROL})
+    if bad:
+        return f"class description {_show(v)} holds control or format characters ({', '.join(bad[:5])})"
     return None
 
 
@@ -171,9 +210,10 @@ class Arr(Spec):
         for i, x in enumerate(v):
             yield from self.item.check(x, f"{path}[{i}]")
         if self.unique:
-            seen = [repr(x) for x in v]
-            if len(set(seen)) != len(seen):
-                yield f"{path}: items must be unique, got repeats of {sorted({s for s in seen if seen.count(s) > 1})}"
+            counts = Counter(json.dumps(x, sort_keys=True) for x in v)
+            repeats = sorted(k for k, n in counts.items() if n > 1)
+            if repeats:
+                yield f"{path}: items must be unique, got repeats of {[_show(json.loads(r)) for r in repeats[:5]]}"
 
 
 @dataclass(frozen=True)
@@ -218,6 +258,7 @@ PRECISIONS = ("fp32", "fp16")
 DTYPES = ("float32", "float16", "bool", "int64", "int32")
 AXES = ("batch", "classes", "tokens")
 BIG = 1 << 20  # a generous upper bound for counts and sizes
+MAX_CLASSES = 1024  # classes one scorer may hold (runtime.class_set re-exports it)
 
 _TENSOR = Obj({"name": Str(), "dtype": Str(DTYPES), "dims": Arr(OneOf((Int(1, BIG), Str(AXES))), 1, 8)})
 _AXIS = Obj({"min": Int(1, BIG), "opt": Int(1, BIG), "max": Int(1, BIG)})
@@ -250,11 +291,12 @@ MANIFEST_SCHEMA = Obj(
     req={
         "schema_version": Int(0), "format": Str(), "digest": Str(),
         "build": Obj({"command": Str()}, {"versions": Map(Str())}),
-        "classes": Obj({"names": Arr(ClassName(), 1, BIG, unique=True)},
+        "classes": Obj({"names": Arr(ClassName(), 1, MAX_CLASSES, unique=True)},
                        {"indices": Opt(Arr(Int(0, BIG))), "descriptions": Arr(Str(nonempty=False))}),
         "text": Obj({"encoder_id": Str(), "prompt_sets": Arr(Str(("label", "description")), 1, 2, unique=True),
                      "num_tokens": Int(1, 4096), "dim": Int(1, 65_536)}, {"runtime": _TEXT_RUNTIME}),
         "skeleton": Obj({}, {"layout": _LAYOUT, "preprocess": Opt(_PREPROCESS), "dataset": Opt(Str())}),
+        # read by the torch backend only, through tdsm_edge.config.section_from_dict (typed and range-checked there)
         "model": Obj({"denoiser": Map(Json()), "schedule": Map(Json())}, {"encoder": Map(Json()), "run_name": Str()}),
         "scoring": Obj({"timestep": Int(0, 100_000), "num_noises": Int(1, 4096)},
                        {"noise_seed": Int(), "noise_bank_sha256": Str(pattern=HEX64),

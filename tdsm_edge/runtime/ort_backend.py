@@ -54,6 +54,10 @@ def resolve_providers(providers: str | Sequence[str] = "auto", available: Sequen
     """
     if available is None:
         available = require("onnxruntime", extra="runtime").get_available_providers()
+    if not isinstance(providers, str) and (not isinstance(providers, (list, tuple)) or not providers
+                                           or not all(isinstance(p, str) for p in providers)):
+        raise ConfigError(f"providers must be 'auto', one of {sorted(PROVIDERS)} or a non-empty list of ONNX Runtime "
+                          f"provider names, got {providers!r}")
     if not isinstance(providers, str):
         missing = [p for p in providers if p not in available]
         if missing:
@@ -237,15 +241,16 @@ def open_session(manifest: Manifest, graph: str, threads: int | None = None,
     """An ONNX Runtime session of one of the bundle's graphs, from the bytes the manifest's sha256 vouches for
     (`Manifest.graph_source`): a file changed after loading is refused, and nothing outside the bundle is read."""
     ort = require("onnxruntime", extra="runtime")
-    source = manifest.graph_source(graph)
+    chosen = resolve_providers(providers)  # a bad providers argument is the caller's error, not the bundle's
     so = session_options(threads)
-    if isinstance(source, bytes):  # external data (none is expected) resolves inside the bundle, never the cwd
-        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(manifest.root))
-    try:
-        return ort.InferenceSession(source, so, providers=resolve_providers(providers))
-    except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented are plain Exceptions
-        raise manifest.error(f"ONNX Runtime {ort.__version__} cannot open the {graph} graph", str(e).splitlines()[0]
-                             if str(e) else type(e).__name__) from e
+    with manifest.graph_source(graph) as source:
+        if isinstance(source, bytes):  # external data (none is expected) resolves inside the bundle, not the cwd
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(manifest.root))
+        try:
+            return ort.InferenceSession(source, so, providers=chosen)
+        except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented are plain Exceptions
+            raise manifest.error(f"ONNX Runtime {ort.__version__} cannot open the {graph} graph",
+                                 str(e).splitlines()[0] if str(e) else type(e).__name__) from e
 
 
 def check_session(manifest: Manifest, graph: str, session) -> None:

@@ -12,6 +12,7 @@ features z), then its scorer graph (→ per-class errors). numpy + the backend o
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class ZeroShotRecognizer:
             InputError: an argument of the wrong type or out of range.
             MissingDependencyError: the named backend's package is not installed.
         """
-        check_load_arguments(backend=backend, threads=threads, device=device, cuda_graph=cuda_graph)
+        check_load_arguments(backend=backend, threads=threads, device=device, cuda_graph=cuda_graph, providers=providers)
         # checks the manifest's digest, schema and every file (no symlinks, nothing unlisted, sha256) first
         manifest = load_manifest(bundle_dir, digest=digest, public_key=public_key)
         name, scorer, encoder = open_backend(manifest, backend, threads=threads, providers=providers, device=device,
@@ -126,12 +127,14 @@ class ZeroShotRecognizer:
             return self._scorer.class_set.select(None)
         given = names
         try:  # read once: a generator would be empty on a second pass; an int is not iterable at all
-            names = None if isinstance(names, str) else list(names)
+            unordered = isinstance(names, (str, set, frozenset, dict)) or type(names).__name__.endswith("View")
+            names = None if unordered else list(names)
         except TypeError:
             names = None
         if names is None or not all(isinstance(n, str) for n in names):
-            raise InputError(f"set_active_classes takes a list of class names, e.g. ['{self.all_classes[0]}'], "
-                             f"got {given!r}")
+            shown = repr(given) if len(repr(given)) < 80 else repr(given)[:77] + "…"
+            raise InputError(f"set_active_classes takes a list of class names in score order, e.g. "
+                             f"['{self.all_classes[0]}'] (not a set or dict: their order is arbitrary), got {shown}")
         return self._scorer.class_set.select(names)  # unknown, repeated or no names: InputError
 
     def add_classes(self, names: Sequence[str], descriptions: Sequence[str] | None = None) -> list[str]:
@@ -158,8 +161,9 @@ class ZeroShotRecognizer:
 
         if not has_text_side(self.manifest):
             raise no_text_side_error(self.manifest)
+        existing = self.all_classes
         names, descriptions = check_new_classes(names, descriptions, self.manifest.data["text"]["prompt_sets"],
-                                                self.all_classes)
+                                                existing, room=self._scorer.class_set.max_classes - len(existing))
         tables = self._text_side().class_tables(names, descriptions)  # name -> (N, ...) float32
         active = self._scorer.class_set.add(names, tables)
         if self.open_set_threshold is not None:
@@ -202,9 +206,14 @@ class ZeroShotRecognizer:
             if len(self.classes) != rec.get("num_classes", len(self.classes)):
                 log.warning("the open-set threshold was calibrated for %s classes; %d are active now, so the "
                             "rejection rate will differ", rec["num_classes"], len(self.classes))
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-                or not np.isfinite(threshold) or threshold < 0:
-            raise InputError(f"threshold must be a finite margin >= 0 (error units), got {threshold!r}")
+        try:
+            value = None if isinstance(threshold, bool) else float(threshold)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(value) or value < 0:
+            raise InputError(f"threshold must be a finite margin >= 0 (error units), got {str(threshold)[:40]!r}")
+        threshold = value
         self.open_set_threshold = float(threshold)
         return self.open_set_threshold
 
@@ -326,18 +335,22 @@ class ZeroShotRecognizer:
 MAX_THREADS_PER_CORE = 4  # threads= above cores × this is refused (a typo like 10**6 would stall the machine)
 
 
-def check_load_arguments(backend, threads, device, cuda_graph) -> None:
+def check_load_arguments(backend, threads, device, cuda_graph, providers="auto") -> None:
     """InputError for a `load` argument of the wrong type or range (before anything is read)."""
     from .backends import BACKENDS
-    from .ort_backend import num_cores
+    from .ort_backend import PROVIDERS, num_cores
 
+    if not (providers == "auto" or providers in PROVIDERS if isinstance(providers, str) else
+            isinstance(providers, (list, tuple)) and providers and all(isinstance(p, str) for p in providers)):
+        raise InputError(f"providers must be 'auto', one of {sorted(PROVIDERS)} or a non-empty list of ONNX Runtime "
+                         f"provider names, got {providers!r}")
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     limit = MAX_THREADS_PER_CORE * num_cores()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                 or not 1 <= threads <= limit):
         raise InputError(f"threads must be None (all {num_cores()} cores) or an int in [1, {limit}], got {threads!r}")
-    if not isinstance(device, str):
+    if not isinstance(device, str) or not device or any(c.isspace() or not c.isprintable() for c in device):
         raise InputError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {device!r}")
     if not isinstance(cuda_graph, (bool, np.bool_)):
         raise InputError(f"cuda_graph must be True or False, got {cuda_graph!r}")

@@ -32,6 +32,8 @@ from .recognizer import Prediction, ZeroShotRecognizer, _prediction
 
 log = logging.getLogger(__name__)
 
+MAX_FRAMES = 100_000  # window, stride: about 55 minutes at 30 Hz (a window is one buffer of this many frames)
+
 SKIP_REASONS = ("not_array", "dtype", "shape", "nonfinite", "all_zero")
 
 
@@ -72,9 +74,10 @@ class ActionStream:
         """
         pre = recognizer._preprocessing()          # ConfigError for a features-only bundle
         window = pre.frames if window is None else window
-        for name, v in (("window", window), ("stride", stride), ("log_every", log_every)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"ActionStream {name} must be a positive int, got {v!r}")
+        for name, v, hi in (("window", window, MAX_FRAMES), ("stride", stride, MAX_FRAMES),
+                            ("log_every", log_every, 2 ** 62)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= hi:
+                raise ConfigError(f"ActionStream {name} must be an int in [1, {hi}], got {str(v)[:40]!r}")
         for name, v in (("smoothing", smoothing), ("min_valid", min_valid)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise ConfigError(f"ActionStream {name} must be a number, got {type(v).__name__} {v!r}")

@@ -14,6 +14,7 @@ with `--no-text-encoder` has no text side: classes are then fixed at build time.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from tdsm_edge.errors import ConfigError, InputError, require
 
 from .iospec import TABLES_GRAPH, TEXT_GRAPH, TEXT_INPUTS
 from .manifest import Manifest
-from .manifest_schema import name_problem
+from .manifest_schema import description_problem, name_problem
 from .tokenizer import TokenizerSettings, WordPieceTokenizer
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,22 @@ def no_text_side_error(manifest: Manifest) -> ConfigError:
                        f"MiniLM run): {cmd} ; or build it with the classes you need (--classes ...)")
 
 
-def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing: Sequence[str]
-                      ) -> tuple[list[str], list[str] | None]:
-    """`add_classes` arguments as lists, or InputError saying what is wrong, why, and how to fix it."""
+def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing: Sequence[str],
+                      room: int | None = None) -> tuple[list[str], list[str] | None]:
+    """`add_classes` arguments as lists, or InputError saying what is wrong, why, and how to fix it; `room`:
+    how many classes may still be added (checked before anything is encoded)."""
     def as_list(value, what: str) -> list:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise InputError(f"add_classes takes a list of {what}, got {type(value).__name__} {value!r}; "
-                             f"wrap a single one in a list: [{value!r}]")
+            shown = repr(value) if len(repr(value)) < 80 else repr(value)[:77] + "…"
+            raise InputError(f"add_classes takes a list of {what}, got {type(value).__name__} {shown}; "
+                             f"wrap a single one in a list: [{shown}]")
+        if room is not None and len(value) > room:
+            raise InputError(f"add_classes got {len(value)} {what}, but this recognizer has room for {room} more "
+                             f"classes (at most {len(existing) + room}); add fewer, or rebuild the bundle with the "
+                             "classes you need (--classes ...)")
         bad = [v for v in value if not isinstance(v, str) or not v.strip()]
         if bad:
-            raise InputError(f"every one of the {what} must be a non-empty string; got {bad!r}")
+            raise InputError(f"every one of the {what} must be a non-empty string; got {bad[:5]!r}")
         return list(value)
 
     names = as_list(names, "class names")
@@ -63,7 +70,7 @@ def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing:
     if not names:
         raise InputError("add_classes needs at least one class name, e.g. add_classes(['wave twice'], "
                          "['A person waves the right hand twice.'])")
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted(n for n, k in Counter(names).items() if k > 1)
     if repeated:
         raise InputError(f"add_classes got the class names {repeated} more than once; name each class once")
     existing = set(existing)
@@ -86,6 +93,9 @@ def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing:
     if len(descriptions) != len(names):
         raise InputError(f"add_classes got {len(names)} names but {len(descriptions)} descriptions; give one "
                          "description per name, in the same order")
+    bad = [why for why in map(description_problem, descriptions) if why]
+    if bad:
+        raise InputError(f"add_classes: {bad[0]}")
     return names, descriptions
 
 

@@ -53,7 +53,8 @@ def one_error_line(caplog) -> str:
     {"manifest.json": b'{"format": "tdsm-edge-bundle"}', "notes.txt": b"mine"},  # no file list
     {"manifest.json": b"\xff not json", "a.bin": b"1"},
     {"data.csv": b"1,2,3"},
-], ids=["web-app-manifest", "bundle-format-no-files", "unreadable-manifest", "no-manifest"])
+    {"manifest.json": b'{"format": "tdsm-edge-bundle", "files": {"thesis.tex": "nope"}}', "thesis.tex": b"\\doc"},
+], ids=["web-app-manifest", "bundle-format-no-files", "unreadable-manifest", "no-manifest", "manifest-lies"])
 def test_a_folder_that_is_not_a_bundle_is_refused_and_left_untouched(tiny_run, tmp_path, caplog, content):
     out = tmp_path / "site"
     out.mkdir()
@@ -115,14 +116,15 @@ def _wait_for_stage(proc: subprocess.Popen, parent: Path, timeout: float = 120) 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_during_a_build_leaves_the_old_bundle_and_no_staging_folder(tiny_run, tmp_path, caplog):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_a_build_leaves_the_old_bundle_and_no_staging_folder(tiny_run, tmp_path, caplog, sig):
     out = tmp_path / "tiny"
     assert build(tiny_run, out, caplog) == 0
     old = load_manifest(out).digest
     proc = _start_build(tiny_run, out)
     stage = _wait_for_stage(proc, tmp_path)
     assert not (stage / MANIFEST).exists()  # a stage never holds manifest.json before the commit
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))  # SIGTERM: what systemd and docker send
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted; no bundle was written or changed" in err
@@ -151,3 +153,16 @@ def test_a_killed_build_leaves_a_stage_that_never_loads_and_the_next_build_remov
     assert build(tiny_run, out, caplog) == 0
     assert not stage.exists()  # the next build of the same --out cleaned it up
     assert ZeroShotRecognizer.load(out, threads=1).classes
+
+
+def test_a_build_that_died_while_committing_gets_its_old_bundle_back(tiny_run, tmp_path, caplog):
+    """Between the commit's two renames the old bundle is `.<name>.old-<pid>` and --out is missing: the
+    next build puts the old bundle back before it starts (and then replaces it as usual)."""
+    from export.bundle_stage import remove_stale_temp_folders
+
+    out = tmp_path / "tiny"
+    assert build(tiny_run, out, caplog) == 0
+    digest = load_manifest(out).digest
+    dead = tmp_path / ".tiny.old-999999999"  # no such process
+    os.replace(out, dead)
+    assert remove_stale_temp_folders(out) == [] and load_manifest(out).digest == digest and not dead.exists()

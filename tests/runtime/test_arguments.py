@@ -27,6 +27,11 @@ def test_load_needs_a_folder_path(bundle_dir):
     ({"backend": "tpu"}, ConfigError, "backend must be one of"),
     ({"device": 0}, InputError, "device must be a string"),
     ({"cuda_graph": "yes"}, InputError, "cuda_graph must be True or False"),
+    ({"providers": None}, InputError, "providers must be"),
+    ({"providers": "gpu"}, InputError, "providers must be"),
+    ({"providers": 123}, InputError, "providers must be"),
+    ({"providers": []}, InputError, "providers must be"),
+    ({"device": "cpu\n"}, InputError, "device must be a string"),
 ])
 def test_load_arguments_are_checked_before_anything_is_read(kwargs, error, match, tmp_path):
     with pytest.raises(error, match=match):
@@ -52,13 +57,47 @@ def test_stream_and_open_set_arguments_need_real_numbers_and_bools(runtime_bundl
 @pytest.mark.parametrize("name, match", [
     (NONE_LABEL, "is the open-set answer"), ("None Of These", "is the open-set answer"),
     ("wave\nkick", "control, format"), ("evil\u202eeman", "U\\+202E"), ("zero\u200bwidth", "U\\+200B"),
-    (" padded", "white space"), ("x" * 201, "at most 200"),
+    (" padded", "white space"), ("x" * 201, "at most 200"), ("\u3164", "prints as blank"),
+    ("\u0301wave", "starts with a combining mark"), ("n\u043ene of these", "mixes CYRILLIC and LATIN"),
+    ("w\u0430ve", "mixes CYRILLIC and LATIN"),
 ])
 def test_added_class_names_are_checked(text_bundle, name, match):
     rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     with pytest.raises(InputError, match=match):
         rec.add_classes([name], ["A person waves."])
     assert rec.classes == rec.all_classes and len(rec.classes) == 5  # nothing was added
+
+
+@pytest.mark.parametrize("description, match", [
+    ("A person\x00waves.", "control or format"), ("x" * 2001, "at most 2000 characters"), ("  ", "non-empty"),
+])
+def test_added_class_descriptions_are_checked(text_bundle, description, match):
+    rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
+    with pytest.raises(InputError, match=match):
+        rec.add_classes(["wave twice"], [description])
+
+
+def test_too_many_new_classes_are_refused_before_any_is_encoded(text_bundle, monkeypatch):
+    from tdsm_edge.runtime import text_encoder
+
+    rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
+    monkeypatch.setattr(text_encoder.OrtTextEncoder, "class_tables", lambda *a: pytest.fail("encoded"))
+    names = [f"class {i}" for i in range(2000)]
+    with pytest.raises(InputError, match="has room for 1019 more classes"):
+        rec.add_classes(names, ["A person moves."] * len(names))
+
+
+@pytest.mark.parametrize("names", [{"shake head", "turn around"}, {"shake head": 1}, "shake head"])
+def test_active_classes_need_an_ordered_list(runtime_bundle, names):
+    rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)
+    with pytest.raises(InputError, match="a list of class names in score order"):
+        rec.set_active_classes(names)
+
+
+def test_a_stream_window_has_a_ceiling(runtime_bundle):
+    rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)
+    with pytest.raises(ConfigError, match=r"window must be an int in \[1, 100000\]"):
+        ActionStream(rec, window=10 ** 8)
 
 
 def test_a_class_set_has_a_cap():

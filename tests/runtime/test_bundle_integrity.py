@@ -300,3 +300,112 @@ def test_signed_bundles_load_only_with_their_key(copy, tmp_path):
     assert signing_main(["sign", "--bundle", str(copy), "--key", str(tmp_path / "nokey")]) == 2
     with pytest.raises(Exception, match="exist already"):
         keygen(tmp_path / "keys" / "robot")
+
+
+# ------------------------------------------------------------------ found by a hostile review
+def test_every_file_of_a_bundle_has_the_ordinary_mode(runtime_bundle):
+    """safetensors writes its files 0600; the build gives every file 0666 less the umask, so a robot's
+    service account can load a bundle another user built."""
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [p for p in runtime_bundle.dir.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files)
+    assert {p.relative_to(runtime_bundle.dir).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == \
+        {p.relative_to(runtime_bundle.dir).as_posix(): oct(0o666 & ~umask) for p in files}
+
+
+def test_an_external_data_graph_is_opened_from_a_private_checked_copy(copy, monkeypatch):
+    """ONNX Runtime opens side files itself: it gets a private 0700 copy made of hashed bytes, never the
+    bundle's files, so nothing can be swapped in between the check and the read."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    onnx.save_model(onnx.load(str(copy / "scorer_fp32.onnx")), str(copy / "scorer_fp32.onnx"),
+                    save_as_external_data=True, location="w.bin", size_threshold=1024)
+    data = json.loads((copy / MANIFEST).read_text())
+    data["files"].update({f: bundle_files.sha256_in(copy, f) for f in ("scorer_fp32.onnx", "w.bin")})
+    data["graphs"]["scorer"]["files"] = ["scorer_fp32.onnx", "w.bin"]
+    seal_manifest(copy, data)
+    opened, real = [], ort.InferenceSession
+
+    def spy(source, *a, **k):
+        if isinstance(source, str):
+            folder = Path(source).parent
+            opened.append((folder, stat.S_IMODE(folder.stat().st_mode), sorted(p.name for p in folder.iterdir())))
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    ZeroShotRecognizer.load(copy, threads=1, backend="onnxruntime")
+    (folder, mode, names), = opened
+    assert copy.resolve() not in folder.resolve().parents and folder.resolve() != copy.resolve()
+    assert mode == 0o700 and names == ["scorer_fp32.onnx", "w.bin"]
+    assert not folder.exists()  # deleted once the session was made
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"a": 1e400}', "out of the range of a float"),
+    ('{"verify": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
+])
+def test_numbers_and_nesting_json_accepts_are_still_refused(copy, text, match):
+    (copy / MANIFEST).write_text(text)
+    with pytest.raises(BundleError, match=match):
+        load_manifest(copy)
+
+
+def test_a_deeply_nested_signature_file_is_a_bundle_error(copy, tmp_path):
+    pytest.importorskip("cryptography")
+    from export.signing import keygen
+
+    _, pub = keygen(tmp_path / "k")
+    (copy / "manifest.sig").write_text("[" * 3000 + "]" * 3000)
+    with pytest.raises(BundleError, match="manifest.sig is malformed"):
+        ZeroShotRecognizer.load(copy, threads=1, public_key=pub)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m.update(open_set={"threshold": 10 ** 400, "num_classes": 5}),
+     r"open_set\.threshold: expected a finite number, got an int of 401 digits"),
+    (lambda m: m["build"].update(command="python -m x\nFAKE LOG LINE \x1b[31m"), r"build\.command: .* control"),
+    (lambda m: m["classes"]["names"].__setitem__(0, "n\u043ene of these"), "mixes CYRILLIC and LATIN"),
+])
+def test_resealed_values_a_json_reader_accepts_are_refused(copy, edit, match):
+    sealed_edit(copy, edit)
+    with pytest.raises(BundleError, match=match) as e:
+        ZeroShotRecognizer.load(copy, threads=1)
+    assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
+
+
+@pytest.mark.parametrize("field, value", [("hidden_size", 0), ("num_heads", 0), ("depth", 2 ** 70),
+                                          ("z_dim", 2 ** 70), ("mlp_ratio", -1.0), ("hidden_size", "32")])
+def test_the_torch_backend_refuses_a_resealed_model_config(copy, field, value):
+    pytest.importorskip("torch")
+    sealed_edit(copy, lambda m: m["model"]["denoiser"].update({field: value}))
+    with pytest.raises(BundleError, match=f"the model section: cannot rebuild the denoiser config.*{field}"):
+        ZeroShotRecognizer.load(copy, threads=1, backend="torch")
+
+
+def test_a_tables_archive_holds_only_the_scorer_tables_and_is_never_inflated(copy):
+    with np.load(copy / "tables.npz") as z:
+        tables = {n: z[n] for n in z.files}
+    for extra, match in (({"bomb": np.zeros(1 << 20, np.float32)}, r"it holds \['ada_c.npy'"),
+                         ({"ada_x": np.zeros((2, 2), np.float64)}, r"class table 'ada_x': it is float64 \(2, 2\)")):
+        np.savez_compressed(copy / "tables.npz", **{**tables, **extra})
+        data = json.loads((copy / MANIFEST).read_text())
+        data["files"]["tables.npz"] = bundle_files.sha256_in(copy, "tables.npz")
+        seal_manifest(copy, data)
+        with pytest.raises(BundleError, match=match):
+            ZeroShotRecognizer.load(copy, threads=1)
+
+
+def test_temporary_folders_are_refused_by_their_real_path(runtime_bundle, tmp_path, monkeypatch):
+    stage = tmp_path / ".tiny.staging-4242"
+    shutil.copytree(runtime_bundle.dir, stage)
+    os.symlink(stage, tmp_path / "innocent")
+    for path in (stage / "reference" / "..", tmp_path / "innocent"):
+        with pytest.raises(BundleError, match="temporary folder"):
+            ZeroShotRecognizer.load(path, threads=1)
+    monkeypatch.chdir(stage)
+    with pytest.raises(BundleError, match="temporary folder"):
+        ZeroShotRecognizer.load(".", threads=1)
+    with pytest.raises(BundleError, match="the path cannot be resolved|does not exist"):
+        ZeroShotRecognizer.load("/tmp/" + "a" * 300, threads=1)

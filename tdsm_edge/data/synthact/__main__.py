@@ -11,6 +11,7 @@ import logging
 import sys
 
 from ...cli import HelpFormatter, run_main
+from ...errors import ConfigError
 from .classes import CLASSES, NUM_CLASSES, find_class
 from .generator import benchmark, generate
 from .nuisance import Nuisance
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def body() -> None:
+        for flag, value, lo, hi in (("--frames", args.frames, 1, 10_000), ("--sample", args.sample, 0, 100_000),
+                                    ("--bench-per-class", args.bench_per_class, 1, 10_000)):
+            if not lo <= value <= hi:
+                raise ConfigError(f"{flag} must lie in [{lo}, {hi}], got {value}")
         if args.write_splits:
             for path in write_splits():
                 print(f"wrote {path}")

@@ -217,6 +217,7 @@ def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend
 
 def build(args: argparse.Namespace) -> dict:
     """Resolve the backend, run and classes; write, verify and return the bundle's summary."""
+    from tdsm_edge.config import noise_seed
     from tdsm_edge.training.denoiser_trainer import load_denoiser
     from tdsm_edge.training.split_data import split_classes
 
@@ -256,7 +257,7 @@ def build(args: argparse.Namespace) -> dict:
     check = _make_check(src, model, schedule, stats, subset, indices, unseen, len(text.names), encoder_dir,
                         args.open_set_accept) if args.verify else None
     manifest = write_bundle(
-        out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=cfg.eval.noise_seed,
+        out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=noise_seed(cfg.eval, cfg.train.seed),
         precision=args.precision, batch=AxisRange.for_batch(args.batch, args.dynamic), encoder_dir=encoder_dir,
         run_config=cfg, source=src.to_dict(), class_indices=indices,
         build_command=rebuild_command(args, src.seed_dir, out, backend, J, t, text_encoder),
@@ -355,7 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
     def run() -> None:
-        print("\n" + format_report(build(args)))
+        try:
+            summary = build(args)
+        except BaseException:  # Ctrl-C / SIGTERM at any moment (even inside the stage's set-up): no stage left
+            from .bundle_stage import BundleStage
+
+            if args.out:
+                BundleStage(args.out).discard()
+            raise
+        print("\n" + format_report(summary))
 
     return run_main(run, log, interrupted="interrupted; no bundle was written or changed (the partial build was "
                                           "deleted): run the same command again")

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, ExportError
+from tdsm_edge.text.base import global_norm_of
 
 from .bundle_stage import BundleStage
 from .iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, scorer_io, tables_io,
@@ -128,7 +129,8 @@ def write_bundle(out_dir: str | Path, model, schedule, stats, class_text, *, tim
         if text_encoder:
             log.info("[3/5] text side for add_classes: tables graph (fp32) + MiniLM text graph")
             graphs[TABLES_GRAPH] = export_tables(model, stage.path("tables_fp32.onnx"), timestep, "fp32")
-            graphs[TEXT_GRAPH], text_runtime = export_bundle_text(stage.dir, class_text.num_tokens)
+            graphs[TEXT_GRAPH], text_runtime = export_bundle_text(stage.dir, class_text.num_tokens,
+                                                                  global_norm_of(class_text.encoder_id))
         reference = _write_reference(stage, model, stats, noises, encoder_dir) if reference_weights else None
         specs = {g: GraphIO.from_specs(r.inputs, r.outputs) for g, r in graphs.items() if g not in TEXT_SIDE}
         # room for classes added at run time (add_classes): TensorRT profiles stop at the axis max
@@ -219,7 +221,8 @@ def _text_runtime_info(class_text, text: dict) -> dict:
         max_length=int(text["max_length"]), vocab=text["vocab"], tokenizer=text["tokenizer"],
         prompt_inputs={"label": "class name", "description": "class description"},
         features="per prompt set, in prompt_sets order: tokenize ([CLS] … [SEP], truncated to max_length), run "
-                 "text_graph (global: L2-normalised mean of the last hidden state over all real tokens; local: "
+                 f"text_graph (global: {'L2-normalised ' if global_norm_of(class_text.encoder_id) == 'l2' else ''}"
+                 "mean of the last hidden state over all real tokens; local: "
                  "tokens 0..L-1 zeroed at padding; mask); concatenate the sets on channels, mask = OR; then "
                  "tables_graph (fc, fl, mask) → float32 table rows, cast like tables.npz",
         reference="tdsm_edge.text.prompts.encode_classes with tdsm_edge.text.minilm.MiniLMEncoder, then "

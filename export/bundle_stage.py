@@ -53,11 +53,18 @@ class BundleStage:
         except OSError as e:
             raise BundleError(f"cannot create the build folder {str(self.dir)!r} next to --out ({e.strerror}); "
                               "pass an --out whose parent is a writable folder") from e
+        except BaseException:  # Ctrl-C right after mkdir: __exit__ would not run
+            self.discard()
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def discard(self) -> None:
+        """Delete the stage unless it was committed (also safe to call when it was never created)."""
         if not self.committed:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
 
     def path(self, name: str) -> Path:
         return self.dir / name

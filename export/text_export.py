@@ -4,7 +4,8 @@ Graph `text_encoder`: `input_ids, attention_mask (B, S) int64 → global (B, 384
 float32, mask (B, L) bool` — exactly `tdsm_edge.text.minilm.MiniLMEncoder._encode_batch`:
 
     global   masked mean of the last hidden state over ALL real tokens of the prompt (up to the
-             tokenizer's 256-token truncation), then L2 normalisation: it does not depend on L
+             tokenizer's 256-token truncation), L2-normalised only for global_norm="l2": it does not
+             depend on L
     local    the last hidden state of tokens 0..L-1, zeroed where the token is padding
     mask     attention_mask[:, :L] as bool
 
@@ -84,7 +85,7 @@ def _load_tokenizer(path: str | Path):
 
 
 def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: str | Path | None = None,
-                        example_batch: int = 2, prompt_axis: str | None = None):
+                        example_batch: int = 2, prompt_axis: str | None = None, global_norm: str = "none"):
     """Export the MiniLM text encoder and save its tokenizer.
 
     Args:
@@ -94,6 +95,7 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
         example_batch: traced batch size (>= 2; B and S stay dynamic).
         prompt_axis: the name of the dynamic prompt axis in the graph (default "batch"; an engine
             bundle names it "classes": one prompt per class, see `tdsm_edge.runtime.iospec.text_io`).
+        global_norm: "none" or "l2", as the MiniLMEncoder that encoded the run's classes.
     Returns:
         (ExportRecord of graph "text_encoder", [tokenizer files written]).
     """
@@ -108,7 +110,7 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
     onnx_path = Path(onnx_path)
     tok_dir = Path(tokenizer_dir) if tokenizer_dir is not None else onnx_path.parent
     files = save_tokenizer(tok_dir)
-    graph = _text_graph(minilm_model_dir(), num_tokens)
+    graph = _text_graph(minilm_model_dir(), num_tokens, global_norm)
     # trace with S > L so the L-slice is a real slice of a longer (dynamic) axis
     ids, mask = tokenize(["a person waves the right hand", "kick"], tok_dir / TOKENIZER_FILE, num_tokens + 3)
     ids, mask = torch.from_numpy(ids[:1].repeat(example_batch, 0)), torch.from_numpy(mask[:1].repeat(example_batch, 0))
@@ -125,7 +127,7 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
     return record, files
 
 
-def export_bundle_text(folder: str | Path, num_tokens: int) -> tuple[object, dict]:
+def export_bundle_text(folder: str | Path, num_tokens: int, global_norm: str = "none") -> tuple[object, dict]:
     """The text graph of an engine bundle: `text_encoder.onnx` (prompt axis "classes") and `vocab.txt` in
     `folder`, and the manifest's record of what the runtime needs to tokenize like the torch encoder.
 
@@ -141,7 +143,7 @@ def export_bundle_text(folder: str | Path, num_tokens: int) -> tuple[object, dic
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="tdsm-tokenizer-") as tmp:
         record, _ = export_text_encoder(folder / f"{TEXT_GRAPH}.onnx", num_tokens, tokenizer_dir=tmp,
-                                        prompt_axis=CLASSES)
+                                        prompt_axis=CLASSES, global_norm=global_norm)
         settings, max_length = tokenizer_settings(Path(tmp) / TOKENIZER_FILE)
         shutil.copyfile(Path(tmp) / "vocab.txt", folder / VOCAB_FILE)
     return record, {"vocab": VOCAB_FILE, "max_length": max_length, "tokenizer": settings.to_dict()}
@@ -209,7 +211,7 @@ def save_tokenizer(folder: str | Path) -> list[str]:
     return [str(folder / TOKENIZER_FILE), str(folder / "vocab.txt")]
 
 
-def _text_graph(model_dir: Path, num_tokens: int):
+def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
     """The export module (built here so that importing this file never imports torch)."""
     import torch
     import torch.nn.functional as F
@@ -227,7 +229,7 @@ def _text_graph(model_dir: Path, num_tokens: int):
             except Exception as e:
                 raise ExportError(f"cannot load MiniLM from {model_dir}: {e}") from e
             self.bert.eval().requires_grad_(False)
-            self.num_tokens = num_tokens
+            self.num_tokens, self.global_norm = num_tokens, global_norm
             self.max_length = _max_seq_length(model_dir, DEFAULT_MAX_SEQ_LENGTH)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -235,7 +237,7 @@ def _text_graph(model_dir: Path, num_tokens: int):
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()  # (B, S, Dt)
             real = attention_mask.to(hidden.dtype)  # (B, S)
             pooled = (hidden * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1e-9)  # (B, Dt)
-            global_ = F.normalize(pooled, p=2, dim=-1)  # (B, Dt)
+            global_ = F.normalize(pooled, p=2, dim=-1) if self.global_norm == "l2" else pooled  # (B, Dt)
             local = hidden[:, :L] * real[:, :L, None]  # (B, L, Dt) zero at padding
             return global_, local, attention_mask[:, :L] > 0  # mask (B, L) bool
 

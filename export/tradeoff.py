@@ -2,8 +2,9 @@
 
 For each setting `(J, t, keep)`, on a trained seed folder (runs/<name>/<split>/seed<k>):
     top1       unseen-class top-1 on the seed's ztest features, scored by the edge path
-               (`FoldedScorer` + class tables, wrapped in `PrunedScorer`), fp32, noise bank of the
-               run's eval.noise_seed: at (J=3, t=25, keep=K) it reproduces metrics.json's top-1
+               (`FoldedScorer` + class tables, wrapped in `PrunedScorer`), fp32, with the run's noise
+               bank (eval.noise_seed, or the model seed): at (J=3, t=25, keep=K) it reproduces
+               metrics.json's top-1
     latency    median wall time of ONE scoring call (features → (B, K) errors; tables precomputed,
                the encoder not included) for each batch size, on `device` with `threads` torch threads
 
@@ -56,7 +57,7 @@ def default_configs(K: int, noises: Sequence[int] = GRID_J, timesteps: Sequence[
 
 def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProblem:
     """Denoiser, unseen class text and ztest features of a trained seed folder."""
-    from tdsm_edge.config import load_config
+    from tdsm_edge.config import load_config, noise_seed
     from tdsm_edge.text.prompts import ClassText
     from tdsm_edge.training.denoiser_trainer import load_denoiser
     from tdsm_edge.training.split_data import seed_features, split_classes
@@ -67,6 +68,7 @@ def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProb
                         "denoiser/); train one with python -m tdsm_edge.train.")
     root, split = seed_dir.parent.parent, seed_dir.parent.name
     model, schedule, stats, cfg = load_denoiser(seed_dir / "denoiser", device)
+    train_seed = cfg.train.seed  # this seed folder's model seed (the run's config.yaml holds the default one)
     if (root / "config.yaml").is_file():  # what python -m tdsm_edge.evaluate uses
         cfg = load_config(root / "config.yaml")
     text = ClassText.load(root / "text" / "class_text.safetensors")
@@ -75,7 +77,7 @@ def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProb
     lookup = {int(c): i for i, c in enumerate(unseen)}
     labels = np.array([lookup[int(y)] for y in feats.z_label], np.int64)
     return SeedProblem(model, schedule, stats, text.subset(unseen), np.asarray(feats.ztest, np.float32), labels,
-                       int(cfg.eval.noise_seed))
+                       noise_seed(cfg.eval, train_seed))
 
 
 def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[tuple[int, int, int]] | None = None,

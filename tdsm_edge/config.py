@@ -59,6 +59,8 @@ class TextConfig:
     num_tokens: int = 16                 # L: local tokens per prompt (padded/truncated)
     published_features: bool = False     # OpenCLIP: the published TDSM text pipeline (pad states kept,
                                          # penultimate layer, EOT pooling); needed for published checkpoints
+    global_norm: str = "none"            # global text vector: "none" = the pooled state as is (published);
+                                         # "l2" = unit length (sentence-transformers' MiniLM embedding)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class TrainConfig:
     lr: float = 1e-4                     # AdamW
     weight_decay: float = 0.01
     warmup_steps: int = 100              # linear warm-up, then cosine to zero
-    grad_clip: float = 1.0               # max grad norm (0 disables)
+    grad_clip: float = 0.0               # max grad norm; 0 = off, as published (the demo turns it on)
     checkpoint_every: int = 1000         # steps between checkpoints (0: only at the end)
     standardize_features: bool = True    # z-score skeleton features with train statistics
     seed: int = 1                        # model/optimiser seed
@@ -109,7 +111,7 @@ class TrainConfig:
 class EvalConfig:
     num_noises: int = 3                  # J: fixed noise bank size
     timestep: int = 25                   # t: fixed diffusion step for scoring
-    noise_seed: int = 0                  # seed of the noise bank
+    noise_seed: int | None = None        # seed of the noise bank; None = the run's model seed (train.seed), as published
     batch_size: int = 256                # samples per scoring call
     sweep_noises: tuple[int, ...] = ()   # e.g. (1, 3, 5): evaluate and plot accuracy vs J
     sweep_timesteps: tuple[int, ...] = ()  # e.g. (5, 15, 25, 35, 45): accuracy vs t
@@ -149,9 +151,10 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 ENCODER_PRESETS: dict[str, dict[str, Any]] = {
-    # reduced: 3 narrow units (+ a Linear to feature_dim), trains in minutes on 2 CPU cores
-    # with 32-frame windows; the 10-unit paper preset costs ~20x more per sample
-    "small": dict(channels=(16, 32, 64), strides=(2, 2, 1)),
+    # reduced: 3 narrow units, trains in minutes on 2 CPU cores with 32-frame windows; the 10-unit
+    # paper preset costs ~20x more per sample. Its features are the last unit's 64 channels: a Linear
+    # to a wider feature_dim could not add rank (features would fill a 64-d subspace)
+    "small": dict(channels=(16, 32, 64), strides=(2, 2, 1), feature_dim=64),
     # the paper's Shift-GCN: 10 units, 64-64-64-64-128-128-128-256-256-256, stride 2 at units 5 and 8
     "paper": dict(channels=(64, 64, 64, 64, 128, 128, 128, 256, 256, 256),
                   strides=(1, 1, 1, 1, 2, 1, 1, 2, 1, 1)),
@@ -373,10 +376,17 @@ BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
                  "hidden_dim": (1, 65_536, False)},
 }
 ENUMS: dict[str, dict[str, tuple]] = {
+    "text": {"global_norm": ("none", "l2")},
     "schedule": {"prediction": ("epsilon", "sample", "v_prediction"), "beta_schedule": ("scaled_linear", "linear")},
     "train": {"amp": ("none", "bf16", "fp16")},
     "data": {"dataset": DATASETS, "feature_pool": (None, "mean", "purls"), "protocol": ("xsub", "xview", "xset")},
 }
+
+
+def noise_seed(eval_cfg: EvalConfig, train_seed: int) -> int:
+    """The seed of the fixed noise bank: eval.noise_seed, or (None) the run's model seed, as the published
+    code draws the bank from the run seed."""
+    return int(train_seed if eval_cfg.noise_seed is None else eval_cfg.noise_seed)
 
 
 def section_problems(name: str, sec: Any) -> list[str]:
@@ -385,7 +395,7 @@ def section_problems(name: str, sec: Any) -> list[str]:
     out = []
     for field_name, (lo, hi, open_lo) in BOUNDS.get(name, {}).items():
         value = getattr(sec, field_name)
-        for v in value if isinstance(value, tuple) else (value,):
+        for v in (value if isinstance(value, tuple) else (value,)) if value is not None else ():
             if not ((v > lo if open_lo else v >= lo) and v <= hi):
                 out.append(f"{name}.{field_name} must lie in {'(' if open_lo else '['}{lo:g}, {hi:g}], got {v}")
     for field_name, allowed in ENUMS.get(name, {}).items():

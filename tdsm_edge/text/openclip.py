@@ -79,6 +79,7 @@ class OpenCLIPEncoder(TextEncoder):
         skip_last_layers: int = 0,
         pad_states: str = "zero",
         random_init_seed: int | None = None,
+        global_norm: str = "none",
     ) -> None:
         """Build the model (no download) and load `checkpoint` into it.
 
@@ -91,6 +92,7 @@ class OpenCLIPEncoder(TextEncoder):
             pad_states: "zero" or "model" (see module docstring).
             random_init_seed: with checkpoint=None, use seeded random weights instead
                 (tests and smoke runs only; encoder_id says "random<seed>").
+            global_norm: "none" (the pooled state as is, as published) or "l2" (unit length).
         """
         torch = require("torch", extra="train")
         open_clip = require("open_clip", package="open-clip-torch", extra="train")
@@ -143,7 +145,7 @@ class OpenCLIPEncoder(TextEncoder):
             parts.append(f"layers={self.num_layers}")
         if pad_states != "zero":
             parts.append(f"pads={pad_states}")
-        self.encoder_id = ":".join(parts)
+        self.encoder_id = self._identify(":".join(parts), global_norm)
         log.info("loaded %s (%d layers, Dt=%d) on %s", self.encoder_id, self.num_layers, self.dim, self.device)
 
     def _encode_batch(self, prompts: list[str], num_tokens: int):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import EvalConfig, to_dict
+from ..config import EvalConfig, noise_seed, to_dict
 from ..data.features import FeatureFolder
 
 log = logging.getLogger(__name__)
@@ -60,22 +60,49 @@ def evaluate_method(errors_fn, feats: FeatureFolder, unseen: np.ndarray, class_n
     return result
 
 
+def text_ablation(class_text, which: str):
+    """`class_text` with one text path carrying no class identity: "fc" = every class's global vector
+    replaced by the mean over the classes; "fl" = every class's local tokens replaced by the mean over the
+    classes (mask: their union). Scoring with it shows how much the decisions rest on that path."""
+    from dataclasses import replace
+
+    if which == "fc":
+        return replace(class_text, global_=np.broadcast_to(class_text.global_.mean(0), class_text.global_.shape).copy())
+    if which == "fl":
+        K = class_text.num_classes
+        return replace(class_text, local=np.repeat(class_text.local.mean(0, keepdims=True), K, 0),
+                       mask=np.repeat(class_text.mask.any(0, keepdims=True), K, 0))
+    raise ValueError(f"which must be 'fc' or 'fl', got {which!r}")
+
+
 def evaluate_seed(seed_dir: str | Path, feats: FeatureFolder, class_text, unseen: np.ndarray,
-                  eval_cfg: EvalConfig, device: str = "cpu", plots: bool = True) -> dict:
-    """Evaluate the TDSM denoiser (and the baseline, if trained) of one seed folder; write metrics.json."""
+                  eval_cfg: EvalConfig, device: str = "cpu", plots: bool = True, ablations: bool = False) -> dict:
+    """Evaluate the TDSM denoiser (and the baseline, if trained) of one seed folder; write metrics.json.
+
+    With `ablations`, also the unseen top-1 with each text path emptied of class identity (`text_ablation`):
+    metrics["tdsm"]["ablations"] = {"fc_mean": top-1, "fl_mean": top-1}."""
     from ..io import write_json
     from .denoiser_trainer import load_denoiser
+    from .metrics import feature_rank
 
     seed_dir = Path(seed_dir)
     model, schedule, stats, cfg = load_denoiser(seed_dir / "denoiser", device)
     names = list(class_text.names)
 
-    def tdsm_fn(J: int, t: int):
-        return lambda z, cls: tdsm_errors(model, schedule, stats, z, class_text.subset(cls), J, t,
-                                          eval_cfg.noise_seed, eval_cfg.batch_size, device)
+    def tdsm_fn(J: int, t: int, ablate: str | None = None):
+        def fn(z, cls):
+            text = class_text.subset(cls)
+            return tdsm_errors(model, schedule, stats, z, text_ablation(text, ablate) if ablate else text, J, t,
+                               noise_seed(eval_cfg, cfg.train.seed), eval_cfg.batch_size, device)
+        return fn
 
-    metrics: dict = {"eval": to_dict(eval_cfg), "num_unseen": int(len(unseen)), "chance": 1.0 / len(unseen)}
+    metrics: dict = {"eval": to_dict(eval_cfg), "num_unseen": int(len(unseen)), "chance": 1.0 / len(unseen),
+                     "test_feature_rank": feature_rank(feats.ztest)}
     metrics["tdsm"] = evaluate_method(tdsm_fn(eval_cfg.num_noises, eval_cfg.timestep), feats, unseen, names)
+    if ablations:
+        metrics["tdsm"]["ablations"] = {
+            f"{which}_mean": float(_zsl_top1(tdsm_fn(eval_cfg.num_noises, eval_cfg.timestep, which), feats, unseen))
+            for which in ("fc", "fl")}
     base_dir = seed_dir / "baseline"
     if (base_dir / "model.safetensors").is_file():
         from .baseline import AlignmentBaseline

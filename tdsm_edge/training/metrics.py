@@ -253,3 +253,45 @@ def format_mean_std(values: Sequence[float] | np.ndarray, pct: bool = True, digi
     m, s = mean_std(values)
     scale = 100.0 if pct else 1.0
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+# ---------------------------------------------------------------- left / right twins
+def twin_pairs(class_names: Sequence[str]) -> list[tuple[int, int]]:
+    """(i, j) column pairs of classes that differ only by "left" ↔ "right" (e.g. circle left / right leg)."""
+    index = {n: i for i, n in enumerate(class_names)}
+    pairs = []
+    for i, n in enumerate(class_names):
+        words = n.split()
+        if "left" in words:
+            twin = " ".join("right" if w == "left" else w for w in words)
+            if twin in index:
+                pairs.append((i, index[twin]))
+    return pairs
+
+
+def twins_told_apart(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> float | None:
+    """Of the samples of twin classes predicted as one of the two twins, the fraction given the right
+    one (0.5 = a coin flip between them; None when the classes hold no twins)."""
+    c = np.asarray(confusion)
+    right = wrong = 0
+    for i, j in twin_pairs(class_names):
+        right += c[i, i] + c[j, j]
+        wrong += c[i, j] + c[j, i]
+    return None if right + wrong == 0 else float(right / (right + wrong))
+
+
+# ---------------------------------------------------------------- feature rank
+def feature_rank(z: np.ndarray, rtol: float = 1e-3) -> dict:
+    """How many dimensions features `(N, D)` really fill, after centring: "rank" = singular values above
+    `rtol` × the largest (float32 round-off sits near 1e-6), "effective" = exp(entropy) of the normalised
+    singular values (Roy & Vetterli; D when all are equal, 1 for a line), "dim" = D."""
+    z = np.asarray(z, np.float64)
+    if z.ndim != 2 or len(z) < 2:
+        raise InputError(f"feature_rank needs (N, D) features with N >= 2, got shape {z.shape}")
+    s = np.linalg.svd(z - z.mean(0), compute_uv=False)
+    if s[0] == 0:
+        return {"rank": 0, "effective": 0.0, "dim": int(z.shape[1])}
+    p = s / s.sum()
+    p = p[p > 0]
+    return {"rank": int((s > rtol * s[0]).sum()), "effective": float(np.exp(-(p * np.log(p)).sum())),
+            "dim": int(z.shape[1])}

@@ -46,7 +46,7 @@ def class_text_for(cfg: RunConfig, root: Path):
         from ..text.openclip import TDSM_PUBLISHED_OPTIONS
 
         options = dict(TDSM_PUBLISHED_OPTIONS)
-    enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint, **options)
+    enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint, global_norm=cfg.text.global_norm, **options)
     text = encode_classes(enc, [ClassPrompts(n, s) for n, s in zip(names, descs)], cfg.text.prompt_sets,
                           cfg.text.num_tokens, cache_dir=text_cache_dir())
     if text.global_.shape[1] != cfg.denoiser.cond_dim:

@@ -212,6 +212,10 @@ def test_settings_point_to_configs_and_splits_with_paper_hyperparameters():
             50000, 256, 1e-4, False)
         assert (cfg.eval.num_noises, cfg.eval.timestep, cfg.encoder.preset, cfg.encoder.feature_dim) == (
             3, 25, "paper", 256)
+        # the published behaviour: no gradient clipping, the noise bank from the run seed, the pooled text
+        # vector un-normalised, epsilon prediction
+        assert (cfg.train.grad_clip, cfg.eval.noise_seed, cfg.text.global_norm, cfg.schedule.prediction) == (
+            0.0, None, "none", "epsilon")
 
 
 def test_registry_imports_without_torch():

@@ -75,7 +75,7 @@ def test_rebuild_command_reproduces_the_bundle_options(cli_bundle):
 
 
 def test_text_encoder_choice(caplog):
-    minilm, clip = "minilm:all-MiniLM-L6-v2", "openclip:ViT-H-14"
+    minilm, clip = "minilm:all-MiniLM-L6-v2/global-mean", "openclip:ViT-H-14"
     assert build_engine.resolve_text_encoder(None, minilm) is True  # default: on for MiniLM (weights installed)
     assert build_engine.resolve_text_encoder(False, minilm) is False
     with caplog.at_level(logging.INFO, logger="export.build_engine"):

@@ -121,7 +121,7 @@ def test_shapes_for_presets(preset, T):
     x = torch.randn(1, 3, T, 25, 2)
     with torch.no_grad():
         assert model(x).shape == (1, 7)
-        assert model.features(x).shape == (1, 256)
+        assert model.features(x).shape == (1, {"small": 64, "paper": 256}[preset])  # the last unit's width
     n = sum(p.numel() for p in model.parameters())
     print(f"\nShift-GCN {preset}: {n:,} parameters")
 
@@ -135,6 +135,23 @@ def test_projection_when_width_differs_and_errors():
         model(torch.randn(1, 3, 9, 20, 2))
     with pytest.raises(ConfigError):
         ShiftGCN(EncoderConfig(channels=(8,), strides=(1, 2)), num_classes=3)
+
+
+def test_presets_give_full_rank_features_and_a_wider_projection_cannot():
+    """The presets' features span all their dimensions; a Linear to a wider feature_dim leaves them in a
+    subspace of the last unit's width (measured with metrics.feature_rank on 300 random windows)."""
+    from tdsm_edge.training.metrics import feature_rank
+
+    torch.manual_seed(0)
+    x = torch.randn(300, 3, 16, 25, 2)
+    ranks = {}
+    for feature_dim in (64, 256):
+        model = ShiftGCN(EncoderConfig(**{**vars(encoder_preset("small")), "feature_dim": feature_dim}), 5).eval()
+        with torch.no_grad():
+            ranks[feature_dim] = r = feature_rank(model.features(x).numpy())
+        assert r["dim"] == feature_dim and r["effective"] > 20, r  # not a few directions, even untrained
+    assert ranks[64]["rank"] >= 60  # (untrained: a direction or two may sit below 1e-3 of the largest)
+    assert ranks[256]["rank"] <= 64  # 192 of the 256 directions hold nothing
 
 
 def test_small_preset_forward_backward_time():

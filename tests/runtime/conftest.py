@@ -29,6 +29,7 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
     import torch
 
     from export import build_engine
+    from tdsm_edge.config import noise_seed
     from tdsm_edge.data.synthact import generate
     from tdsm_edge.skeleton.preprocess import preprocess_batch
     from tdsm_edge.training.denoiser_trainer import load_denoiser
@@ -57,7 +58,7 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
 
     def reference(raw: np.ndarray) -> np.ndarray:
         return tdsm_errors(model, schedule, stats, features(raw), text, cfg.eval.num_noises, cfg.eval.timestep,
-                           cfg.eval.noise_seed)  # (N, K)
+                           noise_seed(cfg.eval, cfg.train.seed))  # (N, K)
 
     return SimpleNamespace(dir=out, seed_dir=seed_dir, frames=frames, names=list(text.names), windows=windows,
                            features=features, reference=reference)
@@ -74,6 +75,7 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
     import torch
 
     from export import build_engine
+    from tdsm_edge.config import noise_seed
     from tdsm_edge.models.class_tables import class_tables
     from tdsm_edge.text.minilm import MiniLMEncoder
     from tdsm_edge.text.prompts import ClassPrompts, encode_classes
@@ -97,7 +99,7 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
 
     def errors(z, text) -> np.ndarray:
         return tdsm_errors(model, schedule, stats, z, text, cfg.eval.num_noises, cfg.eval.timestep,
-                           cfg.eval.noise_seed)  # (N, K)
+                           noise_seed(cfg.eval, cfg.train.seed))  # (N, K)
 
     return SimpleNamespace(dir=out, prompt_sets=tuple(cfg.text.prompt_sets), num_tokens=cfg.text.num_tokens,
                            encoder=encoder, class_text=class_text, tables=tables, errors=errors)

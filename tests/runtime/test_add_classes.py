@@ -142,7 +142,7 @@ def test_bad_calls_raise_errors_that_say_what_and_how(text_bundle, runtime_bundl
 def test_manifest_records_the_text_side(text_bundle, tmp_path):
     m = load_manifest(text_bundle.dir)
     t = m.data["text"]
-    assert t["encoder_id"] == "minilm:all-MiniLM-L6-v2" and t["prompt_sets"] == list(text_bundle.prompt_sets)
+    assert t["encoder_id"] == "minilm:all-MiniLM-L6-v2/global-mean" and t["prompt_sets"] == list(text_bundle.prompt_sets)
     r = t["runtime"]
     assert (r["text_graph"], r["tables_graph"], r["tables_precision"]) == ("text_encoder", "tables", "fp32")
     assert (r["encoder_dim"], r["max_length"], r["vocab"]) == (384, 256, "vocab.txt")
@@ -163,3 +163,19 @@ def test_manifest_records_the_text_side(text_bundle, tmp_path):
     seal_manifest(copy, data)  # consistent on its digest, inconsistent in content
     with pytest.raises(BundleError, match="the tables graph: it writes"):
         load_manifest(copy)
+
+
+def test_added_class_benchmark_counts_every_sample(text_bundle, capsys):
+    """benchmarks.added_class: the class examples/robot.py adds, scored among the bundle's classes plus itself;
+    every sample is either right or counted under what it was mistaken for."""
+    from benchmarks import added_class
+
+    robot = (Path(__file__).resolve().parents[2] / "examples" / "robot.py").read_text()
+    assert f'add_classes(["{added_class.NAME}"], ["{added_class.DESCRIPTION}"])' in robot  # the same class
+    r = added_class.measure(str(text_bundle.dir), samples=6)
+    assert r["classes"][-1] == added_class.NAME and len(r["classes"]) == 6
+    assert round(r["top1"] * 6) + sum(r["mistaken_for"].values()) == 6
+    assert set(r["mistaken_for"]) <= set(r["classes"][:-1])
+    assert added_class.main([str(text_bundle.dir), "--samples", "2"]) == 0
+    assert "'wave right hand' added from text, top-1" in capsys.readouterr().out
+    assert added_class.main([str(text_bundle.dir / "missing")]) != 0  # one-line error, no traceback

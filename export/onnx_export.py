@@ -84,7 +84,7 @@ def export_scorer(scorer: FoldedScorer, path: str | Path, precision: str = "fp32
     spec = scorer_io(scorer.cfg, precision)  # names, dtypes, dims: the bundle's IO spec
     if [t.name for t in spec.inputs[1:]] != list(scorer.names):
         raise ExportError(f"the scorer reads tables {list(scorer.names)} but the IO spec names "
-                          f"{spec.input_names[1:]}; keep export/iospec.py and export/tables.py in step")
+                          f"{spec.input_names[1:]}; keep tdsm_edge/runtime/iospec.py and tdsm_edge/models/class_tables.py in step")
     dev = scorer.noises.device
     g = torch.Generator().manual_seed(0)
     sizes = {BATCH_AXIS: example_batch, CLASS_AXIS: example_classes}
@@ -175,7 +175,7 @@ def check_fp16_islands(model) -> None:
             bad.append(f"{node.op_type} {node.name!r} runs in {io} (must be float16 in a fp16 graph)")
     if bad:
         raise ExportError("the fp16 graph breaks its precision contract:\n  " + "\n  ".join(bad)
-                          + "\nEvery op's dtype is set in export/folded.py and export/tables.py; fix the cast there.")
+                          + "\nEvery op's dtype is set in tdsm_edge/models/folded.py and tdsm_edge/models/class_tables.py; fix the cast there.")
 
 
 # ---------------------------------------------------------------- helpers

@@ -198,7 +198,7 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors
         raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  " + "\n  ".join(errors)
-                          + "\nAn unsupported op or dtype must be changed in the export (export/folded.py).")
+                          + "\nAn unsupported op or dtype must be changed in the export (tdsm_edge/models/folded.py).")
     net_inputs = [network.get_input(i).name for i in range(network.num_inputs)]
     if sorted(net_inputs) != sorted(profile):
         raise ExportError(f"the parsed network's inputs {net_inputs} differ from the ONNX graph's {list(profile)}")

@@ -162,7 +162,7 @@ def _plan_builder():
 
     if not tensorrt_available():
         return None
-    from export.iospec import BATCH
+    from tdsm_edge.runtime.iospec import BATCH
     from export.tensorrt_build import build_plan
 
     def build(stage_dir: Path, onnx: dict, io) -> list[dict]:

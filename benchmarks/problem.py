@@ -117,7 +117,7 @@ def write_problem_bundle(p: Problem, out, J: int, *, reference_weights: bool = T
     """The problem's fp32 engine bundle of all MAX_CLASSES classes (J noises, the paper's t, no encoder,
     dynamic batch 1..max(BATCHES)) written to `out`; returns `out`."""
     from export.bundle import write_bundle
-    from export.iospec import AxisRange
+    from tdsm_edge.runtime.iospec import AxisRange
 
     write_bundle(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=TIMESTEP, num_noises=J,
                  noise_seed=NOISE_SEED, precision="fp32", batch=AxisRange.for_batch(len(p.z), dynamic=True),

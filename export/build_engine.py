@@ -20,7 +20,7 @@ from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
 from tdsm_edge.errors import ConfigError, MissingDependencyError
 
 from .build_report import format_report
-from .iospec import BATCH, AxisRange
+from tdsm_edge.runtime.iospec import BATCH, AxisRange
 
 log = logging.getLogger("export.build_engine")
 
@@ -309,7 +309,7 @@ def _tradeoff(src, cfg, out: Path) -> dict:
 
 def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir, accept):
     from . import open_set, sources
-    from .ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtScorer
     from .verify import verify_bundle
 
     z, labels, which = sources.held_out_features(src, indices, num_classes, unseen)

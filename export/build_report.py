@@ -6,12 +6,12 @@ import numpy as np
 
 from tdsm_edge.timing import median_ms
 
-from .iospec import BATCH
+from tdsm_edge.runtime.iospec import BATCH
 
 
 def format_report(result: dict) -> str:
     """The short table printed at the end of a build."""
-    from .ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtScorer
 
     m = result["manifest"]
     out, v = result["bundle"], m.data.get("verify") or {}

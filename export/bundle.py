@@ -28,9 +28,9 @@ from tdsm_edge.errors import BundleError, ConfigError, ExportError
 from tdsm_edge.text.base import global_norm_of
 
 from .bundle_stage import BundleStage
-from .iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, scorer_io, tables_io,
+from tdsm_edge.runtime.iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, scorer_io, tables_io,
                      text_io)
-from .manifest import (FORMAT, SCHEMA_VERSION, TABLES_FILE, Manifest, check_plan_compat, load_manifest,
+from tdsm_edge.runtime.manifest import (FORMAT, SCHEMA_VERSION, TABLES_FILE, Manifest, check_plan_compat, load_manifest,
                        load_tables)
 
 __all__ = ["BundleStage", "write_bundle", "load_manifest", "load_tables", "check_plan_compat", "Manifest",
@@ -315,7 +315,7 @@ def _check_profiles(plans: list[dict], io: IOSpec) -> None:
         want = {n: dict(min=list(lo), opt=list(opt), max=list(hi)) for n, (lo, opt, hi) in io.profile(graph).items()}
         if got != want:
             raise BundleError(f"the TensorRT plan {plan.get('file')} was built with the profile {got}, but the "
-                              f"bundle's IO spec gives {want}; build_plan and export/iospec.py disagree")
+                              f"bundle's IO spec gives {want}; build_plan and tdsm_edge/runtime/iospec.py disagree")
 
 
 def _model_info(cfg, schedule, run_config) -> dict:

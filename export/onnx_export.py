@@ -25,7 +25,7 @@ from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.models.denoiser import TDSMDenoiser
 
 from tdsm_edge.models.folded import FoldedScorer
-from .iospec import BATCH, CLASSES, scorer_io
+from tdsm_edge.runtime.iospec import BATCH, CLASSES, scorer_io
 from tdsm_edge.models.class_tables import PRECISIONS, TablesModule
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 
-from .iospec import BATCH as BATCH_AXIS
-from .iospec import CLASSES as CLASS_AXIS
+from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
+from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
 
 __all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "device_memory", "gpu_info", "plan_name",
            "profile_shapes", "tensorrt_available"]

@@ -35,8 +35,8 @@ import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError, require
 
-from .iospec import BATCH, CLASSES, GraphIO
-from .manifest import load_manifest, load_tables
+from tdsm_edge.runtime.iospec import BATCH, CLASSES, GraphIO
+from tdsm_edge.runtime.manifest import load_manifest, load_tables
 from .tensorrt_build import build_plan, tensorrt_available
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def write_triton_repo(bundle_dir: str | Path, repo_dir: str | Path, *, model_nam
                       max_batch_size: int = 64, backend: str = "onnxruntime", **kwargs) -> Path:
     """Write a Triton model repository serving an engine bundle's scorer (see `write_triton_model`).
 
-    Reads the bundle through `export.manifest` (files checked against their sha256): the scorer
+    Reads the bundle through `tdsm_edge.runtime.manifest` (files checked against their sha256): the scorer
     graph, `tables.npz` (float32; cast to the graph's table dtypes when baked), the class names and
     the scorer's IO spec. Returns `<repo_dir>/<model_name>`.
     """

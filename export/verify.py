@@ -21,8 +21,8 @@ import numpy as np
 
 from tdsm_edge.errors import ExportError
 
-from .iospec import TEXT_GRAPH
-from .ort_backend import OrtScorer
+from tdsm_edge.runtime.iospec import TEXT_GRAPH
+from tdsm_edge.runtime.ort_backend import OrtScorer
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ pytest.importorskip("onnxscript")
 
 from export import build_engine, sources  # noqa: E402
 from export.bundle import ADDED_CLASSES, load_manifest  # noqa: E402
-from export.ort_backend import OrtScorer  # noqa: E402
+from tdsm_edge.runtime.ort_backend import OrtScorer  # noqa: E402
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 
 

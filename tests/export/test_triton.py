@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export.bundle import write_bundle  # noqa: E402
-from export.manifest import load_manifest, load_tables  # noqa: E402
+from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from export.triton import bake_tables, config_pbtxt, write_triton_model, write_triton_repo  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError  # noqa: E402

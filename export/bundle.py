@@ -6,8 +6,9 @@ bundle depends on (see manifest.py for the layout and the checks on load). Files
 hidden staging folder next to `out_dir` and renamed into place only after the manifest is written
 and the optional `check` (verification) passed: a failed build never leaves a half-written bundle.
 
-Reading (`load_manifest`, `load_tables`, `check_plan_compat`) lives in manifest.py and is re-exported
-here; importing this module does not import torch (write_bundle imports it when called).
+Reading a bundle (`load_manifest`, `load_tables`, `check_plan_compat`) lives in
+`tdsm_edge.runtime.manifest`; importing this module does not import torch (write_bundle imports it
+when called).
 """
 from __future__ import annotations
 
@@ -25,16 +26,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, ExportError
+from tdsm_edge.runtime.iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec,
+                                      scorer_io, tables_io, text_io)
+from tdsm_edge.runtime.manifest import FORMAT, SCHEMA_VERSION, TABLES_FILE, Manifest, load_manifest
 from tdsm_edge.text.base import global_norm_of
 
 from .bundle_stage import BundleStage
-from tdsm_edge.runtime.iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec, scorer_io, tables_io,
-                     text_io)
-from tdsm_edge.runtime.manifest import (FORMAT, SCHEMA_VERSION, TABLES_FILE, Manifest, check_plan_compat, load_manifest,
-                       load_tables)
 
-__all__ = ["BundleStage", "write_bundle", "load_manifest", "load_tables", "check_plan_compat", "Manifest",
-           "skeleton_info", "SCHEMA_VERSION"]
+__all__ = ["write_bundle", "skeleton_info"]
 
 log = logging.getLogger(__name__)
 

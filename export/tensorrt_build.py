@@ -16,7 +16,7 @@ returns the record (TensorRT version, GPU, compute capability, profile, sha256 â
 manifest. The TensorRT version is in the plan's file name too (`scorer_fp16.trt10.3.0.plan`).
 
 `tensorrt` is imported inside functions only: this module imports without it. The runner, device
-memory (cuda-python, torch as a fallback) and the GPU query are re-exported from the runtime.
+memory (cuda-python, torch as a fallback) and the GPU query live in `tdsm_edge.runtime.cuda_memory`.
 """
 from __future__ import annotations
 
@@ -31,18 +31,16 @@ import numpy as np
 from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.io import atomic_path, sha256_file
 from tdsm_edge.runtime import trt_engine as _runner
-from tdsm_edge.runtime.cuda_memory import _cudart, _torch_cuda  # noqa: F401  (re-exported for the GPU tests)
-from tdsm_edge.runtime.cuda_memory import device_memory, gpu_info
+from tdsm_edge.runtime.cuda_memory import gpu_info
 from tdsm_edge.runtime.manifest import DEFAULT_REBUILD
 from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
 from tdsm_edge.runtime.trt_engine import tensorrt_available
-
 from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
 from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
 
-__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "device_memory", "gpu_info", "plan_name",
+__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name",
            "profile_shapes", "tensorrt_available"]
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ MANIFEST = "manifest.json"
 TABLES_FILE = "tables.npz"
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_DEPTH = 32  # a manifest nests 7 levels deep; a deeper one is refused before anything walks it
-# the build's temporary folders next to a bundle (export.bundle.BundleStage): never loadable
+# the build's temporary folders next to a bundle (export.bundle_stage.BundleStage): never loadable
 TEMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)$")
 
 

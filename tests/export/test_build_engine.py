@@ -13,7 +13,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export import build_engine, sources  # noqa: E402
-from export.bundle import ADDED_CLASSES, load_manifest  # noqa: E402
+from export.bundle import ADDED_CLASSES  # noqa: E402
+from tdsm_edge.runtime.manifest import load_manifest  # noqa: E402
 from tdsm_edge.runtime.ort_backend import OrtScorer  # noqa: E402
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 

@@ -16,7 +16,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from export.bundle import BundleStage, load_manifest, load_tables, write_bundle  # noqa: E402
+from export.bundle import write_bundle  # noqa: E402
+from export.bundle_stage import BundleStage  # noqa: E402
+from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from tdsm_edge.models.folded import class_tables  # noqa: E402
 from tdsm_edge.runtime.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
 from tdsm_edge.runtime.ort_backend import OrtScorer, resolve_providers  # noqa: E402
@@ -199,7 +201,7 @@ def test_plan_compatibility_names_the_rebuild_command(built):
 
 def test_loading_never_imports_torch(built):
     code = ("import sys, numpy as np\n"
-            "from tdsm_edge.runtime.ort_backend import OrtScorer\nfrom export.bundle import load_manifest\n"
+            "from tdsm_edge.runtime.ort_backend import OrtScorer\nfrom tdsm_edge.runtime.manifest import load_manifest\n"
             f"m = load_manifest({str(built[3]['fp32'].root)!r})\n"
             f"s = OrtScorer({str(built[3]['fp32'].root)!r}, threads=1)\n"
             "assert s.scores(np.ones((3, s.z_dim), np.float32)).shape == (3, len(m.class_names))\n"

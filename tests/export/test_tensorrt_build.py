@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from export import tensorrt_build as tb
+from tdsm_edge.runtime import cuda_memory  # noqa: E402
 from export.tensorrt_build import (TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes,
                                    tensorrt_available)
 from tdsm_edge.runtime import trt_engine
@@ -430,10 +431,10 @@ def test_load_refuses_a_changed_or_foreign_plan(tmp_path, fake):
 
 # ---------------------------------------------------------------- a CUDA GPU (no TensorRT needed)
 def _cuda_or_skip(kind: str):
-    if kind == "torch" and tb._torch_cuda() is None:
+    if kind == "torch" and cuda_memory._torch_cuda() is None:
         pytest.skip("torch with CUDA is not available")
     if kind == "cuda-python":
-        if tb._cudart() is None or cuda_device_count() < 1:
+        if cuda_memory._cudart() is None or cuda_device_count() < 1:
             pytest.skip("cuda-python with a CUDA device is not available")
 
 
@@ -441,7 +442,7 @@ def _cuda_or_skip(kind: str):
 @pytest.mark.parametrize("kind", ["cuda-python", "torch"])
 def test_device_memory_round_trip(kind):
     _cuda_or_skip(kind)
-    mem = tb.device_memory(kind)
+    mem = cuda_memory.device_memory(kind)
     assert type(mem).__name__ == ("TorchMemory" if kind == "torch" else "CudaRuntimeMemory")
     assert isinstance(mem.stream, int)
     try:
@@ -461,7 +462,7 @@ def test_device_memory_round_trip(kind):
 def test_cuda_graph_capture_and_replay_with_cuda_python():
     """What TrtEngine's CUDA-graph path asks of cuda-python (capture, instantiate, launch, destroy), on a real GPU."""
     _cuda_or_skip("cuda-python")
-    mem = tb.device_memory("cuda-python")
+    mem = cuda_memory.device_memory("cuda-python")
     rt, n = mem.rt, 64
     ptr, out, zeros = mem.alloc(n), np.zeros(n, np.uint8), np.zeros(n, np.uint8)
     value = [7]
@@ -485,10 +486,10 @@ def test_cuda_graph_capture_and_replay_with_cuda_python():
 
 @pytest.mark.gpu
 def test_gpu_info_reads_name_and_compute_capability():
-    if tb._cudart() is None and tb._torch_cuda() is None:
+    if cuda_memory._cudart() is None and cuda_memory._torch_cuda() is None:
         pytest.skip("neither cuda-python nor torch with CUDA")
-    _cuda_or_skip("cuda-python" if tb._cudart() is not None else "torch")
-    name, cc = tb.gpu_info()
+    _cuda_or_skip("cuda-python" if cuda_memory._cudart() is not None else "torch")
+    name, cc = cuda_memory.gpu_info()
     assert name and "\x00" not in name
     major, minor = cc.split(".")
     assert int(major) >= 5 and minor.isdigit()

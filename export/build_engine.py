@@ -356,15 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
     def run() -> None:
-        try:
-            summary = build(args)
-        except BaseException:  # Ctrl-C / SIGTERM at any moment (even inside the stage's set-up): no stage left
-            from .bundle_stage import BundleStage
-
-            if args.out:
-                BundleStage(args.out).discard()
-            raise
-        print("\n" + format_report(summary))
+        print("\n" + format_report(build(args)))
 
     return run_main(run, log, interrupted="interrupted; no bundle was written or changed (the partial build was "
                                           "deleted): run the same command again")

@@ -135,7 +135,7 @@ class TextEncoder(abc.ABC):
             if self.global_norm == "l2":
                 g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-12)
             loc = np.asarray(loc, np.float32) * np.asarray(m, bool)[..., None]  # (b, L, Dt) zero pads
-            parts.append(TextFeatures(g.astype(np.float32, copy=False), loc, np.asarray(m, bool)))
+            parts.append(TextFeatures(g, loc, np.asarray(m, bool)))
         return TextFeatures.concat(parts, num_tokens, self.dim)
 
     @abc.abstractmethod

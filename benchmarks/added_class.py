@@ -17,6 +17,7 @@ from collections import Counter
 # what examples/robot.py adds (tests/runtime/test_add_classes.py keeps the two equal)
 NAME = "wave right hand"
 DESCRIPTION = "A person raises the right hand and waves it from side to side."
+MAX_SAMPLES = 100_000  # 100,000 windows of 2 × 64 × 25 × 3 float32 = 3.8 GB
 SEED = 1000  # synthact data seed of the samples: not the demo's (0) nor any validation seed
 
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=100, help="generated samples of the class")
     p.add_argument("--seed", type=int, default=SEED, help="synthact data seed of the samples")
     args = p.parse_args(argv)
+    if not 1 <= args.samples <= MAX_SAMPLES:
+        p.error(f"--samples must lie in [1, {MAX_SAMPLES}], got {args.samples}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0 (a numpy seed), got {args.seed}")
     setup_logging("WARNING")
 
     def body() -> None:

@@ -286,8 +286,10 @@ def feature_rank(z: np.ndarray, rtol: float = 1e-3) -> dict:
     `rtol` × the largest (float32 round-off sits near 1e-6), "effective" = exp(entropy) of the normalised
     singular values (Roy & Vetterli; D when all are equal, 1 for a line), "dim" = D."""
     z = np.asarray(z, np.float64)
-    if z.ndim != 2 or len(z) < 2:
-        raise InputError(f"feature_rank needs (N, D) features with N >= 2, got shape {z.shape}")
+    if z.ndim != 2 or len(z) < 2 or z.shape[1] < 1:
+        raise InputError(f"feature_rank needs (N, D) features with N >= 2 and D >= 1, got shape {z.shape}")
+    if not np.isfinite(z).all():
+        raise InputError("feature_rank needs finite features: they hold NaN or inf")
     s = np.linalg.svd(z - z.mean(0), compute_uv=False)
     if s[0] == 0:
         return {"rank": 0, "effective": 0.0, "dim": int(z.shape[1])}

@@ -60,9 +60,11 @@ def welch(a: list[float], b: list[float]) -> dict:
     """Welch's t-test of mean(a) vs mean(b) (unequal variances): t, df and the two-sided p-value."""
     from scipy import stats
 
-    res = stats.ttest_ind(a, b, equal_var=False)
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb > 0 else float("nan")
+    if not va + vb > 0:  # no spread in either group (or < 2 values): there is nothing to test
+        return {"diff": float(np.mean(a) - np.mean(b)), "t": float("nan"), "df": float("nan"), "p": float("nan")}
+    res = stats.ttest_ind(a, b, equal_var=False)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     return {"diff": float(np.mean(a) - np.mean(b)), "t": float(res.statistic), "df": float(df),
             "p": float(res.pvalue)}
 
@@ -85,7 +87,8 @@ def summary_table(summary: dict) -> str:
     for split, row in summary["splits"].items():
         t, b = row.get("tdsm", {}), row.get("baseline", {})
         w = row.get("welch")
-        delta = f"{100 * w['diff']:+.1f} (p={w['p']:.2g})" if w else "—"
+        delta = (f"{100 * w['diff']:+.1f} (p={w['p']:.2g})" if w["p"] == w["p"] else f"{100 * w['diff']:+.1f} (no spread)") \
+        if w else "—"
         twins = f"{_fmt(t.get('twins_told_apart'))} / {_fmt(b.get('twins_told_apart'))}" \
             if "twins_told_apart" in t else "—"
         lines.append(

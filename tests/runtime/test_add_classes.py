@@ -179,3 +179,7 @@ def test_added_class_benchmark_counts_every_sample(text_bundle, capsys):
     assert added_class.main([str(text_bundle.dir), "--samples", "2"]) == 0
     assert "'wave right hand' added from text, top-1" in capsys.readouterr().out
     assert added_class.main([str(text_bundle.dir / "missing")]) != 0  # one-line error, no traceback
+    for bad in (["--samples", "0"], ["--samples", "100000001"], ["--seed", "-1"]):
+        with pytest.raises(SystemExit) as e:  # argparse: one usage line, exit 2
+            added_class.main([str(text_bundle.dir), *bad])
+        assert e.value.code == 2

@@ -37,6 +37,10 @@ def test_feature_rank_sees_a_subspace():
     assert feature_rank(np.ones((5, 3)))["rank"] == 0
     with pytest.raises(InputError):
         feature_rank(np.ones(5))
+    with pytest.raises(InputError, match="D >= 1"):
+        feature_rank(np.ones((5, 0)))
+    with pytest.raises(InputError, match="finite"):
+        feature_rank(np.array([[np.nan, 1.0], [2.0, 3.0], [4.0, 5.0]]))
 
 
 def _metrics(top1_tdsm, top1_base, confusion, ablations=None, rank=60.0):
@@ -82,3 +86,13 @@ def test_summary_of_one_seed_has_no_test_and_no_ablation_table(tmp_path):
     table = summary_table(summary)
     assert "| — |" in table and "fc → class mean" not in table
     assert not math.isnan(summary["splits"]["ru5"]["tdsm"]["zsl_top1"]["mean"])
+
+
+def test_welch_without_spread_tests_nothing(tmp_path):
+    from tdsm_edge.training.summary import summarize, summary_table, welch
+
+    w = welch([0.5, 0.5], [0.6, 0.6])
+    assert w["diff"] == pytest.approx(-0.1) and all(math.isnan(w[k]) for k in ("t", "df", "p"))
+    c = np.eye(5, dtype=int).tolist()
+    table = summary_table(summarize({"ru5": {s: _metrics(0.5, 0.6, c) for s in (1, 2)}}, tmp_path))
+    assert "| -10.0 (no spread) |" in table and "nan" not in table

@@ -132,7 +132,9 @@ class BenchSession:
         """`FoldedScorer` (fp32, torch) over the first K classes' tables: ONE batched call → `(B, K)` numpy."""
         import torch
 
-        from tdsm_edge.models.folded import FoldedScorer, class_tables
+        from tdsm_edge.models.class_tables import class_tables
+
+        from tdsm_edge.models.folded import FoldedScorer
         from tdsm_edge.scoring import noise_bank
 
         p, model = self.problem(preset), self.model(preset)
@@ -158,7 +160,7 @@ class BenchSession:
 
 def _plan_builder():
     """TensorRT fp32 plans when TensorRT is installed (the tensorrt backend runs them), else None."""
-    from export.build_engine import tensorrt_available
+    from tdsm_edge.runtime.trt_engine import tensorrt_available
 
     if not tensorrt_available():
         return None

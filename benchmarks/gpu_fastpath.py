@@ -33,7 +33,8 @@ from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.config import ScheduleConfig, denoiser_preset
 from tdsm_edge.fastpath.scorer import FastScorer
 from tdsm_edge.models.denoiser import TDSMDenoiser
-from tdsm_edge.models.folded import ClassTables, FoldedScorer, class_tables
+from tdsm_edge.models.class_tables import ClassTables, class_tables
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge import timing
 from tdsm_edge.scoring import noise_bank, score_reference

@@ -116,12 +116,14 @@ def write_problem_bundle(p: Problem, out, J: int, *, reference_weights: bool = T
                          build_command: str | None = None):
     """The problem's fp32 engine bundle of all MAX_CLASSES classes (J noises, the paper's t, no encoder,
     dynamic batch 1..max(BATCHES)) written to `out`; returns `out`."""
-    from export.bundle import write_bundle
+    from export.bundle import BundleRequest, write_bundle
     from tdsm_edge.runtime.iospec import AxisRange
 
-    write_bundle(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=TIMESTEP, num_noises=J,
-                 noise_seed=NOISE_SEED, precision="fp32", batch=AxisRange.for_batch(len(p.z), dynamic=True),
-                 reference_weights=reference_weights, plan_builder=plan_builder, build_command=build_command)
+    write_bundle(BundleRequest(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=TIMESTEP, num_noises=J,
+                               noise_seed=NOISE_SEED, precision="fp32",
+                               batch=AxisRange.for_batch(len(p.z), dynamic=True),
+                               reference_weights=reference_weights, plan_builder=plan_builder,
+                               build_command=build_command))
     return out
 
 

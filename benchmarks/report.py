@@ -179,7 +179,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
     """Median ms against K (log-log), one panel per (preset, J, B), one line per backend."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-    from tdsm_edge.training.plots import _figure, _save
+    from tdsm_edge.figures import new_figure, save_png
 
     if not results:
         raise InputError("plot_latency needs at least one result")
@@ -187,7 +187,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
     combos = sorted({(r.J, r.B) for r in results})
     backends = backends_of(results)
     Ks = sorted({r.K for r in results})
-    fig = _figure(3.6 * len(combos), 3.1 * len(presets))
+    fig = new_figure(3.6 * len(combos), 3.1 * len(presets))
     for i, preset in enumerate(presets):
         for j, (J, B) in enumerate(combos):
             ax = fig.add_subplot(len(presets), len(combos), i * len(combos) + j + 1)
@@ -220,7 +220,7 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
                frameon=False, bbox_to_anchor=(0.5, -0.04))
     fig.suptitle("Zero-shot scoring latency (lower is better; dashed: the paper's loop)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png)
 
 
 def accuracy_vs_noises(run: str | Path, noises: Sequence[int], timestep: int, repeats: int = 20) -> list[dict]:
@@ -235,12 +235,12 @@ def accuracy_vs_noises(run: str | Path, noises: Sequence[int], timestep: int, re
 
 def plot_accuracy(rows: Sequence[dict], png: str | Path, title: str) -> Path:
     """Unseen top-1 (%) against J, each point labelled with its B=1 latency; chance as a dotted line."""
-    from tdsm_edge.training.plots import _figure, _save
+    from tdsm_edge.figures import new_figure, save_png
 
     if not rows:
         raise InputError("plot_accuracy needs at least one row")
     rows = sorted(rows, key=lambda r: r["J"])
-    fig = _figure(5.0, 3.6)
+    fig = new_figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     xs, ys = [r["J"] for r in rows], [100 * r["top1"] for r in rows]
     ax.plot(xs, ys, marker="o", color="C0", label="TDSM, folded scorer (fp32)")
@@ -256,7 +256,7 @@ def plot_accuracy(rows: Sequence[dict], png: str | Path, title: str) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png)
 
 
 def format_accuracy(rows: Sequence[dict], run: str | Path) -> str:

@@ -5,7 +5,9 @@ The scoring graph itself (`FoldedScorer`, class tables) lives in `tdsm_edge.mode
 Run as `python -m export.build_engine` (engine bundles: see engines/README.md).
 Modules:
     onnx_export.py  `export_scorer`, `export_tables`: opset-18 ONNX (fp32 / fp16 with fp32 islands)
-    bundle.py       `write_bundle`: graphs + class tables + manifest.json, staged and committed atomically
+    bundle.py       `BundleRequest`, `write_bundle`: graphs + class tables + manifest.json, staged and committed
+                    atomically, one named step per part
+    bundle_manifest.py `bundle_manifest`: what a new bundle's manifest.json records
     verify.py       `verify_bundle`: bundle vs the PyTorch reference on held-out samples
     sources.py      run folders, class selection, held-out samples, the no-argument demo
     open_set.py     `calibrate`: the open-set margin threshold, from validation features (stored in the manifest)

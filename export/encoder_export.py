@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tdsm_edge.errors import CheckpointError, ConfigError, InputError
+from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.folders import load_encoder
 from tdsm_edge.models.shift_gcn import ShiftGCN, TemporalShift
 
 from .onnx_export import BATCH_AXIS, ExportRecord, _check_args, _check_io, _export
@@ -35,20 +36,6 @@ from tdsm_edge.models.class_tables import precision_dtype
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "window", "z"
-
-
-def load_encoder(encoder_dir: str | Path) -> tuple[ShiftGCN, dict]:
-    """(ShiftGCN in eval mode on CPU, meta) from a folder written by `save_encoder`.
-
-    meta holds the encoder config (`meta["encoder"]`), `seen_classes`, `num_joints`, and training history.
-    """
-    from tdsm_edge.training.encoder_trainer import load_encoder as _load
-
-    encoder_dir = Path(encoder_dir)
-    if not encoder_dir.is_dir():
-        raise CheckpointError(f"encoder folder {str(encoder_dir)!r} does not exist; it is written by training "
-                              "as runs/<name>/<split>/seed<k>/encoder (python -m tdsm_edge.train).")
-    return _load(encoder_dir, device="cpu")
 
 
 class EncoderGraph(nn.Module):

@@ -32,13 +32,14 @@ from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.io import atomic_path, sha256_file
 from tdsm_edge.runtime import trt_engine as _runner
 from tdsm_edge.runtime.cuda_memory import gpu_info
-from tdsm_edge.runtime.manifest import DEFAULT_REBUILD
 from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
+from tdsm_edge.runtime.rebuild import DEFAULT_REBUILD
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
 from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
+from tdsm_edge.runtime.iospec import AxisRange, IOSpec
 
 __all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name",
            "profile_shapes", "tensorrt_available"]
@@ -82,38 +83,33 @@ def profile_shapes(inputs: dict[str, tuple], batch=(1, 8, 64), classes=(1, 8, 64
             or to set one input's shapes explicitly (static dims must match the graph).
     Returns:
         name → {"min": [...], "opt": [...], "max": [...]} (JSON-ready, for the manifest).
+    The shapes are derived as the bundle's IO spec derives its own (`IOSpec.input_profile`).
     """
-    axes = {BATCH_AXIS: _triple("batch (min, opt, max)", batch),
-            CLASS_AXIS: _triple("classes (min, opt, max)", classes)}
+    axes = {BATCH_AXIS: AxisRange(*_triple("batch (min, opt, max)", batch)),
+            CLASS_AXIS: AxisRange(*_triple("classes (min, opt, max)", classes))}
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(inputs))
     if unknown:
         raise ConfigError(f"dynamic_inputs names {unknown}, which the graph does not have; "
                           f"its inputs are {list(inputs)}")
-    out = {}
+    shapes = {}
     for name, dims in inputs.items():
         if name in overrides:
-            shapes = [tuple(int(d) for d in s) for s in overrides[name]]
-            ok = len(shapes) == 3 and all(len(s) == len(dims) for s in shapes) and all(
+            shapes[name] = [tuple(int(d) for d in s) for s in overrides[name]]
+            ok = len(shapes[name]) == 3 and all(len(s) == len(dims) for s in shapes[name]) and all(
                 1 <= a <= b <= c and (not isinstance(d, (int, np.integer)) or a == b == c == d)
-                for d, a, b, c in zip(dims, *shapes))
+                for d, a, b, c in zip(dims, *shapes[name]))
             if not ok:
                 raise ConfigError(f"dynamic_inputs[{name!r}] = {overrides[name]!r} does not fit the graph's dims "
                                   f"{dims}: give (min, opt, max) shapes of rank {len(dims)}, min <= opt <= max, "
                                   "static dims as they are")
-            out[name] = dict(zip(("min", "opt", "max"), (list(s) for s in shapes)))
             continue
-        per_dim = []
         for d in dims:
-            if isinstance(d, (int, np.integer)) and d > 0:
-                per_dim.append((int(d),) * 3)
-            elif d in axes:
-                per_dim.append(axes[d])
-            else:
+            if not (isinstance(d, (int, np.integer)) and d > 0 or d in axes):
                 raise ConfigError(f"input {name!r} has a dynamic dim {d!r} that is neither {BATCH_AXIS!r} nor "
                                   f"{CLASS_AXIS!r}; give its shapes in dynamic_inputs={{{name!r}: (min, opt, max)}}")
-        out[name] = {k: [p[i] for p in per_dim] for i, k in enumerate(("min", "opt", "max"))}
-    return out
+        shapes[name] = IOSpec.input_profile({name: dims}, axes)[name]
+    return {name: dict(zip(("min", "opt", "max"), (list(s) for s in triple))) for name, triple in shapes.items()}
 
 
 def _onnx_inputs(onnx_path: Path) -> tuple[dict[str, tuple], set[str]]:
@@ -160,7 +156,9 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
         out_dir: where `plan_name(graph, precision, <TensorRT version>)` is written (atomically).
         precision: "fp16" needs a graph whose types are already fp16 (checked); "fp32" a float32 one.
         min_batch, opt_batch, max_batch: the profile of every input's "batch" axis.
-        classes: (min, opt, max) of the "classes" axis, or an int to fix it.
+        classes: (min, opt, max) of the "classes" axis, or an int to fix it. A bundle's plans take both
+            ranges from its IO spec (`io.axes`, see export/build_engine.py), so that their profiles are
+            the IO spec's (`IOSpec.profile`, the same derivation).
         workspace_gb: builder workspace pool limit. opt_level: builder optimization level (0–5).
         timing_cache: a file; loaded if it exists, and saved (atomically) after the build.
         dynamic_inputs: name → (min, opt, max) shapes, for inputs with other dynamic axes.

@@ -197,10 +197,10 @@ def save_tokenizer(folder: str | Path) -> list[str]:
     """Write MiniLM's `tokenizer.json` (truncation 256, no padding: the torch encoder's settings) and
     `vocab.txt` into `folder`; returns the paths."""
     tokenizers = require("tokenizers")  # not in an extra yet: pip install tokenizers
-    from tdsm_edge.text.minilm import DEFAULT_MAX_SEQ_LENGTH, _max_seq_length, minilm_model_dir
+    from tdsm_edge.text.minilm import DEFAULT_MAX_SEQ_LENGTH, max_seq_length_of, minilm_model_dir
 
     src = minilm_model_dir()
-    max_len = _max_seq_length(src, DEFAULT_MAX_SEQ_LENGTH)
+    max_len = max_seq_length_of(src, DEFAULT_MAX_SEQ_LENGTH)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok = tokenizers.Tokenizer.from_file(str(src / TOKENIZER_FILE))
@@ -216,7 +216,7 @@ def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
     import torch
     import torch.nn.functional as F
     import transformers
-    from tdsm_edge.text.minilm import DEFAULT_MAX_SEQ_LENGTH, _max_seq_length
+    from tdsm_edge.text.minilm import DEFAULT_MAX_SEQ_LENGTH, max_seq_length_of
 
     class TextEncoderGraph(torch.nn.Module):
         """`(input_ids, attention_mask) (B, S) int64 → global (B, Dt), local (B, L, Dt), mask (B, L) bool`."""
@@ -230,7 +230,7 @@ def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
                 raise ExportError(f"cannot load MiniLM from {model_dir}: {e}") from e
             self.bert.eval().requires_grad_(False)
             self.num_tokens, self.global_norm = num_tokens, global_norm
-            self.max_length = _max_seq_length(model_dir, DEFAULT_MAX_SEQ_LENGTH)
+            self.max_length = max_seq_length_of(model_dir, DEFAULT_MAX_SEQ_LENGTH)
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
             L = self.num_tokens

@@ -25,7 +25,9 @@ import torch
 
 from tdsm_edge.errors import DataError, InputError
 
-from tdsm_edge.models.folded import FoldedScorer, class_tables
+from tdsm_edge.models.class_tables import class_tables
+
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.timing import median_ms
 from .pruning import PrunedScorer
 
@@ -59,7 +61,7 @@ def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProb
     """Denoiser, unseen class text and ztest features of a trained seed folder."""
     from tdsm_edge.config import load_config, noise_seed
     from tdsm_edge.text.prompts import ClassText
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.split_data import seed_features, split_classes
 
     seed_dir = Path(run_seed_dir)
@@ -147,7 +149,7 @@ def _median_ms(call, repeats: int, device: str) -> float:
 def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = None) -> Path:
     """Unseen top-1 against median latency, one panel per measured batch size; colour = J,
     marker = keep, each point labelled with its t (and J, keep in the legend)."""
-    from tdsm_edge.training.plots import _figure, _save
+    from tdsm_edge.figures import new_figure, save_png
 
     if not results:
         raise InputError("plot_tradeoff needs at least one result")
@@ -160,7 +162,7 @@ def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = 
     markers = dict(zip(keeps, "osD^vP"))
     from matplotlib.ticker import FuncFormatter
 
-    fig = _figure(5.2 * len(batches), 4.6)
+    fig = new_figure(5.2 * len(batches), 4.6)
     for p, B in enumerate(batches):
         ax = fig.add_subplot(1, len(batches), p + 1)
         for i, J in enumerate(Js):
@@ -191,7 +193,7 @@ def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = 
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
-    return _save(fig, png)
+    return save_png(fig, png)
 
 
 def format_table(results: Sequence[dict]) -> str:

@@ -2,9 +2,12 @@
 
 A checkpoint is a folder:
     model.safetensors        the module's state dict (parameter names follow the published code)
-    config.json              the RunConfig (dataclasses.asdict) and model-specific metadata
+    config.json              the model's metadata (json: its config as a dict, seen classes, history)
     train_state.safetensors  optional: optimizer tensors + RNG state, for exact resume
     train_state.json         optional: step, scheduler state, optimizer param groups
+
+What the metadata holds for the denoiser and the encoder, and the one loader of each, are in
+`tdsm_edge.models.folders`.
 """
 from __future__ import annotations
 
@@ -73,21 +76,27 @@ def _meta(raw: bytes, where: str) -> dict[str, Any]:
     return meta
 
 
-def load_into(model, state_dict: dict, where: str) -> None:
-    """Strict load with an error that lists missing and unexpected keys."""
-    missing, unexpected = [], []
+SHOW = 8  # how many names a mismatch error lists per category
+MISMATCH_FIX = ("The checkpoint was written for another architecture or config; load it with the config saved "
+                "next to it.")
+
+
+def load_into(model, state_dict: dict, where: str, fix: str = MISMATCH_FIX) -> None:
+    """Strict load of `state_dict` (name -> tensor; another float dtype is copied into the model's) into `model`.
+
+    CheckpointError "<where> does not match the model (2 missing: [...]; 1 unexpected: [...]; 1 shape mismatches:
+    ['k: checkpoint (5, 4) vs model (6, 4)']). <fix>" lists the first `SHOW` names of each category at once.
+    """
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{where}: parameter names do not match the model (missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
-            f"unexpected {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}). The checkpoint was written for "
-            "another architecture or config; load it with the config saved next to it.")
-    for k, v in state_dict.items():
-        if own[k].shape != v.shape:
-            raise CheckpointError(f"{where}: {k} has shape {tuple(v.shape)} in the checkpoint but "
-                                  f"{tuple(own[k].shape)} in the model; the configs differ.")
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
+    problems = [(f"{len(names)} {what}", names) for what, names in
+                (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if names]
+    if problems:
+        listed = "; ".join(f"{head}: {names[:SHOW]}{' …' if len(names) > SHOW else ''}" for head, names in problems)
+        raise CheckpointError(f"{where} does not match the model ({listed})" + (f". {fix}" if fix else ""))
     model.load_state_dict(state_dict, strict=True)
 
 

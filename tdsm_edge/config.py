@@ -176,15 +176,24 @@ def encoder_preset(name: str, **overrides: Any) -> EncoderConfig:
 
 
 # ---------------------------------------------------------------- dict / yaml conversion
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a dict: unknown keys refused, every value checked against its field's type
-    (lists become tuples, ints are accepted for floats), ConfigError naming the key, the value and the type."""
+def dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Dataclass `cls` from a json / yaml dict: the one parser of the project's typed records (the RunConfig and
+    its sections, a saved baseline's config, a bundle's tokenizer settings).
+
+    Unknown keys are refused, every value is checked against its field's type (int, float, bool, str,
+    X | None, tuple[X, ...]; lists become tuples, ints are accepted for floats), missing keys take the
+    field's default. ConfigError "<where>.<key>: expected …, got …" names the key, the value and the type.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+    required = [n for n, f in known.items() if n not in data and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ConfigError(f"{where}: missing key(s) {required}")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -265,7 +274,7 @@ def _section(cls: type, data: dict[str, Any], where: str) -> Any:
         if name not in presets:
             raise ConfigError(f"{where}.preset: unknown preset {name!r}; choose one of {sorted(presets)}")
         data = {**presets[name], **data}
-    return _build(cls, data, where)
+    return dataclass_from_dict(cls, data, where)
 
 
 _SECTIONS: dict[str, type] = {
@@ -277,7 +286,7 @@ _SECTIONS: dict[str, type] = {
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
     """RunConfig from a nested dict (as read from yaml); validates keys and values."""
-    cfg = _build(RunConfig, data, where)
+    cfg = dataclass_from_dict(RunConfig, data, where)
     validate(cfg)
     return cfg
 

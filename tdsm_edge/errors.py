@@ -42,6 +42,19 @@ class MissingDependencyError(TdsmError, ImportError):
     """An optional package needed for this feature is not installed."""
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported here: found on the path, not imported (a heavy package costs nothing).
+
+    A name blocked on purpose (`sys.modules[name] = None`) or otherwise unfindable counts as not installed.
+    """
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package; a module in sys.modules without a __spec__
+        return False
+
+
 def require(module: str, package: str | None = None, extra: str | None = None):
     """Import `module` or raise MissingDependencyError naming the package and install command."""
     import importlib

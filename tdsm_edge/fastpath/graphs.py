@@ -1,4 +1,5 @@
-"""CUDA-graph capture of the fast scorer: one graph per (B, K, masked) shape, replayed per call.
+"""CUDA-graph capture: `capture_graph` (the project's one capture helper, also used by the torch
+backend's plain folded scorer) and, for the fast scorer, one graph per (B, K, masked) shape.
 
 A captured graph reads fixed addresses, so each graph owns a static input `z (B, Dz)` and reads the
 class tables from static per-K buffers (`FastTables`). When the active class set changes, the new
@@ -12,11 +13,37 @@ the same memory. Capture needs a warm-up on a side stream first (cuBLAS workspac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
 from tdsm_edge.fastpath.tables import FastTables
+
+
+Out = TypeVar("Out")
+
+
+def capture_graph(forward: Callable[[], Out], device: torch.device, warmup: int = 2,
+                  pool=None) -> tuple[torch.cuda.CUDAGraph, Out]:
+    """Capture `forward()` in a CUDA graph on `device`: `(graph, out)`; `graph.replay()` refills `out`.
+
+    `forward` must read only static buffers (tensors at fixed addresses: copy new inputs into them
+    before each replay) and return its output tensor(s), which the graph writes on every replay.
+    It first runs `warmup` times on a side stream, outside the graph: the first calls allocate
+    (cuBLAS workspaces, the caching allocator), JIT-compile Triton kernels and pick SDPA kernels,
+    none of which may happen during capture. `pool`: a `torch.cuda.graph_pool_handle()` shared by
+    graphs that never run concurrently (their intermediates reuse one memory pool); None: its own.
+    """
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(warmup):
+            forward()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph, pool=pool):
+        out = forward()
+    return graph, out
 
 
 @dataclass
@@ -71,13 +98,5 @@ class GraphCache:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         z_static = z.detach().clone()
-        side = torch.cuda.Stream(device=z.device)
-        side.wait_stream(torch.cuda.current_stream(z.device))
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(self._warmup):  # JIT-compiles the Triton kernels, sets up cuBLAS, picks SDPA kernels
-                self._forward(z_static, static)
-        torch.cuda.current_stream(z.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
-            out = self._forward(z_static, static)
+        graph, out = capture_graph(lambda: self._forward(z_static, static), z.device, self._warmup, self._pool)
         return _Captured(graph, z_static, out)

@@ -24,13 +24,12 @@ Triton is first imported (tests do this in a subprocess).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 
 import torch
 import torch.nn.functional as F
 
-from tdsm_edge.errors import InputError, MissingDependencyError
+from tdsm_edge.errors import InputError, MissingDependencyError, installed
 
 LN_EPS = 1e-6  # the denoiser's LayerNorm eps (published); tdsm_edge.models.class_tables.LN_EPS
 _GELU_C = 0.7978845608028654  # √(2/π)
@@ -40,7 +39,7 @@ BACKENDS = ("torch", "triton")
 @functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
     """Whether the `triton` package is importable (it is not imported here)."""
-    return importlib.util.find_spec("triton") is not None
+    return installed("triton")
 
 
 def _triton():

@@ -36,6 +36,7 @@ from tdsm_edge.fastpath.graphs import GraphCache
 from tdsm_edge.fastpath.tables import FastTables, TablesCache, fast_tables
 from tdsm_edge.models.class_tables import ClassTables, precision_dtype
 from tdsm_edge.models.folded import FoldedScorer
+from tdsm_edge.models.schedule import diffusion_target
 
 
 @dataclass
@@ -191,11 +192,8 @@ class FastScorer:
     def _target(self, zs: torch.Tensor, J: int) -> torch.Tensor:
         """The diffusion target `(B, J, Dz) float32` (an expanded view where it is a constant)."""
         B, Dz = zs.shape
-        if self.prediction == "epsilon":
-            return self.noises[None].expand(B, J, Dz)
-        if self.prediction == "sample":
-            return zs[:, None].expand(B, J, Dz)
-        return self.a * self.noises[None] - self.s * zs[:, None]  # (B, J, Dz): v
+        target = diffusion_target(self.prediction, zs[:, None], self.noises[None], self.a, self.s)
+        return target.expand(B, J, Dz)  # (B, J, Dz): a view where ε or z is broadcast
 
     def _two_stream(self, a: torch.Tensor, w_skel: torch.Tensor, w_text: torch.Tensor) -> torch.Tensor:
         """`(R, S, Cin)` → `(R, S, Cout)`: text weights on every token, then skeleton weights on token 0."""

@@ -23,7 +23,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from tdsm_edge.errors import InputError
-from tdsm_edge.models.class_tables import ClassTables, table_names
+from tdsm_edge.models.class_tables import ClassTables
+from tdsm_edge.runtime.table_schema import TableDims, check_tables
 
 MASK_ALIGN = 16  # SDPA's memory-efficient kernel re-pads a bias whose row stride is not a multiple of this
 
@@ -63,19 +64,11 @@ def fast_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dty
     Raises InputError on missing or misshaped tables, and on fp16 tables for a float32 scorer
     (that would claim a precision the tables no longer have).
     """
-    names = table_names(depth)
-    if sorted(tables) != sorted(names):
-        raise InputError(f"the fast scorer needs the class tables {list(names)}, got {sorted(tables)}")
-    want = dict(text0=(L, D), text_qkv0=(L, (3 if depth > 1 else 2) * D), key_bias=(1 + L,),
-                ada_x=(depth, 6, D), ada_c=(depth, 6, D), ada_final=(2, D))
-    K = int(tables["ada_x"].shape[0])
-    for name, t in tables.items():
-        if tuple(t.shape) != (K, *want[name]) or not t.is_floating_point():
-            raise InputError(f"class table {name!r} must be (K={K}, {', '.join(map(str, want[name]))}) float, got "
-                             f"{tuple(t.shape)} {t.dtype}; compute tables with tdsm_edge.models.class_tables")
-        if dtype == torch.float32 and t.dtype != torch.float32:
-            raise InputError(f"class table {name!r} is {t.dtype} but this scorer computes in float32; pass the "
-                             "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))")
+    K = check_tables(tables, TableDims(D, L, depth), "the fast scorer",
+                     fix="compute tables with tdsm_edge.models.class_tables")
+    if dtype == torch.float32 and any(t.dtype != torch.float32 for t in tables.values()):
+        raise InputError("the class tables are not all float32 but this scorer computes in float32; pass the "
+                         "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))")
     f32 = dict(device=device, dtype=torch.float32)
     ada = torch.stack([tables["ada_x"], tables["ada_c"]], dim=2).to(**f32).contiguous()  # (K, depth, 2, 6, D)
     ada_final = tables["ada_final"].to(**f32)[:, None].contiguous()  # (K, 1, 2, D)

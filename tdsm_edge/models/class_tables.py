@@ -14,14 +14,11 @@ work. What is a constant (all exact: the same operations, run once per class ins
 After block 0's joint attention the text tokens have attended to the skeleton token, so from
 there on they are per sample; nothing later is folded.
 
-`TABLE_SPEC` names every table. Scales are stored as `1 + scale` (modulate is `x·(1+scale)+shift`;
-the sum is the same float whether formed here or per row), so the rows of a modulation table are
-(shift_msa, 1+scale_msa, gate_msa, shift_mlp, 1+scale_mlp, gate_mlp).
+The tables' names, dims and dtypes are declared once, in `tdsm_edge/runtime/table_schema.py`.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -29,20 +26,11 @@ from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.denoiser import MASK_BIAS, TDSMDenoiser
+from tdsm_edge.runtime.table_schema import PRECISION_DTYPES, TABLE_SPEC, table_dtype, table_names
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16}
+PRECISIONS: dict[str, torch.dtype] = {p: getattr(torch, dt) for p, dt in PRECISION_DTYPES.items()}
 LN_EPS = 1e-6  # the denoiser's LayerNorm eps (published)
 
-# name → (shape, meaning). K is the dynamic class axis; every table has K first.
-TABLE_SPEC: dict[str, tuple[str, str]] = {
-    "text0": ("(K, L, D)", "text tokens entering block 0 (fl_embedder + fl_pos_embed); absent when depth == 1"),
-    "text_qkv0": ("(K, L, 3D)", "block 0 text-stream q|k|v; (K, L, 2D) k|v when depth == 1"),
-    "key_bias": ("(K, 1+L)", "float32 additive attention bias per key: 0 real, MASK_BIAS padded; skeleton key first"),
-    "ada_x": ("(K, depth, 6, D)", "skeleton-stream modulation per block (shift, 1+scale, gate) × (msa, mlp)"),
-    "ada_c": ("(K, depth, 6, D)", "text-stream modulation per block, same layout; block 0's msa rows are already "
-                                  "folded into text_qkv0 and the last block reads only its msa shift/scale"),
-    "ada_final": ("(K, 2, D)", "final layer (shift, 1+scale)"),
-}
 # rows of a (6, D) modulation table that hold 1 + scale
 _SCALE_ROWS = (1, 4)
 
@@ -59,50 +47,39 @@ def layer_norm(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return F.layer_norm(x.float(), (x.shape[-1],), eps=LN_EPS).to(dtype)
 
 
-def table_names(depth: int) -> tuple[str, ...]:
-    """The table names a denoiser of `depth` blocks consumes, in graph-input order."""
-    names = tuple(TABLE_SPEC)
-    return names if depth > 1 else names[1:]
-
-
-@dataclass
 class ClassTables:
-    """The per-class constants of one class set at one t (see `TABLE_SPEC` for shapes).
+    """The class tables of one class set at one t, by name (`TABLE_SPEC`), in graph-input order.
 
     Row k of every table belongs to class k, so a class subset is `tables.select(index)`.
     """
-    text_qkv0: torch.Tensor
-    key_bias: torch.Tensor
-    ada_x: torch.Tensor
-    ada_c: torch.Tensor
-    ada_final: torch.Tensor
-    text0: torch.Tensor | None = None
+
+    def __init__(self, tables: dict[str, torch.Tensor]) -> None:
+        unknown = sorted(set(tables) - set(TABLE_SPEC))
+        if unknown or not tables:
+            raise InputError(f"unknown class tables {unknown or '(none given)'}; expected names from "
+                             f"{list(TABLE_SPEC)}")
+        self._tables = {n: tables[n] for n in TABLE_SPEC if tables.get(n) is not None}
 
     @classmethod
     def from_dict(cls, tables: dict[str, torch.Tensor]) -> "ClassTables":
-        unknown = sorted(set(tables) - set(TABLE_SPEC))
-        if unknown:
-            raise InputError(f"unknown class tables {unknown}; expected names from {list(TABLE_SPEC)}")
-        return cls(**tables)
+        return cls(tables)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        """Tables by name in graph-input order (text0 omitted when None)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {n: d[n] for n in TABLE_SPEC if d.get(n) is not None}
+        """Tables by name in graph-input order."""
+        return dict(self._tables)
 
     @property
     def num_classes(self) -> int:
-        return int(self.ada_x.shape[0])
+        return int(next(iter(self._tables.values())).shape[0])
 
     def select(self, index: torch.Tensor | list[int]) -> "ClassTables":
         """The tables of a class subset (or reordering): row k of the result is class `index[k]`."""
         idx = torch.as_tensor(index, dtype=torch.long)
-        return ClassTables(**{n: t[idx] for n, t in self.as_dict().items()})
+        return ClassTables({n: t[idx] for n, t in self._tables.items()})
 
     def cast(self, precision: str) -> "ClassTables":
-        """Tables in the dtype a scorer of `precision` reads: all `precision`, key_bias float32."""
-        dt = precision_dtype(precision)
-        return ClassTables(**{n: (t.float() if n == "key_bias" else t.to(dt)) for n, t in self.as_dict().items()})
+        """Tables in the dtypes a scorer of `precision` reads (`table_schema.table_dtype`)."""
+        return ClassTables({n: t.to(getattr(torch, table_dtype(n, precision))) for n, t in self._tables.items()})
 
 
 class TablesModule(nn.Module):

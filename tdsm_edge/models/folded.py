@@ -37,10 +37,9 @@ from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
 from tdsm_edge.models.schedule import DDPMSchedule
 
-from .class_tables import (TABLE_SPEC, ClassTables, TablesModule, class_tables, layer_norm, linear_rows,
-                     precision_dtype, table_names)
-
-__all__ = ["FoldedScorer", "ClassTables", "TablesModule", "class_tables", "TABLE_SPEC", "table_names"]
+from tdsm_edge.models.class_tables import layer_norm, linear_rows, precision_dtype
+from tdsm_edge.models.schedule import diffusion_target
+from tdsm_edge.runtime.table_schema import TableDims, check_tables, table_dtype, table_names
 
 
 class _FoldedBlock(nn.Module):
@@ -175,8 +174,8 @@ class FoldedScorer(nn.Module):
         return self
 
     def table_dtypes(self) -> dict[str, torch.dtype]:
-        """dtype of each class table this scorer reads: the compute dtype, key_bias float32."""
-        return {n: (torch.float32 if n == "key_bias" else self.dtype) for n in self.names}
+        """dtype of each class table this scorer reads (`table_schema.table_dtype`)."""
+        return {n: getattr(torch, table_dtype(n, self.precision)) for n in self.names}
 
     def forward(self, z: torch.Tensor, **tables: torch.Tensor) -> torch.Tensor:
         """Per-class errors.
@@ -187,51 +186,57 @@ class FoldedScorer(nn.Module):
         Returns:
             `(B, K) float32`: Σ_j mean_d (prediction − target)² (lower = better).
         """
+        return self.score_rows(z, tables)
+
+    def score_rows(self, z: torch.Tensor, tables: dict[str, torch.Tensor], index: torch.Tensor | None = None,
+                   num_noises: int | None = None) -> torch.Tensor:
+        """`forward` with a per-sample class subset and the first `num_noises` noises (staged pruning).
+
+        Args:
+            z: `(B, Dz) float32` raw features; tables: the K-row class tables (`self.names`).
+            index: None = every class (errors `(B, K)`); `(B, k') int64` = sample b scores classes
+                index[b] (errors `(B, k')`; the tables are gathered per sample, `(B, k', ...)`).
+            num_noises: J' <= the scorer's J; default all.
+        Returns:
+            `(B, K or k') float32` errors summed over the first J' noises.
+        """
         self._check(z, tables)
+        J = self.num_noises if num_noises is None else int(num_noises)
+        if not 1 <= J <= self.num_noises:
+            raise InputError(f"num_noises must lie in [1, {self.num_noises}] (the scorer's bank), got {num_noises}")
+        B = z.shape[0]
+        if index is not None and (index.ndim != 2 or index.shape[0] != B):
+            raise InputError(f"index must be (B={B}, k') int64, got {tuple(index.shape)}")
         dt, net = self.dtype, self.net
-        B, K, J = z.shape[0], tables["ada_x"].shape[0], self.noises.shape[0]
+        # a table as the grid reads it: (1, K, 1, ...) broadcast over samples, or (B, k', 1, ...) per sample
+        grid = (lambda t: t[None, :, None]) if index is None else (lambda t: t[index][:, :, None])
+        K = tables["ada_x"].shape[0] if index is None else index.shape[1]
+        noises = self.noises if J == self.num_noises else self.noises[:J]  # (J, Dz)
         zs = (z.float() - self.mean) / self.std  # (B, Dz) float32
-        x_t = self.a * zs[:, None] + self.s * self.noises[None]  # (B, J, Dz) float32
+        x_t = self.a * zs[:, None] + self.s * noises[None]  # (B, J, Dz) float32
         x = net["x_embedder"](x_t.to(dt))[:, None, :, None]  # (B, 1, J, 1, D): not per class
 
         R = B * K * J
-        bias = tables["key_bias"][None, :, None].expand(B, K, J, -1).reshape(R, 1, 1, -1)  # (R, 1, 1, 1+L)
-        ada_x = tables["ada_x"][None, :, None]  # (1, K, 1, depth, 6, D)
-        ada_c = tables["ada_c"][None, :, None]  # (1, K, 1, depth, 6, D)
-        text = tables["text0"][None, :, None] if "text0" in tables else None  # (1, K, 1, L, D)
-        text_qkv = tables["text_qkv0"][None, :, None]  # (1, K, 1, L, 3D or 2D)
+        bias = grid(tables["key_bias"]).expand(B, K, J, -1).reshape(R, 1, 1, -1)  # (R, 1, 1, 1+L)
+        ada_x = grid(tables["ada_x"])  # (1 or B, K, 1, depth, 6, D)
+        ada_c = grid(tables["ada_c"])  # (1 or B, K, 1, depth, 6, D)
+        text = grid(tables["text0"]) if "text0" in tables else None  # (1 or B, K, 1, L, D)
+        text_qkv = grid(tables["text_qkv0"])  # (1 or B, K, 1, L, 3D or 2D)
         for i, block in enumerate(net["blocks"]):
             x, text = block(x, text, ada_x[:, :, :, i], ada_c[:, :, :, i], bias, (B, K, J), dt,
                             text_qkv if i == 0 else None)  # (B, K, J, 1, D), (B, K, J, L, D) or None
 
-        fin = tables["ada_final"][None, :, None]  # (1, K, 1, 2, D)
+        fin = grid(tables["ada_final"])  # (1 or B, K, 1, 2, D)
         h = layer_norm(x, dt) * fin[:, :, :, 1:2] + fin[:, :, :, 0:1]  # (B, K, J, 1, D)
         pred = net["final_linear"](h)[:, :, :, 0]  # (B, K, J, Dz)
-        err = (pred.float() - self._target(zs)).pow(2).mean(dim=-1)  # (B, K, J) float32
-        return err.sum(dim=-1)  # (B, K)
-
-    def _target(self, zs: torch.Tensor) -> torch.Tensor:
-        """The diffusion target for the schedule's prediction type, float32, broadcastable to (B, K, J, Dz)."""
-        if self.prediction == "epsilon":
-            return self.noises[None, None]  # (1, 1, J, Dz): a constant
-        if self.prediction == "sample":
-            return zs[:, None, None]  # (B, 1, 1, Dz)
-        return (self.a * self.noises[None] - self.s * zs[:, None])[:, None]  # (B, 1, J, Dz): v
+        target = diffusion_target(self.prediction, zs[:, None, None], noises[None, None], self.a, self.s)
+        err = (pred.float() - target).pow(2).mean(dim=-1)  # (B, K, J) float32
+        return err.sum(dim=-1)  # (B, K or k')
 
     def _check(self, z: torch.Tensor, tables: dict[str, torch.Tensor]) -> None:
         """Names, static dims and dtypes of the inputs (the dynamic B and K are not checked)."""
-        cfg = self.cfg
-        if sorted(tables) != sorted(self.names):
-            raise InputError(f"FoldedScorer needs the tables {list(self.names)}, got {sorted(tables)}")
-        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
-            raise InputError(f"z must be (B, Dz={cfg.z_dim}), got {tuple(z.shape)}")
-        D, L, depth = cfg.hidden_size, cfg.num_tokens, cfg.depth
-        want = dict(text0=(L, D), text_qkv0=(L, (3 if depth > 1 else 2) * D), key_bias=(1 + L,),
-                    ada_x=(depth, 6, D), ada_c=(depth, 6, D), ada_final=(2, D))
-        dtypes = self.table_dtypes()
-        for name, tab in tables.items():
-            if tuple(tab.shape[1:]) != want[name] or tab.dtype != dtypes[name]:
-                raise InputError(
-                    f"class table {name!r} must be (K, {', '.join(map(str, want[name]))}) {dtypes[name]}, got "
-                    f"{tuple(tab.shape)} {tab.dtype}; compute tables with class_tables(...) and, for a "
-                    f"{self.precision} scorer, ClassTables.from_dict(tables).cast({self.precision!r})")
+        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
+            raise InputError(f"z must be (B, Dz={self.cfg.z_dim}), got {tuple(z.shape)}")
+        check_tables(tables, TableDims.of(self.cfg), "FoldedScorer", self.precision,
+                     fix=f"compute tables with class_tables(...) and, for a {self.precision} scorer, "
+                         f"ClassTables.from_dict(tables).cast({self.precision!r})")

@@ -16,7 +16,7 @@ attention heads is not visible in any shape, so it is an argument (paper: 12); a
 without error but changes the outputs. The published model has no padding mask, so the config gets
 `mask_text_padding=False`, and it was trained on raw (not standardised) skeleton features.
 
-Convert a published checkpoint into a denoiser folder that `load_denoiser` (and so
+Convert a published checkpoint into a denoiser folder that `models.folders.load_denoiser` (and so
 `python -m tdsm_edge.evaluate`) reads:
 
     python -m tdsm_edge.models.published --checkpoint work_dir/best \
@@ -41,6 +41,7 @@ import torch
 from ..config import DENOISER_PRESETS, DenoiserConfig
 from ..errors import CheckpointError, ConfigError
 from .denoiser import TDSMDenoiser
+from .folders import denoiser_from_state, load_denoiser, save_denoiser
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ PICKLE_NAME = "pytorch_model.bin"        # accelerate save_state, model 0, safe_
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")   # DDP / torch.compile wrappers (state_dict with unwrap=False)
 PAPER_HEADS = 12
 SHOW = 8                                 # how many names an error message lists per category
+PUBLISHED_ONLY = "The file was written by a different model or a modified DiT; only the published architecture loads."
 
 
 # ---------------------------------------------------------------- reading the file
@@ -169,22 +171,6 @@ def infer_published_config(state: dict[str, torch.Tensor], num_heads: int = PAPE
                           mask_text_padding=False)
 
 
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Strict key-for-key check: raise CheckpointError listing (the first few) missing keys,
-    unexpected keys and shape mismatches together."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    problems = [(f"{len(names)} {what}", names) for what, names in
-                (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if names]
-    if problems:
-        listed = "; ".join(f"{head}: {names[:SHOW]}{' …' if len(names) > SHOW else ''}" for head, names in problems)
-        raise CheckpointError(f"{where} does not match the published TDSM DiT ({listed}). The file was written by "
-                              "a different model or a modified DiT; only the published architecture loads.")
-
-
 def load_published_checkpoint(path: str | Path, num_heads: int = PAPER_HEADS,
                               device: str | torch.device = "cpu") -> tuple[TDSMDenoiser, DenoiserConfig]:
     """Our denoiser (eval mode, float32) holding the weights of a published TDSM checkpoint.
@@ -205,18 +191,16 @@ def _load(path: str | Path, num_heads: int) -> tuple[TDSMDenoiser, DenoiserConfi
     file = find_weights_file(path)
     state, prefixes = strip_wrapper_prefixes(read_state_dict(file))
     cfg = infer_published_config(state, num_heads)
-    model = TDSMDenoiser(cfg)
-    check_state_dict(model, state, f"published checkpoint {str(file)!r}")
+    model = denoiser_from_state(state, cfg, f"published checkpoint {str(file)!r}", fix=PUBLISHED_ONLY)
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
     if dtypes != ["float32"]:
         log.info("%s stores %s tensors; loaded as float32", file, dtypes)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     info = {"file": str(file), "format": "safetensors" if file.suffix == ".safetensors" else "pickle (weights_only)",
             "stripped_prefixes": prefixes, "stored_dtypes": dtypes, "num_heads": num_heads,
             "num_heads_source": "argument (not stored in the checkpoint)"}
     log.info("loaded %s: hidden %d, depth %d, heads %d, Dz %d, Dc %d, L %d%s", file, cfg.hidden_size, cfg.depth,
              cfg.num_heads, cfg.z_dim, cfg.cond_dim, cfg.num_tokens, f", stripped {prefixes}" if prefixes else "")
-    return model.eval(), cfg, info
+    return model, cfg, info
 
 
 # ---------------------------------------------------------------- conversion to a denoiser folder
@@ -277,7 +261,6 @@ def convert_published_checkpoint(checkpoint: str | Path, out: str | Path, num_he
     """
     from ..config import load_config
     from ..io import sha256_file, write_json
-    from ..training.denoiser_trainer import load_denoiser, save_denoiser
 
     out = Path(out)
     if (out / "model.safetensors").exists() and not overwrite:

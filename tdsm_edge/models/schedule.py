@@ -36,6 +36,23 @@ def make_betas(cfg: ScheduleConfig) -> np.ndarray:
     )
 
 
+def diffusion_target(prediction: str, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor | None,
+                     s: torch.Tensor | None) -> torch.Tensor:
+    """What a denoiser of `prediction` type is trained to output, from its coefficients a, s.
+
+    epsilon → ε; sample → z; v_prediction → v = a·ε − s·z. `z`, `eps`, `a`, `s` broadcast against
+    each other (every forward pass — training, the reference loop, the folded scorer, the fast path,
+    the pruning probe — computes its target here, with its own layout of z and ε).
+    """
+    if prediction == "epsilon":
+        return eps
+    if prediction == "sample":
+        return z
+    if prediction == "v_prediction":
+        return a * eps - s * z
+    raise ConfigError(f"schedule.prediction {prediction!r} is not supported; use one of {PREDICTIONS}")
+
+
 class DDPMSchedule:
     """DDPM forward process for one `ScheduleConfig`.
 
@@ -117,8 +134,7 @@ class DDPMSchedule:
 
     def velocity(self, z: torch.Tensor, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """v = sqrt(ᾱ_t)·ε − sqrt(1-ᾱ_t)·z (the diffusers `get_velocity`)."""
-        a, s = self.coefficients(t, z)
-        return a * eps - s * z
+        return diffusion_target("v_prediction", z, eps, *self.coefficients(t, z))
 
     def target(self, z: torch.Tensor, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """What the denoiser is trained to output for `self.prediction`.
@@ -127,11 +143,8 @@ class DDPMSchedule:
         output against this target (the published evaluation does the same), so scores are in the
         prediction type's own space. Use `to_epsilon` when an ε estimate is needed instead.
         """
-        if self.prediction == "epsilon":
-            return eps
-        if self.prediction == "sample":
-            return z
-        return self.velocity(z, eps, t)
+        a, s = self.coefficients(t, z) if self.prediction == "v_prediction" else (None, None)  # ε, z need none
+        return diffusion_target(self.prediction, z, eps, a, s)
 
     def to_epsilon(self, pred: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Convert a model output (of type `self.prediction`) into an ε estimate."""

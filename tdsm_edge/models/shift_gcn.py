@@ -235,30 +235,3 @@ def build_shift_gcn(cfg: EncoderConfig | str, num_classes: int, num_joints: int 
     elif overrides:
         cfg = replace(cfg, **overrides)
     return ShiftGCN(cfg, num_classes, num_joints=num_joints)
-
-
-def load_shift_gcn(folder, device: str = "cpu") -> tuple["ShiftGCN", dict[str, Any]]:
-    """(model in eval mode, meta) from a folder written by `training.encoder_trainer.save_encoder`
-    (model.safetensors + config.json: its EncoderConfig, seen classes and joint count)."""
-    from ..checkpoint import load_module
-
-    state, meta = load_module(folder)
-    return shift_gcn_from_state(state, meta, f"encoder checkpoint {folder}", device), meta
-
-
-def shift_gcn_from_state(state: dict, meta: dict[str, Any], where: str, device: str = "cpu") -> "ShiftGCN":
-    """The ShiftGCN of a `save_encoder` checkpoint's (state_dict, meta), in eval mode on `device`."""
-    from ..checkpoint import load_into
-    from ..config import section_from_dict
-    from ..errors import CheckpointError
-
-    try:
-        ecfg = section_from_dict(EncoderConfig, meta["encoder"], f"{where} config.json: encoder")
-        num_classes, num_joints = len(meta["seen_classes"]), int(meta.get("num_joints", 25))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: config.json is malformed ({type(e).__name__}: {e}); restore it from the run "
-                              "that trained the encoder") from e
-    model = ShiftGCN(ecfg, num_classes=num_classes, num_joints=num_joints)
-    load_into(model, state, where)
-    return model.to(device).eval()
-

@@ -8,6 +8,7 @@
 Modules:
     recognizer.py   `ZeroShotRecognizer`, `Prediction`: window → preprocess → encoder → scorer → label
     manifest.py     `load_manifest`, `load_tables`, `check_plan_compat`: reading and checking a bundle
+    rebuild.py      `build_command`, `with_options`: the build_engine command line that (re)builds a bundle
     iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
     backends.py     `open_backend`: TensorRT > ONNX Runtime > PyTorch, the first that can run the bundle here
     class_set.py    `ClassSet`: class names + table rows + the active subset, shared by every backend

@@ -16,16 +16,17 @@ a CUDA GPU and a plan in the bundle built for this TensorRT version and GPU; ONN
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from tdsm_edge import errors
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError
 
 from .class_set import ClassSet, Snapshot
 from .manifest import Manifest
+from .rebuild import with_options
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,7 @@ class Encoder(Protocol):
 
 def installed(backend: str) -> bool:
     """Whether the package a backend needs can be imported here (nothing is imported)."""
-    try:
-        return importlib.util.find_spec(_PACKAGE[backend][0]) is not None
-    except (ImportError, ValueError):  # e.g. sys.modules[name] = None: blocked on purpose
-        return False
+    return errors.installed(_PACKAGE[backend][0])
 
 
 def unavailable_reason(manifest: Manifest, backend: str) -> str | None:
@@ -64,7 +62,7 @@ def unavailable_reason(manifest: Manifest, backend: str) -> str | None:
     if backend == "tensorrt":
         if not any(p.get("graph") == "scorer" for p in manifest.plans):
             return (f"the bundle has no TensorRT plan of its scorer; build one on this device: "
-                    f"{manifest.rebuild_command} --backend tensorrt")
+                    f"{with_options(manifest.rebuild_command, backend='tensorrt')}")
     if backend == "torch" and "reference" not in manifest.data:
         return ("the bundle has no reference weights for PyTorch (built with --no-torch-weights); rebuild it: "
                 f"{manifest.rebuild_command}")

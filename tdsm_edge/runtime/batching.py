@@ -10,7 +10,7 @@ from tdsm_edge.errors import ConfigError, InputError
 
 # scoring rows (B·K·J) per call on the CPU: small enough that the activations stay in cache. Measured
 # with `python -m benchmarks.row_chunking` (B = 64, J = 3, K = 5..60, one thread): one call per batch
-# is ×1.1–1.5 slower on ONNX Runtime and ×1.2–2.2 on the torch backend (README, "Latency benchmarks").
+# is ×1.1–1.5 slower on ONNX Runtime and ×1.2–2.2 on the torch backend (docs/RESULTS.md, "Latency benchmarks").
 CPU_MAX_ROWS = 256
 
 

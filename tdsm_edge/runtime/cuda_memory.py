@@ -12,13 +12,12 @@ Nothing is imported at module level but numpy: cuda-python and torch are importe
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from contextlib import suppress
 from typing import Callable
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, DeviceError, MissingDependencyError
+from tdsm_edge.errors import ConfigError, DeviceError, MissingDependencyError, installed
 
 CUDA_PYTHON_MISSING = ("cuda-python is not installed, and TensorRT device buffers need it: pip install cuda-python "
                        "(>= 12; on a Jetson use the wheel matching JetPack's CUDA, e.g. cuda-python==12.6.*)")
@@ -44,7 +43,7 @@ def _ok(rt, result, what: str):
 
 def _torch_cuda():
     """torch when it is installed and sees a CUDA device, else None (torch is imported only then)."""
-    if importlib.util.find_spec("torch") is None:
+    if not installed("torch"):
         return None
     import torch
     return torch if torch.cuda.is_available() else None

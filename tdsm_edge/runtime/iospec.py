@@ -22,11 +22,11 @@ from typing import Iterable, Mapping
 
 from tdsm_edge.errors import BundleError, ConfigError
 
+from .table_schema import TableDims, table_dims, table_dtype
+
 BATCH, CLASSES, TOKENS = "batch", "classes", "tokens"
 AXES = (BATCH, CLASSES, TOKENS)
 DTYPES = ("float32", "float16", "bool", "int64", "int32")
-# the scorer's class-table inputs in graph-input order (tdsm_edge/models/class_tables.py TABLE_SPEC; a test keeps them equal)
-SCORER_TABLES = ("text0", "text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final")
 SCORER_INPUT, SCORER_OUTPUT = "z", "errors"
 # the text side's graphs: class text → class tables (tables_io) and prompt tokens → text features (text_io)
 TABLES_GRAPH, TEXT_GRAPH = "tables", "text_encoder"
@@ -163,8 +163,17 @@ class IOSpec:
 
     def profile(self, graph: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """TensorRT optimisation profile: input name → (min shape, opt shape, max shape)."""
-        sizes = [{a: getattr(r, k) for a, r in self.axes.items()} for k in ("min", "opt", "max")]
-        return {t.name: tuple(t.shape(s) for s in sizes) for t in self.graphs[graph].inputs}
+        return self.input_profile({t.name: t.dims for t in self.graphs[graph].inputs}, self.axes)
+
+    @staticmethod
+    def input_profile(inputs: Mapping[str, tuple], axes: Mapping[str, AxisRange]
+                      ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """The optimisation profile of inputs whose dims are ints (static) or names of `axes`: input name →
+        (min shape, opt shape, max shape). The one derivation of a profile: `profile` above, and TensorRT's
+        builder for the graph it reads (`export/tensorrt_build.py` profile_shapes)."""
+        sizes = [{a: getattr(r, k) for a, r in axes.items()} for k in ("min", "opt", "max")]
+        return {name: tuple(tuple(s[d] if isinstance(d, str) else int(d) for d in dims) for s in sizes)
+                for name, dims in inputs.items()}
 
     def shape(self, graph: str, name: str, **sizes: int) -> tuple[int, ...]:
         """Runtime buffer shape of one tensor, e.g. `shape("scorer", "z", batch=4)`."""
@@ -188,18 +197,12 @@ def scorer_io(cfg, precision: str) -> GraphIO:
     """The scorer graph's IO for a denoiser config (anything with z_dim, hidden_size, num_tokens, depth).
 
     `z (batch, Dz) float32` + the class tables (classes, ...) → `errors (batch, classes) float32`.
-    Tables are in the compute dtype of `precision`, except key_bias (float32 always).
+    The tables, their dims and dtypes are those of `table_schema` (compute dtype of `precision`,
+    key_bias float32).
     """
-    dt = {"fp32": "float32", "fp16": "float16"}.get(precision)
-    if dt is None:
-        raise ConfigError(f"precision {precision!r} is not supported; use fp32 or fp16")
-    Dz, D, L, depth = int(cfg.z_dim), int(cfg.hidden_size), int(cfg.num_tokens), int(cfg.depth)
-    K = CLASSES
-    dims = dict(text0=(K, L, D), text_qkv0=(K, L, (3 if depth > 1 else 2) * D), key_bias=(K, 1 + L),
-                ada_x=(K, depth, 6, D), ada_c=(K, depth, 6, D), ada_final=(K, 2, D))
-    names = SCORER_TABLES if depth > 1 else SCORER_TABLES[1:]  # text0 is read only by block 1 on
-    tables = tuple(TensorIO(n, "float32" if n == "key_bias" else dt, dims[n]) for n in names)
-    return GraphIO((TensorIO(SCORER_INPUT, "float32", (BATCH, Dz)), *tables),
+    tables = tuple(TensorIO(n, table_dtype(n, precision), (CLASSES, *dims))
+                   for n, dims in table_dims(TableDims.of(cfg)).items())
+    return GraphIO((TensorIO(SCORER_INPUT, "float32", (BATCH, int(cfg.z_dim))), *tables),
                    (TensorIO(SCORER_OUTPUT, "float32", (BATCH, CLASSES)),))
 
 

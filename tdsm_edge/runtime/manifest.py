@@ -45,10 +45,10 @@ from . import bundle_files
 from .integrity import DIGEST_FIELD, SIGNATURE_FILE, check_pinned_digest, manifest_digest, verify_signature
 from .iospec import CLASSES, TABLES_GRAPH, TEXT_GRAPH, IOSpec
 from .manifest_schema import MANIFEST_SCHEMA
+from .rebuild import DEFAULT_REBUILD
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REBUILD = "python -m export.build_engine"
 SCHEMA_VERSION = 2  # 2: the manifest carries its own digest; the folder holds only listed files
 FORMAT = "tdsm-edge-bundle"
 MANIFEST = "manifest.json"

@@ -24,6 +24,7 @@ from tdsm_edge.errors import ConfigError, InputError, require
 from .iospec import TABLES_GRAPH, TEXT_GRAPH, TEXT_INPUTS
 from .manifest import Manifest
 from .manifest_schema import description_problem, name_problem
+from .rebuild import with_options
 from .tokenizer import TokenizerSettings, WordPieceTokenizer
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ def has_text_side(manifest: Manifest) -> bool:
 
 
 def no_text_side_error(manifest: Manifest) -> ConfigError:
-    cmd = manifest.rebuild_command
-    cmd = cmd.replace("--no-text-encoder", "--text-encoder") if "--no-text-encoder" in cmd else cmd + " --text-encoder"
+    cmd = with_options(manifest.rebuild_command, text_encoder=True)
     return ConfigError(f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text "
                        "into class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
                        f"MiniLM run): {cmd} ; or build it with the classes you need (--classes ...)")

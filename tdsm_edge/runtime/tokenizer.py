@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tdsm_edge.config import dataclass_from_dict
 from tdsm_edge.errors import ConfigError, InputError
 
 from ._bert_chars import CONTROL, NONSPACING_MARK, PUNCTUATION
@@ -46,7 +47,8 @@ _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700,
 class TokenizerSettings:
     """What a BERT tokenizer file configures (recorded in a bundle's manifest, `text.tokenizer`)."""
     lowercase: bool = True               # BertNormalizer.lowercase
-    strip_accents: bool = True           # BertNormalizer.strip_accents (null in the file = lowercase)
+    strip_accents: bool | None = True    # BertNormalizer.strip_accents (null in tokenizer.json = lowercase; the
+                                         # exporter resolves it, a manifest's null reads as False)
     clean_text: bool = True
     handle_chinese_chars: bool = True
     unk_token: str = "[UNK]"
@@ -62,11 +64,13 @@ class TokenizerSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TokenizerSettings":
+        """The settings `to_dict` wrote (a manifest's `text.runtime.tokenizer`), typed by the config parser;
+        ConfigError for a key this runtime does not know or a value of the wrong type."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
+        if unknown:  # said here, not by the parser: the likely cause is a bundle newer than this runtime
             raise ConfigError(f"unknown tokenizer settings {unknown}; this runtime knows "
                               f"{sorted(cls.__dataclass_fields__)} (a newer bundle format?)")
-        return cls(**{k: (tuple(v) if k == "special_tokens" else v) for k, v in d.items()})
+        return dataclass_from_dict(cls, d, "tokenizer settings")
 
 
 @dataclass

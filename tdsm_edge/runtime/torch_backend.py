@@ -50,7 +50,7 @@ class TorchScorer:
         device: "auto", "cpu", "cuda", "cuda:N".
         threads: torch intra-op threads on CPU (default: leave torch's setting).
         cuda_graph: on CUDA, capture each (B, K) shape in a CUDA graph.
-        fast: run `tdsm_edge.fastpath.FastScorer` (fused Triton kernels, SDPA, fp32 islands) instead of
+        fast: run `tdsm_edge.fastpath.scorer.FastScorer` (fused Triton kernels, SDPA, fp32 islands) instead of
             the plain folded scorer; None = on CUDA only. On the CPU it uses the kernels' torch fallbacks.
         max_rows: cut a call into chunks of at most this many scoring rows (B·K·J, at least one sample
             each); None = `batching.CPU_MAX_ROWS` on the CPU (the activations stay in cache), no limit on
@@ -151,20 +151,12 @@ class TorchScorer:
 
     def _replay(self, z, tables: dict, version: int):
         """Run through a CUDA graph captured for this (B, K) shape (captured on first use)."""
-        import torch
-
         key = (z.shape[0], next(iter(tables.values())).shape[0], version)
         if key not in self._graphs:
-            static_z = z.to(self.torch_device)
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up outside the graph (allocator, lazy init)
-                    self.folded(static_z, **tables)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self.folded(static_z, **tables)
+            from tdsm_edge.fastpath.graphs import capture_graph
+
+            static_z = z.to(self.torch_device)  # the tables are static already: uploaded once per version
+            graph, out = capture_graph(lambda: self.folded(static_z, **tables), static_z.device)
             self._graphs[key] = (graph, static_z, out)
         graph, static_z, out = self._graphs[key]
         static_z.copy_(z, non_blocking=False)
@@ -177,14 +169,14 @@ class TorchEncoder:
 
     def __init__(self, manifest: Manifest, device: str = "cpu") -> None:
         torch = require("torch", extra="train")
-        from tdsm_edge.models.shift_gcn import shift_gcn_from_state
+        from tdsm_edge.models.folders import encoder_from_state
 
         ref = manifest.data.get("reference") or {}
         if not ref.get("encoder"):
             raise ConfigError(f"the bundle {manifest.root} has no reference encoder weights; rebuild it: "
                               f"{manifest.rebuild_command}")
-        model = _checked(manifest, ref["encoder"], lambda state, meta, where: shift_gcn_from_state(state, meta, where,
-                                                                                                   device))
+        model = _checked(manifest, ref["encoder"], lambda state, meta, where: encoder_from_state(state, meta, where,
+                                                                                                 device, fix=""))
         self.device = device
         self.model = model.requires_grad_(False)
         x = manifest.io.graphs["encoder"].inputs[0] if "encoder" in manifest.io.graphs else None
@@ -226,7 +218,7 @@ def _checked(manifest: Manifest, folder: str, build):
 def _denoiser(manifest: Manifest, ref: dict):
     """(TDSMDenoiser with the reference weights, DDPMSchedule) from the manifest's model section."""
     from tdsm_edge.config import DenoiserConfig, ScheduleConfig, section_from_dict
-    from tdsm_edge.models.denoiser import TDSMDenoiser
+    from tdsm_edge.models.folders import denoiser_from_state
     from tdsm_edge.models.schedule import DDPMSchedule
 
     model_info = manifest.data["model"]
@@ -235,13 +227,7 @@ def _denoiser(manifest: Manifest, ref: dict):
         sched = DDPMSchedule(section_from_dict(ScheduleConfig, model_info["schedule"], "manifest model.schedule"))
     except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
         raise manifest.error("the model section", f"cannot rebuild the denoiser config from it ({e})") from e
-
-    def build(state, _meta, where):
-        model = TDSMDenoiser(cfg)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise manifest.error(where, f"weights do not fit the model config (missing {missing[:3]}, "
-                                 f"unexpected {unexpected[:3]})")
-        return model.eval()
-
-    return _checked(manifest, ref["denoiser"], build), sched
+    # the config comes from the manifest (sealed with the bundle), not from reference/denoiser/config.json
+    model = _checked(manifest, ref["denoiser"], lambda state, _meta, where: denoiser_from_state(state, cfg, where,
+                                                                                               fix=""))
+    return model, sched

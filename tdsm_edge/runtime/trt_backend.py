@@ -24,7 +24,6 @@ numpy only at import; `tensorrt` and cuda-python are imported when a scorer / en
 from __future__ import annotations
 
 import logging
-import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,24 +34,15 @@ from .batching import batches, features
 from .class_set import ClassSet, Snapshot
 from .cuda_memory import CUDA_PYTHON_MISSING, _cudart, gpu_info
 from .manifest import Manifest, check_plan_compat, load_tables
+from .rebuild import with_options
 from .trt_engine import TrtEngine, import_trt
 
 log = logging.getLogger(__name__)
 
 
 def rebuild_command(manifest: Manifest) -> str:
-    """The bundle's build command with `--backend tensorrt` (replacing the backend it names, if any)."""
-    argv = shlex.split(manifest.rebuild_command)
-    for i, arg in enumerate(argv):
-        if arg == "--backend" and i + 1 < len(argv):
-            argv[i + 1] = "tensorrt"
-            break
-        if arg.startswith("--backend="):
-            argv[i] = "--backend=tensorrt"
-            break
-    else:
-        argv += ["--backend", "tensorrt"]
-    return shlex.join(argv)
+    """The bundle's build command with `--backend tensorrt`: it builds plans for the machine it runs on."""
+    return with_options(manifest.rebuild_command, backend="tensorrt")
 
 
 def plan_for(manifest: Manifest, graph: str, trt_version: str, gpu_name: str, compute_capability) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import logging
 import math
 import threading
@@ -34,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, DeviceError, EngineIncompatibleError, InputError, \
-    MissingDependencyError
+    MissingDependencyError, installed
 
 from .cuda_memory import device_memory, gpu_info
-from .manifest import DEFAULT_REBUILD, check_plan_compat
+from .manifest import check_plan_compat
+from .rebuild import DEFAULT_REBUILD
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ TRT_MISSING = ("TensorRT (the `tensorrt` Python package, >= 10) is not installed
 
 def tensorrt_available() -> bool:
     """True when the `tensorrt` package can be imported (found, not imported)."""
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
+    return installed("tensorrt")
 
 
 def import_trt():

@@ -53,7 +53,7 @@ class MiniLMEncoder(TextEncoder):
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model.eval().requires_grad_(False).to(self.device)
-        self.max_seq_length = _max_seq_length(path, self.model.config.max_position_embeddings)
+        self.max_seq_length = max_seq_length_of(path, self.model.config.max_position_embeddings)
         self.dim = int(self.model.config.hidden_size)
         self.encoder_id = self._identify(f"minilm:{MODEL_NAME}/global-mean", global_norm)
         log.debug("loaded %s from %s on %s", self.encoder_id, path, self.device)
@@ -79,8 +79,9 @@ class MiniLMEncoder(TextEncoder):
         return global_.cpu().numpy(), local.cpu().numpy(), mask.cpu().numpy()
 
 
-def _max_seq_length(path: Path, max_positions: int) -> int:
-    """sentence-transformers' max_seq_length for the bundled model (256), capped by the model."""
+def max_seq_length_of(path: Path, max_positions: int) -> int:
+    """sentence-transformers' max_seq_length of the model folder `path` (`sentence_bert_config.json`; the bundled
+    model: 256, also the default when the file is absent or unreadable), capped by the model's `max_positions`."""
     cfg = path / "sentence_bert_config.json"
     try:
         value = int(json.loads(cfg.read_text())["max_seq_length"])

@@ -12,26 +12,23 @@ directions intact instead of collapsing them onto the seen span.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import BaselineConfig
+from ..checkpoint import load_into, load_module, save_module
+from ..config import BaselineConfig, section_from_dict, to_dict
 from ..errors import CheckpointError, InputError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AlignmentBaseline"]
 
-_WEIGHTS, _META = "model.safetensors", "config.json"
+_FILES = ("model.safetensors", "config.json")  # a `tdsm_edge.checkpoint.save_module` folder
 _BATCH = 256
 
 
@@ -177,37 +174,27 @@ class AlignmentBaseline(nn.Module):
     # ------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write `model.safetensors` + `config.json` into folder `path` (created; atomic per file)."""
-        from safetensors.torch import save_file
-
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta: dict[str, Any] = {"kind": "alignment_baseline", "z_dim": self.z_dim, "text_dim": self.text_dim,
-                                "cfg": asdict(self.cfg), "seen_classes": self.seen_classes, "history": self.history}
-        tmp_w, tmp_m = folder / (_WEIGHTS + ".tmp"), folder / (_META + ".tmp")
-        save_file(tensors, str(tmp_w))
-        tmp_m.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_w, folder / _WEIGHTS)
-        os.replace(tmp_m, folder / _META)
+        save_module(folder, self.state_dict(), {
+            "kind": "alignment_baseline", "z_dim": self.z_dim, "text_dim": self.text_dim, "cfg": to_dict(self.cfg),
+            "seen_classes": self.seen_classes, "history": self.history})
         return folder
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "AlignmentBaseline":
         """Rebuild a baseline saved by `save` (safetensors + json; no pickle)."""
-        from safetensors.torch import load_file
-
         folder = Path(path)
-        wfile, mfile = folder / _WEIGHTS, folder / _META
-        if not wfile.is_file() or not mfile.is_file():
-            raise CheckpointError(f"{str(folder)!r} is not a saved baseline: expected {_WEIGHTS} and {_META} inside; "
+        if not all((folder / f).is_file() for f in _FILES):
+            raise CheckpointError(f"{str(folder)!r} is not a saved baseline: expected {' and '.join(_FILES)} inside; "
                                   "save one with AlignmentBaseline.save(folder)")
+        state, meta = load_module(folder)
+        where, fix = f"baseline checkpoint in {str(folder)!r}", "Re-save it with this version of tdsm_edge."
         try:
-            meta = json.loads(mfile.read_text())
-            model = cls(meta["z_dim"], meta["text_dim"], BaselineConfig(**meta["cfg"]))
-            model.load_state_dict(load_file(str(wfile)), strict=True)
-        except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"baseline checkpoint in {str(folder)!r} is incomplete or does not match the model "
-                                  f"({e}); re-save it with this version of tdsm_edge") from e
+            model = cls(meta["z_dim"], meta["text_dim"], section_from_dict(BaselineConfig, meta["cfg"], "config.json cfg"))
+        except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
+            raise CheckpointError(f"{where} is incomplete or does not match the model ({e}); re-save it with this "
+                                  "version of tdsm_edge") from e
+        load_into(model, state, where, fix)
         model.seen_classes = list(meta.get("seen_classes", []))
         model.history = dict(meta.get("history", {"loss": []}))
         return model.to(_resolve_device(device)).eval()

@@ -17,10 +17,9 @@ import numpy as np
 
 from ..checkpoint import (latest_checkpoint, load_into, load_module, load_train_state, prune_checkpoints,
                           save_module, save_train_state)
-from ..config import RunConfig, config_from_dict, to_dict
+from ..config import RunConfig, to_dict
 from ..data.features import FeatureStats
 from ..errors import CheckpointError, ConfigError, DataError
-from ..io import save_npy
 from .distributed import DistInfo, shard, wrap_ddp
 
 log = logging.getLogger(__name__)
@@ -219,6 +218,8 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     bar.close()
     model.eval()
     if dist.is_main:
+        from ..models.folders import save_denoiser
+
         save_denoiser(out_dir, model, cfg, seen_classes, stats, history, seconds=time.perf_counter() - t0)
     return model, history
 
@@ -232,34 +233,3 @@ def _save_step(folder: Path, model, opt, sched, step: int, cfg: RunConfig, seen_
     if amp is not None and amp.scaler is not None:
         extra["grad_scaler"] = amp.scaler.state_dict()
     save_train_state(folder, opt, sched, step, torch.Generator(), extra=extra)
-
-
-def save_denoiser(folder: str | Path, model, cfg: RunConfig, seen_classes, stats: FeatureStats,
-                  history: dict, seconds: float = 0.0) -> None:
-    """Final model: model.safetensors + config.json + feature standardisation statistics."""
-    folder = Path(folder)
-    save_npy(folder / "feature_mean.npy", stats.mean)
-    save_npy(folder / "feature_std.npy", stats.std)
-    save_module(folder, model.state_dict(), {
-        "kind": "tdsm_denoiser", "config": to_dict(cfg), "seen_classes": np.asarray(seen_classes).tolist(),
-        "history": history, "seconds": seconds})
-
-
-def load_denoiser(folder: str | Path, device: str = "cpu"):
-    """(model in eval mode, schedule, FeatureStats, RunConfig) from a folder written by `save_denoiser`."""
-    from ..models.denoiser import TDSMDenoiser
-    from ..models.schedule import DDPMSchedule
-
-    folder = Path(folder)
-    state, meta = load_module(folder)
-    if not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{folder}/config.json has no run config (\"config\"); it was not written by "
-                              "save_denoiser: restore it from the run, or re-run training")
-    cfg = config_from_dict(meta["config"], where=f"{folder}/config.json")
-    model = TDSMDenoiser(cfg.denoiser)
-    load_into(model, state, f"denoiser checkpoint {folder}")
-    try:
-        stats = FeatureStats(np.load(folder / "feature_mean.npy"), np.load(folder / "feature_std.npy"))
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{folder}: feature_mean.npy / feature_std.npy missing; re-run training.") from e
-    return model.to(device).eval(), DDPMSchedule(cfg.schedule), stats, cfg

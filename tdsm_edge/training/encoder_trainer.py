@@ -9,12 +9,10 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import save_module
-from ..config import EncoderConfig, to_dict
+from ..config import EncoderConfig
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -128,18 +126,3 @@ def extract_features(model, x: np.ndarray, device: str = "cpu", batch: int = 256
         for idx in tqdm(list(_batches(len(x), batch, None)), desc=desc, disable=not progress, leave=False):
             out.append(model.features(torch.from_numpy(x[idx]).to(device)).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
-
-
-def save_encoder(folder: str | Path, result: EncoderResult, cfg: EncoderConfig, num_joints: int = 25) -> None:
-    """Write the trained encoder (safetensors) and its config, seen classes and history (json)."""
-    save_module(folder, result.model.state_dict(), {
-        "kind": "shift_gcn", "encoder": to_dict(cfg), "seen_classes": result.seen_classes.tolist(),
-        "num_joints": num_joints,
-        "val_accuracy": result.val_accuracy, "history": result.history, "seconds": result.seconds})
-
-
-def load_encoder(folder: str | Path, device: str = "cpu"):
-    """(model, meta) from a folder written by `save_encoder` (see `tdsm_edge.models.shift_gcn.load_shift_gcn`)."""
-    from ..models.shift_gcn import load_shift_gcn
-
-    return load_shift_gcn(folder, device)

@@ -82,7 +82,7 @@ def evaluate_seed(seed_dir: str | Path, feats: FeatureFolder, class_text, unseen
     With `ablations`, also the unseen top-1 with each text path emptied of class identity (`text_ablation`):
     metrics["tdsm"]["ablations"] = {"fc_mean": top-1, "fl_mean": top-1}."""
     from ..io import write_json
-    from .denoiser_trainer import load_denoiser
+    from ..models.folders import load_denoiser
     from .metrics import feature_rank
 
     seed_dir = Path(seed_dir)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,59 +61,123 @@ def class_text_for(cfg: RunConfig, root: Path):
 
 def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistInfo, device: str,
              resume: bool, progress: bool) -> dict | None:
-    """Encoder → features → denoiser → baseline → evaluation for one seed. Returns metrics on rank 0."""
-    from ..data.features import FeatureFolder, is_complete, load_feature_folder, save_feature_folder
-    from .denoiser_trainer import train_denoiser
-    from .encoder_trainer import extract_features, save_encoder, train_encoder
-    from .evaluation import evaluate_seed
+    """Encoder → features → denoiser → baseline → evaluation for one seed. Returns metrics on rank 0.
 
-    seed = cfg.train.seed
-    feat_dir = seed_dir / "features"
-    done = lambda p: (p / "model.safetensors").is_file() and (p / "config.json").is_file()  # noqa: E731
-    ran = False  # did any stage (re)train in this call? then earlier metrics are stale
-    if data.features is not None:  # published features: no encoder stage
-        feats = data.features
-    elif dist.is_main and not (resume and is_complete(feat_dir)):
-        ran = True
-        enc = train_encoder(data.x_train, data.y_train, data.seen, cfg.encoder, seed,
-                            data.x_val[np.isin(data.y_val, data.seen)], data.y_val[np.isin(data.y_val, data.seen)],
-                            device=device, progress=progress)
-        save_encoder(seed_dir / "encoder", enc, cfg.encoder, num_joints=data.x_train.shape[3])
-        z = lambda x, name: extract_features(enc.model, x, device, progress=progress, desc=name)  # noqa: E731
+    Each stage (`SeedStages`) writes its part of `seed_dir`; with `resume`, a stage whose part is
+    finished is skipped, and the metrics are reused only when no stage trained anything in this call.
+    """
+    stages = SeedStages(cfg, data, text, seed_dir, dist, device, resume, progress)
+    trained = stages.encoder_stage()
+    barrier(dist)  # the other ranks read the features rank 0 wrote
+    feats = stages.features()
+    trained |= stages.denoiser_stage(feats)
+    barrier(dist)
+    if not dist.is_main:
+        return None
+    trained |= stages.baseline_stage(feats)
+    return stages.evaluation_stage(feats, trained)
+
+
+@dataclass(frozen=True, eq=False)
+class SeedStages:
+    """The stages of one seed folder. Each stage method says what it writes and when it is skipped, and
+    returns whether it trained something in this call (then metrics computed before are stale)."""
+    cfg: RunConfig      # the run's config with train.seed set to this seed
+    data: SplitData     # the split's skeletons (or published features)
+    text: Any           # ClassText of every class, in global order
+    seed_dir: Path      # runs/<name>/<split>/seed<k>
+    dist: DistInfo      # this process's rank (the denoiser trains on every rank, the rest on rank 0)
+    device: str         # torch device
+    resume: bool        # --resume: reuse finished stages
+    progress: bool      # show progress bars
+
+    def encoder_stage(self) -> bool:
+        """encoder/ (Shift-GCN trained on the seen classes) and features/ (its features of every sample, the
+        SynSE layout), written by rank 0. Skipped with published features, and on --resume when features/ is
+        complete; an encoder whose features were not all written is trained again."""
+        from ..data.features import FeatureFolder, is_complete, save_feature_folder
+        from ..models.folders import save_encoder
+        from .encoder_trainer import extract_features, train_encoder
+
+        data, feat_dir = self.data, self.seed_dir / "features"
+        if data.features is not None or not self.dist.is_main or (self.resume and is_complete(feat_dir)):
+            return False
+        is_seen_val = np.isin(data.y_val, data.seen)
+        enc = train_encoder(data.x_train, data.y_train, data.seen, self.cfg.encoder, self.cfg.train.seed,
+                            data.x_val[is_seen_val], data.y_val[is_seen_val], device=self.device,
+                            progress=self.progress)
+        save_encoder(self.seed_dir / "encoder", enc, self.cfg.encoder, num_joints=data.x_train.shape[3])
+
+        def z(x: np.ndarray, name: str) -> np.ndarray:  # (N, Dz)
+            return extract_features(enc.model, x, self.device, progress=self.progress, desc=name)
+
         is_unseen = np.isin(data.y_test, data.unseen)
         save_feature_folder(feat_dir, FeatureFolder(
             train=z(data.x_train, "train features"), train_label=data.y_train,
             ztest=z(data.x_test[is_unseen], "ztest features"), z_label=data.y_test[is_unseen],
             gtest=z(data.x_test, "gtest features"), g_label=data.y_test,
             val=z(data.x_val, "val features"), val_label=data.y_val))
-    barrier(dist)
-    if data.features is None:
-        feats = load_feature_folder(feat_dir, num_classes=len(text.names), unseen=data.unseen)
-    if not (resume and done(seed_dir / "denoiser")):
-        ran = True
-        has_ckpt = (seed_dir / "denoiser" / "checkpoints").is_dir() and any((seed_dir / "denoiser" / "checkpoints").glob("step_*"))
-        train_denoiser(feats.train, feats.train_label, text, data.seen, cfg, seed_dir / "denoiser", dist, device,
-                       resume=resume and has_ckpt, progress=progress)
-    barrier(dist)
-    if not dist.is_main:
-        return None
-    if cfg.baseline.enabled and not (resume and done(seed_dir / "baseline")):
-        ran = True
+        return True
+
+    def features(self):
+        """The features the later stages read: the published ones, else features/ (from `encoder_stage`)."""
+        from ..data.features import load_feature_folder
+
+        if self.data.features is not None:
+            return self.data.features
+        return load_feature_folder(self.seed_dir / "features", num_classes=len(self.text.names),
+                                   unseen=self.data.unseen)
+
+    def denoiser_stage(self, feats) -> bool:
+        """denoiser/ (the TDSM denoiser, checkpoints/ on the way), trained on every rank. Skipped on --resume
+        when the denoiser is saved; an unfinished one continues from its checkpoints/step_* when it has any."""
+        from .denoiser_trainer import train_denoiser
+
+        folder = self.seed_dir / "denoiser"
+        if self.resume and _saved(folder):
+            return False
+        checkpoints = folder / "checkpoints"
+        has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("step_*"))
+        train_denoiser(feats.train, feats.train_label, self.text, self.data.seen, self.cfg, folder, self.dist,
+                       self.device, resume=self.resume and has_checkpoint, progress=self.progress)
+        return True
+
+    def baseline_stage(self, feats) -> bool:
+        """baseline/ (the direct-alignment baseline), rank 0. Skipped when baseline.enabled is off, and on
+        --resume when the baseline is saved."""
+        folder = self.seed_dir / "baseline"
+        if not self.cfg.baseline.enabled or (self.resume and _saved(folder)):
+            return False
         from .baseline import AlignmentBaseline
 
-        base = AlignmentBaseline(feats.dim, text.global_.shape[1], cfg.baseline)
-        base.fit(feats.train, feats.train_label, text.global_, data.seen, seed=seed, device=device, progress=progress)
-        base.save(seed_dir / "baseline")
-    previous = seed_dir / "metrics.json"
-    if resume and not ran and previous.is_file():
-        from ..io import read_json
+        text = self.text
+        base = AlignmentBaseline(feats.dim, text.global_.shape[1], self.cfg.baseline)
+        base.fit(feats.train, feats.train_label, text.global_, self.data.seen, seed=self.cfg.train.seed,
+                 device=self.device, progress=self.progress)
+        base.save(folder)
+        return True
 
-        metrics = read_json(previous)
-        if metrics.get("eval") == to_dict(cfg.eval):  # same protocol: reuse, don't recompute
-            return metrics
-    metrics = evaluate_seed(seed_dir, feats, text, data.unseen, cfg.eval, device)
-    _plot_training(seed_dir)
-    return metrics
+    def evaluation_stage(self, feats, trained: bool) -> dict:
+        """metrics.json (+ the confusion / sweep plots and training.png), rank 0; returns the metrics. Skipped
+        on --resume when no stage `trained` in this call and metrics.json was computed with the same eval
+        protocol (cfg.eval): its metrics are returned."""
+        from .evaluation import evaluate_seed
+
+        previous = self.seed_dir / "metrics.json"
+        if self.resume and not trained and previous.is_file():
+            from ..io import read_json
+
+            metrics = read_json(previous)
+            if metrics.get("eval") == to_dict(self.cfg.eval):  # same protocol: reuse, don't recompute
+                return metrics
+        metrics = evaluate_seed(self.seed_dir, feats, self.text, self.data.unseen, self.cfg.eval, self.device)
+        _plot_training(self.seed_dir)
+        return metrics
+
+
+def _saved(folder: Path) -> bool:
+    """A model folder is finished once both files of `save_module` are there (weights, then config.json)."""
+    return (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 
 def _plot_training(seed_dir: Path) -> None:

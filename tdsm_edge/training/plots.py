@@ -1,51 +1,20 @@
 """Evaluation figures: confusion matrix, accuracy sweeps, training curves (PNG).
 
-matplotlib is imported lazily and used through the object-oriented `Figure` API with the Agg
-canvas, so this module never touches pyplot's global state or the user's chosen backend. Every PNG
-is written atomically (temp file in the same folder, then rename): a reader never sees half a file.
+Drawn on `tdsm_edge.figures.new_figure` (no pyplot) and written by `save_png` (atomically).
 """
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, require
-
-log = logging.getLogger(__name__)
+from ..errors import InputError
+from ..figures import new_figure, save_png
 
 __all__ = ["plot_confusion", "plot_sweep", "plot_training_curves"]
 
 _MAX_NAME = 32  # longer class names are shortened with an ellipsis on the axes
-
-
-def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure bound to an Agg canvas (no pyplot)."""
-    require("matplotlib", extra="train")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    """Write `fig` as PNG to `path` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    log.info("wrote %s", path)
-    return path
 
 
 def _short(name: str, limit: int = _MAX_NAME) -> str:
@@ -71,7 +40,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)  # (K, K)
 
     side = float(np.clip(0.45 * K + 2.5, 4.0, 18.0))
-    fig = _figure(side + 1.0, side)
+    fig = new_figure(side + 1.0, side)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
@@ -92,7 +61,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
                 ax.text(j, i, f"{int(cm[i, j])}\n{100 * norm[i, j]:.0f}%", ha="center", va="center",
                         fontsize=max(5, fontsize - 2), color=colour)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _mean_band(values: Any, n: int, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -131,7 +100,7 @@ def plot_sweep(xs: Sequence[float], ys_by_method: Mapping[str, Any], path: str |
         raise InputError(f"xs must be a non-empty 1-D sequence, got shape {xs_arr.shape}")
     if not ys_by_method:
         raise InputError("ys_by_method is empty; pass at least one method's values")
-    fig = _figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.add_subplot(1, 1, 1)
     markers = "osD^vP*X"
     for i, (name, values) in enumerate(ys_by_method.items()):
@@ -150,7 +119,7 @@ def plot_sweep(xs: Sequence[float], ys_by_method: Mapping[str, Any], path: str |
     # below the axes: never hides a line, however long the method names
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path,
@@ -168,7 +137,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Pat
     n = len(series)
     cols = min(n, 3)
     rows_ = (n + cols - 1) // cols
-    fig = _figure(4.2 * cols, 3.2 * rows_)
+    fig = new_figure(4.2 * cols, 3.2 * rows_)
     for i, (name, ys) in enumerate(series.items()):
         ax = fig.add_subplot(rows_, cols, i + 1)
         x = np.asarray(steps, dtype=np.float64) if steps is not None and len(steps) == ys.size else np.arange(ys.size)
@@ -187,4 +156,4 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Pat
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path)

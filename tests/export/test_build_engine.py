@@ -1,9 +1,11 @@
 """python -m export.build_engine on a tiny trained run: export, verify, manifest, option validation."""
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import logging
+import shlex
 
 import numpy as np
 import pytest
@@ -43,9 +45,8 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
     assert (m.data["scoring"]["num_noises"], m.data["scoring"]["timestep"]) == (2, 25)  # the run's eval config
     assert m.io.axes["batch"].max == 4 and m.io.axes["batch"].min == 1
     assert m.rebuild_command.startswith(f"python -m export.build_engine --run {tiny_run / 'ru5' / 'seed1'} --out {out}")
-    if importlib.util.find_spec("export.encoder_export"):
-        assert "encoder" in m.graphs and v["encoder"]["features"]["max_rel_err"] <= 1e-4
-        assert m.io.graphs["encoder"].inputs[0].dims[0] == "batch"
+    assert "encoder" in m.graphs and v["encoder"]["features"]["max_rel_err"] <= 1e-4
+    assert m.io.graphs["encoder"].inputs[0].dims[0] == "batch"
     assert "| verify scorer (30 held-out" in printed and m.rebuild_command in printed
     o = m.data["open_set"]  # calibrated on the run's validation features, judged on its test features
     assert o["calibrated_on"] == "validation" and o["num_classes"] == 5 and o["threshold"] >= 0
@@ -73,6 +74,29 @@ def test_rebuild_command_reproduces_the_bundle_options(cli_bundle):
     args = build_engine.build_parser().parse_args(load_manifest(out).rebuild_command.split()[3:])
     assert (args.backend, args.precision, args.batch, args.dynamic, args.noises) == ("onnxruntime", "fp32", 4, True, 2)
     assert args.text_encoder is True  # the resolved default, written out
+
+
+def test_the_runtime_command_builder_spells_every_cli_option(tmp_path):
+    """tdsm_edge.runtime.rebuild makes every build command: the CLI's options in its spelling, read back exactly."""
+    from tdsm_edge.runtime.rebuild import OPTIONS, SWITCH, command_options, with_options
+
+    parser = build_engine.build_parser()
+    actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {d: flag for d, (flag, _) in OPTIONS.items()} == {a.dest: a.option_strings[0] for a in actions}
+    assert {d for d, (_, kind) in OPTIONS.items() if kind == SWITCH} == \
+        {a.dest for a in actions if isinstance(a, argparse.BooleanOptionalAction)}
+    argv = ["--precision", "fp16", "--batch", "6", "--no-dynamic", "--classes", "wave hand", "sit", "--workspace",
+            "1.5", "--timing-cache", "t.cache", "--no-verify", "--open-set-accept", "0.9", "--no-torch-weights",
+            "--triton-repo", "tr", "--sign-key", "k.pem"]
+    args = parser.parse_args(argv)
+    cmd = build_engine.rebuild_command(args, tmp_path / "seed 1", tmp_path / "out", "onnxruntime", 3, 7, False)
+    back = parser.parse_args(shlex.split(cmd)[3:])
+    want = {**vars(args), "run": str(tmp_path / "seed 1"), "out": str(tmp_path / "out"), "backend": "onnxruntime",
+            "noises": 3, "timestep": 7, "text_encoder": False}
+    assert vars(back) == want
+    trt = parser.parse_args(shlex.split(with_options(cmd, backend="tensorrt"))[3:])
+    assert vars(trt) == {**want, "backend": "tensorrt"}
+    assert with_options(cmd, backend="onnxruntime") == cmd and command_options("python train.py --run x") is None
 
 
 def test_text_encoder_choice(caplog):

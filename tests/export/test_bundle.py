@@ -16,13 +16,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from export.bundle import write_bundle  # noqa: E402
+from export.bundle import BundleRequest, write_bundle  # noqa: E402
 from export.bundle_stage import BundleStage  # noqa: E402
 from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
-from tdsm_edge.models.folded import class_tables  # noqa: E402
+from tdsm_edge.models.class_tables import class_tables  # noqa: E402
 from tdsm_edge.runtime.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
 from tdsm_edge.runtime.ort_backend import OrtScorer, resolve_providers  # noqa: E402
-from tdsm_edge.models.class_tables import table_names  # noqa: E402
+from tdsm_edge.runtime.table_schema import table_names  # noqa: E402
 from export.verify import verify_bundle  # noqa: E402
 from tdsm_edge.config import RunConfig, ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError  # noqa: E402
@@ -50,9 +50,10 @@ def built(tiny, stats, tmp_path_factory):
     model, schedule, text = tiny.model(), DDPMSchedule(ScheduleConfig()), make_text(tiny)
     out = {}
     for p, batch in (("fp32", AxisRange(1, 2, 4)), ("fp16", AxisRange(4, 4, 4))):
-        out[p] = write_bundle(root / p, model, schedule, stats, text, timestep=tiny.t, num_noises=J,
-                              noise_seed=NOISE_SEED, precision=p, batch=batch, run_config=RunConfig(),
-                              class_indices=list(range(10, 10 + K)), build_command=COMMAND.format(out=root / p, p=p))
+        out[p] = write_bundle(BundleRequest(
+            root / p, model, schedule, stats, text, timestep=tiny.t, num_noises=J, noise_seed=NOISE_SEED, precision=p,
+            batch=batch, run_config=RunConfig(), class_indices=list(range(10, 10 + K)),
+            build_command=COMMAND.format(out=root / p, p=p)))
     return model, schedule, text, out
 
 
@@ -266,6 +267,6 @@ def test_text_side_io_spec_matches_the_scorer_tables(tiny):
 def test_text_side_needs_minilm_class_text(built, stats, tiny, tmp_path):
     model, schedule, text, _ = built
     with pytest.raises(ConfigError, match="encoded with 'test:random'; build with --no-text-encoder"):
-        write_bundle(tmp_path / "b", model, schedule, stats, text, timestep=tiny.t, num_noises=J, text_encoder=True,
-                     class_descriptions=["x"] * K)
+        write_bundle(BundleRequest(tmp_path / "b", model, schedule, stats, text, timestep=tiny.t, num_noises=J,
+                                   text_encoder=True, class_descriptions=["x"] * K))
     assert not (tmp_path / "b").exists()

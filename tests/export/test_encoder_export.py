@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.encoder_export import EncoderGraph, export_encoder, load_encoder
+from export.encoder_export import EncoderGraph, export_encoder
 from tdsm_edge.config import EncoderConfig
 from tdsm_edge.errors import CheckpointError, ConfigError
+from tdsm_edge.models.folders import load_encoder, save_encoder
 from tdsm_edge.models.shift_gcn import ShiftGCN
-from tdsm_edge.training.encoder_trainer import EncoderResult, save_encoder
+from tdsm_edge.training.encoder_trainer import EncoderResult
 
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")

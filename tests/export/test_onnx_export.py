@@ -9,7 +9,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tdsm_edge.models.folded import FoldedScorer, class_tables  # noqa: E402
+from tdsm_edge.models.class_tables import class_tables  # noqa: E402
+
+from tdsm_edge.models.folded import FoldedScorer  # noqa: E402
 from export.onnx_export import check_fp16_islands, export_scorer, export_tables  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import ConfigError, ExportError  # noqa: E402

@@ -6,8 +6,10 @@ import math
 import pytest
 import torch
 
-from tdsm_edge.models.folded import FoldedScorer, class_tables
-from export.pruning import PrunedScorer, score_rows, staged_scores
+from tdsm_edge.models.class_tables import class_tables
+
+from tdsm_edge.models.folded import FoldedScorer
+from export.pruning import PrunedScorer, staged_scores
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.schedule import DDPMSchedule
@@ -68,14 +70,14 @@ def test_score_rows_is_the_folded_scorer(tiny, stats):
     idx = torch.tensor([[5, 0], [1, 1], [2, 4], [3, 0], [0, 5], [4, 2], [2, 3]])  # (B, 2), repeats allowed
     with torch.no_grad():
         full = scorer(z, **tables)
-        torch.testing.assert_close(score_rows(scorer, z, tables), full, rtol=1e-6, atol=0)
-        torch.testing.assert_close(score_rows(scorer, z, tables, idx), full.gather(1, idx), rtol=1e-6, atol=0)
-        torch.testing.assert_close(score_rows(scorer, z, tables, num_noises=1), one(z, **tables),
+        torch.testing.assert_close(scorer.score_rows(z, tables), full, rtol=1e-6, atol=0)
+        torch.testing.assert_close(scorer.score_rows(z, tables, idx), full.gather(1, idx), rtol=1e-6, atol=0)
+        torch.testing.assert_close(scorer.score_rows(z, tables, num_noises=1), one(z, **tables),
                                    rtol=1e-6, atol=0)
     with pytest.raises(InputError, match="num_noises"):
-        score_rows(scorer, z, tables, num_noises=J + 1)
+        scorer.score_rows(z, tables, num_noises=J + 1)
     with pytest.raises(InputError, match="index"):
-        score_rows(scorer, z, tables, idx[:2])
+        scorer.score_rows(z, tables, idx[:2])
 
 
 def test_staged_scores_calls_and_errors():

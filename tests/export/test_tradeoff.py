@@ -10,8 +10,8 @@ from export.tradeoff import default_configs, format_table, measure_tradeoff, plo
 from tdsm_edge.config import EncoderConfig, RunConfig, TextConfig
 from tdsm_edge.data.features import FeatureFolder, save_feature_folder
 from tdsm_edge.data.synthact import load_split
+from tdsm_edge.models.folders import save_denoiser
 from tdsm_edge.text.prompts import ClassText
-from tdsm_edge.training.denoiser_trainer import save_denoiser
 
 pytest.importorskip("matplotlib")
 

@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from export.bundle import write_bundle  # noqa: E402
+from export.bundle import BundleRequest, write_bundle  # noqa: E402
 from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from export.triton import bake_tables, config_pbtxt, write_triton_model, write_triton_repo  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
@@ -34,8 +34,9 @@ def bundle(tiny, stats, tmp_path_factory):
     fc, fl, mask = tiny.text(K)
     text = ClassText(fc.numpy(), (fl * mask[..., None]).numpy(), mask.numpy(), NAMES, "test", ("label",))
     out = tmp_path_factory.mktemp("bundle") / "demo"
-    write_bundle(out, tiny.model(), DDPMSchedule(ScheduleConfig()), stats, text, timestep=tiny.t, num_noises=3,
-                 precision="fp32", build_command="python -m export.build_engine --out demo")
+    write_bundle(BundleRequest(out, tiny.model(), DDPMSchedule(ScheduleConfig()), stats, text, timestep=tiny.t,
+                               num_noises=3, precision="fp32",
+                               build_command="python -m export.build_engine --out demo"))
     m = load_manifest(out)
     return m, load_tables(m)
 

@@ -9,7 +9,8 @@ from helpers.fastpath_cases import kernel_cases, run_case
 from tdsm_edge.config import DenoiserConfig, ScheduleConfig
 from tdsm_edge.fastpath.scorer import FastScorer
 from tdsm_edge.models.denoiser import TDSMDenoiser
-from tdsm_edge.models.folded import ClassTables, FoldedScorer, class_tables
+from tdsm_edge.models.class_tables import ClassTables, class_tables
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank
 

@@ -13,7 +13,8 @@ import torch
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.fastpath.scorer import FastScorer
-from tdsm_edge.models.folded import ClassTables, FoldedScorer, class_tables
+from tdsm_edge.models.class_tables import ClassTables, class_tables
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank
 

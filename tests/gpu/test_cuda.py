@@ -74,7 +74,8 @@ def test_shift_gcn_on_cuda_matches_cpu():
 
 
 def test_denoiser_training_runs_on_cuda(tmp_path):
-    from tdsm_edge.training.denoiser_trainer import load_denoiser, train_denoiser
+    from tdsm_edge.models.folders import load_denoiser
+    from tdsm_edge.training.denoiser_trainer import train_denoiser
 
     class Text:
         global_, local, mask = (x.numpy() for x in _text(K=6, L=6, Dc=48))

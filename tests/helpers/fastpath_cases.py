@@ -81,7 +81,8 @@ def scorer_case(name: str, backend: str | None, B: int = 5, K: int = 4):
     from helpers.tiny_denoiser import TINY, T_SCORE, class_text, feature_stats, features, randomized_model
     from tdsm_edge.config import ScheduleConfig
     from tdsm_edge.fastpath.scorer import FastScorer
-    from tdsm_edge.models.folded import FoldedScorer, class_tables
+    from tdsm_edge.models.class_tables import class_tables
+    from tdsm_edge.models.folded import FoldedScorer
     from tdsm_edge.models.schedule import DDPMSchedule
     from tdsm_edge.scoring import noise_bank
 

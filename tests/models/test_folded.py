@@ -6,7 +6,9 @@ import copy
 import pytest
 import torch
 
-from tdsm_edge.models.folded import TABLE_SPEC, ClassTables, FoldedScorer, TablesModule, class_tables, table_names
+from tdsm_edge.models.class_tables import ClassTables, TablesModule, class_tables
+from tdsm_edge.models.folded import FoldedScorer
+from tdsm_edge.runtime.table_schema import TABLE_SPEC, table_names
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.schedule import DDPMSchedule
@@ -113,7 +115,7 @@ def test_inputs_are_validated(tiny, stats):
     model, _, scorer = setup(tiny, stats)
     tables = class_tables(model, *tiny.text(3), t=tiny.t)
     z = tiny.features(2)
-    with pytest.raises(InputError, match="needs the tables"):
+    with pytest.raises(InputError, match="needs the class tables"):
         scorer(z, **{k: v for k, v in tables.items() if k != "text0"})
     with pytest.raises(InputError, match="cast"):  # fp32 tables into a fp16 scorer: no silent promotion
         copy.deepcopy(scorer).to_precision_("fp16")(z, **tables)

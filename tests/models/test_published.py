@@ -235,7 +235,7 @@ def test_paper_shapes_infer_the_paper_config():
 # ---------------------------------------------------------------- conversion CLI
 def test_cli_conversion_round_trip_feeds_raw_features(ref, tmp_path, caplog):
     from tdsm_edge.scoring import noise_bank
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.evaluation import tdsm_errors
 
     ck = accelerate_folder(tmp_path / "best", _Wrap("module", ref).state_dict())
@@ -277,7 +277,7 @@ def test_cli_conversion_round_trip_feeds_raw_features(ref, tmp_path, caplog):
 
 def test_cli_config_must_fit_the_checkpoint(ref, tmp_path, caplog):
     from tdsm_edge.config import DenoiserConfig, EncoderConfig, RunConfig, TextConfig, save_config
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
 
     ck = accelerate_folder(tmp_path / "best", ref.state_dict())
     save_config(RunConfig(name="mine"), tmp_path / "bad.yaml")  # 16 text tokens, Dz 256

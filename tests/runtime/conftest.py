@@ -32,8 +32,7 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
     from tdsm_edge.config import noise_seed
     from tdsm_edge.data.synthact import generate
     from tdsm_edge.skeleton.preprocess import preprocess_batch
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
-    from tdsm_edge.training.encoder_trainer import load_encoder
+    from tdsm_edge.models.folders import load_denoiser, load_encoder
     from tdsm_edge.training.evaluation import tdsm_errors
     from tdsm_edge.text.prompts import ClassText
 
@@ -79,7 +78,7 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
     from tdsm_edge.models.class_tables import class_tables
     from tdsm_edge.text.minilm import MiniLMEncoder
     from tdsm_edge.text.prompts import ClassPrompts, encode_classes
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.evaluation import tdsm_errors
 
     out = runtime_bundle.dir.parent / "tiny_text"

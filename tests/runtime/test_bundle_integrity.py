@@ -384,6 +384,24 @@ def test_the_torch_backend_refuses_a_resealed_model_config(copy, field, value):
         ZeroShotRecognizer.load(copy, threads=1, backend="torch")
 
 
+def test_the_torch_backend_refuses_resealed_reference_weights_that_do_not_fit(copy):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+
+    rel = "reference/denoiser/model.safetensors"
+    state = load_file(str(copy / rel))
+    D, Dz = state["x_embedder.weight"].shape
+    state["x_embedder.weight"] = torch.zeros(D, Dz + 1)  # one input column too many
+    save_file(state, str(copy / rel))
+    data = json.loads((copy / MANIFEST).read_text())
+    data["files"][rel] = bundle_files.sha256_in(copy, rel)
+    seal_manifest(copy, data)
+    with pytest.raises(BundleError, match=rf"reference/denoiser: .*1 shape mismatches: \['x_embedder.weight: "
+                                          rf"checkpoint \({D}, {Dz + 1}\) vs model \({D}, {Dz}\)'\]\)\. Rebuild") as e:
+        ZeroShotRecognizer.load(copy, threads=1, backend="torch")
+    assert "\n" not in str(e.value)
+
+
 def test_a_tables_archive_holds_only_the_scorer_tables_and_is_never_inflated(copy):
     with np.load(copy / "tables.npz") as z:
         tables = {n: z[n] for n in z.files}

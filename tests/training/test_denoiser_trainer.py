@@ -6,8 +6,9 @@ import torch
 
 from tdsm_edge.config import config_from_dict
 from tdsm_edge.errors import ConfigError
-from tdsm_edge.training.denoiser_trainer import (StepDraw, TextTables, build_training, draw_step, load_denoiser,
-                                                  train_denoiser, train_step)
+from tdsm_edge.models.folders import load_denoiser
+from tdsm_edge.training.denoiser_trainer import (StepDraw, TextTables, build_training, draw_step, train_denoiser,
+                                                  train_step)
 from tdsm_edge.training.distributed import DistInfo, shard, wrap_ddp
 
 K, L, DC, DZ = 6, 4, 12, 16

@@ -62,7 +62,7 @@ def test_both_text_paths_carry_class_identity(learned):
     from tdsm_edge.data.features import load_feature_folder
     from tdsm_edge.data.synthact import load_split
     from tdsm_edge.text.prompts import ClassText
-    from tdsm_edge.training.denoiser_trainer import load_denoiser
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.evaluation import tdsm_errors, text_ablation
 
     seed = learned / "ru5" / "seed1"

@@ -18,7 +18,7 @@ import numpy as np
 from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime.manifest import load_manifest
-from tdsm_edge.runtime.torch_backend import TorchScorer
+from tdsm_edge.runtime.torch_backend import TorchBackend
 from tdsm_edge.timing import median_ms
 
 
@@ -40,21 +40,21 @@ def main(argv: list[str] | None = None) -> int:
           f"reference: ONNX Runtime {cpu._scorer.device}")
     configs = {"onnxruntime cpu": cpu._scorer,
                "onnxruntime cpu, io binding": lambda: _ort(args.bundle, io_binding=True),
-               f"torch {args.device} eager": lambda: TorchScorer(m, device=args.device, fast=False),
-               f"torch {args.device} graph": lambda: TorchScorer(m, device=args.device, fast=False, cuda_graph=True),
-               f"torch {args.device} fast path": lambda: TorchScorer(m, device=args.device, fast=True),
-               f"torch {args.device} fast path + graphs": lambda: TorchScorer(m, device=args.device, fast=True,
+               f"torch {args.device} eager": lambda: TorchBackend(m, device=args.device, fast=False),
+               f"torch {args.device} graph": lambda: TorchBackend(m, device=args.device, fast=False, cuda_graph=True),
+               f"torch {args.device} fast path": lambda: TorchBackend(m, device=args.device, fast=True),
+               f"torch {args.device} fast path + graphs": lambda: TorchBackend(m, device=args.device, fast=True,
                                                                               cuda_graph=True)}
     print("| configuration | max rel err | top-1 agreement | ms B=1 | ms B=64 |\n|---|---|---|---|---|")
     failed = []
     for name, scorer in configs.items():
         try:
             scorer = scorer() if callable(scorer) else scorer
-            got = scorer.scores(z)
+            got = scorer.errors(z)
             rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
             agree = float((got.argmin(1) == want.argmin(1)).mean())
             # two warm-up calls: graph capture, allocator; scores() returns numpy, so it is synchronised
-            ms = [median_ms(lambda: scorer.scores(z[:B]), args.reps, warmup=2) for B in (1, 64)]
+            ms = [median_ms(lambda: scorer.errors(z[:B]), args.reps, warmup=2) for B in (1, 64)]
             print(f"| {name} | {rel:.2e} | {100 * agree:.2f} % | {ms[0]:.3f} | {ms[1]:.3f} |", flush=True)
             if agree < 0.995 or (m.precision == "fp32" and rel > 1e-3):
                 failed.append(name)
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ort(bundle: str, io_binding: bool):
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtBackend
 
-    return OrtScorer(bundle, io_binding=io_binding)
+    return OrtBackend(bundle, io_binding=io_binding)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ def scorer(backend: str, out: Path, **kw):
     """The backend's scorer on the CPU, one thread."""
     if backend == "torch":
         from tdsm_edge.runtime.manifest import load_manifest
-        from tdsm_edge.runtime.torch_backend import TorchScorer
+        from tdsm_edge.runtime.torch_backend import TorchBackend
 
-        return TorchScorer(load_manifest(out), device="cpu", threads=1, **kw)
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+        return TorchBackend(load_manifest(out), device="cpu", threads=1, **kw)
+    from tdsm_edge.runtime.ort_backend import OrtBackend
 
-    return OrtScorer(out, threads=1, **kw)
+    return OrtBackend(out, threads=1, **kw)
 
 
 def main(presets: list[str], backend: str) -> None:
@@ -49,12 +49,12 @@ def main(presets: list[str], backend: str) -> None:
                 for s in (before, after):
                     s.class_set.select(list(range(K)))
                 for B in (1, 64):
-                    np.testing.assert_allclose(after.scores(z[:B]), before.scores(z[:B]), rtol=1e-5, atol=1e-6)
+                    np.testing.assert_allclose(after.errors(z[:B]), before.errors(z[:B]), rtol=1e-5, atol=1e-6)
                     t: dict[str, list[float]] = {"before": [], "after": []}
                     for _ in range(5 if B == 1 else 3):
                         for name, s in (("before", before), ("after", after)):
                             t0 = time.perf_counter()
-                            s.scores(z[:B])
+                            s.errors(z[:B])
                             t[name].append((time.perf_counter() - t0) * 1e3)
                     b, a = statistics.median(t["before"]), statistics.median(t["after"])
                     print(f"| {preset} | {K} | {B} | {b:.1f} | {a:.1f} | ×{b / a:.2f} |", flush=True)

@@ -20,7 +20,7 @@ from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.config import config_from_dict
 from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.scoring import noise_bank, score_batched
-from tdsm_edge.training.denoiser_trainer import TextTables, build_training, draw_step, train_step
+from tdsm_edge.training.denoiser_trainer import ClassTextTensors, build_training, draw_step, train_step
 
 
 def _sync(device: str) -> None:
@@ -53,7 +53,7 @@ def time_preset(preset: str, device: str, batch: int, steps: int, classes: int, 
     K, L, Dz = classes, num_tokens, cfg.denoiser.z_dim
     mask = torch.ones(K, L, dtype=torch.bool)
     mask[:, L // 2:] = False  # half the slots padding, as with short prompts
-    tables = TextTables(torch.randn(K, cond_dim, generator=g).to(device),
+    tables = ClassTextTensors(torch.randn(K, cond_dim, generator=g).to(device),
                         torch.randn(K, L, cond_dim, generator=g).to(device), mask.to(device))
     n = 4 * batch
     z_all = torch.randn(n, Dz, generator=g).to(device)

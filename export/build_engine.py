@@ -279,7 +279,7 @@ def _tradeoff(src, cfg, out: Path) -> dict:
 
 def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classes, encoder_dir, accept):
     from . import open_set, sources
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtBackend
     from .verify import verify_bundle
 
     z, labels, which = sources.held_out_features(src, indices, num_classes, unseen)
@@ -291,13 +291,13 @@ def _make_check(src, model, schedule, stats, subset, indices, unseen, num_classe
         encoder = load_encoder(encoder_dir)[0] if windows is not None else None
 
     def check(staged) -> dict:
-        scorer = OrtScorer(staged, providers="auto")  # one session for the checks and the calibration
+        scorer = OrtBackend(staged, providers="auto")  # one session for the checks and the calibration
         report = verify_bundle(scorer, model, schedule, stats, subset, z, labels, encoder=encoder, windows=windows,
                                providers="auto")
         report["held_out"] = f"{src.seed_dir}/features/{which}.npy"
         val, test = sources.open_set_features(src, num_classes, unseen)
         scorer.select(None)
-        report["open_set"] = open_set.calibrate(scorer.scores, indices, val, test, accept)
+        report["open_set"] = open_set.calibrate(scorer.errors, indices, val, test, accept)
         return report
 
     return check

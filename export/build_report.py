@@ -11,7 +11,7 @@ from tdsm_edge.runtime.iospec import BATCH
 
 def format_report(result: dict) -> str:
     """The short table printed at the end of a build."""
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtBackend
 
     m = result["manifest"]
     out, v = result["bundle"], m.data.get("verify") or {}
@@ -56,10 +56,10 @@ def format_report(result: dict) -> str:
                      f"{100 * t.get('in_set_accepted', float('nan')):.1f}%, accuracy of kept "
                      f"{100 * t.get('accuracy_accepted', float('nan')):.1f}% (all {100 * t.get('accuracy', float('nan')):.1f}%), "
                      f"out-of-set rejected {100 * t.get('out_of_set_rejected', float('nan')):.1f}% |")
-    scorer = OrtScorer(out)
+    scorer = OrtBackend(out)
     z = np.random.default_rng(0).normal(size=(scorer.batch.max, scorer.z_dim)).astype(np.float32)
     for B in sorted({1, scorer.batch.max}):
-        ms = median_ms(lambda: scorer.scores(z[:B]), repeats=20)
+        ms = median_ms(lambda: scorer.errors(z[:B]), repeats=20)
         lines.append(f"| ONNX Runtime latency, batch {B} ({scorer.providers[0]}) | {ms:.2f} ms |")
     if result.get("triton"):
         lines.append(f"| Triton model | {result['triton']} |")

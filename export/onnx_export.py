@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from tdsm_edge.errors import ConfigError, ExportError, require
-from tdsm_edge.models.class_tables import PRECISIONS, TablesModule
+from tdsm_edge.models.class_tables import PRECISIONS, ClassTablesGraph
 from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, scorer_io
@@ -106,7 +106,7 @@ def export_tables(model: TDSMDenoiser, path: str | Path, t: int, precision: str 
     (key_bias float32), ready to feed a scorer of the same precision.
     """
     _check_args(precision, 2, example_classes)
-    module = TablesModule(model, t, precision).eval()
+    module = ClassTablesGraph(model, t, precision).eval()
     cfg = model.cfg
     dev = module.t_emb.device
     g = torch.Generator().manual_seed(0)

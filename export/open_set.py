@@ -61,12 +61,12 @@ def evaluate_threshold(threshold: float, in_errors: np.ndarray, in_labels: np.nd
     return out
 
 
-def calibrate(scores, indices: list[int], val: tuple[np.ndarray, np.ndarray] | None,
+def calibrate(errors_of, indices: list[int], val: tuple[np.ndarray, np.ndarray] | None,
               test: tuple[np.ndarray, np.ndarray] | None, accept: float = DEFAULT_ACCEPT) -> dict | None:
     """Calibrate on validation features and judge on test features.
 
     Args:
-        scores: `z (N, Dz) -> (N, K)` errors of the bundle (its own scorer, all its classes).
+        errors_of: `z (N, Dz) -> (N, K)` errors of the bundle (its own scorer, all its classes).
         indices: the bundle's classes as the run's global class indices, in score order.
         val, test: `(z, labels)` with global labels, or None. In-set = labels in `indices`.
     Returns:
@@ -86,11 +86,11 @@ def calibrate(scores, indices: list[int], val: tuple[np.ndarray, np.ndarray] | N
     z_in, _, _ = split(data)
     if len(z_in) == 0:
         return None
-    threshold = calibrate_threshold(scores(z_in), accept)
+    threshold = calibrate_threshold(errors_of(z_in), accept)
     record = {"threshold": threshold, "accept_target": accept, "calibrated_on": source,
               "calibration_samples": int(len(z_in)), "num_classes": len(indices),
               "rule": "answer 'none of these' when margin (2nd-lowest minus lowest error) < threshold"}
     if test is not None:
         z_in, y_in, z_out = split(test)
-        record["test"] = evaluate_threshold(threshold, scores(z_in), y_in, scores(z_out) if len(z_out) else None)
+        record["test"] = evaluate_threshold(threshold, errors_of(z_in), y_in, errors_of(z_out) if len(z_out) else None)
     return record

@@ -36,13 +36,12 @@ from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
 from tdsm_edge.runtime.rebuild import DEFAULT_REBUILD
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
-from tdsm_edge.runtime.trt_engine import tensorrt_available
 from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
 from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
 from tdsm_edge.runtime.iospec import AxisRange, IOSpec
 
 __all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name",
-           "profile_shapes", "tensorrt_available"]
+           "profile_shapes"]
 
 log = logging.getLogger(__name__)
 

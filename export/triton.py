@@ -37,7 +37,9 @@ from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError, r
 
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, GraphIO
 from tdsm_edge.runtime.manifest import load_manifest, load_tables
-from .tensorrt_build import build_plan, tensorrt_available
+from tdsm_edge.runtime.trt_engine import tensorrt_available
+
+from .tensorrt_build import build_plan
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Verify a bundle against the PyTorch reference on held-out samples (the build fails when it is off).
 
-    scorer graph   OrtScorer(bundle).scores(z)  vs  `evaluation.tdsm_errors` (the batched torch scorer
+    scorer graph   OrtBackend(bundle).errors(z)  vs  `evaluation.tdsm_errors` (the batched torch scorer
                    over the run's denoiser, the same t, J and noise seed) on held-out features z
     encoder graph  the ONNX encoder vs the torch ShiftGCN features on held-out windows, and the
                    whole chain (encoder graph → scorer graph vs torch encoder → torch scorer)
@@ -22,7 +22,7 @@ import numpy as np
 from tdsm_edge.errors import ExportError
 
 from tdsm_edge.runtime.iospec import TEXT_GRAPH
-from tdsm_edge.runtime.ort_backend import OrtScorer
+from tdsm_edge.runtime.ort_backend import OrtBackend
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def judge(precision: str, stats: dict, what: str) -> list[str]:
     return []
 
 
-def verify_bundle(bundle_dir: str | Path | OrtScorer, model, schedule, stats, class_text, z: np.ndarray,
+def verify_bundle(bundle_dir: str | Path | OrtBackend, model, schedule, stats, class_text, z: np.ndarray,
                   labels: np.ndarray | None = None, *, encoder=None, windows: np.ndarray | None = None,
                   providers: str = "cpu", threads: int | None = None, raise_on_fail: bool = True) -> dict:
     """Run the bundle and the torch reference on the same held-out samples and compare.
@@ -74,7 +74,7 @@ def verify_bundle(bundle_dir: str | Path | OrtScorer, model, schedule, stats, cl
     """
     from tdsm_edge.training.evaluation import tdsm_errors
 
-    scorer = bundle_dir if isinstance(bundle_dir, OrtScorer) else OrtScorer(bundle_dir, providers=providers,
+    scorer = bundle_dir if isinstance(bundle_dir, OrtBackend) else OrtBackend(bundle_dir, providers=providers,
                                                                             threads=threads)
     m = scorer.manifest
     s = m.data["scoring"]
@@ -88,7 +88,7 @@ def verify_bundle(bundle_dir: str | Path | OrtScorer, model, schedule, stats, cl
 
     z = np.ascontiguousarray(z, np.float32)
     ref = ref_fn(z)  # (N, K)
-    got = scorer.scores(z)  # (N, K)
+    got = scorer.errors(z)  # (N, K)
     report = {"precision": precision, "provider": scorer.providers[0], "samples": int(len(z)),
               "thresholds": {"fp32_max_rel_err": FP32_MAX_REL, "fp16_min_top1_agreement": FP16_MIN_TOP1,
                              "text_max_rel_err": TEXT_MAX_REL},
@@ -131,7 +131,7 @@ def _accuracy(got: np.ndarray, ref: np.ndarray, labels: np.ndarray, m) -> dict:
             "top1_reference": float((ref[keep].argmin(1) == y).mean())}
 
 
-def _verify_encoder(m, scorer: OrtScorer, encoder, windows: np.ndarray, ref_fn, providers, threads) -> dict:
+def _verify_encoder(m, scorer: OrtBackend, encoder, windows: np.ndarray, ref_fn, providers, threads) -> dict:
     import torch
 
     from tdsm_edge.runtime.ort_backend import open_session
@@ -143,7 +143,7 @@ def _verify_encoder(m, scorer: OrtScorer, encoder, windows: np.ndarray, ref_fn, 
     with torch.no_grad():
         ref = encoder.eval().features(torch.from_numpy(windows)).float().numpy()  # (N, Dz)
     return {"windows": int(len(windows)), "features": compare(feats, ref, per_element=False, top1=False),
-            "end_to_end": compare(scorer.scores(feats), ref_fn(ref))}
+            "end_to_end": compare(scorer.errors(feats), ref_fn(ref))}
 
 
 def _verify_text(m, providers, threads) -> dict:
@@ -162,7 +162,7 @@ def _verify_text(m, providers, threads) -> dict:
             "max_rel_err": max(t["max_rel_err"] for t in tables.values()), "threshold": TEXT_MAX_REL}
 
 
-def _verify_plan(m, plan: dict, scorer: OrtScorer, z: np.ndarray, ref: np.ndarray) -> dict:
+def _verify_plan(m, plan: dict, scorer: OrtBackend, z: np.ndarray, ref: np.ndarray) -> dict:
     """Run a TensorRT scorer plan (checked against this machine first) on the same feeds as the ONNX graph."""
     from .tensorrt_build import TrtEngine
 

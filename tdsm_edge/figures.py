@@ -19,14 +19,15 @@ from .errors import require
 log = logging.getLogger(__name__)
 
 
-def new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure of `width` × `height` inches (110 dpi) bound to an Agg canvas (no pyplot);
-    MissingDependencyError naming the install command when matplotlib is absent."""
+def new_figure(width: float, height: float, dpi: float | None = 110) -> Any:
+    """A matplotlib Figure of `width` × `height` inches bound to an Agg canvas (no pyplot);
+    `dpi` None = matplotlib's default. MissingDependencyError naming the install command when
+    matplotlib is absent."""
     require("matplotlib", extra="train")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, require
+from ..figures import new_figure
 from ..skeleton.layout import NTU25, SkeletonLayout
 
 _COLORS = {"left": "#1f5fd1", "right": "#d62728", "mid": "#555555"}
@@ -77,15 +78,15 @@ def _draw(ax, frame: np.ndarray, layout: SkeletonLayout, colors: list[str], hax:
         ax.scatter(-body[ok, hax], body[ok, 1], s=6, color="k", alpha=alpha, zorder=3)
 
 
-def _figure(width: float, height: float):
-    """A matplotlib Figure on an Agg canvas (no pyplot, no global backend change)."""
-    require("matplotlib", extra="train")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
+def _frame(ax, bodies: np.ndarray, layout: SkeletonLayout, colors, hax: int, limits, title: str) -> None:
+    """Draw one frame `(M, V, 3)` on `ax` with fixed limits, no ticks and a small title."""
+    _draw(ax, bodies, layout, colors, hax)
+    ax.set_xlim(*limits[0])
+    ax.set_ylim(*limits[1])
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
 
 
 def render_strip(seq: np.ndarray, path: str | Path, n_frames: int = 8, title: str | None = None,
@@ -106,17 +107,11 @@ def render_strip(seq: np.ndarray, path: str | Path, n_frames: int = 8, title: st
     bodies = _as_bodies(seq, layout)                  # (M, T, V, 3)
     T = bodies.shape[1]
     idx = np.unique(np.linspace(0, T - 1, max(1, min(n_frames, T))).round().astype(int))
-    (hx, vy), colors = _limits(bodies[:, idx], hax), _bone_colors(layout)
-    fig = _figure(1.6 * len(idx), 3.2 if title else 3.0)
+    limits, colors = _limits(bodies[:, idx], hax), _bone_colors(layout)
+    fig = new_figure(1.6 * len(idx), 3.2 if title else 3.0, dpi=None)
     axes = fig.subplots(1, len(idx), squeeze=False)[0]
     for ax, t in zip(axes, idx):
-        _draw(ax, bodies[:, t], layout, colors, hax)
-        ax.set_xlim(*hx)
-        ax.set_ylim(*vy)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"t={t}", fontsize=8)
+        _frame(ax, bodies[:, t], layout, colors, hax, limits, f"t={t}")
     if title:
         note = "camera view: subject's left = blue, on the image right" if view == "front" else "side view"
         fig.suptitle(f"{title}   ({note})", fontsize=9)
@@ -145,8 +140,8 @@ def render_gif(seq: np.ndarray, path: str | Path, fps: int = 15, title: str | No
     from matplotlib.animation import PillowWriter
 
     bodies = _as_bodies(seq, layout)
-    (hx, vy), colors = _limits(bodies, hax), _bone_colors(layout)
-    fig = _figure(3.0, 3.6)
+    limits, colors = _limits(bodies, hax), _bone_colors(layout)
+    fig = new_figure(3.0, 3.6, dpi=None)
     ax = fig.subplots()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,12 +149,6 @@ def render_gif(seq: np.ndarray, path: str | Path, fps: int = 15, title: str | No
     with writer.saving(fig, str(path), dpi=80):
         for t in range(bodies.shape[1]):
             ax.clear()
-            _draw(ax, bodies[:, t], layout, colors, hax)
-            ax.set_xlim(*hx)
-            ax.set_ylim(*vy)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{title + '  ' if title else ''}t={t}", fontsize=8)
+            _frame(ax, bodies[:, t], layout, colors, hax, limits, f"{title + '  ' if title else ''}t={t}")
             writer.grab_frame()
     return path

@@ -2,7 +2,7 @@
 backend's plain folded scorer) and, for the fast scorer, one graph per (B, K, masked) shape.
 
 A captured graph reads fixed addresses, so each graph owns a static input `z (B, Dz)` and reads the
-class tables from static per-K buffers (`FastTables`). When the active class set changes, the new
+class tables from static per-K buffers (`FastClassTables`). When the active class set changes, the new
 tables are copied into those buffers (a few MB; no re-capture) and every graph of that K sees them.
 Whether the key-padding mask is applied is part of the shape key: a graph captured without the
 mask (all keys valid, SDPA may then pick FlashAttention) is never replayed for a masked class set.
@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-from tdsm_edge.fastpath.tables import FastTables
+from tdsm_edge.fastpath.tables import FastClassTables
 
 
 Out = TypeVar("Out")
@@ -34,15 +34,16 @@ def capture_graph(forward: Callable[[], Out], device: torch.device, warmup: int 
     none of which may happen during capture. `pool`: a `torch.cuda.graph_pool_handle()` shared by
     graphs that never run concurrently (their intermediates reuse one memory pool); None: its own.
     """
-    side = torch.cuda.Stream(device=device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side), torch.no_grad():
-        for _ in range(warmup):
-            forward()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph, pool=pool):
-        out = forward()
+    with torch.cuda.device(device):  # torch.cuda.graph captures on a stream of the CURRENT device: make it ours
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(warmup):
+                forward()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=pool):
+            out = forward()
     return graph, out
 
 
@@ -56,11 +57,11 @@ class _Captured:
 class GraphCache:
     """`cache(z, tables)`: the scores of `forward(z, tables)`, through a captured CUDA graph."""
 
-    def __init__(self, forward: Callable[[torch.Tensor, FastTables], torch.Tensor], warmup: int = 2) -> None:
+    def __init__(self, forward: Callable[[torch.Tensor, FastClassTables], torch.Tensor], warmup: int = 2) -> None:
         self._forward, self._warmup = forward, warmup
         self._pool = None
         self._graphs: dict[tuple[int, int, bool], _Captured] = {}
-        self._static: dict[int, list] = {}  # K -> [static FastTables, the FastTables last copied in]
+        self._static: dict[int, list] = {}  # K -> [static FastClassTables, the FastClassTables last copied in]
 
     @property
     def shapes(self) -> list[tuple[int, int, bool]]:
@@ -73,7 +74,7 @@ class GraphCache:
         self._static.clear()
         self._pool = None
 
-    def __call__(self, z: torch.Tensor, tables: FastTables) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, tables: FastClassTables) -> torch.Tensor:
         """`z (B, Dz) float32` on CUDA → `(B, K) float32` (a fresh tensor, not the static output)."""
         static = self._static_tables(tables)
         key = (int(z.shape[0]), tables.num_classes, tables.has_mask)
@@ -84,7 +85,7 @@ class GraphCache:
         entry.graph.replay()
         return entry.out.clone()
 
-    def _static_tables(self, tables: FastTables) -> FastTables:
+    def _static_tables(self, tables: FastClassTables) -> FastClassTables:
         K = tables.num_classes
         slot = self._static.get(K)
         if slot is None:
@@ -94,7 +95,7 @@ class GraphCache:
             slot[1] = tables
         return slot[0]
 
-    def _capture(self, z: torch.Tensor, static: FastTables) -> _Captured:
+    def _capture(self, z: torch.Tensor, static: FastClassTables) -> _Captured:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         z_static = z.detach().clone()

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.fastpath import kernels as kn
 from tdsm_edge.fastpath.graphs import GraphCache
-from tdsm_edge.fastpath.tables import FastTables, TablesCache, fast_tables
+from tdsm_edge.fastpath.tables import FastClassTables, FastTablesCache, fast_class_tables
 from tdsm_edge.models.class_tables import ClassTables, precision_dtype
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import diffusion_target
@@ -96,7 +96,7 @@ class FastScorer:
         self.x_w, self.x_b = self._w(net["x_embedder"].weight), self._w(net["x_embedder"].bias)
         self.fin_w, self.fin_b = self._w(net["final_linear"].weight), self._b([net["final_linear"].bias])[0]
         self.blocks = [self._block(b) for b in net["blocks"]]
-        self._tables = TablesCache(self._convert)
+        self._tables = FastTablesCache(self._convert)
         self.graphs = GraphCache(self.forward) if cuda_graphs and self.device.type == "cuda" else None
 
     @classmethod
@@ -134,10 +134,10 @@ class FastScorer:
             fc2_b=self._b([m.fc2.bias for _, m in streams]),
         )
 
-    def _convert(self, tables: dict[str, torch.Tensor]) -> FastTables:
-        return fast_tables(tables, self.depth, self.D, self.L, self.dtype, self.device)
+    def _convert(self, tables: dict[str, torch.Tensor]) -> FastClassTables:
+        return fast_class_tables(tables, self.depth, self.D, self.L, self.dtype, self.device)
 
-    def prepare(self, tables: dict[str, torch.Tensor] | ClassTables) -> FastTables:
+    def prepare(self, tables: dict[str, torch.Tensor] | ClassTables) -> FastClassTables:
         """The class tables in the fast layout on this device (cached per class set)."""
         return self._tables.get(tables)
 
@@ -160,7 +160,7 @@ class FastScorer:
         with torch.no_grad():
             return self.forward(z, fast)
 
-    def forward(self, z: torch.Tensor, tab: FastTables) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, tab: FastClassTables) -> torch.Tensor:
         """The eager computation (what a CUDA graph captures): `z (B, Dz) float32` → `(B, K) float32`."""
         B, K, J = z.shape[0], tab.num_classes, self.num_noises
         R, D, dt = B * K * J, self.D, self.dtype

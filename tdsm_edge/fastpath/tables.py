@@ -30,7 +30,7 @@ MASK_ALIGN = 16  # SDPA's memory-efficient kernel re-pads a bias whose row strid
 
 
 @dataclass
-class FastTables:
+class FastClassTables:
     """The tables of one class set on the scorer's device (see the module docstring)."""
     ada: torch.Tensor
     ada_final: torch.Tensor
@@ -46,10 +46,10 @@ class FastTables:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
-    def clone(self) -> "FastTables":
-        return FastTables(**{n: t.clone() for n, t in self.tensors().items()}, has_mask=self.has_mask)
+    def clone(self) -> "FastClassTables":
+        return FastClassTables(**{n: t.clone() for n, t in self.tensors().items()}, has_mask=self.has_mask)
 
-    def copy_(self, other: "FastTables") -> "FastTables":
+    def copy_(self, other: "FastClassTables") -> "FastClassTables":
         """Copy another class set of the same K into these buffers (their addresses stay the same)."""
         for name, t in self.tensors().items():
             t.copy_(getattr(other, name))
@@ -57,9 +57,9 @@ class FastTables:
         return self
 
 
-def fast_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dtype: torch.dtype,
-                device: torch.device) -> FastTables:
-    """Convert `class_tables(...)` output (fp32, or fp16 for a fp16 scorer) to `FastTables`.
+def fast_class_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dtype: torch.dtype,
+                device: torch.device) -> FastClassTables:
+    """Convert `class_tables(...)` output (fp32, or fp16 for a fp16 scorer) to `FastClassTables`.
 
     Raises InputError on missing or misshaped tables, and on fp16 tables for a float32 scorer
     (that would claim a precision the tables no longer have).
@@ -78,7 +78,7 @@ def fast_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dty
     mask = torch.zeros(K, S_pad, device=device, dtype=dtype)
     mask[:, :S] = key_bias.to(dtype)  # fp16: MASK_BIAS (-1e9) rounds to -inf; exp(-inf) = 0 as exp(-1e9) does
     text0 = tables["text0"].to(device, dtype).contiguous() if "text0" in tables else None
-    return FastTables(ada=ada, ada_final=ada_final, text_qkv0=tables["text_qkv0"].to(device, dtype).contiguous(),
+    return FastClassTables(ada=ada, ada_final=ada_final, text_qkv0=tables["text_qkv0"].to(device, dtype).contiguous(),
                       mask=mask, has_mask=bool((key_bias != 0).any()), text0=text0)
 
 
@@ -89,8 +89,8 @@ def _version(t: torch.Tensor) -> int:
         return -1
 
 
-class TablesCache:
-    """`FastTables` per class set, keyed by the identity (and version) of the source tensors.
+class FastTablesCache:
+    """`FastClassTables` per class set, keyed by the identity (and version) of the source tensors.
 
     Passing the same table dict again (or the same tensors in a new dict) returns the converted
     tables without converting again; editing a source tensor in place (its version changes) or
@@ -101,7 +101,7 @@ class TablesCache:
         self._convert, self._size = convert, size
         self._entries: OrderedDict = OrderedDict()
 
-    def get(self, tables: dict[str, torch.Tensor] | ClassTables) -> FastTables:
+    def get(self, tables: dict[str, torch.Tensor] | ClassTables) -> FastClassTables:
         if isinstance(tables, ClassTables):
             tables = tables.as_dict()
         key = tuple(sorted((name, id(t), _version(t)) for name, t in tables.items()))

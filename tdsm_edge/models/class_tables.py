@@ -82,7 +82,7 @@ class ClassTables:
         return ClassTables({n: t.to(getattr(torch, table_dtype(n, precision))) for n, t in self._tables.items()})
 
 
-class TablesModule(nn.Module):
+class ClassTablesGraph(nn.Module):
     """The tables graph: class text `fc (K, Dc)`, `fl (K, L, Dc)`, `mask (K, L)` → class tables.
 
     Holds copies of the text-side weights (fc/fl embedders, every adaLN layer, block 0's qkv_c) in
@@ -187,7 +187,7 @@ def class_tables(model: TDSMDenoiser, fc: torch.Tensor, fl: torch.Tensor, mask: 
     if fl.shape[1] != cfg.num_tokens or fl.shape[2] != cfg.cond_dim or fc.shape[1] != cfg.cond_dim:
         raise InputError(f"the denoiser expects fc (K, {cfg.cond_dim}) and fl (K, {cfg.num_tokens}, {cfg.cond_dim}); "
                          f"got {tuple(fc.shape)}, {tuple(fl.shape)} (check the text encoder and text.num_tokens)")
-    module = TablesModule(model, t, precision).eval()
+    module = ClassTablesGraph(model, t, precision).eval()
     with torch.no_grad():
         out = module(fc, fl, mask)
     return dict(zip(module.names, out))

@@ -118,7 +118,7 @@ class FoldedScorer(nn.Module):
     Built from a denoiser, its schedule, the noise bank `(J, Dz)`, the timestep t and the feature
     statistics (z is standardised inside: `(z − mean) / std`, as `FeatureStats.apply`). Equal to
     `tdsm_edge.scoring.score_reference` on standardised features (tested to 1e-5 relative in fp32).
-    The tables come from `class_tables` (fp32) or `TablesModule`; a fp16 scorer reads them as
+    The tables come from `class_tables` (fp32) or `ClassTablesGraph`; a fp16 scorer reads them as
     `ClassTables.cast("fp16")` gives them (fp16, key_bias float32).
     """
 

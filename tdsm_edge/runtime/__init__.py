@@ -12,9 +12,9 @@ Modules:
     iospec.py       `IOSpec`: the one IO spec (names, dtypes, dims, batch/class ranges) of a bundle's graphs
     backends.py     `open_backend`: TensorRT > ONNX Runtime > PyTorch, the first that can run the bundle here
     class_set.py    `ClassSet`: class names + table rows + the active subset, shared by every backend
-    ort_backend.py  `OrtScorer`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
-    torch_backend.py `TorchScorer`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
-    trt_backend.py  `TrtScorer`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
+    ort_backend.py  `OrtBackend`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
+    torch_backend.py `TorchBackend`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
+    trt_backend.py  `TrtBackend`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
     trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
     batching.py     `features`, `batches`, `row_limit`: input checks, batch chunks (graph range, CPU row budget) for every backend
     cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`

@@ -3,7 +3,7 @@
     name, scorer, encoder = open_backend(manifest, "auto")
 
 Every backend gives the same two objects:
-    scorer   `.scores(z (B, Dz), snap=None) -> (B, K) float32` over the classes of a class-set snapshot (the
+    scorer   `.errors(z (B, Dz), snap=None) -> (B, K) float32` over the classes of a class-set snapshot (the
              active ones now by default), `.class_set` (a ClassSet: names, tables, the active subset),
              `.device` (where it runs, in words)
     encoder  `.features(x (B, 3, T, V, M)) -> (B, Dz) float32`, `.window_shape` (3, T, V, M); None when
@@ -37,11 +37,11 @@ _PACKAGE = {"tensorrt": ("tensorrt", "TensorRT (pip install tensorrt, or JetPack
             "torch": ("torch", 'pip install "tdsm-edge[train]"')}
 
 
-class Scorer(Protocol):
+class Backend(Protocol):
     class_set: ClassSet
     device: str
 
-    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray: ...
+    def errors(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray: ...
 
 
 class Encoder(Protocol):
@@ -71,7 +71,7 @@ def unavailable_reason(manifest: Manifest, backend: str) -> str | None:
 
 def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | None = None,
                  providers: str | Sequence[str] = "auto", device: str = "auto",
-                 cuda_graph: bool = False) -> tuple[str, Scorer, Encoder | None]:
+                 cuda_graph: bool = False) -> tuple[str, Backend, Encoder | None]:
     """Open the scorer (and encoder, when the bundle has one) of `manifest` on `backend`.
 
     Args:
@@ -111,18 +111,18 @@ def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | No
 
 def _open(manifest: Manifest, backend: str, threads, providers, device, cuda_graph):
     if backend == "onnxruntime":
-        from .ort_backend import OrtEncoder, OrtScorer
+        from .ort_backend import OrtEncoder, OrtBackend
 
-        scorer = OrtScorer(manifest, providers, threads)
+        scorer = OrtBackend(manifest, providers, threads)
         encoder = OrtEncoder(manifest, providers, threads) if "encoder" in manifest.graphs else None
     elif backend == "tensorrt":
-        from .trt_backend import TrtEncoder, TrtScorer
+        from .trt_backend import TrtEncoder, TrtBackend
 
-        scorer = TrtScorer(manifest, cuda_graph=cuda_graph)
+        scorer = TrtBackend(manifest, cuda_graph=cuda_graph)
         encoder = TrtEncoder(manifest) if "encoder" in manifest.graphs else None
     else:
-        from .torch_backend import TorchEncoder, TorchScorer
+        from .torch_backend import TorchEncoder, TorchBackend
 
-        scorer = TorchScorer(manifest, device=device, threads=threads, cuda_graph=cuda_graph)
+        scorer = TorchBackend(manifest, device=device, threads=threads, cuda_graph=cuda_graph)
         encoder = TorchEncoder(manifest, device=scorer.torch_device) if "encoder" in manifest.graphs else None
     return scorer, encoder

@@ -1,7 +1,7 @@
 """Run an engine bundle's graphs on ONNX Runtime: numpy + onnxruntime only, never torch.
 
-    scorer = OrtScorer("engines/demo")              # providers: TensorRT EP > CUDA EP > CPU, as installed
-    errors = scorer.scores(z)                        # z (B, Dz) float32 raw features -> (B, K) float32
+    scorer = OrtBackend("engines/demo")              # providers: TensorRT EP > CUDA EP > CPU, as installed
+    errors = scorer.errors(z)                        # z (B, Dz) float32 raw features -> (B, K) float32
     scorer.select(["wave", "kick"])                 # score a class subset: table rows, no rebuild
     pred = errors.argmin(1)                          # lower error = more likely class
 
@@ -88,7 +88,7 @@ def session_options(threads: int | None = None):
     return so
 
 
-class OrtScorer:
+class OrtBackend:
     """The bundle's scorer graph in an ONNX Runtime session, with its class tables resident.
 
     Args:
@@ -153,7 +153,7 @@ class OrtScorer:
         """
         return self.class_set.select(classes)
 
-    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
+    def errors(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
         """Per-class errors of raw skeleton features.
 
         Args:
@@ -209,7 +209,7 @@ class OrtEncoder:
 
         z = OrtEncoder(manifest).features(x)       # x (B, 3, T, V, M) float32 -> z (B, Dz) float32
 
-    Batches are cut to the IO spec's batch range, as `OrtScorer` does.
+    Batches are cut to the IO spec's batch range, as `OrtBackend` does.
     """
 
     def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "auto", threads: int | None = None) -> None:

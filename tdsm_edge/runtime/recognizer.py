@@ -2,7 +2,7 @@
 
     rec = ZeroShotRecognizer.load("engines/demo")       # manifest + sha256 checked before anything runs
     pred = rec.predict(window)                           # (T, V, 3) or (M, T, V, 3) float camera coordinates
-    pred.label, pred.index, pred.scores, pred.margin     # scores: (K,) float32 errors, lower = more likely
+    pred.label, pred.index, pred.errors, pred.margin     # errors: (K,) float32, lower = more likely
     rec.set_active_classes(["wave", "kick"])            # a subset of the bundle's classes, nothing rebuilt
 
 A window goes through `tdsm_edge.skeleton.preprocess.preprocess` (the function training used) with
@@ -24,7 +24,7 @@ from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.skeleton.layout import SkeletonLayout
 from tdsm_edge.skeleton.preprocess import preprocess, preprocess_batch
 
-from .backends import Encoder, Scorer, open_backend
+from .backends import Encoder, Backend, open_backend
 from .class_set import Snapshot
 from .manifest import Manifest, load_manifest
 from .manifest_schema import NONE_LABEL  # the open-set answer (see ZeroShotRecognizer.set_open_set)
@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class Prediction:
-    """One window's result. `index` and `scores` refer to the recognizer's active classes (`rec.classes`)."""
+    """One window's result. `index` and `errors` refer to the recognizer's active classes (`rec.classes`)."""
     label: str                                  # the most likely class (lowest error)
-    index: int                                  # its column in `scores` / position in `classes`
-    scores: np.ndarray = field(repr=False)      # (K,) float32 per-class errors, lower = more likely
+    index: int                                  # its column in `errors` / position in `classes`
+    errors: np.ndarray = field(repr=False)      # (K,) float32 per-class errors, lower = more likely
     margin: float                               # second-lowest minus lowest error (>= 0; inf with one class)
     latency_ms: float                           # wall time of the call that produced it (a batch: the whole call)
     classes: tuple[str, ...] = field(repr=False, default=())  # the K class names, in score order
@@ -47,15 +47,15 @@ class Prediction:
         """The k most likely classes as (name, error), best first (k is capped at K)."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise InputError(f"topk(k) needs a positive int k, got {k!r}")
-        order = np.argsort(self.scores, kind="stable")[:k]
-        return [(self.classes[i], float(self.scores[i])) for i in order]
+        order = np.argsort(self.errors, kind="stable")[:k]
+        return [(self.classes[i], float(self.errors[i])) for i in order]
 
 
 class ZeroShotRecognizer:
     """A loaded engine bundle: preprocessing, encoder and scorer. Build it with `ZeroShotRecognizer.load`."""
     _text = None  # the OrtTextEncoder, opened by the first add_classes
 
-    def __init__(self, manifest: Manifest, scorer: Scorer, encoder: Encoder | None, backend: str) -> None:
+    def __init__(self, manifest: Manifest, scorer: Backend, encoder: Encoder | None, backend: str) -> None:
         self.manifest, self.backend = manifest, backend
         self.open_set_threshold: float | None = None  # set_open_set(); None = always name a class
         self._scorer, self._encoder = scorer, encoder
@@ -235,7 +235,7 @@ class ZeroShotRecognizer:
         if z.dtype.kind == "f" and not np.isfinite(z).all():
             raise InputError("z contains NaN or infinite values; features come from the encoder and must be finite")
         snap = self._scorer.class_set.snapshot()  # the columns are this snapshot's classes, whatever other threads do
-        return _finite(self._scorer.scores(z, snap), lambda i: f"z[{i}] (largest |value| {np.abs(z[i]).max():.3g})",
+        return _finite(self._scorer.errors(z, snap), lambda i: f"z[{i}] (largest |value| {np.abs(z[i]).max():.3g})",
                        "features come from this bundle's encoder (a few units in size)")
 
     def predict(self, window: np.ndarray) -> Prediction:
@@ -278,12 +278,12 @@ class ZeroShotRecognizer:
         return [] if x is None else self._predictions(x, start)
 
     def _predictions(self, x: np.ndarray, start: float) -> list[Prediction]:
-        # ONE class-set snapshot and threshold for the whole call: the scores are computed over, and labelled
+        # ONE class-set snapshot and threshold for the whole call: the errors are computed over, and labelled
         # with, the same classes even while other threads select or add classes
         snap: Snapshot = self._scorer.class_set.snapshot()
         threshold = self.open_set_threshold
         z = self._encoder.features(x)                      # (B, Dz)
-        errors = _finite(self._scorer.scores(z, snap),     # (B, K)
+        errors = _finite(self._scorer.errors(z, snap),     # (B, K)
                          lambda i: f"window {i} (largest |centred coordinate| {np.abs(x[i]).max():.3g})",
                          "coordinates are camera metres (a body spans about 2 m)")
         ms = (time.perf_counter() - start) * 1e3
@@ -394,15 +394,15 @@ def _finite(errors: np.ndarray, which, fix: str) -> np.ndarray:
 
 def _prediction(errors: np.ndarray, names: tuple[str, ...], ms: float, threshold: float | None = None) -> Prediction:
     """A Prediction from one row of errors over `names` (the same class snapshot), with the open-set rule."""
-    assert len(errors) == len(names), "scores and class names come from different class sets"
-    scores = np.array(errors, np.float32)              # (K,) a private copy
-    scores.setflags(write=False)
-    order = np.argsort(scores, kind="stable")[:2]
+    assert len(errors) == len(names), "errors and class names come from different class sets"
+    errors = np.array(errors, np.float32)              # (K,) a private copy
+    errors.setflags(write=False)
+    order = np.argsort(errors, kind="stable")[:2]
     best = int(order[0])
-    margin = float(scores[order[1]] - scores[best]) if len(order) > 1 else float("inf")
+    margin = float(errors[order[1]] - errors[best]) if len(order) > 1 else float("inf")
     if threshold is not None and margin < threshold:
-        return Prediction(NONE_LABEL, -1, scores, margin, ms, names, known=False)
-    return Prediction(names[best], best, scores, margin, ms, names)
+        return Prediction(NONE_LABEL, -1, errors, margin, ms, names, known=False)
+    return Prediction(names[best], best, errors, margin, ms, names)
 
 
 __all__ = ["NONE_LABEL", "Prediction", "ZeroShotRecognizer"]

@@ -66,7 +66,7 @@ class ActionStream:
                 manifest); other lengths are resampled to it by the recognizer's preprocessing.
             stride: frames between two scored windows (1 = score every frame once the window is full).
             smoothing: EMA factor in [0, 1) on the score vectors across scored windows:
-                `s = smoothing * s_prev + (1 - smoothing) * scores`; 0 = no smoothing.
+                `s = smoothing * s_prev + (1 - smoothing) * errors`; 0 = no smoothing.
             min_valid: fraction (0, 1] of a window's frames that must be valid for it to be scored.
             log_every: a WARNING on the first skipped frame and then once per `log_every` skips.
         Raises:
@@ -109,7 +109,7 @@ class ActionStream:
         self._buf.fill(0)
         self._valid.fill(False)
         self._steps = 0                                # frames in the current stream (next slot = steps % W)
-        self._ema: np.ndarray | None = None            # (K,) smoothed scores
+        self._ema: np.ndarray | None = None            # (K,) smoothed errors
         self._ema_classes: tuple[str, ...] = ()
         self._stats = StreamStats()
 
@@ -121,8 +121,8 @@ class ActionStream:
             frame: `(V, 3)` (one body) or `(M, V, 3)` float camera coordinates in the bundle's layout;
                 a joint at exactly 0 is missing; bodies beyond 2 are dropped (as in preprocessing).
         Returns:
-            The window's Prediction (scores smoothed when `smoothing > 0`; label, index and margin from
-            those scores; `latency_ms` this call's wall time), or None. Never raises for a bad frame.
+            The window's Prediction (errors smoothed when `smoothing > 0`; label, index and margin from
+            those errors; `latency_ms` this call's wall time), or None. Never raises for a bad frame.
         """
         start = time.perf_counter()
         slot = self._steps % self.window
@@ -155,9 +155,9 @@ class ActionStream:
                         st.windows_failed, e)
             return None
         st.windows_scored += 1
-        scores = self._smooth(pred)
+        errors = self._smooth(pred)
         ms = (time.perf_counter() - start) * 1e3
-        return _prediction(scores, pred.classes, ms, self.recognizer.open_set_threshold)
+        return _prediction(errors, pred.classes, ms, self.recognizer.open_set_threshold)
 
     def _store(self, frame, slot: int) -> str | None:
         """Write `frame` into `slot` (zeros when bad); return why it is bad, or None."""
@@ -197,12 +197,12 @@ class ActionStream:
     def _smooth(self, pred: Prediction) -> np.ndarray:
         """(K,) float32 EMA of the score vectors; restarts when the active classes change."""
         if self.smoothing == 0.0:
-            return pred.scores
+            return pred.errors
         if self._ema is None or self._ema_classes != pred.classes:
-            self._ema = np.array(pred.scores, np.float32)
+            self._ema = np.array(pred.errors, np.float32)
             self._ema_classes = pred.classes
         else:
-            self._ema = (self.smoothing * self._ema + (1.0 - self.smoothing) * pred.scores).astype(np.float32)
+            self._ema = (self.smoothing * self._ema + (1.0 - self.smoothing) * pred.errors).astype(np.float32)
         return self._ema
 
 

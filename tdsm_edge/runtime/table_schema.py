@@ -5,14 +5,14 @@ that class: a *class table* (one row per class; K, the class axis, is always fir
 names each table, its per-class dims (from the denoiser's config) and its dtype rule. Everything
 else is derived from it:
 
-    tdsm_edge/models/class_tables.py   the tables graph computes them (`TablesModule`) and `ClassTables` holds them
+    tdsm_edge/models/class_tables.py   the tables graph computes them (`ClassTablesGraph`) and `ClassTables` holds them
     tdsm_edge/models/folded.py         `FoldedScorer` checks its inputs with `check_tables`
     tdsm_edge/fastpath/tables.py       the GPU fast path checks and restacks them
     tdsm_edge/runtime/iospec.py        the scorer's and the tables graph's IO (`scorer_io`, `tables_io`)
     export/onnx_export.py              the export wrapper's named arguments (`table_names`)
 
 Adding a table means: one `TableSpec` line here, and the forward passes that compute
-(`TablesModule.forward`) and read it (`FoldedScorer`, the fast path, the pruning probe).
+(`ClassTablesGraph.forward`) and read it (`FoldedScorer`, the fast path, the pruning probe).
 
 Scales are stored as `1 + scale` (modulate is `x·(1+scale)+shift`), so the rows of a modulation
 table are (shift_msa, 1+scale_msa, gate_msa, shift_mlp, 1+scale_mlp, gate_mlp).

@@ -1,7 +1,7 @@
 """The PyTorch backend: the bundle's reference weights run by the folded scorer, on CPU or CUDA.
 
-    scorer = TorchScorer(manifest, device="auto")     # reference/ weights + tables.npz
-    errors = scorer.scores(z)                          # (B, Dz) float -> (B, K) float32, active classes
+    scorer = TorchBackend(manifest, device="auto")     # reference/ weights + tables.npz
+    errors = scorer.errors(z)                          # (B, Dz) float -> (B, K) float32, active classes
 
 The reference of the other backends (it is the model the graphs were exported from) and the fallback
 where neither TensorRT nor ONNX Runtime is installed. It reads the weights the bundle stores under
@@ -42,7 +42,7 @@ def resolve_device(device: str = "auto") -> str:
     return str(device)
 
 
-class TorchScorer:
+class TorchBackend:
     """The folded scorer over the bundle's reference weights (see the module docstring).
 
     Args:
@@ -114,7 +114,7 @@ class TorchScorer:
         graphs = self.cuda_graph or (self._fast is not None and self._fast.graphs is not None)
         return f"torch {name}, {self.precision}" + (", fast path" if self.fast else "") + (", CUDA graphs" if graphs else "")
 
-    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
+    def errors(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the classes of `snap` (default: the
         active classes now)."""
         import torch

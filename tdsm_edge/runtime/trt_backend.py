@@ -1,7 +1,7 @@
 """The TensorRT backend: a bundle's plans on the GPU (TensorRT 10.x, device buffers through cuda-python).
 
-    scorer = TrtScorer(manifest, cuda_graph=True)     # the scorer plan built for this TensorRT + GPU
-    errors = scorer.scores(z)                          # (B, Dz) float -> (B, K) float32, active classes
+    scorer = TrtBackend(manifest, cuda_graph=True)     # the scorer plan built for this TensorRT + GPU
+    errors = scorer.errors(z)                          # (B, Dz) float -> (B, K) float32, active classes
     z = TrtEncoder(manifest).features(x)               # (B, 3, T, V, M) float -> (B, Dz) float32
 
 Plan choice: the manifest's `plans` records (one per graph and build machine, see export/bundle.py);
@@ -103,7 +103,7 @@ def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
     return OpenPlan(engine, record, f"TensorRT {trt.__version__} on {gpu_name} (compute {cc})")
 
 
-class TrtScorer:
+class TrtBackend:
     """The bundle's scorer plan with its class tables resident on the device (see the module docstring).
 
     Args:
@@ -135,7 +135,7 @@ class TrtScorer:
     def device(self) -> str:
         return f"{self._where}, {self.manifest.precision}" + (", CUDA graphs" if self.cuda_graph else "")
 
-    def scores(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
+    def errors(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the classes of `snap` (default: the active
         classes now; lower = likelier)."""
         snap = snap or self.class_set.snapshot()  # one class set for the whole call, whatever other threads do

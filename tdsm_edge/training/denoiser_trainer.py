@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TextTables:
+class ClassTextTensors:
     """Class text as torch tensors indexed by GLOBAL class index."""
     fc: "object"     # (K, Dc) float32: global text feature per class
     fl: "object"     # (K, L, Dc) float32: local token features per class
     mask: "object"   # (K, L) bool: real tokens (None: no mask, the published behaviour)
 
     @classmethod
-    def from_class_text(cls, text, device: str = "cpu") -> "TextTables":
+    def from_class_text(cls, text, device: str = "cpu") -> "ClassTextTensors":
         import torch
 
         return cls(torch.from_numpy(np.ascontiguousarray(text.global_, np.float32)).to(device),
@@ -106,7 +106,7 @@ class Amp:
         return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
 
 
-def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: TextTables, cfg: RunConfig,
+def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: ClassTextTensors, cfg: RunConfig,
                amp: Amp | None = None) -> dict:
     """One optimisation step on (this rank's shard of) a batch; returns the loss terms as floats."""
     import torch
@@ -171,7 +171,7 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     stats = FeatureStats.fit(z_train) if cfg.train.standardize_features else FeatureStats.identity(z_train.shape[1])
     z_all = torch.from_numpy(stats.apply(z_train)).to(device)
     y_all = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
-    tables = TextTables.from_class_text(class_text, device)
+    tables = ClassTextTensors.from_class_text(class_text, device)
     model, schedule, opt, sched = build_training(cfg, device)
     amp = Amp(cfg.train.amp, device)
     start, history = 0, {"step": [], "loss": [], "diffusion": [], "triplet": []}

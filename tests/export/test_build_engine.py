@@ -17,7 +17,7 @@ pytest.importorskip("onnxscript")
 from export import build_engine, sources  # noqa: E402
 from export.bundle import ADDED_CLASSES  # noqa: E402
 from tdsm_edge.runtime.manifest import load_manifest  # noqa: E402
-from tdsm_edge.runtime.ort_backend import OrtScorer  # noqa: E402
+from tdsm_edge.runtime.ort_backend import OrtBackend  # noqa: E402
 from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
     ref = m.data["reference"]  # PyTorch weights for the runtime's torch backend, hashed like the graphs
     assert ref["encoder"] == "reference/encoder" and "reference/denoiser/model.safetensors" in m.data["files"]
     z = np.load(tiny_run / "ru5" / "seed1" / "features" / "ztest.npy")
-    scores = OrtScorer(out, threads=1).scores(z)
+    scores = OrtBackend(out, threads=1).errors(z)
     assert scores.shape == (len(z), 5)
     # the report's reduced-evaluation trade-off: plotted next to the bundle, printed as a table
     report = out.parent / (out.name + ".report")

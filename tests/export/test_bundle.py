@@ -21,7 +21,7 @@ from export.bundle_stage import BundleStage  # noqa: E402
 from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from tdsm_edge.models.class_tables import class_tables  # noqa: E402
 from tdsm_edge.runtime.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
-from tdsm_edge.runtime.ort_backend import OrtScorer, resolve_providers  # noqa: E402
+from tdsm_edge.runtime.ort_backend import OrtBackend, resolve_providers  # noqa: E402
 from tdsm_edge.runtime.table_schema import table_names  # noqa: E402
 from export.verify import verify_bundle  # noqa: E402
 from tdsm_edge.config import RunConfig, ScheduleConfig  # noqa: E402
@@ -106,34 +106,34 @@ def test_manifest_round_trips(built, tiny):
 
 
 def test_fp32_scores_equal_torch_for_any_batch_and_a_class_subset(built, stats, tiny):
-    scorer = OrtScorer(built[3]["fp32"].root, threads=1)
+    scorer = OrtBackend(built[3]["fp32"].root, threads=1)
     assert scorer.providers[0] == "CPUExecutionProvider" and scorer.classes == list(built[2].names)
     for B in (1, 7):  # 7 > the batch max 4: run in chunks
         z = tiny.features(B, seed=B).numpy()
-        got, ref = scorer.scores(z), reference(built, stats, z)
+        got, ref = scorer.errors(z), reference(built, stats, z)
         assert got.shape == (B, K) and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=0)
     z = tiny.features(5, seed=9).numpy()
     ref = reference(built, stats, z)
     assert scorer.select(["class 3", "class 0", 5]) == ["class 3", "class 0", "class 5"]
-    np.testing.assert_allclose(scorer.scores(z), ref[:, [3, 0, 5]], rtol=1e-4, atol=0)
+    np.testing.assert_allclose(scorer.errors(z), ref[:, [3, 0, 5]], rtol=1e-4, atol=0)
     with pytest.raises(InputError, match="unknown classes"):
         scorer.select(["class 3", "kick"])
     with pytest.raises(InputError, match="z must be"):
-        scorer.scores(np.zeros((2, tiny.cfg.z_dim + 1), np.float32))
+        scorer.errors(np.zeros((2, tiny.cfg.z_dim + 1), np.float32))
     scorer.select(None)
-    assert scorer.scores(z).shape == (5, K)
+    assert scorer.errors(z).shape == (5, K)
 
 
 def test_fp16_bundle_agrees_on_top1_with_a_fixed_batch(built, stats, tiny):
-    scorer = OrtScorer(built[3]["fp16"].root, threads=1)
+    scorer = OrtBackend(built[3]["fp16"].root, threads=1)
     assert scorer.batch.fixed and scorer.batch.max == 4
     z = tiny.features(203, seed=11).numpy()  # 50 full batches + 3 samples padded to the fixed batch
-    got, ref = scorer.scores(z), reference(built, stats, z)
+    got, ref = scorer.errors(z), reference(built, stats, z)
     assert got.shape == (203, K) and got.dtype == np.float32
     assert (got.argmin(1) == ref.argmin(1)).mean() >= 0.99
     assert not np.array_equal(got, ref)  # really ran in fp16
-    np.testing.assert_allclose(scorer.scores(z[:3]), got[:3], rtol=0, atol=0)  # padding does not leak
+    np.testing.assert_allclose(scorer.errors(z[:3]), got[:3], rtol=0, atol=0)  # padding does not leak
 
 
 def test_verify_reports_and_fails_when_the_bundle_is_off(built, stats, tiny):
@@ -155,7 +155,7 @@ def test_tampered_file_is_refused_with_the_rebuild_command(built, tmp_path):
     tables = dict(np.load(path / "tables.npz"))
     tables["ada_x"][0, 0, 0, 0] += 1e-3
     np.savez(path / "tables.npz", **tables)
-    for load in (load_manifest, OrtScorer):
+    for load in (load_manifest, OrtBackend):
         with pytest.raises(BundleError, match=r"tables.npz has sha256 .* the manifest records") as e:
             load(path)
         assert "Rebuild the bundle with: python -m export.build_engine --run runs/x/ru5/seed1" in str(e.value)
@@ -179,7 +179,7 @@ def test_mismatched_manifest_is_refused(built, tmp_path):
     edit_manifest(path, lambda m: m["io"]["graphs"]["scorer"]["inputs"][0].update(dims=["batch", 99]))
     load_manifest(path)  # consistent on its own …
     with pytest.raises(BundleError, match=r"does not match the manifest's IO spec: input 'z' has dims \['batch', 16\]"):
-        OrtScorer(path, threads=1)  # … but not with the graph
+        OrtBackend(path, threads=1)  # … but not with the graph
     (path / "manifest.json").write_text(original)
     edit_manifest(path, lambda m: m["io"]["graphs"]["scorer"]["inputs"][4]["dims"].__setitem__(1, 3))
     with pytest.raises(BundleError, match="class table 'ada_x'"):
@@ -202,10 +202,10 @@ def test_plan_compatibility_names_the_rebuild_command(built):
 
 def test_loading_never_imports_torch(built):
     code = ("import sys, numpy as np\n"
-            "from tdsm_edge.runtime.ort_backend import OrtScorer\nfrom tdsm_edge.runtime.manifest import load_manifest\n"
+            "from tdsm_edge.runtime.ort_backend import OrtBackend\nfrom tdsm_edge.runtime.manifest import load_manifest\n"
             f"m = load_manifest({str(built[3]['fp32'].root)!r})\n"
-            f"s = OrtScorer({str(built[3]['fp32'].root)!r}, threads=1)\n"
-            "assert s.scores(np.ones((3, s.z_dim), np.float32)).shape == (3, len(m.class_names))\n"
+            f"s = OrtBackend({str(built[3]['fp32'].root)!r}, threads=1)\n"
+            "assert s.errors(np.ones((3, s.z_dim), np.float32)).shape == (3, len(m.class_names))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

@@ -39,7 +39,7 @@ def test_calibrate_uses_validation_and_judges_on_test():
         z[:, 0] = labels
         return z, np.asarray(labels)
 
-    def scores(z):  # a fake scorer: column k is low for the class indices[k]
+    def errors(z):  # a fake scorer: column k is low for the class indices[k]
         e = 1.0 + 0.01 * rng.uniform(size=(len(z), 2))
         for r, g in enumerate(z[:, 0].astype(int)):
             if g in indices:
@@ -48,14 +48,14 @@ def test_calibrate_uses_validation_and_judges_on_test():
 
     val = sample([7, 3] * 50 + [1, 2] * 50)
     test = sample([7, 3] * 40 + [5] * 40)
-    rec = calibrate(scores, indices, val, test, accept=0.95)
+    rec = calibrate(errors, indices, val, test, accept=0.95)
     assert rec["calibrated_on"] == "validation" and rec["calibration_samples"] == 100 and rec["num_classes"] == 2
     assert 0.25 < rec["threshold"] < 0.35
     t = rec["test"]
     assert t["in_set_samples"] == 80 and t["accuracy"] == 1.0 and t["in_set_accepted"] >= 0.85
     assert t["out_of_set_samples"] == 40 and t["out_of_set_rejected"] == 1.0
-    rec = calibrate(scores, indices, None, test)  # no validation split: calibrated on test, and says so
+    rec = calibrate(errors, indices, None, test)  # no validation split: calibrated on test, and says so
     assert rec["calibrated_on"] == "test"
-    assert calibrate(scores, indices, None, None) is None
-    out = evaluate_threshold(np.inf, scores(test[0][:4]), np.array([0, 1, 0, 1]))
+    assert calibrate(errors, indices, None, None) is None
+    out = evaluate_threshold(np.inf, errors(test[0][:4]), np.array([0, 1, 0, 1]))
     assert out["in_set_accepted"] == 0.0 and out["accuracy_accepted"] == 0.0

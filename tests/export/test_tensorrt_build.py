@@ -20,8 +20,8 @@ import pytest
 
 from export import tensorrt_build as tb
 from tdsm_edge.runtime import cuda_memory  # noqa: E402
-from export.tensorrt_build import (TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes,
-                                   tensorrt_available)
+from export.tensorrt_build import TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes
+from tdsm_edge.runtime.trt_engine import tensorrt_available
 from tdsm_edge.runtime import trt_engine
 from tdsm_edge.runtime.cuda_memory import _ok, cuda_device_count
 from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
@@ -34,8 +34,8 @@ RECORD = dict(file="scorer_fp16.trt10.3.0.plan", tensorrt_version="10.3.0", gpu_
 
 # ---------------------------------------------------------------- no TensorRT needed
 def test_module_imports_without_tensorrt_or_torch():
-    code = ("import sys; sys.modules['tensorrt'] = None; import export.tensorrt_build as m, export.triton; "
-            "assert not m.tensorrt_available(); assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    code = ("import sys; sys.modules['tensorrt'] = None; import export.tensorrt_build, export.triton; "
+            "from tdsm_edge.runtime.trt_engine import tensorrt_available; assert not tensorrt_available(); assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 

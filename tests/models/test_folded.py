@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from tdsm_edge.models.class_tables import ClassTables, TablesModule, class_tables
+from tdsm_edge.models.class_tables import ClassTables, ClassTablesGraph, class_tables
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.runtime.table_schema import TABLE_SPEC, table_names
 from tdsm_edge.config import ScheduleConfig
@@ -124,6 +124,6 @@ def test_inputs_are_validated(tiny, stats):
     with pytest.raises(ConfigError):  # no pretend-fp32 from fp16 weights
         copy.deepcopy(scorer).to_precision_("fp16").to_precision_("fp32")
     with pytest.raises(ConfigError):
-        TablesModule(model, tiny.t, "int8")
+        ClassTablesGraph(model, tiny.t, "int8")
     with pytest.raises(InputError):
         class_tables(model, torch.zeros(3, 5), torch.zeros(3, 6, 5), None, tiny.t)

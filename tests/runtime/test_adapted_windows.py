@@ -52,9 +52,9 @@ def test_adapted_mediapipe_window_predicts_and_ignores_the_shift(rec, runtime_bu
             np.testing.assert_allclose(window[ok, i] - window[ok, 0], ntu[ok, i] - ntu[ok][:, [12, 16]].mean(1),
                                        atol=1e-5)                          # relative to SpineBase = mid-hip
         pred = rec.predict(window)
-        assert pred.label in rec.classes and np.isfinite(pred.scores).all() and pred.margin >= 0
+        assert pred.label in rec.classes and np.isfinite(pred.errors).all() and pred.margin >= 0
         moved = rec.predict(to_ntu25(mp, "mediapipe33", confidence=vis, shift=(0.7, -1.2, 4.5)))
-        np.testing.assert_allclose(moved.scores, pred.scores, rtol=1e-4, atol=0)
+        np.testing.assert_allclose(moved.errors, pred.errors, rtol=1e-4, atol=0)
 
 
 def test_adapted_coco_frames_stream_and_batch(rec, runtime_bundle):
@@ -64,8 +64,8 @@ def test_adapted_coco_frames_stream_and_batch(rec, runtime_bundle):
     preds = rec.predict_batch(windows)
     for w, p in zip(windows, preds):
         assert not w[:, [NTU25.index("HandLeft"), NTU25.index("FootRight")]].any()
-        assert p.label in rec.classes and np.isfinite(p.scores).all()
-        np.testing.assert_allclose(rec.predict(w).scores, p.scores, rtol=1e-5, atol=0)
+        assert p.label in rec.classes and np.isfinite(p.errors).all()
+        np.testing.assert_allclose(rec.predict(w).errors, p.errors, rtol=1e-5, atol=0)
     stream = ActionStream(rec, stride=4)
     p, c = coco[0]
     c[3] = 0.0                                                             # one frame with nothing confident

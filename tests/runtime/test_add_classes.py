@@ -76,7 +76,7 @@ def test_add_classes_scores_old_classes_as_before_and_new_ones_as_pytorch(text_b
     ref_new = text_bundle.errors(z, text_bundle.class_text(NEW, NEW_DESC))  # the torch reference, new classes
     np.testing.assert_allclose(after[:, len(old):], ref_new, rtol=RTOL, atol=0)
     preds = rec.predict_batch(raw)
-    assert all(p.scores.shape == (len(old) + 3,) and p.label in rec.classes for p in preds)
+    assert all(p.errors.shape == (len(old) + 3,) and p.label in rec.classes for p in preds)
     assert rec.set_active_classes([NEW[1], old[0]]) == [NEW[1], old[0]]
     np.testing.assert_allclose(rec.score_features(z), after[:, [len(old) + 1, 0]], rtol=1e-6, atol=0)
     rec.set_active_classes(None)
@@ -100,7 +100,7 @@ def test_add_classes_never_imports_torch(text_bundle, runtime_bundle, tmp_path):
             "rec = ZeroShotRecognizer.load(sys.argv[1], threads=1)\n"
             "names = rec.add_classes(json.loads(sys.argv[3]), json.loads(sys.argv[4]))\n"
             "pred = rec.predict(np.load(sys.argv[2]))\n"
-            "assert pred.scores.shape == (len(names),), pred\n"
+            "assert pred.errors.shape == (len(names),), pred\n"
             "heavy = {'torch', 'tokenizers', 'transformers'} & set(sys.modules)\n"
             "assert not heavy, heavy\n"
             "print(len(names))\n")

@@ -23,7 +23,7 @@ def test_predictions_belong_to_one_class_snapshot_while_classes_change(text_bund
     windows = runtime_bundle.windows(per_class=2, seed=5)                  # (10, 2, T, V, 3)
     ref = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     ref.add_classes([n for n, _ in NEW], [d for _, d in NEW])
-    want = {i: dict(zip(ref.classes, p.scores)) for i, p in enumerate(ref.predict_batch(list(windows)))}
+    want = {i: dict(zip(ref.classes, p.errors)) for i, p in enumerate(ref.predict_batch(list(windows)))}
 
     rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     stop = threading.Event()
@@ -77,9 +77,9 @@ def test_predictions_belong_to_one_class_snapshot_while_classes_change(text_bund
     assert changes["add"] == len(NEW) and changes["select"] > 100 and len(seen) > 300, (changes, len(seen))
     torn = []
     for i, p in seen:
-        ok = (len(p.scores) == len(p.classes) and p.index == int(np.argmin(p.scores)) and p.label == p.classes[p.index]
-              and np.allclose(p.scores, [want[i][c] for c in p.classes], rtol=1e-5, atol=1e-6))
+        ok = (len(p.errors) == len(p.classes) and p.index == int(np.argmin(p.errors)) and p.label == p.classes[p.index]
+              and np.allclose(p.errors, [want[i][c] for c in p.classes], rtol=1e-5, atol=1e-6))
         if not ok:
-            torn.append((i, p.label, p.classes, p.scores))
+            torn.append((i, p.label, p.classes, p.errors))
     assert not torn, f"{len(torn)} of {len(seen)} predictions mix class sets, e.g. {torn[0]}"
     assert len({p.classes for _, p in seen}) > 50  # the class set really changed under the predictions

@@ -132,8 +132,8 @@ def _valid(p, classes: list[str]) -> None:
     K = len(classes)
     assert isinstance(p, Prediction)
     assert p.classes == tuple(classes) and p.label == classes[p.index]
-    assert p.scores.shape == (K,) and p.scores.dtype == np.float32 and np.isfinite(p.scores).all()
-    assert p.index == int(np.argmin(p.scores))
+    assert p.errors.shape == (K,) and p.errors.dtype == np.float32 and np.isfinite(p.errors).all()
+    assert p.index == int(np.argmin(p.errors))
     assert p.margin >= 0 and (np.isfinite(p.margin) or K == 1)
     assert np.isfinite(p.latency_ms) and p.latency_ms >= 0
 
@@ -264,7 +264,7 @@ def test_topk_gives_the_k_best_or_input_error(rec, good, k):
         assert top is None
     if top is not None:
         assert len(top) == min(int(k), len(p.classes)) >= 1
-        assert top[0] == (p.label, float(p.scores[p.index]))
+        assert top[0] == (p.label, float(p.errors[p.index]))
         assert [s for _, s in top] == sorted(s for _, s in top)
 
 

@@ -32,21 +32,21 @@ def test_predictions_equal_the_pytorch_path(rec, runtime_bundle):
     listed = rec.predict_batch(list(raw))  # a list of (M, T, V, 3) windows
     singles = [rec.predict(w) for w in raw[:3]]
     assert len(batch) == len(listed) == len(raw)
-    got = np.stack([p.scores for p in batch])
+    got = np.stack([p.errors for p in batch])
     assert got.dtype == np.float32 and got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=RTOL, atol=0)
-    np.testing.assert_allclose(np.stack([p.scores for p in listed]), ref, rtol=RTOL, atol=0)
-    np.testing.assert_allclose(np.stack([p.scores for p in singles]), ref[:3], rtol=RTOL, atol=0)
+    np.testing.assert_allclose(np.stack([p.errors for p in listed]), ref, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(np.stack([p.errors for p in singles]), ref[:3], rtol=RTOL, atol=0)
     assert [p.index for p in batch] == ref.argmin(1).tolist()
     for p, r in zip(batch, ref):
         assert isinstance(p, Prediction) and p.label == rec.classes[p.index] and p.latency_ms > 0
         s = np.sort(r)
         assert p.margin >= 0 and p.margin == pytest.approx(s[1] - s[0], rel=1e-3, abs=1e-6)
         top = p.topk(3)
-        assert [n for n, _ in top] == [rec.classes[i] for i in np.argsort(p.scores)[:3]] and top[0][0] == p.label
+        assert [n for n, _ in top] == [rec.classes[i] for i in np.argsort(p.errors)[:3]] and top[0][0] == p.label
         assert len(p.topk(99)) == len(rec.classes)
     with pytest.raises(ValueError):
-        batch[0].scores[0] = 0.0  # a prediction's scores are read-only
+        batch[0].errors[0] = 0.0  # a prediction's scores are read-only
     assert rec.predict_batch([]) == []
 
 
@@ -66,25 +66,25 @@ def test_score_features_equal_the_pytorch_scorer(rec, runtime_bundle):
 def test_window_forms_give_the_same_prediction(rec, runtime_bundle):
     w = runtime_bundle.windows(per_class=1, seed=5)[0]  # (2, T, V, 3); synthact's body 1 is zeros here
     assert not w[1].any()
-    want = rec.predict(w).scores
-    np.testing.assert_array_equal(rec.predict(w[0]).scores, want)  # (T, V, 3): one body
-    np.testing.assert_array_equal(rec.predict(w.astype(np.float64)).scores, want)  # float64 is cast
+    want = rec.predict(w).errors
+    np.testing.assert_array_equal(rec.predict(w[0]).errors, want)  # (T, V, 3): one body
+    np.testing.assert_array_equal(rec.predict(w.astype(np.float64)).errors, want)  # float64 is cast
     fortran = np.asfortranarray(w)
     assert not fortran.flags.c_contiguous
-    np.testing.assert_array_equal(rec.predict(fortran).scores, want)
+    np.testing.assert_array_equal(rec.predict(fortran).errors, want)
     strided = np.repeat(w, 2, axis=1)[:, ::2]  # a non-contiguous view equal to w
-    np.testing.assert_array_equal(rec.predict(strided).scores, want)
+    np.testing.assert_array_equal(rec.predict(strided).errors, want)
 
 
 def test_active_class_subset_equals_those_columns(runtime_bundle):
     rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)  # its own: the subset is state
     raw = runtime_bundle.windows(per_class=1, seed=9)
-    full = np.stack([p.scores for p in rec.predict_batch(raw)])
+    full = np.stack([p.errors for p in rec.predict_batch(raw)])
     names = rec.classes
     pick = [names[3], names[0]]
     assert rec.set_active_classes(pick) == pick and rec.classes == pick and rec.all_classes == names
     sub = rec.predict_batch(raw)
-    np.testing.assert_allclose(np.stack([p.scores for p in sub]), full[:, [3, 0]], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(np.stack([p.errors for p in sub]), full[:, [3, 0]], rtol=1e-6, atol=0)
     assert all(p.label in pick and p.classes == tuple(pick) for p in sub)
     assert rec.score_features(runtime_bundle.features(raw)).shape == (len(raw), 2)
     with pytest.raises(InputError, match="unknown classes \\['kick'\\]: this bundle holds only") as e:
@@ -170,7 +170,7 @@ def test_runtime_never_imports_torch(runtime_bundle):
             "assert ZeroShotRecognizer is tdsm_edge.runtime.ZeroShotRecognizer\n"
             f"rec = tdsm_edge.runtime.ZeroShotRecognizer.load({str(runtime_bundle.dir)!r}, threads=1)\n"
             f"pred = rec.predict(np.load({str(npy)!r}))\n"
-            "assert pred.label in rec.classes and pred.scores.shape == (len(rec.classes),)\n"
+            "assert pred.label in rec.classes and pred.errors.shape == (len(rec.classes),)\n"
             "from tdsm_edge import ActionStream\n"
             "stream = ActionStream(rec, stride=4)\n"
             f"preds = [stream.push(f) for f in np.load({str(npy)!r}).transpose(1, 0, 2, 3)]\n"
@@ -195,7 +195,7 @@ def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_pat
     assert rec.set_open_set(threshold=thr) == thr
     got = rec.predict_batch(raw)
     for p, q in zip(got, plain):
-        np.testing.assert_array_equal(p.scores, q.scores)
+        np.testing.assert_array_equal(p.errors, q.errors)
         if q.margin < thr:
             assert (p.label, p.index, p.known) == (NONE_LABEL, -1, False)
         else:
@@ -218,32 +218,32 @@ def test_open_set_answers_none_of_these_below_the_margin(runtime_bundle, tmp_pat
 
 def test_io_binding_path_equals_plain_feeds(runtime_bundle):
     """The GPU path (tables bound once as OrtValues, re-bound after a class change), exercised on the CPU."""
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtBackend
 
-    plain, bound = OrtScorer(runtime_bundle.dir, threads=1), OrtScorer(runtime_bundle.dir, threads=1, io_binding=True)
+    plain, bound = OrtBackend(runtime_bundle.dir, threads=1), OrtBackend(runtime_bundle.dir, threads=1, io_binding=True)
     assert not plain.io_binding and bound.io_binding  # auto: off on the CPU provider
     z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=2))
-    np.testing.assert_array_equal(bound.scores(z), plain.scores(z))
+    np.testing.assert_array_equal(bound.errors(z), plain.errors(z))
     first = bound._bound[1]
-    np.testing.assert_array_equal(bound.scores(z[:3]), plain.scores(z[:3]))
+    np.testing.assert_array_equal(bound.errors(z[:3]), plain.errors(z[:3]))
     assert bound._bound[1] is first  # not re-uploaded for the same class set
     names = plain.classes
     bound.select([names[4], names[1]])
-    np.testing.assert_array_equal(bound.scores(z), plain.scores(z)[:, [4, 1]])
+    np.testing.assert_array_equal(bound.errors(z), plain.errors(z)[:, [4, 1]])
 
 
 def test_row_bounded_chunks_equal_one_call(runtime_bundle):
     """The CPU default cuts a batch into chunks of <= max_rows scoring rows (B·K·J): same scores."""
     from tdsm_edge.runtime.batching import CPU_MAX_ROWS
-    from tdsm_edge.runtime.ort_backend import OrtScorer
+    from tdsm_edge.runtime.ort_backend import OrtBackend
 
-    one, small = OrtScorer(runtime_bundle.dir, threads=1, max_rows=10**9), OrtScorer(runtime_bundle.dir, threads=1,
+    one, small = OrtBackend(runtime_bundle.dir, threads=1, max_rows=10**9), OrtBackend(runtime_bundle.dir, threads=1,
                                                                                        max_rows=7)
-    assert OrtScorer(runtime_bundle.dir, threads=1).max_rows == CPU_MAX_ROWS  # the CPU provider's default
+    assert OrtBackend(runtime_bundle.dir, threads=1).max_rows == CPU_MAX_ROWS  # the CPU provider's default
     z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=3))
     K, J = len(one.classes), one.num_noises
     assert 7 < K * J  # so every chunk is a single sample here
     assert [n for n, _ in small.feeds(z)] == [1] * len(z)
-    np.testing.assert_allclose(small.scores(z), one.scores(z), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(small.errors(z), one.errors(z), rtol=1e-6, atol=0)
     with pytest.raises(ConfigError, match="max_rows must be a positive int"):
-        OrtScorer(runtime_bundle.dir, max_rows=0)
+        OrtBackend(runtime_bundle.dir, max_rows=0)

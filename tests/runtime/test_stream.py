@@ -44,7 +44,7 @@ def test_windows_complete_on_schedule_and_equal_predict(rec, runtime_bundle, fra
     assert list(preds) == [W + i * stride for i in range(4)]
     for t, p in preds.items():
         ref = rec.predict(frames[:, t - W:t])  # the same frames as one (M, W, V, 3) window
-        np.testing.assert_allclose(p.scores, ref.scores, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(p.errors, ref.errors, rtol=1e-6, atol=0)
         assert (p.label, p.index) == (ref.label, ref.index) and p.classes == tuple(rec.classes)
         assert p.margin == pytest.approx(ref.margin, rel=1e-5, abs=1e-7) and p.latency_ms > 0
     s = stream.stats
@@ -57,7 +57,7 @@ def test_one_body_frames_equal_a_one_body_window(rec, runtime_bundle, frames):
     preds = _push_all(stream, frames[0, :W + 4])  # (V, 3) frames
     assert list(preds) == [W, W + 4]
     for t, p in preds.items():
-        np.testing.assert_allclose(p.scores, rec.predict(frames[0, t - W:t]).scores, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(p.errors, rec.predict(frames[0, t - W:t]).errors, rtol=1e-6, atol=0)
 
 
 def test_smoothing_is_an_ema_of_the_score_vectors(rec, runtime_bundle, frames):
@@ -65,17 +65,17 @@ def test_smoothing_is_an_ema_of_the_score_vectors(rec, runtime_bundle, frames):
     n = W + 5 * stride
     preds = _push_all(ActionStream(rec, stride=stride, smoothing=a), frames[:, :n].transpose(1, 0, 2, 3))
     assert len(preds) == 6
-    raw = [rec.predict(frames[:, t - W:t]).scores.astype(np.float64) for t in preds]
+    raw = [rec.predict(frames[:, t - W:t]).errors.astype(np.float64) for t in preds]
     ema = raw[0]
     for i, p in enumerate(preds.values()):
         if i:
             ema = a * ema + (1 - a) * raw[i]
-        np.testing.assert_allclose(p.scores, ema, rtol=1e-5, atol=1e-7)
-        assert p.index == int(np.argmin(p.scores)) and p.label == rec.classes[p.index]
-        s = np.sort(p.scores)
+        np.testing.assert_allclose(p.errors, ema, rtol=1e-5, atol=1e-7)
+        assert p.index == int(np.argmin(p.errors)) and p.label == rec.classes[p.index]
+        s = np.sort(p.errors)
         assert p.margin == pytest.approx(float(s[1] - s[0]), rel=1e-5, abs=1e-7)
     # smoothing really changes something: a later smoothed vector differs from its raw scores
-    assert not np.allclose(list(preds.values())[-1].scores, raw[-1], rtol=1e-4, atol=0)
+    assert not np.allclose(list(preds.values())[-1].errors, raw[-1], rtol=1e-4, atol=0)
 
 
 def test_bad_frames_are_counted_logged_and_stored_as_missing(rec, runtime_bundle, frames, caplog):
@@ -96,7 +96,7 @@ def test_bad_frames_are_counted_logged_and_stored_as_missing(rec, runtime_bundle
     assert len(warnings) == 3  # skips 1, 3 and 6 of 7 (log_every=3)
     expect = frames[:, :W].copy()  # the bad frames as missing (all zeros)
     expect[:, sorted(bad)] = 0
-    np.testing.assert_allclose(preds[W].scores, rec.predict(expect).scores, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(preds[W].errors, rec.predict(expect).errors, rtol=1e-6, atol=0)
 
 
 def test_windows_with_too_few_valid_frames_are_not_scored(rec, runtime_bundle, frames):
@@ -123,7 +123,7 @@ def test_reset_clears_frames_smoothing_and_stats(rec, runtime_bundle, frames):
     again = _push_all(stream, seq[W - 1:])
     assert [t + W - 1 for t in again] == list(first)
     for a, b in zip(first.values(), again.values()):  # the same smoothed scores: the EMA restarted too
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(a.errors, b.errors, rtol=1e-6, atol=0)
 
 
 def test_bad_arguments_are_config_errors(rec):

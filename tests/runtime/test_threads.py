@@ -39,7 +39,7 @@ def _run(rec: ZeroShotRecognizer, call: tuple[str, np.ndarray]) -> np.ndarray:
     if kind == "predict":
         p = rec.predict(x)
         assert p.label == rec.classes[p.index]
-        return p.scores                                                     # (K,)
+        return p.errors                                                     # (K,)
     return rec.score_features(x)                                           # (B, K)
 
 

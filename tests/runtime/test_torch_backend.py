@@ -25,9 +25,9 @@ def test_torch_backend_equals_onnxruntime_and_the_training_path(torch_rec, runti
     assert torch_rec.backend == "torch" and "torch cpu, fp32" in torch_rec._scorer.device
     raw = runtime_bundle.windows(per_class=2, seed=11)
     ref = runtime_bundle.reference(raw)  # (N, K) the training-side scorer
-    got = np.stack([p.scores for p in torch_rec.predict_batch(raw)])
+    got = np.stack([p.errors for p in torch_rec.predict_batch(raw)])
     np.testing.assert_allclose(got, ref, rtol=RTOL, atol=0)
-    np.testing.assert_allclose(got, np.stack([p.scores for p in ort.predict_batch(raw)]), rtol=RTOL, atol=0)
+    np.testing.assert_allclose(got, np.stack([p.errors for p in ort.predict_batch(raw)]), rtol=RTOL, atol=0)
     z = runtime_bundle.features(raw)
     np.testing.assert_allclose(torch_rec.score_features(z), ort.score_features(z), rtol=RTOL, atol=0)
     assert torch_rec.score_features(z[:0]).shape == (0, len(torch_rec.classes))
@@ -106,16 +106,16 @@ def test_cuda_graph_replay_equals_eager_on_gpu(runtime_bundle):
 def test_fast_path_on_cpu_equals_onnxruntime(runtime_bundle):
     """The GPU fast path's layout and fused-kernel fallbacks (fp32 on the CPU) inside the torch backend."""
     from tdsm_edge.runtime.manifest import load_manifest
-    from tdsm_edge.runtime.torch_backend import TorchScorer
+    from tdsm_edge.runtime.torch_backend import TorchBackend
 
-    fast = TorchScorer(load_manifest(runtime_bundle.dir), device="cpu", threads=1, fast=True)
+    fast = TorchBackend(load_manifest(runtime_bundle.dir), device="cpu", threads=1, fast=True)
     assert fast.fast and "fast path" in fast.device
     ort = ZeroShotRecognizer.load(runtime_bundle.dir, backend="onnxruntime", threads=1)
     z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=8))
-    np.testing.assert_allclose(fast.scores(z), ort.score_features(z), rtol=RTOL, atol=0)
+    np.testing.assert_allclose(fast.errors(z), ort.score_features(z), rtol=RTOL, atol=0)
     names = fast.class_set.names
     fast.class_set.select([names[3], names[0]])
-    np.testing.assert_allclose(fast.scores(z), ort.score_features(z)[:, [3, 0]], rtol=RTOL, atol=0)
+    np.testing.assert_allclose(fast.errors(z), ort.score_features(z)[:, [3, 0]], rtol=RTOL, atol=0)
 
 
 def test_row_bounded_chunks_equal_one_call(runtime_bundle):
@@ -123,18 +123,18 @@ def test_row_bounded_chunks_equal_one_call(runtime_bundle):
     Runtime does: same scores, one sample per chunk when K·J exceeds the limit."""
     from tdsm_edge.runtime.batching import CPU_MAX_ROWS
     from tdsm_edge.runtime.manifest import load_manifest
-    from tdsm_edge.runtime.torch_backend import TorchScorer
+    from tdsm_edge.runtime.torch_backend import TorchBackend
 
     manifest = load_manifest(runtime_bundle.dir)
-    one = TorchScorer(manifest, device="cpu", threads=1, max_rows=10**9)
-    small = TorchScorer(manifest, device="cpu", threads=1, max_rows=7)
-    assert TorchScorer(manifest, device="cpu", threads=1).max_rows == CPU_MAX_ROWS
+    one = TorchBackend(manifest, device="cpu", threads=1, max_rows=10**9)
+    small = TorchBackend(manifest, device="cpu", threads=1, max_rows=7)
+    assert TorchBackend(manifest, device="cpu", threads=1).max_rows == CPU_MAX_ROWS
     z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=3))
     assert 7 < len(one.class_set.names) * one.num_noises and len(z) > 1
     calls = []
     real = small._call
     small._call = lambda zt, *a: calls.append(len(zt)) or real(zt, *a)
-    np.testing.assert_allclose(small.scores(z), one.scores(z), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(small.errors(z), one.errors(z), rtol=1e-6, atol=0)
     assert calls == [1] * len(z)
     with pytest.raises(ConfigError, match="max_rows must be a positive int"):
-        TorchScorer(manifest, device="cpu", max_rows=0)
+        TorchBackend(manifest, device="cpu", max_rows=0)

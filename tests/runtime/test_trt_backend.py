@@ -26,8 +26,8 @@ from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, 
 from tdsm_edge.runtime import ZeroShotRecognizer, cuda_memory
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, IOSpec
 from tdsm_edge.runtime.manifest import MANIFEST, Manifest, load_manifest
-from tdsm_edge.runtime.ort_backend import OrtScorer
-from tdsm_edge.runtime.trt_backend import TrtScorer, rebuild_command
+from tdsm_edge.runtime.ort_backend import OrtBackend
+from tdsm_edge.runtime.trt_backend import TrtBackend, rebuild_command
 from export.bundle_stage import seal_manifest
 
 RTOL, ATOL = 1e-6, 1e-7
@@ -112,7 +112,7 @@ def test_tensorrt_backend_equals_onnxruntime_end_to_end(fakes, bundle, runtime_b
     assert trt_rec._scorer.device == "TensorRT 10.3.0 on NVIDIA Fake GPU (compute 8.7), fp32"
     raw = runtime_bundle.windows(per_class=2, seed=3)  # 10 windows; the plans take batches of 1..4
     got, want = trt_rec.predict_batch(raw), ort_rec.predict_batch(raw)
-    np.testing.assert_allclose(np.stack([p.scores for p in got]), np.stack([p.scores for p in want]),
+    np.testing.assert_allclose(np.stack([p.errors for p in got]), np.stack([p.errors for p in want]),
                                rtol=RTOL, atol=ATOL)
     assert [p.label for p in got] == [p.label for p in want]
     x = m.io.graphs["encoder"].input_names[0]
@@ -124,30 +124,30 @@ def test_tensorrt_backend_equals_onnxruntime_end_to_end(fakes, bundle, runtime_b
 def test_batches_are_cut_to_the_plan_profile(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer", "batch": (2, 2, 3)})
-    scorer, ort = TrtScorer(m), OrtScorer(m, "cpu", 1)
-    np.testing.assert_allclose(scorer.scores(z[:7]), ort.scores(z[:7]), rtol=RTOL, atol=ATOL)
+    scorer, ort = TrtBackend(m), OrtBackend(m, "cpu", 1)
+    np.testing.assert_allclose(scorer.errors(z[:7]), ort.errors(z[:7]), rtol=RTOL, atol=ATOL)
     assert executed(f, "scorer", "z") == [3, 3, 2]  # 7 = 3 + 3 + 1 zero-padded up to the min 2
-    np.testing.assert_allclose(scorer.scores(z[:1]), ort.scores(z[:1]), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(scorer.errors(z[:1]), ort.errors(z[:1]), rtol=RTOL, atol=ATOL)
     assert executed(f, "scorer", "z")[-1] == 2
-    assert scorer.scores(z[:0]).shape == (0, 5)
+    assert scorer.errors(z[:0]).shape == (0, 5)
     with pytest.raises(InputError, match="Dz"):
-        scorer.scores(z[:, :3])
+        scorer.errors(z[:, :3])
 
 
 def test_class_tables_go_to_the_device_once_per_class_set_version(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer"})
-    scorer = TrtScorer(m)
-    full = OrtScorer(m, "cpu", 1).scores(z)
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
     tables = m.io.graphs["scorer"].input_names[1:]
     for _ in range(3):  # 10 rows: chunks of 4, 4, 2 per call
-        np.testing.assert_allclose(scorer.scores(z), full, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(scorer.errors(z), full, rtol=RTOL, atol=ATOL)
     up = uploads(f)
     assert up["z"] == 9 and {up[t] for t in tables} == {1}
     names = scorer.class_set.names
     scorer.class_set.select([names[3], names[0]])  # a new version: uploaded once more, then resident
     for _ in range(2):
-        np.testing.assert_allclose(scorer.scores(z), full[:, [3, 0]], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(scorer.errors(z), full[:, [3, 0]], rtol=RTOL, atol=ATOL)
     up = uploads(f)
     assert up["z"] == 15 and {up[t] for t in tables} == {2}
     assert f.rt.calls["cudaMalloc"] == len(tables) + 2  # buffers sized for the profile max once: never regrown
@@ -156,15 +156,15 @@ def test_class_tables_go_to_the_device_once_per_class_set_version(fakes, bundle,
 def test_each_thread_runs_its_own_context_and_stream_over_one_engine(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer"})
-    scorer = TrtScorer(m)
-    full = OrtScorer(m, "cpu", 1).scores(z)
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
     n, barrier, results, errors = 4, threading.Barrier(4), [], []
 
     def work():
         try:
             barrier.wait()
             for _ in range(3):
-                results.append(scorer.scores(z))
+                results.append(scorer.errors(z))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -190,26 +190,26 @@ def test_each_thread_runs_its_own_context_and_stream_over_one_engine(fakes, bund
 def test_more_classes_than_the_plan_profile_is_a_clear_error(fakes, bundle, z):
     fakes()
     m = bundle({"graph": "scorer"})  # classes 1..5, the bundle's
-    scorer = TrtScorer(m)
-    full = OrtScorer(m, "cpu", 1).scores(z)
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
     names = scorer.class_set.names
     rows = {n: t[:1] for n, t in scorer.class_set.snapshot().tables.items()}
     scorer.class_set.add(["wave twice"], rows)  # the sixth class, with class 0's rows
     with pytest.raises(ConfigError, match="6 classes are active but the TensorRT scorer plan .* at most 5") as e:
-        scorer.scores(z)
+        scorer.errors(z)
     assert rebuild_command(m) in str(e.value) and "--backend tensorrt" in rebuild_command(m)
     scorer.class_set.select(["wave twice", names[1]])
-    np.testing.assert_allclose(scorer.scores(z), full[:, [0, 1]], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(scorer.errors(z), full[:, [0, 1]], rtol=RTOL, atol=ATOL)
 
 
 def test_fewer_classes_than_the_profile_min_are_padded(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer", "classes": (3, 5, 5)})
-    scorer = TrtScorer(m)
-    full = OrtScorer(m, "cpu", 1).scores(z)
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
     names = scorer.class_set.names
     scorer.class_set.select([names[4], names[2]])
-    got = scorer.scores(z)
+    got = scorer.errors(z)
     assert got.shape == (len(z), 2)
     np.testing.assert_allclose(got, full[:, [4, 2]], rtol=RTOL, atol=ATOL)
     assert set(executed(f, "scorer", "ada_x")) == {3}  # padded up to the min, the extra columns dropped
@@ -220,33 +220,33 @@ def test_the_plan_built_for_this_machine_is_chosen(fakes, bundle):
     fakes()
     m = bundle({"graph": "scorer", "gpu_name": "Orin (nvgpu)"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
                {"graph": "scorer"})
-    assert TrtScorer(m).record["file"] == m.plans[2]["file"]
+    assert TrtBackend(m).record["file"] == m.plans[2]["file"]
 
 
 def test_incompatible_or_missing_plans_name_the_rebuild_command(fakes, bundle):
     fakes()
     orin = bundle({"graph": "scorer", "gpu_name": "Orin (nvgpu)"}, name="orin")
     with pytest.raises(EngineIncompatibleError, match="GPU: the plan was built with Orin") as e:
-        TrtScorer(orin)
+        TrtBackend(orin)
     assert rebuild_command(orin) in str(e.value)
     two = bundle({"graph": "scorer", "gpu_name": "Orin"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
                  name="two")
     with pytest.raises(EngineIncompatibleError, match="none of the bundle's 2 TensorRT plans") as e:
-        TrtScorer(two)
+        TrtBackend(two)
     assert "GPU:" in str(e.value) and "TensorRT version:" in str(e.value) and rebuild_command(two) in str(e.value)
     encoder_only = bundle({"graph": "encoder"}, name="encoder_only")
     with pytest.raises(ConfigError, match="no TensorRT plan for its scorer graph"):
-        TrtScorer(encoder_only)
+        TrtBackend(encoder_only)
     wrong_graph = bundle({"graph": "scorer", "onnx": "encoder"}, name="wrong")
     with pytest.raises(BundleError, match="does not fit the manifest's IO spec"):
-        TrtScorer(wrong_graph)
+        TrtBackend(wrong_graph)
 
 
 def test_another_tensorrt_version_is_refused(fakes, bundle):
     fakes(version="10.4.0")
     with pytest.raises(EngineIncompatibleError, match="TensorRT version: the plan was built with 10.3.0, this "
                                                       "machine has 10.4.0"):
-        TrtScorer(bundle({"graph": "scorer"}))
+        TrtBackend(bundle({"graph": "scorer"}))
 
 
 @pytest.mark.parametrize("devices", [0, "no-driver"])
@@ -254,7 +254,7 @@ def test_no_cuda_gpu_is_a_config_error_and_auto_moves_on(fakes, bundle, devices)
     fakes(devices=devices)
     m = bundle()
     with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
-        TrtScorer(m)
+        TrtBackend(m)
     assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
 
 
@@ -266,7 +266,7 @@ def test_real_cuda_python_without_a_gpu_lets_auto_move_on(bundle, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(fake_cudart()))  # the GPU check is cuda-python's
     m = bundle()
     with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
-        TrtScorer(m)
+        TrtBackend(m)
     assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
 
 
@@ -275,7 +275,7 @@ def test_both_cuda_python_import_paths(fakes, bundle, z, path):
     f = fakes(path=path)
     assert cuda_memory._cudart() is f.rt
     m = bundle({"graph": "scorer"})
-    np.testing.assert_allclose(TrtScorer(m).scores(z), OrtScorer(m, "cpu", 1).scores(z), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(TrtBackend(m).errors(z), OrtBackend(m, "cpu", 1).errors(z), rtol=RTOL, atol=ATOL)
     assert f.rt.calls["cudaStreamCreate"] == 1
 
 
@@ -283,26 +283,26 @@ def test_both_cuda_python_import_paths(fakes, bundle, z, path):
 def test_cuda_graph_is_captured_once_per_shape_and_replayed(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer"})
-    scorer = TrtScorer(m, cuda_graph=True)
+    scorer = TrtBackend(m, cuda_graph=True)
     assert scorer.device.endswith(", CUDA graphs")
-    full = OrtScorer(m, "cpu", 1).scores(z)
+    full = OrtBackend(m, "cpu", 1).errors(z)
     c, execute = f.rt.calls, lambda: f.trt.calls["execute_async_v3"]
-    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
     captured = (c["cudaStreamBeginCapture"], c["cudaGraphInstantiate"], c["cudaGraphLaunch"], execute())
     assert captured == (1, 1, 1, 2)  # one warm-up enqueue, one captured enqueue, one launch
     assert ("capture_mode", f.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal) in f.rt.log
     for _ in range(2):  # replays: no enqueue, no capture
-        np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
     assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"], execute()) == (1, 3, 2)
-    np.testing.assert_allclose(scorer.scores(z[:2]), full[:2], rtol=RTOL, atol=ATOL)  # a new shape: a new graph
-    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3], rtol=RTOL, atol=ATOL)  # the first, shapes set back
+    np.testing.assert_allclose(scorer.errors(z[:2]), full[:2], rtol=RTOL, atol=ATOL)  # a new shape: a new graph
+    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)  # the first, shapes set back
     assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"]) == (2, 5)
     names = scorer.class_set.names
     scorer.class_set.select(names[::-1])  # same K: the graphs read the new tables from the same buffers
-    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3, ::-1], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3, ::-1], rtol=RTOL, atol=ATOL)
     assert c["cudaStreamBeginCapture"] == 2
     scorer.class_set.select(names[:2])  # another K: another shape
-    np.testing.assert_allclose(scorer.scores(z[:3]), full[:3, :2], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3, :2], rtol=RTOL, atol=ATOL)
     assert c["cudaStreamBeginCapture"] == 3
     scorer.close()
     assert c["cudaGraphExecDestroy"] == 3 and f.rt.buffers == {}
@@ -312,10 +312,10 @@ def test_without_cuda_graph_nothing_is_captured(fakes, bundle, z):
     f = fakes()
     m = bundle({"graph": "scorer"})
     for _ in range(2):
-        TrtScorer(m).scores(z[:3])
+        TrtBackend(m).errors(z[:3])
     assert f.rt.calls["cudaStreamBeginCapture"] == 0 and f.trt.calls["execute_async_v3"] == 2
     with pytest.raises(ConfigError, match="cuda_graph=True needs memory='cuda-python'"):
-        TrtScorer(m, cuda_graph=True, memory="torch")
+        TrtBackend(m, cuda_graph=True, memory="torch")
 
 
 # ---------------------------------------------------------------- imports
@@ -347,9 +347,9 @@ def test_real_tensorrt_plan_equals_onnxruntime(runtime_bundle, tmp_path, z):
     data["files"][record["file"]] = record["sha256"]
     seal_manifest(dst, data)
     m = load_manifest(dst)
-    want = OrtScorer(m, "cpu", 1).scores(z)
+    want = OrtBackend(m, "cpu", 1).errors(z)
     for graph in (False, True):
-        scorer = TrtScorer(m, cuda_graph=graph)
+        scorer = TrtBackend(m, cuda_graph=graph)
         for _ in range(2):
-            np.testing.assert_allclose(scorer.scores(z), want, rtol=1e-3, atol=1e-4)
+            np.testing.assert_allclose(scorer.errors(z), want, rtol=1e-3, atol=1e-4)
         scorer.close()

@@ -7,7 +7,7 @@ import torch
 from tdsm_edge.config import config_from_dict
 from tdsm_edge.errors import ConfigError
 from tdsm_edge.models.folders import load_denoiser
-from tdsm_edge.training.denoiser_trainer import (StepDraw, TextTables, build_training, draw_step, train_denoiser,
+from tdsm_edge.training.denoiser_trainer import (StepDraw, ClassTextTensors, build_training, draw_step, train_denoiser,
                                                   train_step)
 from tdsm_edge.training.distributed import DistInfo, shard, wrap_ddp
 
@@ -109,7 +109,7 @@ def _one_step(rank: int, world: int, init_file: str, out: str) -> None:
     d = draw_step(0, cfg.train.seed, len(z), cfg.train.batch_size, DZ, 50, SEEN)
     part = shard(cfg.train.batch_size, info)
     mine = StepDraw(d.idx[part], d.t[part], d.eps[part], d.neg[part])
-    tables = TextTables.from_class_text(_Text())
+    tables = ClassTextTensors.from_class_text(_Text())
     train_step(net, schedule, opt, torch.from_numpy(z)[mine.idx], torch.from_numpy(y)[mine.idx], mine, tables, cfg)
     if rank == 0:
         torch.save({"params": model.state_dict(),
@@ -132,7 +132,7 @@ def test_ddp_step_matches_single_process(tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     d = draw_step(0, cfg.train.seed, len(z), cfg.train.batch_size, DZ, 50, SEEN)
     train_step(model, schedule, opt, torch.from_numpy(z)[d.idx], torch.from_numpy(y)[d.idx], d,
-               TextTables.from_class_text(_Text()), cfg)
+               ClassTextTensors.from_class_text(_Text()), cfg)
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert grads.keys() == saved["grads"].keys() and len(grads) > 0
     for n, g in grads.items():  # DDP averaged the shards' gradients into the full-batch gradient

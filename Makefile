@@ -27,9 +27,13 @@ demo: $(STAMP)
 	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --out engines/demo
 	$(PY) examples/robot.py
 
-# the test suite, then every tiny / small latency benchmark case run once (untimed) for its equality
-# check against the paper's loop, and the CPU target (timed: ONNX Runtime >= 3x the loop)
+# the guard rails (ruff lint + format check, import contracts of pyproject.toml), the test suite, then
+# every tiny / small latency benchmark case run once (untimed) for its equality check against the
+# paper's loop, and the CPU target (timed: ONNX Runtime >= 3x the loop)
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow" tests
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" --benchmark-disable benchmarks
 

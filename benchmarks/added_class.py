@@ -7,6 +7,7 @@ seed training never used.
 
     python -m benchmarks.added_class engines/demo --samples 100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ MAX_SAMPLES = 100_000  # 100,000 windows of 2 × 64 × 25 × 3 float32 = 3.8 GB
 SEED = 1000  # synthact data seed of the samples: not the demo's (0) nor any validation seed
 
 
-def measure(bundle: str, name: str = NAME, description: str = DESCRIPTION, samples: int = 100,
-            seed: int = SEED) -> dict:
+def measure(
+    bundle: str, name: str = NAME, description: str = DESCRIPTION, samples: int = 100, seed: int = SEED
+) -> dict:
     """{"top1": fraction of the added class's samples labelled with it, "mistaken_for": {class: count},
     "classes": the bundle's classes + the added one, "samples": n}."""
     from tdsm_edge import ZeroShotRecognizer
@@ -34,15 +36,20 @@ def measure(bundle: str, name: str = NAME, description: str = DESCRIPTION, sampl
     rec.add_classes([name], [description])
     preds = rec.predict_batch(windows)
     labels = Counter(p.label for p in preds)
-    return {"top1": labels.get(name, 0) / samples, "mistaken_for": {k: v for k, v in labels.items() if k != name},
-            "classes": rec.classes, "samples": samples}
+    return {
+        "top1": labels.get(name, 0) / samples,
+        "mistaken_for": {k: v for k, v in labels.items() if k != name},
+        "classes": rec.classes,
+        "samples": samples,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     from tdsm_edge.cli import HelpFormatter, run_main, setup_logging
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.added_class", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.added_class", description=__doc__, formatter_class=HelpFormatter
+    )
     p.add_argument("bundle", help="an engine bundle with the text side (built from a MiniLM run)")
     p.add_argument("--name", default=NAME, help="the synthact class to add from text")
     p.add_argument("--description", default=DESCRIPTION, help="its sentence")
@@ -58,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         r = measure(args.bundle, args.name, args.description, args.samples, args.seed)
         wrong = ", ".join(f"{k} {v}" for k, v in sorted(r["mistaken_for"].items(), key=lambda kv: -kv[1]))
-        print(f"{args.bundle}: '{args.name}' added from text, top-1 {100 * r['top1']:.0f}% of {r['samples']} samples "
-              f"among {len(r['classes'])} classes; mistaken for: {wrong or 'nothing'}")
+        print(
+            f"{args.bundle}: '{args.name}' added from text, top-1 {100 * r['top1']:.0f}% of {r['samples']} samples "
+            f"among {len(r['classes'])} classes; mistaken for: {wrong or 'nothing'}"
+        )
 
     return run_main(body, logging.getLogger("benchmarks.added_class"))
 

@@ -10,6 +10,7 @@ Options: --bench-threads (torch and runtime intra-op threads), --bench-device (w
 reference loop, the folded scorer and the runtime's torch backend run), --bench-budget (seconds of
 timed rounds per case).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,14 +25,22 @@ from benchmarks.problem import MAX_CLASSES, NOISE_SEED, TIMESTEP, Problem, build
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tdsm-edge benchmarks")
-    group.addoption("--bench-threads", type=int, default=1,
-                    help="intra-op threads for torch and every runtime backend (default: 1)")
-    group.addoption("--bench-device", default="cpu",
-                    help="torch device of the reference loop, folded-torch and the runtime's torch backend, e.g. cuda "
-                         "(default: cpu)")
-    group.addoption("--bench-budget", type=float, default=2.0,
-                    help="seconds of timed rounds per case: budget / first call rounds, 3..200, fewer (maybe 1) when "
-                         "one call takes over 2 s (default: 2)")
+    group.addoption(
+        "--bench-threads", type=int, default=1, help="intra-op threads for torch and every runtime backend (default: 1)"
+    )
+    group.addoption(
+        "--bench-device",
+        default="cpu",
+        help="torch device of the reference loop, folded-torch and the runtime's torch backend, e.g. cuda "
+        "(default: cpu)",
+    )
+    group.addoption(
+        "--bench-budget",
+        type=float,
+        default=2.0,
+        help="seconds of timed rounds per case: budget / first call rounds, 3..200, fewer (maybe 1) when "
+        "one call takes over 2 s (default: 2)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,8 +76,12 @@ class BenchSession:
         """The fp32 engine bundle of all MAX_CLASSES classes (no encoder; batch 1..64), built once."""
         if (preset, J) not in self._bundles:
             self._bundles[(preset, J)] = write_problem_bundle(
-                self.problem(preset), self.root / f"{preset}_J{J}", J, plan_builder=_plan_builder(),
-                build_command=f"benchmarks/conftest.py bundle {preset} J={J}")
+                self.problem(preset),
+                self.root / f"{preset}_J{J}",
+                J,
+                plan_builder=_plan_builder(),
+                build_command=f"benchmarks/conftest.py bundle {preset} J={J}",
+            )
         return self._bundles[(preset, J)]
 
     def recognizer(self, preset: str, J: int, backend: str):
@@ -81,8 +94,9 @@ class BenchSession:
             # the torch backend runs where the reference loop runs (--bench-device), not "auto"
             where = dict(device=self.device) if backend == "torch" else {}
             try:
-                self._recognizers[key] = ZeroShotRecognizer.load(self.bundle(preset, J), backend=backend,
-                                                                 threads=self.threads, **where)
+                self._recognizers[key] = ZeroShotRecognizer.load(
+                    self.bundle(preset, J), backend=backend, threads=self.threads, **where
+                )
             except (ConfigError, MissingDependencyError) as e:
                 self._recognizers[key] = e
         rec = self._recognizers[key]
@@ -133,14 +147,16 @@ class BenchSession:
         import torch
 
         from tdsm_edge.models.class_tables import class_tables
-
         from tdsm_edge.models.folded import FoldedScorer
         from tdsm_edge.scoring import noise_bank
 
         p, model = self.problem(preset), self.model(preset)
         tables = class_tables(model, *self.class_text(preset, K), TIMESTEP, "fp32")
-        scorer = FoldedScorer(model, p.schedule, noise_bank(J, p.cfg.z_dim, NOISE_SEED), TIMESTEP, p.stats,
-                              "fp32").to(self.device).eval()
+        scorer = (
+            FoldedScorer(model, p.schedule, noise_bank(J, p.cfg.z_dim, NOISE_SEED), TIMESTEP, p.stats, "fp32")
+            .to(self.device)
+            .eval()
+        )
         z = torch.from_numpy(p.features(B)).to(self.device)  # (B, Dz) raw
 
         def call() -> np.ndarray:
@@ -164,13 +180,24 @@ def _plan_builder():
 
     if not tensorrt_available():
         return None
-    from tdsm_edge.runtime.iospec import BATCH
     from export.tensorrt_build import build_plan
+    from tdsm_edge.runtime.iospec import BATCH
 
     def build(stage_dir: Path, onnx: dict, io) -> list[dict]:
         b, k = io.axes[BATCH], io.axes["classes"]
-        return [build_plan(path, stage_dir, graph=graph, precision="fp32", min_batch=b.min, opt_batch=b.opt,
-                           max_batch=b.max, classes=(k.min, k.opt, k.max)) for graph, path in onnx.items()]
+        return [
+            build_plan(
+                path,
+                stage_dir,
+                graph=graph,
+                precision="fp32",
+                min_batch=b.min,
+                opt_batch=b.opt,
+                max_batch=b.max,
+                classes=(k.min, k.opt, k.max),
+            )
+            for graph, path in onnx.items()
+        ]
 
     return build
 
@@ -183,6 +210,7 @@ def bench(request, tmp_path_factory) -> BenchSession:
     opt = request.config.getoption
     before = torch.get_num_threads()
     torch.set_num_threads(opt("--bench-threads"))
-    yield BenchSession(tmp_path_factory.mktemp("bundles"), opt("--bench-threads"), opt("--bench-device"),
-                       opt("--bench-budget"))
+    yield BenchSession(
+        tmp_path_factory.mktemp("bundles"), opt("--bench-threads"), opt("--bench-device"), opt("--bench-budget")
+    )
     torch.set_num_threads(before)

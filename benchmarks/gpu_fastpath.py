@@ -19,6 +19,7 @@ the issue's targets; `--json` writes every number. Exit status 1 when the agreem
 `--min-agreement`. A time budget skips compile / loop work that would not fit; a method that fails
 (out of memory, a Triton or compile error) is printed as FAILED and the others still run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,14 @@ import time
 
 import torch
 
+from tdsm_edge import timing
 from tdsm_edge.cli import HelpFormatter
 from tdsm_edge.config import ScheduleConfig, denoiser_preset
 from tdsm_edge.fastpath.scorer import FastScorer
-from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.class_tables import ClassTables, class_tables
+from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
-from tdsm_edge import timing
 from tdsm_edge.scoring import noise_bank, score_reference
 
 TARGETS_MS = {(1, 5): 0.4, (64, 5): 12.0}  # issue 6, H100, paper preset, J = 3
@@ -74,7 +75,7 @@ def build_model(preset: str, cond_dim: int, tokens: int, seed: int) -> TDSMDenoi
             if "adaLN_modulation" in name and p.ndim == 2:
                 # shift / scale / gate ~ 0.3: classes differ enough that near-ties (top-2 gap below
                 # fp16 rounding) stay well under 0.5% of samples, as with a trained model
-                p.normal_(0.0, 2.0 / D ** 0.5)
+                p.normal_(0.0, 2.0 / D**0.5)
             elif "final_layer.linear.weight" in name:
                 torch.nn.init.xavier_uniform_(p)
     return model.eval()
@@ -130,6 +131,7 @@ def graphed(fn, z: torch.Tensor, warmup: int = 2):
         static.copy_(x)
         graph.replay()
         return out
+
     return run
 
 
@@ -154,10 +156,18 @@ def time_shape(B: int, K: int, ctx, args, clock: Clock, compile_it: bool) -> dic
                 torch.cuda.empty_cache()
 
     if ctx["loop_ms_per_forward"] * J * K * (loop_reps + 1) / 1e3 < clock.left() - 60:
-        attempt("published loop, fp32", lambda: median_ms(
-            lambda x: score_reference(ctx["model32"], ctx["schedule"], x, text, ctx["noises"], args.t),
-            z, 1, loop_reps, max_s=30))
+        attempt(
+            "published loop, fp32",
+            lambda: median_ms(
+                lambda x: score_reference(ctx["model32"], ctx["schedule"], x, text, ctx["noises"], args.t),
+                z,
+                1,
+                loop_reps,
+                max_s=30,
+            ),
+        )
     batched = BatchedForward(ctx["model16"], ctx["schedule"], ctx["noises"], args.t, text, B, ctx["dtype"])
+
     def check() -> None:  # the baselines compute the same scores (fp16 rounding aside)
         with torch.no_grad():
             ref = ctx["folded"](z, **tables)
@@ -165,12 +175,15 @@ def time_shape(B: int, K: int, ctx, args, clock: Clock, compile_it: bool) -> dic
                 got = fn(z)
                 ctx.setdefault("checks", []).append(
                     f"B={B}, K={K}: {name} vs fp32 reference, max relative difference "
-                    f"{float(((got - ref).abs() / ref.abs()).max()):.1e}")
+                    f"{float(((got - ref).abs() / ref.abs()).max()):.1e}"
+                )
+
     attempt("check vs fp32 reference", check, timed=False)
     attempt("batched fp16, eager", lambda: median_ms(batched, z, 3, reps))
     if dev.type == "cuda":
         attempt("batched fp16, CUDA graph", lambda: median_ms(graphed(batched, z), z, 3, reps))
         if compile_it and clock.left() > args.compile_reserve_s:
+
             def compiled_ms() -> float:
                 t0 = time.perf_counter()
                 compiled = torch.compile(lambda x: batched(x), mode="reduce-overhead")
@@ -180,17 +193,22 @@ def time_shape(B: int, K: int, ctx, args, clock: Clock, compile_it: bool) -> dic
                 sync(dev)
                 res["compile_s"] = time.perf_counter() - t0
                 return median_ms(lambda x: compiled(x).clone(), z, 3, reps)
+
             attempt("batched fp16, torch.compile reduce-overhead", compiled_ms)
     tables16 = {n: v[:K] for n, v in ctx["tables16"].items()}
     attempt("FoldedScorer fp16, eager", lambda: median_ms(lambda x: ctx["folded16"](x, **tables16), z, 3, reps))
     if dev.type == "cuda":
-        attempt("FoldedScorer fp16, CUDA graph",
-                lambda: median_ms(graphed(lambda x: ctx["folded16"](x, **tables16), z), z, 3, reps))
+        attempt(
+            "FoldedScorer fp16, CUDA graph",
+            lambda: median_ms(graphed(lambda x: ctx["folded16"](x, **tables16), z), z, 3, reps),
+        )
     attempt("FastScorer, eager", lambda: median_ms(lambda x: ctx["fast_eager"](x, tables), z, 3, reps))
     if dev.type == "cuda":
         attempt("FastScorer, CUDA graph", lambda: median_ms(lambda x: ctx["fast"](x, tables), z, 3, reps))
-        attempt("FastScorer, torch kernels, CUDA graph",
-                lambda: median_ms(lambda x: ctx["fast_torch"](x, tables), z, 3, reps))
+        attempt(
+            "FastScorer, torch kernels, CUDA graph",
+            lambda: median_ms(lambda x: ctx["fast_torch"](x, tables), z, 3, reps),
+        )
         torch.cuda.empty_cache()
     return res
 
@@ -222,13 +240,18 @@ def agreement(ctx, K: int, n: int, chunk: int = 256) -> dict:
     ref, got = [], []
     with torch.no_grad():
         for i in range(0, n, chunk):
-            z = z_all[i:i + chunk]
+            z = z_all[i : i + chunk]
             ref.append(ctx["folded"](z, **tables))
             got.append(ctx["fast"](z, tables))
     ref, got = torch.cat(ref), torch.cat(got)
     rel = ((got - ref).abs() / ref.abs()).flatten()
-    return {"K": K, "n": n, "top1_agreement": float((got.argmin(1) == ref.argmin(1)).float().mean()),
-            "rel_err_mean": float(rel.mean()), "rel_err_max": float(rel.max())}
+    return {
+        "K": K,
+        "n": n,
+        "top1_agreement": float((got.argmin(1) == ref.argmin(1)).float().mean()),
+        "rel_err_mean": float(rel.mean()),
+        "rel_err_max": float(rel.max()),
+    }
 
 
 def setup(args) -> dict:
@@ -242,14 +265,24 @@ def setup(args) -> dict:
     folded = FoldedScorer(model, schedule, noises, args.t, None).to(dev).eval()  # fp32 reference, stats = identity
     tables = class_tables(model, *text_dev, t=args.t)
     dtype = torch.float16 if args.precision == "fp16" else torch.float32
-    ctx = dict(device=dev, model32=model, model16=copy.deepcopy(model).to(dtype), schedule=schedule, noises=noises,
-               text=text, folded=folded, tables=tables, dtype=dtype, Dz=model.cfg.z_dim,
-               folded16=copy.deepcopy(folded).to_precision_(args.precision),
-               tables16=ClassTables.from_dict(tables).cast(args.precision).as_dict(),
-               fast=FastScorer(folded, args.precision, device=dev),
-               fast_eager=FastScorer(folded, args.precision, device=dev, cuda_graphs=False),
-               # the same layout with torch's unfused elementwise ops for the kernels: what the Triton fusion buys
-               fast_torch=FastScorer(folded, args.precision, device=dev, backend="torch"))
+    ctx = dict(
+        device=dev,
+        model32=model,
+        model16=copy.deepcopy(model).to(dtype),
+        schedule=schedule,
+        noises=noises,
+        text=text,
+        folded=folded,
+        tables=tables,
+        dtype=dtype,
+        Dz=model.cfg.z_dim,
+        folded16=copy.deepcopy(folded).to_precision_(args.precision),
+        tables16=ClassTables.from_dict(tables).cast(args.precision).as_dict(),
+        fast=FastScorer(folded, args.precision, device=dev),
+        fast_eager=FastScorer(folded, args.precision, device=dev, cuda_graphs=False),
+        # the same layout with torch's unfused elementwise ops for the kernels: what the Triton fusion buys
+        fast_torch=FastScorer(folded, args.precision, device=dev, backend="torch"),
+    )
     # the reference is the published loop: check it on a few samples, and time one loop forward
     z = torch.randn(4, ctx["Dz"], generator=torch.Generator().manual_seed(3)).to(dev)
     t5 = tuple(x[:5] for x in text_dev)
@@ -278,29 +311,45 @@ def report(results: dict, shapes, agree: list[dict], args) -> str:
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(fmt(results[s].get(m)) for s in shapes) + " |")
     # the headline: the graphed fast path, or what ran of it when the Triton kernels failed
-    fast = next((m for m in ("FastScorer, CUDA graph", "FastScorer, torch kernels, CUDA graph", "FastScorer, eager")
-                 if any(m in r for r in results.values())), "FastScorer, eager")
-    for base in ("published loop, fp32", "batched fp16, torch.compile reduce-overhead", "batched fp16, CUDA graph",
-                 "FoldedScorer fp16, CUDA graph"):
+    fast = next(
+        (
+            m
+            for m in ("FastScorer, CUDA graph", "FastScorer, torch kernels, CUDA graph", "FastScorer, eager")
+            if any(m in r for r in results.values())
+        ),
+        "FastScorer, eager",
+    )
+    for base in (
+        "published loop, fp32",
+        "batched fp16, torch.compile reduce-overhead",
+        "batched fp16, CUDA graph",
+        "FoldedScorer fp16, CUDA graph",
+    ):
         cells = []
         for s in shapes:
             r = results[s]
             cells.append(f"{r[base] / r[fast]:.1f}×" if base in r and fast in r else "—")
         lines.append(f"| {fast}: speed-up vs {base} | " + " | ".join(cells) + " |")
-    compile_s = [f"B={b},K={k}: {results[(b, k)]['compile_s']:.0f} s" for b, k in shapes if "compile_s" in results[(b, k)]]
+    compile_s = [
+        f"B={b},K={k}: {results[(b, k)]['compile_s']:.0f} s" for b, k in shapes if "compile_s" in results[(b, k)]
+    ]
     if compile_s:
         lines.append(f"\ntorch.compile time: {', '.join(compile_s)}")
     lines.append("")
     for a in agree:
         ok = a["top1_agreement"] >= args.min_agreement
-        lines.append(f"top-1 agreement FastScorer {args.precision} vs fp32 reference, K={a['K']}, {a['n']} features: "
-                     f"{100 * a['top1_agreement']:.2f}% ({'PASS' if ok else 'FAIL'} ≥ {100 * args.min_agreement:.1f}%); "
-                     f"relative error mean {a['rel_err_mean']:.2e}, max {a['rel_err_max']:.2e}")
+        lines.append(
+            f"top-1 agreement FastScorer {args.precision} vs fp32 reference, K={a['K']}, {a['n']} features: "
+            f"{100 * a['top1_agreement']:.2f}% ({'PASS' if ok else 'FAIL'} ≥ {100 * args.min_agreement:.1f}%); "
+            f"relative error mean {a['rel_err_mean']:.2e}, max {a['rel_err_max']:.2e}"
+        )
     for (b, k), target in TARGETS_MS.items():
         got = results.get((b, k), {}).get(fast)
         if got is not None and args.device.startswith("cuda") and args.preset == "paper":
-            lines.append(f"target B={b}, K={k}: {fast} {got:.3g} ms vs ≤ {target} ms "
-                         f"({'PASS' if got <= target else 'FAIL'}; targets are for the H100, paper preset)")
+            lines.append(
+                f"target B={b}, K={k}: {fast} {got:.3g} ms vs ≤ {target} ms "
+                f"({'PASS' if got <= target else 'FAIL'}; targets are for the H100, paper preset)"
+            )
     return "\n".join(lines)
 
 
@@ -317,13 +366,19 @@ def main(argv=None) -> int:
     p.add_argument("--noises", type=int, default=3, help="J noises")
     p.add_argument("--t", type=int, default=25, help="scoring timestep")
     p.add_argument("--shapes", type=parse_shapes, default="1x5,1x24,64x5,64x24", help="BxK list")
-    p.add_argument("--compile-shapes", type=parse_shapes, default="1x5,64x5",
-                   help="shapes to torch.compile (30-40 s each on an H100 for the paper preset)")
+    p.add_argument(
+        "--compile-shapes",
+        type=parse_shapes,
+        default="1x5,64x5",
+        help="shapes to torch.compile (30-40 s each on an H100 for the paper preset)",
+    )
     p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
     p.add_argument("--features", type=int, default=2048, help="features for the top-1 agreement check")
     p.add_argument("--min-agreement", type=float, default=0.995)
     p.add_argument("--repeats", type=int, default=50, help="timed calls per measurement (median)")
-    p.add_argument("--budget-s", type=float, default=280.0, help="wall-clock budget; compile / loop are skipped past it")
+    p.add_argument(
+        "--budget-s", type=float, default=280.0, help="wall-clock budget; compile / loop are skipped past it"
+    )
     p.add_argument("--compile-reserve-s", type=float, default=90.0, help="budget left needed to start a compile")
     p.add_argument("--quick", action="store_true", help="10 repeats, 1 loop repeat, ≤ 1024 features, compile 1x5 only")
     p.add_argument("--profile", type=parse_shapes, default=None, help="BxK: print FastScorer's per-kernel CUDA times")
@@ -336,11 +391,17 @@ def main(argv=None) -> int:
     clock = Clock(args.budget_s)
     dev = torch.device(args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    print(f"# gpu_fastpath: {name}, torch {torch.__version__}, preset {args.preset}, Dc={args.cond_dim}, "
-          f"L={args.tokens}, J={args.noises}, t={args.t}, {args.precision}", flush=True)
+    print(
+        f"# gpu_fastpath: {name}, torch {torch.__version__}, preset {args.preset}, Dc={args.cond_dim}, "
+        f"L={args.tokens}, J={args.noises}, t={args.t}, {args.precision}",
+        flush=True,
+    )
     ctx = setup(args)
-    print(f"reference check: FoldedScorer fp32 vs the published loop, max relative difference "
-          f"{ctx['reference_check_rel']:.1e}", flush=True)
+    print(
+        f"reference check: FoldedScorer fp32 vs the published loop, max relative difference "
+        f"{ctx['reference_check_rel']:.1e}",
+        flush=True,
+    )
     # accuracy first: a fast path that disagrees with the reference has no latency worth reporting
     agree = []
     for K in sorted({k for _, k in args.shapes}):
@@ -348,8 +409,9 @@ def main(argv=None) -> int:
             agree.append(agreement(ctx, K, args.features))
         except Exception as e:  # noqa: BLE001 - a broken fast path fails the run, but the baselines still get timed
             ctx.setdefault("failed", []).append(f"agreement K={K}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
-            agree.append({"K": K, "n": 0, "top1_agreement": 0.0, "rel_err_mean": float("nan"),
-                          "rel_err_max": float("nan")})
+            agree.append(
+                {"K": K, "n": 0, "top1_agreement": 0.0, "rel_err_mean": float("nan"), "rel_err_max": float("nan")}
+            )
     for a in agree:
         print(f"agreement K={a['K']}: {100 * a['top1_agreement']:.2f}%", flush=True)
     results = {}
@@ -365,9 +427,18 @@ def main(argv=None) -> int:
     print(f"\nwall time {time.perf_counter() - clock.t0:.0f} s (budget {args.budget_s:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": name, "torch": torch.__version__, "args": {k: str(v) for k, v in vars(args).items()},
-                       "reference_check_rel": ctx["reference_check_rel"],
-                       "ms": {f"{b}x{k}": r for (b, k), r in results.items()}, "agreement": agree}, f, indent=1)
+            json.dump(
+                {
+                    "device": name,
+                    "torch": torch.__version__,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "reference_check_rel": ctx["reference_check_rel"],
+                    "ms": {f"{b}x{k}": r for (b, k), r in results.items()},
+                    "agreement": agree,
+                },
+                f,
+                indent=1,
+            )
     if args.profile and ctx["device"].type == "cuda":  # last: a profiler failure must not lose the table above
         print(f"\n## FastScorer kernels, B={args.profile[0][0]}, K={args.profile[0][1]} (10 eager calls)\n")
         try:

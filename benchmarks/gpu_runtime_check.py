@@ -8,6 +8,7 @@ seeded random features (scaled like the bundle's feature statistics), and the me
 `score_features` call at batch 1 and 64 (all bundle classes). Exit status 1 when a configuration
 disagrees (fp32: max rel > 1e-3; fp16 fast path: top-1 < 99.5 %).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     z = (ref[0] + ref[1] * rng.standard_normal((args.samples, ref[0].shape[0]))).astype(np.float32)
     cpu = ZeroShotRecognizer.load(args.bundle, backend="onnxruntime")
     want = cpu.score_features(z)
-    print(f"bundle {args.bundle}: {len(cpu.classes)} classes, {m.precision}, J={m.data['scoring']['num_noises']}; "
-          f"reference: ONNX Runtime {cpu._scorer.device}")
-    configs = {"onnxruntime cpu": cpu._scorer,
-               "onnxruntime cpu, io binding": lambda: _ort(args.bundle, io_binding=True),
-               f"torch {args.device} eager": lambda: TorchBackend(m, device=args.device, fast=False),
-               f"torch {args.device} graph": lambda: TorchBackend(m, device=args.device, fast=False, cuda_graph=True),
-               f"torch {args.device} fast path": lambda: TorchBackend(m, device=args.device, fast=True),
-               f"torch {args.device} fast path + graphs": lambda: TorchBackend(m, device=args.device, fast=True,
-                                                                              cuda_graph=True)}
+    print(
+        f"bundle {args.bundle}: {len(cpu.classes)} classes, {m.precision}, J={m.data['scoring']['num_noises']}; "
+        f"reference: ONNX Runtime {cpu._scorer.device}"
+    )
+    configs = {
+        "onnxruntime cpu": cpu._scorer,
+        "onnxruntime cpu, io binding": lambda: _ort(args.bundle, io_binding=True),
+        f"torch {args.device} eager": lambda: TorchBackend(m, device=args.device, fast=False),
+        f"torch {args.device} graph": lambda: TorchBackend(m, device=args.device, fast=False, cuda_graph=True),
+        f"torch {args.device} fast path": lambda: TorchBackend(m, device=args.device, fast=True),
+        f"torch {args.device} fast path + graphs": lambda: TorchBackend(
+            m, device=args.device, fast=True, cuda_graph=True
+        ),
+    }
     print("| configuration | max rel err | top-1 agreement | ms B=1 | ms B=64 |\n|---|---|---|---|---|")
     failed = []
     for name, scorer in configs.items():
@@ -53,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             got = scorer.errors(z)
             rel = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
             agree = float((got.argmin(1) == want.argmin(1)).mean())
-            # two warm-up calls: graph capture, allocator; scores() returns numpy, so it is synchronised
-            ms = [median_ms(lambda: scorer.errors(z[:B]), args.reps, warmup=2) for B in (1, 64)]
+            # two warm-up calls: graph capture, allocator; errors() returns numpy, so it is synchronised
+            ms = [median_ms(lambda s=scorer, b=B: s.errors(z[:b]), args.reps, warmup=2) for B in (1, 64)]
             print(f"| {name} | {rel:.2e} | {100 * agree:.2f} % | {ms[0]:.3f} | {ms[1]:.3f} |", flush=True)
             if agree < 0.995 or (m.precision == "fp32" and rel > 1e-3):
                 failed.append(name)

@@ -3,6 +3,7 @@
 
     python -m benchmarks.load_time engines/demo --repeats 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,9 @@ def measure(bundle: str, repeats: int = 7, calls: int = 50) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     from tdsm_edge.cli import HelpFormatter, run_main, setup_logging
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.load_time", description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.load_time", description=__doc__, formatter_class=HelpFormatter
+    )
     p.add_argument("bundle", help="an engine bundle folder")
     p.add_argument("--repeats", type=int, default=7, help="fresh recognizers to time")
     args = p.parse_args(argv)
@@ -46,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         r = measure(args.bundle, max(1, args.repeats))
-        print(f"{args.bundle}: load {r['load_ms']:.1f} ms, first add_classes {r['first_add_classes_ms']:.1f} ms, "
-              f"score_features {r['score_features_ms']:.3f} ms (medians of {args.repeats}, 1 thread)")
+        print(
+            f"{args.bundle}: load {r['load_ms']:.1f} ms, first add_classes {r['first_add_classes_ms']:.1f} ms, "
+            f"score_features {r['score_features_ms']:.3f} ms (medians of {args.repeats}, 1 thread)"
+        )
 
     import logging
 

@@ -8,6 +8,7 @@ a flat 0.1 for its 32-wide model: a flat 0.1 over the paper's 768-wide layers gi
 
 Everything is seeded, so every backend and every run sees the same weights, text and features.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,14 +17,14 @@ from typing import Any
 import numpy as np
 
 PRESETS = ("tiny", "small", "paper")
-CLASSES = (5, 12, 24, 60)          # K: active classes (the first K of the bundle's 60)
-NOISES = (1, 3)                    # J: noise-bank sizes (paper J = 3)
-BATCHES = (1, 64)                  # B: samples per scoring call
+CLASSES = (5, 12, 24, 60)  # K: active classes (the first K of the bundle's 60)
+NOISES = (1, 3)  # J: noise-bank sizes (paper J = 3)
+BATCHES = (1, 64)  # B: samples per scoring call
 MAX_CLASSES = max(CLASSES)
-TIMESTEP, NOISE_SEED = 25, 0       # the paper's t; the noise-bank seed
-SLOW_SECONDS = 20.0                # a case whose reference loop is estimated above this is marked slow
-NOMINAL_GFLOPS = 50.0              # one busy CPU core running the reference loop (measured ~90 uncontended)
-RTOL, ATOL = 1e-4, 1e-5            # fp32 against the reference: the same maths, another summation order
+TIMESTEP, NOISE_SEED = 25, 0  # the paper's t; the noise-bank seed
+SLOW_SECONDS = 20.0  # a case whose reference loop is estimated above this is marked slow
+NOMINAL_GFLOPS = 50.0  # one busy CPU core running the reference loop (measured ~90 uncontended)
+RTOL, ATOL = 1e-4, 1e-5  # fp32 against the reference: the same maths, another summation order
 
 # text as the project's configs give each preset: tiny / small as configs/demo.yaml (MiniLM, label +
 # description: 2 × 384 channels, 16 tokens, padding masked); paper as configs/ntu60_55_5.yaml
@@ -34,13 +35,14 @@ TEXT = {"tiny": (768, 16, True), "small": (768, 16, True), "paper": (2048, 35, F
 @dataclass
 class Problem:
     """One preset's benchmark problem (torch objects on the CPU)."""
+
     preset: str
-    cfg: Any          # DenoiserConfig
-    model: Any        # TDSMDenoiser, eval mode
-    schedule: Any     # DDPMSchedule (default ScheduleConfig: T = 50, scaled-linear, epsilon)
-    stats: Any        # FeatureStats (Dz,)
-    text: Any         # ClassText of MAX_CLASSES random classes, names "class 00".."class 59"
-    z: np.ndarray     # (max(BATCHES), Dz) float32 raw features; a call with batch B takes the first B
+    cfg: Any  # DenoiserConfig
+    model: Any  # TDSMDenoiser, eval mode
+    schedule: Any  # DDPMSchedule (default ScheduleConfig: T = 50, scaled-linear, epsilon)
+    stats: Any  # FeatureStats (Dz,)
+    text: Any  # ClassText of MAX_CLASSES random classes, names "class 00".."class 59"
+    z: np.ndarray  # (max(BATCHES), Dz) float32 raw features; a call with batch B takes the first B
 
     def features(self, B: int) -> np.ndarray:
         """The first B raw features `(B, Dz) float32`."""
@@ -69,7 +71,7 @@ def random_denoiser(cfg, seed: int = 0):
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for lin in zero:
-            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / lin.in_features ** 0.5)
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / lin.in_features**0.5)
             lin.bias.copy_(0.1 * torch.randn(lin.bias.shape, generator=g))
     return model.eval()
 
@@ -108,22 +110,34 @@ def build_problem(preset: str) -> Problem:
 
     cfg = denoiser_config(preset)
     z, stats = random_features(max(BATCHES), cfg.z_dim)
-    return Problem(preset, cfg, random_denoiser(cfg), DDPMSchedule(ScheduleConfig()), stats,
-                   random_class_text(cfg), z)
+    return Problem(preset, cfg, random_denoiser(cfg), DDPMSchedule(ScheduleConfig()), stats, random_class_text(cfg), z)
 
 
-def write_problem_bundle(p: Problem, out, J: int, *, reference_weights: bool = True, plan_builder=None,
-                         build_command: str | None = None):
+def write_problem_bundle(
+    p: Problem, out, J: int, *, reference_weights: bool = True, plan_builder=None, build_command: str | None = None
+):
     """The problem's fp32 engine bundle of all MAX_CLASSES classes (J noises, the paper's t, no encoder,
     dynamic batch 1..max(BATCHES)) written to `out`; returns `out`."""
     from export.bundle import BundleRequest, write_bundle
     from tdsm_edge.runtime.iospec import AxisRange
 
-    write_bundle(BundleRequest(out, p.model.cpu(), p.schedule, p.stats, p.text, timestep=TIMESTEP, num_noises=J,
-                               noise_seed=NOISE_SEED, precision="fp32",
-                               batch=AxisRange.for_batch(len(p.z), dynamic=True),
-                               reference_weights=reference_weights, plan_builder=plan_builder,
-                               build_command=build_command))
+    write_bundle(
+        BundleRequest(
+            out,
+            p.model.cpu(),
+            p.schedule,
+            p.stats,
+            p.text,
+            timestep=TIMESTEP,
+            num_noises=J,
+            noise_seed=NOISE_SEED,
+            precision="fp32",
+            batch=AxisRange.for_batch(len(p.z), dynamic=True),
+            reference_weights=reference_weights,
+            plan_builder=plan_builder,
+            build_command=build_command,
+        )
+    )
     return out
 
 
@@ -156,6 +170,8 @@ def check_against_reference(errors: np.ndarray, reference: np.ndarray) -> dict:
     tie = best[:, 1] - best[:, 0] <= ATOL + RTOL * np.abs(best[:, 0])  # (B,) too close to call
     agree = errors.argmin(1) == reference.argmin(1)  # (B,)
     assert (agree | tie).all(), f"argmin differs from the reference for samples {np.flatnonzero(~(agree | tie))}"
-    return dict(max_abs_err=float(np.abs(errors - reference).max()),
-                max_rel_err=float((np.abs(errors - reference) / np.abs(reference)).max()),
-                argmin_agreement=float(agree.mean()))
+    return dict(
+        max_abs_err=float(np.abs(errors - reference).max()),
+        max_rel_err=float((np.abs(errors - reference) / np.abs(reference)).max()),
+        argmin_agreement=float(agree.mean()),
+    )

@@ -10,15 +10,16 @@ Writes (and prints) DIR/benchmarks.md: per preset, the median ms of one scoring 
 of noises J on a trained synthact run (`--run`; `export.tradeoff` scores it with the folded scorer),
 skipped with a note when the run folder does not exist.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tdsm_edge.errors import InputError
 from tdsm_edge.io import read_user_file
@@ -36,6 +37,7 @@ _KEYS = ("preset", "K", "J", "B", "backend")
 @dataclass(frozen=True)
 class Result:
     """One benchmark: a scoring call of `backend` on case (preset, K, J, B)."""
+
     preset: str
     K: int
     J: int
@@ -60,8 +62,9 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
     try:
         data = json.loads(read_user_file(path, "benchmark results", InputError).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise InputError(f"cannot read benchmark results {str(path)!r} ({type(e).__name__}: {str(e)[:100]}); "
-                         f"{how}") from e
+        raise InputError(
+            f"cannot read benchmark results {str(path)!r} ({type(e).__name__}: {str(e)[:100]}); {how}"
+        ) from e
     except InputError as e:  # missing, a folder, a FIFO
         raise InputError(f"cannot read {e}; {how}") from e
     if not isinstance(data, dict):
@@ -76,8 +79,15 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
         if not all(k in info for k in _KEYS):
             log.info("skipping %s: no %s in extra_info", b.get("name"), "/".join(_KEYS))
             continue
-        r = Result(str(info["preset"]), int(info["K"]), int(info["J"]), int(info["B"]), str(info["backend"]),
-                   1e3 * float(b["stats"]["median"]), int(b["stats"]["rounds"]))
+        r = Result(
+            str(info["preset"]),
+            int(info["K"]),
+            int(info["J"]),
+            int(info["B"]),
+            str(info["backend"]),
+            1e3 * float(b["stats"]["median"]),
+            int(b["stats"]["rounds"]),
+        )
         key = (*r.case, r.backend)
         if key in seen:
             log.warning("%s appears twice in %s; keeping the later result", b.get("name"), path)
@@ -85,15 +95,25 @@ def load_results(path: str | Path) -> tuple[list[Result], dict]:
         seen[key] = r
         results.append(r)
     machine = data.get("machine_info", {})
-    context = dict(cpu=(machine.get("cpu") or {}).get("brand_raw") or machine.get("processor") or "?",
-                   machine=machine.get("machine", "?"), python=machine.get("python_version", "?"),
-                   datetime=data.get("datetime", "?"), commit=(data.get("commit_info") or {}).get("id", "?"),
-                   threads=sorted({b["extra_info"]["threads"] for b in data.get("benchmarks", [])
-                                   if "threads" in b.get("extra_info", {})}),
-                   devices=sorted({b["extra_info"]["device"] for b in data.get("benchmarks", [])
-                                   if b.get("extra_info", {}).get("backend") in (REFERENCE, "folded-torch", "torch")
-                                   and "device" in b["extra_info"]}),
-                   targets=targets)
+    context = dict(
+        cpu=(machine.get("cpu") or {}).get("brand_raw") or machine.get("processor") or "?",
+        machine=machine.get("machine", "?"),
+        python=machine.get("python_version", "?"),
+        datetime=data.get("datetime", "?"),
+        commit=(data.get("commit_info") or {}).get("id", "?"),
+        threads=sorted(
+            {b["extra_info"]["threads"] for b in data.get("benchmarks", []) if "threads" in b.get("extra_info", {})}
+        ),
+        devices=sorted(
+            {
+                b["extra_info"]["device"]
+                for b in data.get("benchmarks", [])
+                if b.get("extra_info", {}).get("backend") in (REFERENCE, "folded-torch", "torch")
+                and "device" in b["extra_info"]
+            }
+        ),
+        targets=targets,
+    )
     return results, context
 
 
@@ -116,7 +136,7 @@ def speedups(results: Sequence[Result]) -> dict[tuple, dict[str, tuple[float, fl
     table: dict[tuple, dict[str, tuple[float, float | None]]] = {}
     for r in results:
         table.setdefault(r.case, {})[r.backend] = (r.median_ms, None)
-    for case, row in table.items():
+    for row in table.values():
         ref = row.get(REFERENCE)
         for backend, (ms, _) in row.items():
             row[backend] = (ms, ref[0] / ms if ref is not None and ms > 0 else None)
@@ -130,33 +150,47 @@ def _rank(value: str, order: Sequence[str]) -> tuple[int, str]:
 def format_markdown(results: Sequence[Result], context: dict) -> str:
     """One table per preset: median ms per call, and ×speed-up over the reference in the same run."""
     if not results:
-        raise InputError("the benchmark results hold no scoring cases (preset/K/J/B/backend in extra_info); were "
-                         "they written by python -m pytest benchmarks/ --benchmark-json?")
+        raise InputError(
+            "the benchmark results hold no scoring cases (preset/K/J/B/backend in extra_info); were "
+            "they written by python -m pytest benchmarks/ --benchmark-json?"
+        )
     backends = backends_of(results)
     others = [b for b in backends if b != REFERENCE]
     table = speedups(results)
-    lines = ["# Zero-shot scoring latency", "",
-             "Median wall time of one scoring call (raw features `(B, Dz)` → errors `(B, K)`), in ms; `×n` is the "
-             "speed-up over the paper's loop (`reference`: J × K denoiser forwards, torch fp32) measured in the same "
-             "run. Every backend's scores were checked against the reference's (fp32 tolerance, argmin).", "",
-             f"Machine: {context['cpu']} ({context['machine']}), Python {context['python']}; threads per backend: "
-             f"{', '.join(map(str, context['threads'])) or '?'}; torch device: {', '.join(context['devices']) or '?'}; "
-             f"run {context['datetime']}, commit {str(context['commit'])[:10]}."]
+    lines = [
+        "# Zero-shot scoring latency",
+        "",
+        "Median wall time of one scoring call (raw features `(B, Dz)` → errors `(B, K)`), in ms; `×n` is the "
+        "speed-up over the paper's loop (`reference`: J × K denoiser forwards, torch fp32) measured in the same "
+        "run. Every backend's scores were checked against the reference's (fp32 tolerance, argmin).",
+        "",
+        f"Machine: {context['cpu']} ({context['machine']}), Python {context['python']}; threads per backend: "
+        f"{', '.join(map(str, context['threads'])) or '?'}; torch device: {', '.join(context['devices']) or '?'}; "
+        f"run {context['datetime']}, commit {str(context['commit'])[:10]}.",
+    ]
     missing = [b for b in BACKEND_ORDER if b not in backends]
     if missing:
         lines.append(f"No results for: {', '.join(missing)} (skipped: not available in this build or not installed).")
     for t in context.get("targets", []):
         g = t["target"]
         met = "met" if t["speedup"] >= g["min_speedup"] else "NOT met"
-        lines += ["", f"**CPU target** ({g['preset']}, B={g['B']}, K={g['K']}, J={g['J']}: onnxruntime ≥ "
-                  f"{g['min_speedup']:g}× faster than the loop): {met}, ×{t['speedup']:.1f} "
-                  f"({t['onnxruntime_median_ms']:.2f} vs {t['reference_median_ms']:.2f} ms, medians over "
-                  f"{t['pairs']} interleaved pairs)."]
+        lines += [
+            "",
+            f"**CPU target** ({g['preset']}, B={g['B']}, K={g['K']}, J={g['J']}: onnxruntime ≥ "
+            f"{g['min_speedup']:g}× faster than the loop): {met}, ×{t['speedup']:.1f} "
+            f"({t['onnxruntime_median_ms']:.2f} vs {t['reference_median_ms']:.2f} ms, medians over "
+            f"{t['pairs']} interleaved pairs).",
+        ]
     for preset in _order([c[0] for c in table], PRESET_ORDER):
-        lines += ["", f"## {preset}", "",
-                  "| J | B | K | " + " | ".join([f"{REFERENCE} ms"] * (REFERENCE in backends) + [f"{b} ms (×)" for b in others])
-                  + " |",
-                  "|" + "---:|" * (3 + len(backends))]
+        lines += [
+            "",
+            f"## {preset}",
+            "",
+            "| J | B | K | "
+            + " | ".join([f"{REFERENCE} ms"] * (REFERENCE in backends) + [f"{b} ms (×)" for b in others])
+            + " |",
+            "|" + "---:|" * (3 + len(backends)),
+        ]
         for (p, J, B, K), row in table.items():
             if p != preset:
                 continue
@@ -193,15 +227,30 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
             ax = fig.add_subplot(len(presets), len(combos), i * len(combos) + j + 1)
             if not any((r.preset, r.J, r.B) == (preset, J, B) for r in results):  # e.g. slow cases deselected
                 ax.axis("off")
-                ax.text(0.5, 0.5, f"{preset}, J={J}, B={B}:\nnot measured in this run", ha="center", va="center",
-                        fontsize=9, color="0.4", transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"{preset}, J={J}, B={B}:\nnot measured in this run",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="0.4",
+                    transform=ax.transAxes,
+                )
                 continue
             for c, backend in enumerate(backends):
-                pts = sorted((r.K, r.median_ms) for r in results if (r.preset, r.J, r.B, r.backend) ==
-                             (preset, J, B, backend))
+                pts = sorted(
+                    (r.K, r.median_ms) for r in results if (r.preset, r.J, r.B, r.backend) == (preset, J, B, backend)
+                )
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=4, color=f"C{c}", label=backend,
-                            linestyle="--" if backend == REFERENCE else "-")
+                    ax.plot(
+                        *zip(*pts),
+                        marker="o",
+                        ms=4,
+                        color=f"C{c}",
+                        label=backend,
+                        linestyle="--" if backend == REFERENCE else "-",
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlim(Ks[0] / 1.3, Ks[-1] * 1.3)  # the same K axis in every panel, even with one point
@@ -216,8 +265,15 @@ def plot_latency(results: Sequence[Result], png: str | Path) -> Path:
             if j == 0:
                 ax.set_ylabel("median ms per call")
     handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, -0.04))
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.04),
+    )
     fig.suptitle("Zero-shot scoring latency (lower is better; dashed: the paper's loop)", fontsize=10)
     fig.tight_layout()
     return save_png(fig, png)
@@ -261,11 +317,19 @@ def plot_accuracy(rows: Sequence[dict], png: str | Path, title: str) -> Path:
 
 def format_accuracy(rows: Sequence[dict], run: str | Path) -> str:
     r0 = rows[0]
-    lines = ["", "## Accuracy vs J", "",
-             f"Run `{run}`: K={r0['K']} unseen classes, n={r0['n']} test samples, t={r0['t']}; folded scorer fp32, "
-             f"{r0['device']} × {r0['threads']} thread(s); latency: median of one B=1 call.", "",
-             "| J | top-1 % | ms B=1 |", "|---:|---:|---:|"]
-    lines += [f"| {r['J']} | {100 * r['top1']:.1f} | {r['latency_ms_b1']:.3g} |" for r in sorted(rows, key=lambda r: r["J"])]
+    lines = [
+        "",
+        "## Accuracy vs J",
+        "",
+        f"Run `{run}`: K={r0['K']} unseen classes, n={r0['n']} test samples, t={r0['t']}; folded scorer fp32, "
+        f"{r0['device']} × {r0['threads']} thread(s); latency: median of one B=1 call.",
+        "",
+        "| J | top-1 % | ms B=1 |",
+        "|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['J']} | {100 * r['top1']:.1f} | {r['latency_ms_b1']:.3g} |" for r in sorted(rows, key=lambda r: r["J"])
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -275,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("results", help="pytest-benchmark JSON (python -m pytest benchmarks/ --benchmark-json FILE)")
     p.add_argument("--out", default="benchmarks/results", help="folder for benchmarks.md and the PNG plots")
-    p.add_argument("--run", default=DEFAULT_RUN, help="trained synthact seed folder for the accuracy-vs-J plot "
-                   "(skipped with a note when it does not exist)")
+    p.add_argument(
+        "--run",
+        default=DEFAULT_RUN,
+        help="trained synthact seed folder for the accuracy-vs-J plot (skipped with a note when it does not exist)",
+    )
     p.add_argument("--noises", type=int, nargs="+", default=list(DEFAULT_NOISES), help="J values of the accuracy plot")
     p.add_argument("--timestep", type=int, default=25, help="t of the accuracy plot")
     add_log_level(p)
@@ -293,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             plot_accuracy(rows, out / "accuracy_vs_J.png", f"synthact {args.run}: top-1 vs J (t={args.timestep})")
             text += format_accuracy(rows, args.run)
         else:
-            log.warning("accuracy vs J skipped: no trained run at %s (train one with make demo, or pass --run)",
-                        args.run)
+            log.warning(
+                "accuracy vs J skipped: no trained run at %s (train one with make demo, or pass --run)", args.run
+            )
             text += f"\nAccuracy vs J: skipped (no trained run at `{args.run}`).\n"
         out.mkdir(parents=True, exist_ok=True)
         (out / "benchmarks.md").write_text(text)

@@ -9,6 +9,7 @@ Per preset: the benchmark suite's random-weight model (benchmarks/problem.py) as
 `tdsm_edge.runtime.batching.CPU_MAX_ROWS` = 256 rows B·K·J), interleaved, 1 thread, for K = 5 / 24 / 60
 and B = 1 / 64. Prints a markdown table of medians; checks the scores are equal.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -66,9 +67,18 @@ if __name__ == "__main__":
     from tdsm_edge.cli import HelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("presets", nargs="*", default=["tiny", "small"], choices=["tiny", "small", "paper"],
-                        help="denoiser presets to measure")
-    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"],
-                        help="the runtime backend whose chunking is measured")
+    parser.add_argument(
+        "presets",
+        nargs="*",
+        default=["tiny", "small"],
+        choices=["tiny", "small", "paper"],
+        help="denoiser presets to measure",
+    )
+    parser.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["onnxruntime", "torch"],
+        help="the runtime backend whose chunking is measured",
+    )
     args = parser.parse_args()
     main(args.presets, args.backend)

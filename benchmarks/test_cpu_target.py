@@ -7,6 +7,7 @@ pairs (order alternating each pair) and the speed-up is median(reference) / medi
 over the same pairs. The timed benchmark is the ONNX Runtime call; the paired numbers are in
 `extra_info` (`python -m benchmarks.report` prints them).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -40,10 +41,18 @@ def test_onnxruntime_meets_cpu_target(benchmark, bench) -> None:
     speedup = ref_ms / ort_ms
 
     benchmark.group = "CPU target"
-    benchmark.extra_info.update(target=dict(TARGET, backend="onnxruntime", min_speedup=MIN_SPEEDUP),
-                                threads=bench.threads, pairs=PAIRS, reference_median_ms=ref_ms,
-                                onnxruntime_median_ms=ort_ms, speedup=speedup, **info)
+    benchmark.extra_info.update(
+        target=dict(TARGET, backend="onnxruntime", min_speedup=MIN_SPEEDUP),
+        threads=bench.threads,
+        pairs=PAIRS,
+        reference_median_ms=ref_ms,
+        onnxruntime_median_ms=ort_ms,
+        speedup=speedup,
+        **info,
+    )
     benchmark.pedantic(ort, rounds=PAIRS, iterations=1, warmup_rounds=1)
-    assert speedup >= MIN_SPEEDUP, (f"ONNX Runtime is {speedup:.2f}× faster than the paper's loop ({ort_ms:.2f} vs "
-                                    f"{ref_ms:.2f} ms median over {PAIRS} interleaved pairs); the target is "
-                                    f"{MIN_SPEEDUP}×")
+    assert speedup >= MIN_SPEEDUP, (
+        f"ONNX Runtime is {speedup:.2f}× faster than the paper's loop ({ort_ms:.2f} vs "
+        f"{ref_ms:.2f} ms median over {PAIRS} interleaved pairs); the target is "
+        f"{MIN_SPEEDUP}×"
+    )

@@ -15,6 +15,7 @@ Every method is also checked against the reference before it is timed (fp32 scor
 RTOL/ATOL; the same argmin wherever the reference's best two classes are further apart than that
 tolerance). Results carry preset / K / J / B / backend in `extra_info` for `python -m benchmarks.report`.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,11 +27,17 @@ from benchmarks.problem import BATCHES, CLASSES, NOISES, PRESETS, check_against_
 METHODS = ("reference", "folded-torch", "onnxruntime", "torch", "tensorrt")
 RUNTIME_BACKENDS = ("onnxruntime", "torch", "tensorrt")
 MAX_ROUNDS = 200
-LONG_CALL_S = 2.0         # a case whose first call takes longer is timed in budget / first rounds, maybe one
+LONG_CALL_S = 2.0  # a case whose first call takes longer is timed in budget / first rounds, maybe one
 
-CASES = [pytest.param(preset, K, J, B, id=f"{preset}-K{K}-J{J}-B{B}",
-                      marks=[pytest.mark.slow] if is_slow(preset, B, K, J) else [])
-         for preset in PRESETS for J in NOISES for B in BATCHES for K in CLASSES]
+CASES = [
+    pytest.param(
+        preset, K, J, B, id=f"{preset}-K{K}-J{J}-B{B}", marks=[pytest.mark.slow] if is_slow(preset, B, K, J) else []
+    )
+    for preset in PRESETS
+    for J in NOISES
+    for B in BATCHES
+    for K in CLASSES
+]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -53,9 +60,17 @@ def test_scoring(benchmark, bench, preset: str, K: int, J: int, B: int, method: 
     # about --bench-budget seconds of rounds; at least 3 unless one call takes longer than LONG_CALL_S
     rounds = int(min(MAX_ROUNDS, max(1 if first > LONG_CALL_S else 3, bench.budget // max(first, 1e-6))))
     benchmark.group = f"{preset} J={J} B={B} K={K}"
-    benchmark.extra_info.update(preset=preset, K=K, J=J, B=B, backend=method, threads=bench.threads,
-                                device=bench.device if method in ("reference", "folded-torch", "torch") else method,
-                                reference_gflop=round(reference_gflop(preset, B, K, J), 3), **info)
+    benchmark.extra_info.update(
+        preset=preset,
+        K=K,
+        J=J,
+        B=B,
+        backend=method,
+        threads=bench.threads,
+        device=bench.device if method in ("reference", "folded-torch", "torch") else method,
+        reference_gflop=round(reference_gflop(preset, B, K, J), 3),
+        **info,
+    )
     if method in RUNTIME_BACKENDS:
         rec = bench.recognizer(preset, J, method)
         benchmark.extra_info["runtime_backend"] = rec.backend

@@ -7,6 +7,7 @@ Random features and text (pure latency: accuracy is not measured here). Prints o
 preset: ms per training step at the given batch, and sequences per second for zero-shot scoring
 against K classes with J noises.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,19 +43,33 @@ def _timed(fn, device: str, steps: int, warmup: int) -> float:
     return float(np.median(times))
 
 
-def time_preset(preset: str, device: str, batch: int, steps: int, classes: int, noises: int,
-                score_batch: int, num_tokens: int, cond_dim: int) -> dict:
-    cfg = config_from_dict({
-        "text": {"num_tokens": num_tokens},
-        "denoiser": {"preset": preset, "num_tokens": num_tokens, "cond_dim": cond_dim},
-        "train": {"batch_size": batch, "iterations": 10_000, "warmup_steps": 10},
-    })
+def time_preset(
+    preset: str,
+    device: str,
+    batch: int,
+    steps: int,
+    classes: int,
+    noises: int,
+    score_batch: int,
+    num_tokens: int,
+    cond_dim: int,
+) -> dict:
+    cfg = config_from_dict(
+        {
+            "text": {"num_tokens": num_tokens},
+            "denoiser": {"preset": preset, "num_tokens": num_tokens, "cond_dim": cond_dim},
+            "train": {"batch_size": batch, "iterations": 10_000, "warmup_steps": 10},
+        }
+    )
     g = torch.Generator().manual_seed(0)
     K, L, Dz = classes, num_tokens, cfg.denoiser.z_dim
     mask = torch.ones(K, L, dtype=torch.bool)
-    mask[:, L // 2:] = False  # half the slots padding, as with short prompts
-    tables = ClassTextTensors(torch.randn(K, cond_dim, generator=g).to(device),
-                        torch.randn(K, L, cond_dim, generator=g).to(device), mask.to(device))
+    mask[:, L // 2 :] = False  # half the slots padding, as with short prompts
+    tables = ClassTextTensors(
+        torch.randn(K, cond_dim, generator=g).to(device),
+        torch.randn(K, L, cond_dim, generator=g).to(device),
+        mask.to(device),
+    )
     n = 4 * batch
     z_all = torch.randn(n, Dz, generator=g).to(device)
     y_all = torch.randint(0, K, (n,), generator=g).to(device)
@@ -80,16 +95,22 @@ def time_preset(preset: str, device: str, batch: int, steps: int, classes: int, 
             score_batched(eval_model, schedule, z_eval, text, bank, 25)
 
     score_s = _timed(score, device, max(3, steps // 2), warmup=2)
-    return {"preset": preset, "device": device, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "batch": batch, "train_ms_per_step": round(step_s * 1e3, 2),
-            "score_classes": K, "score_noises": noises, "score_batch": score_batch,
-            "score_ms_per_batch": round(score_s * 1e3, 2),
-            "score_sequences_per_s": round(score_batch / score_s, 1)}
+    return {
+        "preset": preset,
+        "device": device,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "batch": batch,
+        "train_ms_per_step": round(step_s * 1e3, 2),
+        "score_classes": K,
+        "score_noises": noises,
+        "score_batch": score_batch,
+        "score_ms_per_batch": round(score_s * 1e3, 2),
+        "score_sequences_per_s": round(score_batch / score_s, 1),
+    }
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"])
     p.add_argument("--batch", type=int, default=256, help="training batch")
@@ -100,11 +121,32 @@ def main(argv=None) -> None:
     p.add_argument("--num-tokens", type=int, default=16, help="L text tokens")
     p.add_argument("--cond-dim", type=int, default=768, help="text channels (two 384-d MiniLM prompt sets)")
     args = p.parse_args(argv)
-    print(json.dumps({"torch": torch.__version__, "device_name": torch.cuda.get_device_name()
-                      if args.device.startswith("cuda") else "cpu", "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
     for preset in args.presets:
-        print(json.dumps(time_preset(preset, args.device, args.batch, args.steps, args.classes, args.noises,
-                                     args.score_batch, args.num_tokens, args.cond_dim)), flush=True)
+        print(
+            json.dumps(
+                time_preset(
+                    preset,
+                    args.device,
+                    args.batch,
+                    args.steps,
+                    args.classes,
+                    args.noises,
+                    args.score_batch,
+                    args.num_tokens,
+                    args.cond_dim,
+                )
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from a table probed here, through `tokenizers` itself:
 
 tests/runtime/test_tokenizer.py checks that the committed table equals a fresh probe.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,12 @@ def probe() -> dict[str, list[int]]:
     tokenizers = require("tokenizers")
     from tokenizers import normalizers, pre_tokenizers
 
-    clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False,
-                                       lowercase=False)
-    strip = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True,
-                                       lowercase=False)
+    clean = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False
+    )
+    strip = normalizers.BertNormalizer(
+        clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False
+    )
     pre = pre_tokenizers.BertPreTokenizer()
     out: dict[str, list[int]] = {"CONTROL": [], "NONSPACING_MARK": [], "PUNCTUATION": []}
     for cp in range(0x110000):
@@ -72,14 +75,15 @@ def render(tables: dict) -> str:
     text = _HEADER.format(version=tables["version"])
     for name in ("CONTROL", "NONSPACING_MARK", "PUNCTUATION"):
         flat = flat_ranges(tables[name])
-        body = ",\n".join("    " + ", ".join(f"0x{v:X}" for v in flat[i:i + 12]) for i in range(0, len(flat), 12))
+        body = ",\n".join("    " + ", ".join(f"0x{v:X}" for v in flat[i : i + 12]) for i in range(0, len(flat), 12))
         text += f"\n{name} = (\n{body},\n)\n"
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.bert_chars", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m export.bert_chars", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=str(OUT), help="module to write (default: %(default)s)")
     args = p.parse_args(argv)
 

@@ -13,21 +13,34 @@ Reading a bundle (`load_manifest`, `load_tables`, `check_plan_compat`) lives in
 `tdsm_edge.runtime.manifest`; importing this module does not import torch (write_bundle imports it
 when called).
 """
+
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, ExportError
-from tdsm_edge.runtime.iospec import (BATCH, CLASSES, TABLES_GRAPH, TEXT_GRAPH, TOKENS, AxisRange, GraphIO, IOSpec,
-                                      scorer_io, tables_io, text_io)
-from tdsm_edge.runtime.manifest import TABLES_FILE, Manifest, load_manifest
 from tdsm_edge.runtime import rebuild
+from tdsm_edge.runtime.iospec import (
+    BATCH,
+    CLASSES,
+    TABLES_GRAPH,
+    TEXT_GRAPH,
+    TOKENS,
+    AxisRange,
+    GraphIO,
+    IOSpec,
+    scorer_io,
+    tables_io,
+    text_io,
+)
+from tdsm_edge.runtime.manifest import TABLES_FILE, Manifest, load_manifest
 from tdsm_edge.text.base import global_norm_of
 
 from .bundle_manifest import bundle_manifest
@@ -41,7 +54,7 @@ __all__ = ["BundleRequest", "write_bundle"]
 log = logging.getLogger(__name__)
 
 TEXT_SIDE = (TABLES_GRAPH, TEXT_GRAPH)  # graphs for add_classes: always ONNX Runtime, never a TensorRT plan
-MINILM_ID_PREFIX = "minilm:"           # TextEncoder.encoder_id of tdsm_edge.text.minilm.MiniLMEncoder
+MINILM_ID_PREFIX = "minilm:"  # TextEncoder.encoder_id of tdsm_edge.text.minilm.MiniLMEncoder
 # plan_builder(stage dir, {graph: .onnx path}, io spec) -> plan records; check(staged manifest) -> verification report
 PlanBuilder = Callable[[Path, dict, IOSpec], list]
 Check = Callable[[Manifest], dict]
@@ -63,28 +76,29 @@ class BundleRequest:
     (class text → class tables, always fp32 like tables.npz), the MiniLM text graph `text_encoder.onnx` and
     its `vocab.txt`; `manifest.text.runtime` records what reproduces `encode_classes`.
     """
-    out_dir: str | Path                  # the bundle folder (a Path once constructed)
-    model: Any                           # the trained denoiser (`load_denoiser`), exported on the CPU in eval mode
-    schedule: Any                        # its DDPMSchedule
-    stats: Any                           # its FeatureStats, folded into the scorer
-    class_text: Any                      # ClassText of the K bundle classes, rows in score order
+
+    out_dir: str | Path  # the bundle folder (a Path once constructed)
+    model: Any  # the trained denoiser (`load_denoiser`), exported on the CPU in eval mode
+    schedule: Any  # its DDPMSchedule
+    stats: Any  # its FeatureStats, folded into the scorer
+    class_text: Any  # ClassText of the K bundle classes, rows in score order
     _: KW_ONLY
-    timestep: int                        # t of the scorer's one denoising step
-    num_noises: int                      # J, the size of the fixed noise bank
-    noise_seed: int = 0                  # the noise bank's seed
-    precision: str = "fp32"              # "fp32" | "fp16": the scorer (and encoder) graph precision
+    timestep: int  # t of the scorer's one denoising step
+    num_noises: int  # J, the size of the fixed noise bank
+    noise_seed: int = 0  # the noise bank's seed
+    precision: str = "fp32"  # "fp32" | "fp16": the scorer (and encoder) graph precision
     batch: AxisRange = AxisRange(1, 4, 8)  # the batch axis (min/opt/max); K ranges over 1..len(class_text)
     encoder_dir: str | Path | None = None  # a run's encoder folder: adds the encoder graph (frames from run_config)
-    run_config: Any = None               # the run's RunConfig: recorded; gives the skeleton preprocessing
-    source: dict | None = None           # where the model came from (run folder, split, seed), recorded as is
+    run_config: Any = None  # the run's RunConfig: recorded; gives the skeleton preprocessing
+    source: dict | None = None  # where the model came from (run folder, split, seed), recorded as is
     class_indices: list[int] | None = None  # the classes' global indices in the run (recorded)
-    build_command: str | None = None     # the command that rebuilds it (named in load errors); None: from source
+    build_command: str | None = None  # the command that rebuilds it (named in load errors); None: from source
     plan_builder: PlanBuilder | None = None  # TensorRT plans from the graphs' ONNX files (see above); None: no plans
-    check: Check | None = None           # verification of the staged bundle (see above); None: not verified
-    reference_weights: bool = True       # also store the PyTorch weights under reference/ (the "torch" backend)
-    text_encoder: bool = False           # also ship the text side (see above); needs a MiniLM class_text
+    check: Check | None = None  # verification of the staged bundle (see above); None: not verified
+    reference_weights: bool = True  # also store the PyTorch weights under reference/ (the "torch" backend)
+    text_encoder: bool = False  # also ship the text side (see above); needs a MiniLM class_text
     class_descriptions: Sequence[str] | None = None  # the K classes' descriptions (recorded; the check re-encodes them)
-    sign_key: str | Path | None = None   # an Ed25519 private key file (PEM): sign the bundle digest into manifest.sig
+    sign_key: str | Path | None = None  # an Ed25519 private key file (PEM): sign the bundle digest into manifest.sig
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -96,12 +110,17 @@ class BundleRequest:
         if self.text_encoder:
             check_text_side(self.class_text)
             if descriptions is None and "description" in self.class_text.prompt_sets:
-                raise ConfigError("write_bundle: the text side needs class_descriptions (the \"description\" prompt "
-                                  "set of the bundle's classes), recorded for the runtime and re-encoded by the "
-                                  "build's check")
+                raise ConfigError(
+                    "write_bundle: the text side needs class_descriptions (the \"description\" prompt "
+                    "set of the bundle's classes), recorded for the runtime and re-encoded by the "
+                    "build's check"
+                )
         if not self.build_command:  # a library-built bundle: the command made from what `source` tells
-            object.__setattr__(self, "build_command", default_build_command(
-                self.out_dir, self.source, self.precision, self.batch, self.text_encoder))
+            object.__setattr__(
+                self,
+                "build_command",
+                default_build_command(self.out_dir, self.source, self.precision, self.batch, self.text_encoder),
+            )
 
     @property
     def names(self) -> list[str]:
@@ -131,9 +150,19 @@ def write_bundle(request: BundleRequest) -> Manifest:
         reference = _write_reference(stage, r, noises) if r.reference_weights else None
         io = _io_spec(r, graphs, text_runtime)
         plans = _build_plans(stage, r, graphs, io)
-        manifest = stage.write_manifest(bundle_manifest(r, stage.dir, noises=noises, graphs=graphs, tables=tables,
-                                                        text_runtime=text_runtime, io=io, plans=plans,
-                                                        reference=reference))
+        manifest = stage.write_manifest(
+            bundle_manifest(
+                r,
+                stage.dir,
+                noises=noises,
+                graphs=graphs,
+                tables=tables,
+                text_runtime=text_runtime,
+                io=io,
+                plans=plans,
+                reference=reference,
+            )
+        )
         manifest = _verify(stage, r.check, manifest)
         if r.sign_key is not None:
             from .signing import sign_folder
@@ -163,8 +192,10 @@ def _write_tables(stage: BundleStage, r: BundleRequest) -> list[str]:
 
     log.info("[2/5] class tables (float32, %d rows)", len(r.names))
     text = r.class_text
-    fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)) for a in
-                    (text.global_.astype(np.float32), text.local.astype(np.float32), text.mask))
+    fc, fl, mask = (
+        torch.from_numpy(np.ascontiguousarray(a))
+        for a in (text.global_.astype(np.float32), text.local.astype(np.float32), text.mask)
+    )
     tables = {n: t.numpy() for n, t in class_tables(r.model, fc, fl, mask, r.timestep, "fp32").items()}
     np.savez(stage.path(TABLES_FILE), **tables)
     return list(tables)
@@ -178,8 +209,11 @@ def _export_encoder(stage: BundleStage, r: BundleRequest) -> dict[str, ExportRec
     log.info("[3/5] encoder graph (%s)", r.precision)
     from .encoder_export import export_encoder
 
-    return {"encoder": export_encoder(r.encoder_dir, stage.path(f"encoder_{r.precision}.onnx"),
-                                      r.run_config.data.frames, r.precision)}
+    return {
+        "encoder": export_encoder(
+            r.encoder_dir, stage.path(f"encoder_{r.precision}.onnx"), r.run_config.data.frames, r.precision
+        )
+    }
 
 
 def _export_text_side(stage: BundleStage, r: BundleRequest) -> tuple[dict[str, ExportRecord], dict | None]:
@@ -203,12 +237,20 @@ def _write_reference(stage: BundleStage, r: BundleRequest, noises) -> dict:
     runtime's torch backend loads; returns their manifest record."""
     from tdsm_edge.checkpoint import save_module
 
-    save_module(stage.path("reference/denoiser"), r.model.state_dict(), {"kind": "tdsm_denoiser_reference",
-                                                                         "denoiser": asdict(r.model.cfg)})
+    save_module(
+        stage.path("reference/denoiser"),
+        r.model.state_dict(),
+        {"kind": "tdsm_denoiser_reference", "denoiser": asdict(r.model.cfg)},
+    )
     for name, a in (("feature_mean", r.stats.mean), ("feature_std", r.stats.std), ("noise_bank", noises.numpy())):
         np.save(stage.path(f"reference/{name}.npy"), np.ascontiguousarray(a, np.float32))
-    out = dict(denoiser="reference/denoiser", feature_mean="reference/feature_mean.npy",
-               feature_std="reference/feature_std.npy", noise_bank="reference/noise_bank.npy", encoder=None)
+    out = dict(
+        denoiser="reference/denoiser",
+        feature_mean="reference/feature_mean.npy",
+        feature_std="reference/feature_std.npy",
+        noise_bank="reference/noise_bank.npy",
+        encoder=None,
+    )
     if r.encoder_dir is not None:
         dst = stage.path("reference/encoder")
         dst.mkdir(parents=True)
@@ -267,29 +309,41 @@ def check_text_side(class_text) -> None:
     from tdsm_edge.text.prompts import PROMPT_SETS
 
     if not str(class_text.encoder_id).startswith(MINILM_ID_PREFIX):
-        raise ConfigError(f"the text side (--text-encoder) ships the MiniLM text graph, but this run's classes were "
-                          f"encoded with {class_text.encoder_id!r}; build with --no-text-encoder (classes can then "
-                          "only be chosen at build time: --classes)")
+        raise ConfigError(
+            f"the text side (--text-encoder) ships the MiniLM text graph, but this run's classes were "
+            f"encoded with {class_text.encoder_id!r}; build with --no-text-encoder (classes can then "
+            "only be chosen at build time: --classes)"
+        )
     unknown = [s for s in class_text.prompt_sets if s not in PROMPT_SETS]
     if unknown or class_text.dim % len(class_text.prompt_sets):
-        raise ConfigError(f"the text side cannot reproduce prompt sets {list(class_text.prompt_sets)} of "
-                          f"{class_text.dim} channels (known prompt sets: {list(PROMPT_SETS)}); build with --no-text-encoder")
+        raise ConfigError(
+            f"the text side cannot reproduce prompt sets {list(class_text.prompt_sets)} of "
+            f"{class_text.dim} channels (known prompt sets: {list(PROMPT_SETS)}); build with --no-text-encoder"
+        )
 
 
 def _checked_spec(record, spec: GraphIO) -> dict:
     """{graph: spec} after checking the exported graph against the spec built from the config."""
     problems = spec.mismatches(record.inputs, record.outputs)
     if problems:
-        raise ExportError(f"{record.path}: the exported {record.graph} graph breaks the IO spec: "
-                          + "; ".join(problems))
+        raise ExportError(
+            f"{record.path}: the exported {record.graph} graph breaks the IO spec: " + "; ".join(problems)
+        )
     return {record.graph: spec}
 
 
-def default_build_command(out_dir: Path, source: dict | None, precision: str, batch: AxisRange,
-                          text_encoder: bool = False) -> str:
+def default_build_command(
+    out_dir: Path, source: dict | None, precision: str, batch: AxisRange, text_encoder: bool = False
+) -> str:
     """A build_engine command line reproducing a library-built bundle (as far as `source` tells)."""
-    return rebuild.build_command(run=(source or {}).get("seed_dir") or None, out=out_dir, precision=precision,
-                                 batch=batch.max, dynamic=not batch.fixed, text_encoder=bool(text_encoder))
+    return rebuild.build_command(
+        run=(source or {}).get("seed_dir") or None,
+        out=out_dir,
+        precision=precision,
+        batch=batch.max,
+        dynamic=not batch.fixed,
+        text_encoder=bool(text_encoder),
+    )
 
 
 def _relative(plan: dict, stage_dir: Path) -> dict:
@@ -317,6 +371,8 @@ def _check_profiles(plans: list[dict], io: IOSpec) -> None:
             continue
         want = {n: dict(min=list(lo), opt=list(opt), max=list(hi)) for n, (lo, opt, hi) in io.profile(graph).items()}
         if got != want:
-            raise BundleError(f"the TensorRT plan {plan.get('file')} was built with the profile {got}, but the "
-                              f"bundle's IO spec gives {want}: the plan builder must build each graph with the IO "
-                              "spec's axis ranges (io.axes, as export/build_engine.py does)")
+            raise BundleError(
+                f"the TensorRT plan {plan.get('file')} was built with the profile {got}, but the "
+                f"bundle's IO spec gives {want}: the plan builder must build each graph with the IO "
+                "spec's axis ranges (io.axes, as export/build_engine.py does)"
+            )

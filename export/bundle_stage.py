@@ -8,6 +8,7 @@
 `seal_manifest` is the one writer of manifest.json (digest included); `check_replaceable` is the one
 rule of which folders a build may replace.
 """
+
 from __future__ import annotations
 
 import glob
@@ -44,15 +45,17 @@ class BundleStage:
         self.dir = self.out.parent / f".{self.out.name}.staging-{os.getpid()}"
         self.committed = False
 
-    def __enter__(self) -> "BundleStage":
+    def __enter__(self) -> BundleStage:
         check_replaceable(self.out)
         remove_stale_temp_folders(self.out)
         shutil.rmtree(self.dir, ignore_errors=True)
         try:
             self.dir.mkdir(parents=True)
         except OSError as e:
-            raise BundleError(f"cannot create the build folder {str(self.dir)!r} next to --out ({e.strerror}); "
-                              "pass an --out whose parent is a writable folder") from e
+            raise BundleError(
+                f"cannot create the build folder {str(self.dir)!r} next to --out ({e.strerror}); "
+                "pass an --out whose parent is a writable folder"
+            ) from e
         except BaseException:  # Ctrl-C right after mkdir: __exit__ would not run
             self.discard()
             raise
@@ -120,9 +123,12 @@ def check_replaceable(out: Path) -> None:
     """BundleError unless `out` may be written by a build: absent, an empty folder, or a tdsm-edge bundle
     whose folder holds only its listed files (an old or incomplete bundle included). Reads nothing but its
     manifest.json."""
+
     def refuse(why: str) -> BundleError:
-        return BundleError(f"refusing to write the bundle into {str(out)!r}: {why}; nothing was changed. Pass "
-                           "another --out, or move that folder away first")
+        return BundleError(
+            f"refusing to write the bundle into {str(out)!r}: {why}; nothing was changed. Pass "
+            "another --out, or move that folder away first"
+        )
 
     if out.is_symlink() and not out.exists():
         raise refuse("it is a broken symlink")
@@ -139,15 +145,20 @@ def check_replaceable(out: Path) -> None:
     except (OSError, ValueError, RecursionError) as e:
         raise refuse(f"its {MANIFEST} is not a readable tdsm-edge manifest ({e})") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
-        raise refuse(f"its {MANIFEST} is not a tdsm-edge bundle manifest (format "
-                     f"{data.get('format') if isinstance(data, dict) else None!r})")
+        raise refuse(
+            f"its {MANIFEST} is not a tdsm-edge bundle manifest (format "
+            f"{data.get('format') if isinstance(data, dict) else None!r})"
+        )
     files = data["files"]
     if not all(isinstance(f, str) and isinstance(h, str) for f, h in files.items()):
         raise refuse(f"its {MANIFEST} does not list files with their sha256")
     problems = bundle_files.scan(out, set(files), report_missing=False)
     if problems:
-        raise refuse("besides its bundle files it holds " + "; ".join(problems[:3])
-                     + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+        raise refuse(
+            "besides its bundle files it holds "
+            + "; ".join(problems[:3])
+            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        )
     for rel, digest in files.items():  # every file it lists and holds is the bundle's own: nothing else is deleted
         try:
             same = bundle_files.sha256_in(out, rel) == digest

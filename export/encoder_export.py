@@ -17,6 +17,7 @@ and M are fixed at export (T is the bundle's window length). Its output feeds th
            Input and output stay float32. Which ops compute in which dtype is counted in the
            ExportRecord (`fp32_ops` / `fp16_ops`), so a bundle manifest records it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,11 +28,11 @@ import torch
 from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.class_tables import precision_dtype
 from tdsm_edge.models.folders import load_encoder
 from tdsm_edge.models.shift_gcn import ShiftGCN, TemporalShift
 
 from .onnx_export import BATCH_AXIS, ExportRecord, _check_args, _check_io, _export
-from tdsm_edge.models.class_tables import precision_dtype
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,10 @@ class EncoderGraph(nn.Module):
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         N, C, T, V, M = window.shape
         if (C, V, M) != (self.in_channels, self.num_joints, self.num_person):
-            raise InputError(f"the encoder expects windows (B, {self.in_channels}, T, {self.num_joints}, "
-                             f"{self.num_person}), got {tuple(window.shape)}")
+            raise InputError(
+                f"the encoder expects windows (B, {self.in_channels}, T, {self.num_joints}, "
+                f"{self.num_person}), got {tuple(window.shape)}"
+            )
         x = window.float().permute(0, 4, 3, 1, 2).reshape(N, M * V * C, T)  # (N, M*V*C, T)
         x = self.data_bn(x)  # (N, M*V*C, T) float32
         x = x.reshape(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V).to(self.dtype)  # (N*M, C, T, V)
@@ -67,8 +70,9 @@ class EncoderGraph(nn.Module):
         return self.proj(x.to(self.dtype)).float()  # (N, Dz)
 
 
-def export_encoder(encoder: str | Path | ShiftGCN, onnx_path: str | Path, frames: int, precision: str = "fp32",
-                   example_batch: int = 2) -> ExportRecord:
+def export_encoder(
+    encoder: str | Path | ShiftGCN, onnx_path: str | Path, frames: int, precision: str = "fp32", example_batch: int = 2
+) -> ExportRecord:
     """Export the skeleton encoder as `window (B, C=3, T=frames, V, M) float32 → z (B, Dz) float32`.
 
     Args:

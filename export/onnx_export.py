@@ -10,6 +10,7 @@ fp16 weights and activations, float32 LayerNorm / mask + softmax / error reducti
 change pass silently. Each export returns an `ExportRecord` (names, dtypes, dims, opset, the ops
 per compute dtype) for the engine manifest.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,31 +41,38 @@ _EXTERNAL_DATA_BYTES = 1_500_000_000  # above this the weights go to a side file
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    dtype: str                       # numpy-style name: float32 | float16 | bool | int64
-    shape: tuple                     # ints for static dims, axis names (str) for dynamic ones
+    dtype: str  # numpy-style name: float32 | float16 | bool | int64
+    shape: tuple  # ints for static dims, axis names (str) for dynamic ones
 
 
 @dataclass
 class ExportRecord:
     """What an export wrote and the graph's contract, for the engine manifest."""
-    graph: str                       # "scorer" | "tables"
-    path: str                        # the .onnx file
-    precision: str                   # "fp32" | "fp16"
+
+    graph: str  # "scorer" | "tables"
+    path: str  # the .onnx file
+    precision: str  # "fp32" | "fp16"
     opset: int
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    dynamic_axes: dict[str, dict[int, str]]     # input/output name → {axis: axis name}
-    op_counts: dict[str, int]                   # op type → nodes
-    fp32_ops: dict[str, int]                    # op type → nodes whose output is float32
-    fp16_ops: dict[str, int]                    # op type → nodes whose output is float16
+    dynamic_axes: dict[str, dict[int, str]]  # input/output name → {axis: axis name}
+    op_counts: dict[str, int]  # op type → nodes
+    fp32_ops: dict[str, int]  # op type → nodes whose output is float32
+    fp16_ops: dict[str, int]  # op type → nodes whose output is float16
     files: list[str] = field(default_factory=list)  # every file written (.onnx and any external data)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def export_scorer(scorer: FoldedScorer, path: str | Path, precision: str = "fp32", example_batch: int = 2,
-                  example_classes: int = 3, external_data: bool | None = None) -> ExportRecord:
+def export_scorer(
+    scorer: FoldedScorer,
+    path: str | Path,
+    precision: str = "fp32",
+    example_batch: int = 2,
+    example_classes: int = 3,
+    external_data: bool | None = None,
+) -> ExportRecord:
     """Export `scorer` as an ONNX graph `z (B, Dz) float32, <class tables> (K, ...) → errors (B, K) float32`.
 
     Args:
@@ -89,16 +97,32 @@ def export_scorer(scorer: FoldedScorer, path: str | Path, precision: str = "fp32
     Bd, Kd = torch.export.Dim(BATCH_AXIS, min=1), torch.export.Dim(CLASS_AXIS, min=1)
     wrapper = _named_tables(scorer).eval()  # forward(z, <one argument per table>)
     dynamic = {"z": {0: Bd}, **{n: {0: Kd} for n in scorer.names}}
-    record = _export(wrapper, (z, *(tables[n] for n in scorer.names)), None, dynamic, spec.output_names,
-                     spec.dynamic_axes(), path, "scorer", precision, external_data)
+    record = _export(
+        wrapper,
+        (z, *(tables[n] for n in scorer.names)),
+        None,
+        dynamic,
+        spec.output_names,
+        spec.dynamic_axes(),
+        path,
+        "scorer",
+        precision,
+        external_data,
+    )
     problems = spec.mismatches(record.inputs, record.outputs)
     if problems:
         raise ExportError(f"{record.path}: the exported graph breaks the IO spec: " + "; ".join(problems))
     return record
 
 
-def export_tables(model: TDSMDenoiser, path: str | Path, t: int, precision: str = "fp32", example_classes: int = 3,
-                  external_data: bool | None = None) -> ExportRecord:
+def export_tables(
+    model: TDSMDenoiser,
+    path: str | Path,
+    t: int,
+    precision: str = "fp32",
+    example_classes: int = 3,
+    external_data: bool | None = None,
+) -> ExportRecord:
     """Export the tables graph `fc (K, Dc), fl (K, L, Dc) float32[, mask (K, L) bool] → class tables`.
 
     The mask input exists only when the model masks text padding (`cfg.mask_text_padding`); t is
@@ -119,7 +143,7 @@ def export_tables(model: TDSMDenoiser, path: str | Path, t: int, precision: str 
     inputs = ["fc", "fl"]
     if module.uses_mask:
         mask = torch.ones(K, cfg.num_tokens, dtype=torch.bool, device=dev)
-        mask[0, cfg.num_tokens // 2:] = False
+        mask[0, cfg.num_tokens // 2 :] = False
         args, dynamic, inputs = (fc, fl, mask), {**dynamic, "mask": {0: Kd}}, inputs + ["mask"]
     axes = {n: {0: CLASS_AXIS} for n in (*inputs, *module.names)}
     record = _export(module, args, None, dynamic, list(module.names), axes, path, "tables", precision, external_data)
@@ -145,8 +169,10 @@ def _named_tables(scorer: FoldedScorer) -> torch.nn.Module:
     names = tuple(scorer.names)
     if not all(n.isidentifier() for n in names):
         raise ExportError(f"class table names must be identifiers, got {list(names)}")
-    source = (f"def forward(self, z, {', '.join(names)}):\n"
-              f"    return self.scorer(z, {', '.join(f'{n}={n}' for n in names)})\n")
+    source = (
+        f"def forward(self, z, {', '.join(names)}):\n"
+        f"    return self.scorer(z, {', '.join(f'{n}={n}' for n in names)})\n"
+    )
     namespace: dict = {}
     exec(compile(source, "<generated by export/onnx_export.py _named_tables>", "exec"), namespace)
     cls = type("_NamedTables", (_TablesWrapper,), {"forward": namespace["forward"]})
@@ -171,8 +197,11 @@ def check_fp16_islands(model) -> None:
         if node.op_type in FP16_HEAVY_OPS and any(d != "float16" for d in io):
             bad.append(f"{node.op_type} {node.name!r} runs in {io} (must be float16 in a fp16 graph)")
     if bad:
-        raise ExportError("the fp16 graph breaks its precision contract:\n  " + "\n  ".join(bad)
-                          + "\nEvery op's dtype is set in tdsm_edge/models/folded.py and tdsm_edge/models/class_tables.py; fix the cast there.")
+        raise ExportError(
+            "the fp16 graph breaks its precision contract:\n  "
+            + "\n  ".join(bad)
+            + "\nEvery op's dtype is set in tdsm_edge/models/folded.py and tdsm_edge/models/class_tables.py; fix the cast there."
+        )
 
 
 # ---------------------------------------------------------------- helpers
@@ -181,8 +210,9 @@ def _check_args(precision: str, example_batch: int, example_classes: int) -> Non
         raise ConfigError(f"ONNX export supports precision {sorted(PRECISIONS)}, got {precision!r}")
     if example_batch < 2 or example_classes < 2:
         # torch.export specialises a dimension traced at size 1, which would make the axis static
-        raise ConfigError(f"example_batch and example_classes must be >= 2 (traced sizes), got "
-                          f"{example_batch}, {example_classes}")
+        raise ConfigError(
+            f"example_batch and example_classes must be >= 2 (traced sizes), got {example_batch}, {example_classes}"
+        )
 
 
 def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, precision, external_data) -> ExportRecord:
@@ -196,9 +226,17 @@ def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, prec
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
-            program = torch.onnx.export(module, args, kwargs=kwargs, dynamo=True, opset_version=OPSET,
-                                        dynamic_shapes=dynamic, output_names=output_names,
-                                        external_data=external_data, verbose=False)
+            program = torch.onnx.export(
+                module,
+                args,
+                kwargs=kwargs,
+                dynamo=True,
+                opset_version=OPSET,
+                dynamic_shapes=dynamic,
+                output_names=output_names,
+                external_data=external_data,
+                verbose=False,
+            )
             program.save(str(path), external_data=external_data)
     except Exception as e:  # the exporter raises many types; name the graph and keep the cause
         raise ExportError(f"exporting the {precision} {graph} graph to {path} failed: {e}") from e
@@ -244,11 +282,18 @@ def _record(proto, graph, path, precision, axes, files) -> ExportRecord:
             by_dtype[dt][node.op_type] += 1
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return ExportRecord(
-        graph=graph, path=path, precision=precision, opset=int(opset),
-        inputs=[spec(v) for v in proto.graph.input], outputs=[spec(v) for v in proto.graph.output],
-        dynamic_axes=axes, op_counts=dict(sorted(Counter(n.op_type for n in proto.graph.node).items())),
-        fp32_ops=dict(sorted(by_dtype["float32"].items())), fp16_ops=dict(sorted(by_dtype["float16"].items())),
-        files=files)
+        graph=graph,
+        path=path,
+        precision=precision,
+        opset=int(opset),
+        inputs=[spec(v) for v in proto.graph.input],
+        outputs=[spec(v) for v in proto.graph.output],
+        dynamic_axes=axes,
+        op_counts=dict(sorted(Counter(n.op_type for n in proto.graph.node).items())),
+        fp32_ops=dict(sorted(by_dtype["float32"].items())),
+        fp16_ops=dict(sorted(by_dtype["float16"].items())),
+        files=files,
+    )
 
 
 def _external_locations(proto) -> set[str]:
@@ -268,5 +313,6 @@ def _check_io(record: ExportRecord, inputs: list[str], outputs: list[str]) -> No
     for s in [*record.inputs, *record.outputs]:
         for axis, name in record.dynamic_axes.get(s.name, {}).items():
             if s.shape[axis] != name:
-                raise ExportError(f"{record.path}: {s.name} axis {axis} is {s.shape[axis]!r}, "
-                                  f"expected the dynamic axis {name!r}")
+                raise ExportError(
+                    f"{record.path}: {s.name} axis {axis} is {s.shape[axis]!r}, expected the dynamic axis {name!r}"
+                )

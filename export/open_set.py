@@ -13,6 +13,7 @@ answers, and the fraction of out-of-set samples (test samples of the run's other
 The margin is in error units of this bundle's scorer and class set: it is stored in the manifest
 (`open_set`) with the class count it was calibrated for.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,9 @@ def calibrate_threshold(in_set_errors: np.ndarray, accept: float = DEFAULT_ACCEP
     return float(np.quantile(m, 1.0 - accept, method="lower"))
 
 
-def evaluate_threshold(threshold: float, in_errors: np.ndarray, in_labels: np.ndarray | None = None,
-                       out_errors: np.ndarray | None = None) -> dict:
+def evaluate_threshold(
+    threshold: float, in_errors: np.ndarray, in_labels: np.ndarray | None = None, out_errors: np.ndarray | None = None
+) -> dict:
     """In-set acceptance (and accuracy, overall and among accepted, with labels as score columns) and
     out-of-set rejection at `threshold`."""
     keep = margins(in_errors) >= threshold
@@ -61,8 +63,13 @@ def evaluate_threshold(threshold: float, in_errors: np.ndarray, in_labels: np.nd
     return out
 
 
-def calibrate(errors_of, indices: list[int], val: tuple[np.ndarray, np.ndarray] | None,
-              test: tuple[np.ndarray, np.ndarray] | None, accept: float = DEFAULT_ACCEPT) -> dict | None:
+def calibrate(
+    errors_of,
+    indices: list[int],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    test: tuple[np.ndarray, np.ndarray] | None,
+    accept: float = DEFAULT_ACCEPT,
+) -> dict | None:
     """Calibrate on validation features and judge on test features.
 
     Args:
@@ -87,9 +94,14 @@ def calibrate(errors_of, indices: list[int], val: tuple[np.ndarray, np.ndarray] 
     if len(z_in) == 0:
         return None
     threshold = calibrate_threshold(errors_of(z_in), accept)
-    record = {"threshold": threshold, "accept_target": accept, "calibrated_on": source,
-              "calibration_samples": int(len(z_in)), "num_classes": len(indices),
-              "rule": "answer 'none of these' when margin (2nd-lowest minus lowest error) < threshold"}
+    record = {
+        "threshold": threshold,
+        "accept_target": accept,
+        "calibrated_on": source,
+        "calibration_samples": int(len(z_in)),
+        "num_classes": len(indices),
+        "rule": "answer 'none of these' when margin (2nd-lowest minus lowest error) < threshold",
+    }
     if test is not None:
         z_in, y_in, z_out = split(test)
         record["test"] = evaluate_threshold(threshold, errors_of(z_in), y_in, errors_of(z_out) if len(z_out) else None)

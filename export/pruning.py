@@ -21,10 +21,11 @@ about `B·keep` rows of the tables, mostly `text_qkv0` (the paper
 model: 35 × 2304 floats ≈ 0.3 MB per row in fp32). Both stages run the FoldedScorer's own
 forward pass (`FoldedScorer.score_rows`); no second scorer is built. Torch only (not an ONNX graph).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

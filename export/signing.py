@@ -9,6 +9,7 @@ other file), so it covers the whole bundle. The robot loads with the public key:
 `ZeroShotRecognizer.load("engines/demo", public_key="keys/robot.pub")`, and refuses an unsigned, altered
 or foreign-signed bundle. Keep the private key off the robot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,11 +38,15 @@ def load_private_key(path: str | Path):
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{str(path)!r} is not an unencrypted PEM private key ({e}); make one with: "
-                          "python -m export.signing keygen --out KEYS/NAME") from e
+        raise ConfigError(
+            f"{str(path)!r} is not an unencrypted PEM private key ({e}); make one with: "
+            "python -m export.signing keygen --out KEYS/NAME"
+        ) from e
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{str(path)!r} holds a {type(key).__name__}; bundles are signed with Ed25519 keys "
-                          "(python -m export.signing keygen)")
+        raise ConfigError(
+            f"{str(path)!r} holds a {type(key).__name__}; bundles are signed with Ed25519 keys "
+            "(python -m export.signing keygen)"
+        )
     return key
 
 
@@ -59,24 +64,27 @@ def keygen(out: str | Path) -> tuple[Path, Path]:
     if existing:
         raise ConfigError(f"{existing} exist already; choose another --out (keys are never overwritten)")
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     private.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     with atomic_path(public) as tmp:
-        tmp.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        tmp.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     return private, public
 
 
 def sign_folder(folder: str | Path, digest: str, key_path: str | Path) -> Path:
     """Write `folder/manifest.sig`: the Ed25519 signature of `digest` by the key in `key_path`."""
     key = load_private_key(key_path)
-    record = {"algorithm": SIGNATURE_ALGORITHM, "digest": digest,
-              "signature": base64.b64encode(key.sign(signed_message(digest))).decode("ascii"),
-              "key_id": key_id(public_raw(key.public_key()))}
+    record = {
+        "algorithm": SIGNATURE_ALGORITHM,
+        "digest": digest,
+        "signature": base64.b64encode(key.sign(signed_message(digest))).decode("ascii"),
+        "key_id": key_id(public_raw(key.public_key())),
+    }
     path = Path(folder) / SIGNATURE_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -113,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if args.command == "keygen":
             private, public = keygen(args.out)
-            print(f"wrote {private} (keep it off the robot) and {public} (give it to ZeroShotRecognizer.load(..., "
-                  "public_key=...))")
+            print(
+                f"wrote {private} (keep it off the robot) and {public} (give it to ZeroShotRecognizer.load(..., "
+                "public_key=...))"
+            )
         else:
             digest = sign_bundle(args.bundle, args.key)
             print(f"signed {args.bundle}: bundle digest {digest}")

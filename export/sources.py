@@ -4,6 +4,7 @@ and (no-argument mode) whether the embedded demo run must be trained first.
 Run folders are written by `tdsm_edge.training.pipeline` (runs/<name>/config.yaml, text/,
 <split>/seed<k>/{encoder,features,denoiser}).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,18 +23,19 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RUN, DEMO_CONFIG, DEMO_SPLIT, DEMO_SEED = Path("runs/demo"), REPO / "configs" / "demo.yaml", "ru5", 1
 DEMO_OUT = Path("engines/demo")
-VERIFY_SAMPLES = 512   # held-out features compared per build (a seeded subset when there are more)
-VERIFY_WINDOWS = 256   # held-out synthact windows for the encoder graph
+VERIFY_SAMPLES = 512  # held-out features compared per build (a seeded subset when there are more)
+VERIFY_WINDOWS = 256  # held-out synthact windows for the encoder graph
 
 
 @dataclass(frozen=True)
 class RunSource:
     """One trained seed of a run."""
-    root: Path                 # runs/<name>
+
+    root: Path  # runs/<name>
     split: str
     seed: int
-    seed_dir: Path             # runs/<name>/<split>/seed<k>
-    config: object             # RunConfig
+    seed_dir: Path  # runs/<name>/<split>/seed<k>
+    config: object  # RunConfig
 
     @property
     def encoder_dir(self) -> Path | None:
@@ -67,17 +69,25 @@ def resolve_run(path: str | Path) -> RunSource:
         root = path
         cfg = load_config(root / "config.yaml")
         splits = sorted({p.name for p in root.iterdir() if p.is_dir()}, key=lambda s: (s != cfg.data.split, s))
-        seeds = [s for sp in splits for s in sorted((root / sp).glob("seed*"), key=_seed_number)
-                 if _seed_number(s) >= 0 and is_trained(s)]
+        seeds = [
+            s
+            for sp in splits
+            for s in sorted((root / sp).glob("seed*"), key=_seed_number)
+            if _seed_number(s) >= 0 and is_trained(s)
+        ]
         if not seeds:
-            raise ConfigError(f"run {str(root)!r} has no trained seed (<split>/seed<k>/denoiser/model.safetensors); "
-                              f"train it with: python -m tdsm_edge.train --config <config> --out {root} --resume")
+            raise ConfigError(
+                f"run {str(root)!r} has no trained seed (<split>/seed<k>/denoiser/model.safetensors); "
+                f"train it with: python -m tdsm_edge.train --config <config> --out {root} --resume"
+            )
         seed_dir = seeds[0]
         split = seed_dir.parent.name
     else:
-        raise ConfigError(f"{str(path)!r} is neither a run folder (with config.yaml) nor a trained seed folder "
-                          "(<run>/<split>/seed<k> with denoiser/); train one with python -m tdsm_edge.train, or run "
-                          "python -m export.build_engine with no arguments for the demo")
+        raise ConfigError(
+            f"{str(path)!r} is neither a run folder (with config.yaml) nor a trained seed folder "
+            "(<run>/<split>/seed<k> with denoiser/); train one with python -m tdsm_edge.train, or run "
+            "python -m export.build_engine with no arguments for the demo"
+        )
     return RunSource(root, split, _seed_number(seed_dir), seed_dir, load_config(root / "config.yaml"))
 
 
@@ -87,13 +97,16 @@ def class_text(src: RunSource):
 
     path = src.root / "text" / "class_text.safetensors"
     if not path.is_file():
-        raise ConfigError(f"{path} is missing: the run's class text is written by training; re-run "
-                          f"python -m tdsm_edge.train --out {src.root} --resume")
+        raise ConfigError(
+            f"{path} is missing: the run's class text is written by training; re-run "
+            f"python -m tdsm_edge.train --out {src.root} --resume"
+        )
     return ClassText.load(path)
 
 
-def select_classes(names: list[str], unseen: np.ndarray, classes: list[str] | None,
-                   classes_file: str | Path | None) -> list[int]:
+def select_classes(
+    names: list[str], unseen: np.ndarray, classes: list[str] | None, classes_file: str | Path | None
+) -> list[int]:
     """Global indices of the bundle classes, in score order.
 
     None (no --classes / --classes-file): the split's unseen classes; ["all"]: every class; else the
@@ -104,8 +117,10 @@ def select_classes(names: list[str], unseen: np.ndarray, classes: list[str] | No
         try:
             text = read_user_file(p, "--classes-file", ConfigError, 1 << 20).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ConfigError(f"--classes-file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); it must "
-                              "hold one class name a line") from e
+            raise ConfigError(
+                f"--classes-file {str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start}); it must "
+                "hold one class name a line"
+            ) from e
         classes = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if classes is None:
         return [int(i) for i in unseen]
@@ -115,16 +130,19 @@ def select_classes(names: list[str], unseen: np.ndarray, classes: list[str] | No
     unknown = [c for c in classes if c not in lookup]
     if unknown:
         hints = {c: difflib.get_close_matches(c, names, n=2) for c in unknown}
-        raise ConfigError("unknown class names: " + "; ".join(f"{c!r}" + (f" (did you mean {h}?)" if h else "")
-                                                                for c, h in hints.items())
-                          + f". The run's classes are: {', '.join(names)}")
+        raise ConfigError(
+            "unknown class names: "
+            + "; ".join(f"{c!r}" + (f" (did you mean {h}?)" if h else "") for c, h in hints.items())
+            + f". The run's classes are: {', '.join(names)}"
+        )
     if len(set(classes)) != len(classes) or not classes:
         raise ConfigError(f"--classes must name at least one class, each once; got {classes}")
     return [lookup[c] for c in classes]
 
 
-def held_out_features(src: RunSource, indices: list[int], num_classes: int, unseen: np.ndarray,
-                      limit: int = VERIFY_SAMPLES) -> tuple[np.ndarray, np.ndarray, str]:
+def held_out_features(
+    src: RunSource, indices: list[int], num_classes: int, unseen: np.ndarray, limit: int = VERIFY_SAMPLES
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(z (N, Dz), labels (N,), which) of the seed's test features: ztest when the bundle classes are
     unseen classes, else gtest (all test classes); a seeded subset of `limit` samples."""
     from tdsm_edge.training.split_data import seed_features
@@ -193,8 +211,14 @@ def ensure_demo_run(run_dir: str | Path | None = None, config: str | Path | None
     from tdsm_edge.training.pipeline import run
 
     cfg = load_config(config)
-    log.info("demo run: training %s (%s, split %s, seed %d; about 6 minutes on 2 CPU cores)", run_dir, config,
-             DEMO_SPLIT, DEMO_SEED)
-    run(cfg, run_dir, [DEMO_SPLIT], [DEMO_SEED], device=resolve_device(cfg.train.device), resume=True,
-        progress=progress)
+    log.info(
+        "demo run: training %s (%s, split %s, seed %d; about 6 minutes on 2 CPU cores)",
+        run_dir,
+        config,
+        DEMO_SPLIT,
+        DEMO_SEED,
+    )
+    run(
+        cfg, run_dir, [DEMO_SPLIT], [DEMO_SEED], device=resolve_device(cfg.train.device), resume=True, progress=progress
+    )
     return seed_dir

@@ -18,6 +18,7 @@ manifest. The TensorRT version is in the plan's file name too (`scorer_fp16.trt1
 `tensorrt` is imported inside functions only: this module imports without it. The runner, device
 memory (cuda-python, torch as a fallback) and the GPU query live in `tdsm_edge.runtime.cuda_memory`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,16 +33,15 @@ from tdsm_edge.errors import ConfigError, ExportError, require
 from tdsm_edge.io import atomic_path, sha256_file
 from tdsm_edge.runtime import trt_engine as _runner
 from tdsm_edge.runtime.cuda_memory import gpu_info
+from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
+from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
+from tdsm_edge.runtime.iospec import AxisRange, IOSpec
 from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
 from tdsm_edge.runtime.rebuild import DEFAULT_REBUILD
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
-from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
-from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
-from tdsm_edge.runtime.iospec import AxisRange, IOSpec
 
-__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name",
-           "profile_shapes"]
+__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name", "profile_shapes"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def _triple(what: str, value) -> tuple[int, int, int]:
     return tuple(int(v) for v in t)
 
 
-def profile_shapes(inputs: dict[str, tuple], batch=(1, 8, 64), classes=(1, 8, 64),
-                   overrides: dict | None = None) -> dict[str, dict[str, list[int]]]:
+def profile_shapes(
+    inputs: dict[str, tuple], batch=(1, 8, 64), classes=(1, 8, 64), overrides: dict | None = None
+) -> dict[str, dict[str, list[int]]]:
     """The optimization profile for graph inputs whose dims are ints (static) or axis names.
 
     Args:
@@ -84,29 +85,41 @@ def profile_shapes(inputs: dict[str, tuple], batch=(1, 8, 64), classes=(1, 8, 64
         name → {"min": [...], "opt": [...], "max": [...]} (JSON-ready, for the manifest).
     The shapes are derived as the bundle's IO spec derives its own (`IOSpec.input_profile`).
     """
-    axes = {BATCH_AXIS: AxisRange(*_triple("batch (min, opt, max)", batch)),
-            CLASS_AXIS: AxisRange(*_triple("classes (min, opt, max)", classes))}
+    axes = {
+        BATCH_AXIS: AxisRange(*_triple("batch (min, opt, max)", batch)),
+        CLASS_AXIS: AxisRange(*_triple("classes (min, opt, max)", classes)),
+    }
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(inputs))
     if unknown:
-        raise ConfigError(f"dynamic_inputs names {unknown}, which the graph does not have; "
-                          f"its inputs are {list(inputs)}")
+        raise ConfigError(
+            f"dynamic_inputs names {unknown}, which the graph does not have; its inputs are {list(inputs)}"
+        )
     shapes = {}
     for name, dims in inputs.items():
         if name in overrides:
             shapes[name] = [tuple(int(d) for d in s) for s in overrides[name]]
-            ok = len(shapes[name]) == 3 and all(len(s) == len(dims) for s in shapes[name]) and all(
-                1 <= a <= b <= c and (not isinstance(d, (int, np.integer)) or a == b == c == d)
-                for d, a, b, c in zip(dims, *shapes[name]))
+            ok = (
+                len(shapes[name]) == 3
+                and all(len(s) == len(dims) for s in shapes[name])
+                and all(
+                    1 <= a <= b <= c and (not isinstance(d, (int, np.integer)) or a == b == c == d)
+                    for d, a, b, c in zip(dims, *shapes[name])
+                )
+            )
             if not ok:
-                raise ConfigError(f"dynamic_inputs[{name!r}] = {overrides[name]!r} does not fit the graph's dims "
-                                  f"{dims}: give (min, opt, max) shapes of rank {len(dims)}, min <= opt <= max, "
-                                  "static dims as they are")
+                raise ConfigError(
+                    f"dynamic_inputs[{name!r}] = {overrides[name]!r} does not fit the graph's dims "
+                    f"{dims}: give (min, opt, max) shapes of rank {len(dims)}, min <= opt <= max, "
+                    "static dims as they are"
+                )
             continue
         for d in dims:
             if not (isinstance(d, (int, np.integer)) and d > 0 or d in axes):
-                raise ConfigError(f"input {name!r} has a dynamic dim {d!r} that is neither {BATCH_AXIS!r} nor "
-                                  f"{CLASS_AXIS!r}; give its shapes in dynamic_inputs={{{name!r}: (min, opt, max)}}")
+                raise ConfigError(
+                    f"input {name!r} has a dynamic dim {d!r} that is neither {BATCH_AXIS!r} nor "
+                    f"{CLASS_AXIS!r}; give its shapes in dynamic_inputs={{{name!r}: (min, opt, max)}}"
+                )
         shapes[name] = IOSpec.input_profile({name: dims}, axes)[name]
     return {name: dict(zip(("min", "opt", "max"), (list(s) for s in triple))) for name, triple in shapes.items()}
 
@@ -117,8 +130,11 @@ def _onnx_inputs(onnx_path: Path) -> tuple[dict[str, tuple], set[str]]:
     proto = onnx.load(str(onnx_path), load_external_data=False)  # headers only: dtypes, no weights
     g = proto.graph
     weights = {t.name for t in g.initializer}
-    inputs = {v.name: tuple(d.dim_param if d.dim_param else (d.dim_value or "?") for d in v.type.tensor_type.shape.dim)
-              for v in g.input if v.name not in weights}
+    inputs = {
+        v.name: tuple(d.dim_param if d.dim_param else (d.dim_value or "?") for d in v.type.tensor_type.shape.dim)
+        for v in g.input
+        if v.name not in weights
+    }
     codes = {t.data_type for t in g.initializer} | {v.type.tensor_type.elem_type for v in [*g.input, *g.output]}
     for node in g.node:
         for a in node.attribute:
@@ -137,17 +153,31 @@ def _network_flags(trt, precision: str) -> tuple[int, str]:
         return 1 << int(strongly), "strongly_typed"
     if precision == "fp16":
         if getattr(trt.BuilderFlag, "FP16", None) is None:
-            raise ExportError(f"TensorRT {trt.__version__} has neither NetworkDefinitionCreationFlag.STRONGLY_TYPED "
-                              "nor BuilderFlag.FP16, so it cannot build a fp16 plan here")
+            raise ExportError(
+                f"TensorRT {trt.__version__} has neither NetworkDefinitionCreationFlag.STRONGLY_TYPED "
+                "nor BuilderFlag.FP16, so it cannot build a fp16 plan here"
+            )
         return 0, "fp16_flag_fallback"
     return 0, "fp32_weak_typing"
 
 
 # ---------------------------------------------------------------- build
-def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scorer", precision: str = "fp16",
-               min_batch: int = 1, opt_batch: int = 8, max_batch: int = 64, classes=(1, 8, 64),
-               workspace_gb: float = 2.0, opt_level: int = 3, timing_cache: str | Path | None = None,
-               dynamic_inputs: dict | None = None, allow_tf32: bool = False) -> dict:
+def build_plan(
+    onnx_path: str | Path,
+    out_dir: str | Path,
+    *,
+    graph: str = "scorer",
+    precision: str = "fp16",
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 64,
+    classes=(1, 8, 64),
+    workspace_gb: float = 2.0,
+    opt_level: int = 3,
+    timing_cache: str | Path | None = None,
+    dynamic_inputs: dict | None = None,
+    allow_tf32: bool = False,
+) -> dict:
     """Build a TensorRT plan from an exported ONNX graph and return its manifest record.
 
     Args:
@@ -178,8 +208,10 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
         raise ExportError(f"no ONNX graph at {onnx_path}; export it first (export/onnx_export.py)")
     dims, float_types = _onnx_inputs(onnx_path)
     if precision == "fp16" and "float16" not in float_types:
-        raise ExportError(f"{onnx_path} has no float16 tensors, so a strongly typed build would make a float32 plan "
-                          "and call it fp16. Build fp16 plans from the fp16 export (export_scorer(..., 'fp16')).")
+        raise ExportError(
+            f"{onnx_path} has no float16 tensors, so a strongly typed build would make a float32 plan "
+            "and call it fp16. Build fp16 plans from the fp16 export (export_scorer(..., 'fp16'))."
+        )
     if precision == "fp32" and "float16" in float_types:
         raise ExportError(f"{onnx_path} holds float16 tensors; a fp32 plan must come from the fp32 export")
     profile = profile_shapes(dims, batch, classes, dynamic_inputs)
@@ -192,8 +224,11 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors
-        raise ExportError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  " + "\n  ".join(errors)
-                          + "\nAn unsupported op or dtype must be changed in the export (tdsm_edge/models/folded.py).")
+        raise ExportError(
+            f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  "
+            + "\n  ".join(errors)
+            + "\nAn unsupported op or dtype must be changed in the export (tdsm_edge/models/folded.py)."
+        )
     net_inputs = [network.get_input(i).name for i in range(network.num_inputs)]
     if sorted(net_inputs) != sorted(profile):
         raise ExportError(f"the parsed network's inputs {net_inputs} differ from the ONNX graph's {list(profile)}")
@@ -204,8 +239,11 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = int(opt_level)
     if mode == "fp16_flag_fallback":
-        log.warning("TensorRT %s has no STRONGLY_TYPED networks: building fp16 with BuilderFlag.FP16 (weak typing); "
-                    "the record says precision_mode='fp16_flag_fallback'", trt.__version__)
+        log.warning(
+            "TensorRT %s has no STRONGLY_TYPED networks: building fp16 with BuilderFlag.FP16 (weak typing); "
+            "the record says precision_mode='fp16_flag_fallback'",
+            trt.__version__,
+        )
         config.set_flag(trt.BuilderFlag.FP16)
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
     if tf32 is not None and not allow_tf32:
@@ -220,14 +258,24 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
         config.set_timing_cache(config.create_timing_cache(blob), False)  # ignore_mismatch=False
 
-    log.info("building %s %s plan from %s (TensorRT %s, %s, %s)", precision, graph, onnx_path, trt.__version__,
-             gpu_name, mode)
+    log.info(
+        "building %s %s plan from %s (TensorRT %s, %s, %s)",
+        precision,
+        graph,
+        onnx_path,
+        trt.__version__,
+        gpu_name,
+        mode,
+    )
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     if plan is None:
-        raise ExportError(f"TensorRT {trt.__version__} failed to build {onnx_path}:\n  " + "\n  ".join(logger.errors)
-                          + f"\nIf it ran out of memory, raise workspace_gb (now {workspace_gb}) or lower max_batch.")
+        raise ExportError(
+            f"TensorRT {trt.__version__} failed to build {onnx_path}:\n  "
+            + "\n  ".join(logger.errors)
+            + f"\nIf it ran out of memory, raise workspace_gb (now {workspace_gb}) or lower max_batch."
+        )
     data = memoryview(plan).cast("B")
     out = Path(out_dir) / plan_name(graph, precision, trt.__version__)
     with atomic_path(out) as tmp:  # a failed write never leaves a partial plan under the final name
@@ -236,16 +284,36 @@ def build_plan(onnx_path: str | Path, out_dir: str | Path, *, graph: str = "scor
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()).cast("B"))
     log.info("wrote %s (%.1f MB) in %.1f s", out, data.nbytes / 1e6, seconds)
-    return dict(file=out.name, sha256=hashlib.sha256(data).hexdigest(), bytes=int(data.nbytes), graph=graph,
-                precision=precision, precision_mode=mode, tensorrt_version=str(trt.__version__), gpu_name=gpu_name,
-                compute_capability=capability, profile=profile, workspace_bytes=workspace, opt_level=int(opt_level),
-                tf32=bool(tf32 is not None and allow_tf32), timing_cache=cache_path.name if cache_path else None,
-                build_seconds=round(seconds, 3), onnx=onnx_path.name, onnx_sha256=sha256_file(onnx_path))
+    return dict(
+        file=out.name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=int(data.nbytes),
+        graph=graph,
+        precision=precision,
+        precision_mode=mode,
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu_name,
+        compute_capability=capability,
+        profile=profile,
+        workspace_bytes=workspace,
+        opt_level=int(opt_level),
+        tf32=bool(tf32 is not None and allow_tf32),
+        timing_cache=cache_path.name if cache_path else None,
+        build_seconds=round(seconds, 3),
+        onnx=onnx_path.name,
+        onnx_sha256=sha256_file(onnx_path),
+    )
 
 
 # ---------------------------------------------------------------- compatibility
-def check_plan_compat(record: dict, trt_version: str, gpu_name: str, compute_capability,
-                      rebuild_cmd: str = DEFAULT_REBUILD, strict_gpu: bool = True) -> None:
+def check_plan_compat(
+    record: dict,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability,
+    rebuild_cmd: str = DEFAULT_REBUILD,
+    strict_gpu: bool = True,
+) -> None:
     """Raise EngineIncompatibleError unless the plan `record` was built by this TensorRT version on this GPU.
 
     `tdsm_edge.runtime.manifest.check_plan_compat` (the project's one implementation, torch- and

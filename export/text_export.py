@@ -19,6 +19,7 @@ truncation is set to the encoder's 256 tokens and its padding removed, so the fi
 reproduces the torch tokenisation). This module imports torch lazily, inside the export functions,
 so `from export.text_export import tokenize` works where torch is absent.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,8 @@ def tokenize(texts: list[str], tokenizer_path: str | Path, num_tokens: int) -> t
     ids = np.full((len(encs), S), pad_id, np.int64)  # (P, S)
     mask = np.zeros((len(encs), S), np.int64)  # (P, S)
     for i, e in enumerate(encs):
-        ids[i, :len(e.ids)] = e.ids
-        mask[i, :len(e.ids)] = e.attention_mask
+        ids[i, : len(e.ids)] = e.ids
+        mask[i, : len(e.ids)] = e.attention_mask
     return ids, mask
 
 
@@ -72,8 +73,10 @@ def _load_tokenizer(path: str | Path):
     if path.is_dir():
         path = path / TOKENIZER_FILE
     if not path.is_file():
-        raise InputError(f"tokenizer file {str(path)!r} does not exist; export_text_encoder writes it next "
-                         "to the text-encoder graph.")
+        raise InputError(
+            f"tokenizer file {str(path)!r} does not exist; export_text_encoder writes it next "
+            "to the text-encoder graph."
+        )
     tok = tokenizers.Tokenizer.from_file(str(path))
     if tok.padding is not None:
         # the bundled file pads everything to 128; that would change S (harmless) but also hides the
@@ -84,8 +87,14 @@ def _load_tokenizer(path: str | Path):
     return tok
 
 
-def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: str | Path | None = None,
-                        example_batch: int = 2, prompt_axis: str | None = None, global_norm: str = "none"):
+def export_text_encoder(
+    onnx_path: str | Path,
+    num_tokens: int,
+    tokenizer_dir: str | Path | None = None,
+    example_batch: int = 2,
+    prompt_axis: str | None = None,
+    global_norm: str = "none",
+):
     """Export the MiniLM text encoder and save its tokenizer.
 
     Args:
@@ -114,15 +123,21 @@ def export_text_encoder(onnx_path: str | Path, num_tokens: int, tokenizer_dir: s
     # trace with S > L so the L-slice is a real slice of a longer (dynamic) axis
     ids, mask = tokenize(["a person waves the right hand", "kick"], tok_dir / TOKENIZER_FILE, num_tokens + 3)
     ids, mask = torch.from_numpy(ids[:1].repeat(example_batch, 0)), torch.from_numpy(mask[:1].repeat(example_batch, 0))
-    mask[1:, ids.shape[1] // 2:] = 0  # a padded row, so the mask really flows through the graph
+    mask[1:, ids.shape[1] // 2 :] = 0  # a padded row, so the mask really flows through the graph
     B = prompt_axis or BATCH_AXIS
     Bd = torch.export.Dim(B, min=1)
     Sd = torch.export.Dim(SEQ_AXIS, min=num_tokens, max=graph.max_length)
     dynamic = {"input_ids": {0: Bd, 1: Sd}, "attention_mask": {0: Bd, 1: Sd}}
-    axes = {"input_ids": {0: B, 1: SEQ_AXIS}, "attention_mask": {0: B, 1: SEQ_AXIS},
-            "global": {0: B}, "local": {0: B}, "mask": {0: B}}
-    record = _export(graph, (ids, mask), None, dynamic, list(OUTPUT_NAMES), axes, onnx_path, "text_encoder",
-                     "fp32", None)
+    axes = {
+        "input_ids": {0: B, 1: SEQ_AXIS},
+        "attention_mask": {0: B, 1: SEQ_AXIS},
+        "global": {0: B},
+        "local": {0: B},
+        "mask": {0: B},
+    }
+    record = _export(
+        graph, (ids, mask), None, dynamic, list(OUTPUT_NAMES), axes, onnx_path, "text_encoder", "fp32", None
+    )
     _check_io(record, list(INPUT_NAMES), list(OUTPUT_NAMES))
     return record, files
 
@@ -142,8 +157,9 @@ def export_bundle_text(folder: str | Path, num_tokens: int, global_norm: str = "
 
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="tdsm-tokenizer-") as tmp:
-        record, _ = export_text_encoder(folder / f"{TEXT_GRAPH}.onnx", num_tokens, tokenizer_dir=tmp,
-                                        prompt_axis=CLASSES, global_norm=global_norm)
+        record, _ = export_text_encoder(
+            folder / f"{TEXT_GRAPH}.onnx", num_tokens, tokenizer_dir=tmp, prompt_axis=CLASSES, global_norm=global_norm
+        )
         settings, max_length = tokenizer_settings(Path(tmp) / TOKENIZER_FILE)
         shutil.copyfile(Path(tmp) / "vocab.txt", folder / VOCAB_FILE)
     return record, {"vocab": VOCAB_FILE, "max_length": max_length, "tokenizer": settings.to_dict()}
@@ -157,8 +173,12 @@ def tokenizer_settings(path: str | Path):
     from tdsm_edge.runtime.tokenizer import TokenizerSettings
 
     d = json.loads(Path(path).read_text())
-    norm, pre, model, post = d.get("normalizer") or {}, d.get("pre_tokenizer") or {}, d.get("model") or {}, \
-        d.get("post_processor") or {}
+    norm, pre, model, post = (
+        d.get("normalizer") or {},
+        d.get("pre_tokenizer") or {},
+        d.get("model") or {},
+        d.get("post_processor") or {},
+    )
     problems = []
     if norm.get("type") != "BertNormalizer":
         problems.append(f"normalizer {norm.get('type')!r} (BertNormalizer)")
@@ -176,18 +196,26 @@ def tokenizer_settings(path: str | Path):
     if trunc and (trunc.get("stride", 0) != 0 or trunc.get("strategy") not in (None, "LongestFirst")):
         problems.append(f"truncation {trunc} (LongestFirst, stride 0)")
     if problems:
-        raise ExportError(f"{path}: the runtime's WordPiece tokenizer cannot reproduce this tokenizer: "
-                          + "; ".join(problems) + " (expected in brackets). Build with --no-text-encoder.")
+        raise ExportError(
+            f"{path}: the runtime's WordPiece tokenizer cannot reproduce this tokenizer: "
+            + "; ".join(problems)
+            + " (expected in brackets). Build with --no-text-encoder."
+        )
     lowercase = bool(norm.get("lowercase", True))
     strip = norm.get("strip_accents")
     settings = TokenizerSettings(
-        lowercase=lowercase, strip_accents=lowercase if strip is None else bool(strip),
+        lowercase=lowercase,
+        strip_accents=lowercase if strip is None else bool(strip),
         clean_text=bool(norm.get("clean_text", True)),
         handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
-        unk_token=model["unk_token"], cls_token=single[0], sep_token=single[2], pad_token=PAD_TOKEN,
+        unk_token=model["unk_token"],
+        cls_token=single[0],
+        sep_token=single[2],
+        pad_token=PAD_TOKEN,
         continuing_subword_prefix=model.get("continuing_subword_prefix", "##"),
         max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
-        special_tokens=tuple(t["content"] for t in added))
+        special_tokens=tuple(t["content"] for t in added),
+    )
     if not trunc:
         raise ExportError(f"{path} sets no truncation; save it with save_tokenizer (the encoder's max length)")
     return settings, int(trunc["max_length"])
@@ -216,6 +244,7 @@ def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
     import torch
     import torch.nn.functional as F
     import transformers
+
     from tdsm_edge.text.minilm import DEFAULT_MAX_SEQ_LENGTH, max_seq_length_of
 
     class TextEncoderGraph(torch.nn.Module):
@@ -224,8 +253,9 @@ def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
         def __init__(self) -> None:
             super().__init__()
             try:
-                self.bert = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True,
-                                                                   attn_implementation="eager")
+                self.bert = transformers.AutoModel.from_pretrained(
+                    str(model_dir), local_files_only=True, attn_implementation="eager"
+                )
             except Exception as e:
                 raise ExportError(f"cannot load MiniLM from {model_dir}: {e}") from e
             self.bert.eval().requires_grad_(False)
@@ -234,7 +264,9 @@ def _text_graph(model_dir: Path, num_tokens: int, global_norm: str = "none"):
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
             L = self.num_tokens
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()  # (B, S, Dt)
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state.float()  # (B, S, Dt)
             real = attention_mask.to(hidden.dtype)  # (B, S)
             pooled = (hidden * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1e-9)  # (B, Dt)
             global_ = F.normalize(pooled, p=2, dim=-1) if self.global_norm == "l2" else pooled  # (B, Dt)

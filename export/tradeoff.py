@@ -10,25 +10,26 @@ For each setting `(J, t, keep)`, on a trained seed folder (runs/<name>/<split>/s
 
 Run: python -m export.tradeoff --run runs/demo_seeds/ru5/seed1 --png docs/tradeoff_ru5_seed1.png
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from tdsm_edge.errors import DataError, InputError
-
 from tdsm_edge.models.class_tables import class_tables
-
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.timing import median_ms
+
 from .pruning import PrunedScorer
 
 log = logging.getLogger(__name__)
@@ -39,17 +40,19 @@ GRID_J, GRID_T = (1, 3, 5), (10, 25, 40)
 @dataclass
 class SeedProblem:
     """What a trade-off measurement needs from one trained seed."""
-    model: Any                 # TDSMDenoiser (eval)
-    schedule: Any              # DDPMSchedule
-    stats: Any                 # FeatureStats
-    text: Any                  # ClassText of the K unseen classes, in score order
-    z: np.ndarray              # (N, Dz) float32 raw unseen-class test features
-    labels: np.ndarray         # (N,) int64 local labels in [0, K)
+
+    model: Any  # TDSMDenoiser (eval)
+    schedule: Any  # DDPMSchedule
+    stats: Any  # FeatureStats
+    text: Any  # ClassText of the K unseen classes, in score order
+    z: np.ndarray  # (N, Dz) float32 raw unseen-class test features
+    labels: np.ndarray  # (N,) int64 local labels in [0, K)
     noise_seed: int
 
 
-def default_configs(K: int, noises: Sequence[int] = GRID_J, timesteps: Sequence[int] = GRID_T,
-                    keeps: Sequence[int] | None = None) -> list[tuple[int, int, int]]:
+def default_configs(
+    K: int, noises: Sequence[int] = GRID_J, timesteps: Sequence[int] = GRID_T, keeps: Sequence[int] | None = None
+) -> list[tuple[int, int, int]]:
     """(J, t, keep) grid; keep defaults to (K, 3, 2). J = 1 with keep < K is left out: stage 2 would
     rescore with the same single noise, so it is keep = K's ranking (and cost) again."""
     keeps = (K, 3, 2) if keeps is None else keeps
@@ -60,14 +63,16 @@ def default_configs(K: int, noises: Sequence[int] = GRID_J, timesteps: Sequence[
 def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProblem:
     """Denoiser, unseen class text and ztest features of a trained seed folder."""
     from tdsm_edge.config import load_config, noise_seed
-    from tdsm_edge.text.prompts import ClassText
     from tdsm_edge.models.folders import load_denoiser
+    from tdsm_edge.text.prompts import ClassText
     from tdsm_edge.training.split_data import seed_features, split_classes
 
     seed_dir = Path(run_seed_dir)
     if not (seed_dir / "denoiser").is_dir():
-        raise DataError(f"{str(seed_dir)!r} is not a trained seed folder (runs/<name>/<split>/seed<k> with "
-                        "denoiser/); train one with python -m tdsm_edge.train.")
+        raise DataError(
+            f"{str(seed_dir)!r} is not a trained seed folder (runs/<name>/<split>/seed<k> with "
+            "denoiser/); train one with python -m tdsm_edge.train."
+        )
     root, split = seed_dir.parent.parent, seed_dir.parent.name
     model, schedule, stats, cfg = load_denoiser(seed_dir / "denoiser", device)
     train_seed = cfg.train.seed  # this seed folder's model seed (the run's config.yaml holds the default one)
@@ -78,13 +83,26 @@ def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProb
     feats = seed_features(cfg, seed_dir, unseen, len(text.names))
     lookup = {int(c): i for i, c in enumerate(unseen)}
     labels = np.array([lookup[int(y)] for y in feats.z_label], np.int64)
-    return SeedProblem(model, schedule, stats, text.subset(unseen), np.asarray(feats.ztest, np.float32), labels,
-                       noise_seed(cfg.eval, train_seed))
+    return SeedProblem(
+        model,
+        schedule,
+        stats,
+        text.subset(unseen),
+        np.asarray(feats.ztest, np.float32),
+        labels,
+        noise_seed(cfg.eval, train_seed),
+    )
 
 
-def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[tuple[int, int, int]] | None = None,
-                     device: str = "cpu", batch_sizes: Sequence[int] = (1, 64), repeats: int = 20,
-                     threads: int = 1, eval_batch: int = 256) -> list[dict]:
+def measure_tradeoff(
+    run_seed_dir: str | Path | SeedProblem,
+    configs: Sequence[tuple[int, int, int]] | None = None,
+    device: str = "cpu",
+    batch_sizes: Sequence[int] = (1, 64),
+    repeats: int = 20,
+    threads: int = 1,
+    eval_batch: int = 256,
+) -> list[dict]:
     """Top-1 and median latency for each `(J, t, keep)` (default: `default_configs(K)`).
 
     Args:
@@ -107,8 +125,10 @@ def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[t
     if not 1 <= threads <= 1024:
         raise InputError(f"threads must lie in [1, 1024], got {threads}")
     model = prob.model.to(device).eval()
-    fc, fl, mask = (torch.from_numpy(np.ascontiguousarray(a)).to(device)
-                    for a in (prob.text.global_, prob.text.local, prob.text.mask))
+    fc, fl, mask = (
+        torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        for a in (prob.text.global_, prob.text.local, prob.text.mask)
+    )
     z_all = torch.from_numpy(prob.z).to(device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -121,18 +141,37 @@ def measure_tradeoff(run_seed_dir: str | Path | SeedProblem, configs: Sequence[t
             scorer = FoldedScorer(model, prob.schedule, noise_bank(J, Dz, prob.noise_seed), t, prob.stats).to(device)
             pruned = PrunedScorer(scorer.eval(), keep).eval()
             with torch.no_grad():
-                errors = torch.cat([pruned(z_all[i:i + eval_batch], **tables) for i in range(0, len(z_all), eval_batch)])
+                errors = torch.cat(
+                    [pruned(z_all[i : i + eval_batch], **tables) for i in range(0, len(z_all), eval_batch)]
+                )
             top1 = float((errors.argmin(1).cpu().numpy() == prob.labels).mean())
             k = min(keep, K)
-            row = dict(J=J, t=t, keep=k, K=K, rows_per_sample=K * J if k >= K or J == 1 else K + k * J,
-                       top1=top1, n=int(len(prob.labels)), label=f"J{J} t{t} keep{k}")
+            row = dict(
+                J=J,
+                t=t,
+                keep=k,
+                K=K,
+                rows_per_sample=K * J if k >= K or J == 1 else K + k * J,
+                top1=top1,
+                n=int(len(prob.labels)),
+                label=f"J{J} t{t} keep{k}",
+            )
             for B in batch_sizes:
                 zb = z_all[torch.arange(B, device=device) % len(z_all)]  # (B, Dz)
-                row[f"latency_ms_b{B}"] = _median_ms(lambda: pruned(zb, **tables), repeats, device)
-            row.update(device=str(device), threads=threads, precision="fp32", torch=torch.__version__,
-                       machine=f"{platform.machine()} {platform.processor() or ''}".strip())
-            log.info("%s: top-1 %.3f, %s", row["label"], top1,
-                     ", ".join(f"B={B} {row[f'latency_ms_b{B}']:.2f} ms" for B in batch_sizes))
+                row[f"latency_ms_b{B}"] = _median_ms(lambda p=pruned, x=zb, tab=tables: p(x, **tab), repeats, device)
+            row.update(
+                device=str(device),
+                threads=threads,
+                precision="fp32",
+                torch=torch.__version__,
+                machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+            )
+            log.info(
+                "%s: top-1 %.3f, %s",
+                row["label"],
+                top1,
+                ", ".join(f"B={B} {row[f'latency_ms_b{B}']:.2f} ms" for B in batch_sizes),
+            )
             results.append(row)
     finally:
         torch.set_num_threads(before)
@@ -153,7 +192,7 @@ def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = 
 
     if not results:
         raise InputError("plot_tradeoff needs at least one result")
-    batches = sorted(int(k[len("latency_ms_b"):]) for k in results[0] if k.startswith("latency_ms_b"))
+    batches = sorted(int(k[len("latency_ms_b") :]) for k in results[0] if k.startswith("latency_ms_b"))
     if not batches:
         raise InputError("the results hold no latency_ms_b<B> entries; produce them with measure_tradeoff")
     K = results[0]["K"]
@@ -172,8 +211,14 @@ def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = 
                     continue
                 xs = [r[f"latency_ms_b{B}"] for r in pts]
                 ys = [100 * r["top1"] for r in pts]
-                ax.scatter(xs, ys, color=f"C{i}", marker=markers[keep], s=36,
-                           label=f"J={J}, keep={'all' if keep >= K else keep}")
+                ax.scatter(
+                    xs,
+                    ys,
+                    color=f"C{i}",
+                    marker=markers[keep],
+                    s=36,
+                    label=f"J={J}, keep={'all' if keep >= K else keep}",
+                )
                 for x, y, r in zip(xs, ys, pts):
                     ax.annotate(f"t{r['t']}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.set_xscale("log")
@@ -186,19 +231,29 @@ def plot_tradeoff(results: Sequence[dict], png: str | Path, title: str | None = 
         ax.set_title(f"batch {B}")
         ax.grid(True, alpha=0.3, which="both")
     r0 = results[0]
-    fig.suptitle(title or f"TDSM reduced evaluations: K={K} unseen classes, n={r0['n']} test samples; "
-                          f"torch {r0['precision']} folded scorer, {r0['device']} × {r0['threads']} thread(s)",
-                 fontsize=10)
+    fig.suptitle(
+        title
+        or f"TDSM reduced evaluations: K={K} unseen classes, n={r0['n']} test samples; "
+        f"torch {r0['precision']} folded scorer, {r0['device']} × {r0['threads']} thread(s)",
+        fontsize=10,
+    )
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.08))
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(len(labels), 4),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.08),
+    )
     fig.tight_layout()
     return save_png(fig, png)
 
 
 def format_table(results: Sequence[dict]) -> str:
     """Markdown table of the results (top-1 in %, latency in ms)."""
-    batches = sorted(int(k[len("latency_ms_b"):]) for k in results[0] if k.startswith("latency_ms_b"))
+    batches = sorted(int(k[len("latency_ms_b") :]) for k in results[0] if k.startswith("latency_ms_b"))
     head = "| J | t | keep | rows/sample | top-1 % | " + " | ".join(f"ms B={B}" for B in batches) + " |"
     lines = [head, "|" + "---|" * (5 + len(batches))]
     for r in results:

@@ -21,6 +21,7 @@ Outputs: `errors (B, K)` as the scorer defines them (lower = better) and `scores
 (`class_count` in a request) returns the top-k highest values: on `errors` it would return the
 worst classes.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError, require
-
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, GraphIO
 from tdsm_edge.runtime.manifest import load_manifest, load_tables
 from tdsm_edge.runtime.trt_engine import tensorrt_available
@@ -44,8 +44,16 @@ from .tensorrt_build import build_plan
 log = logging.getLogger(__name__)
 
 BACKENDS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
-                "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
 LABELS_FILE = "labels.txt"
 SCORE_OUTPUT = "scores"
 _EXTERNAL_DATA_BYTES = 1_500_000_000  # protobuf caps one file at 2 GB; above this, weights go to model.onnx.data
@@ -85,8 +93,9 @@ def bake_tables(onnx_path: str | Path, tables: dict[str, np.ndarray], io: GraphI
         want = np.dtype(helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))
         dims = _dims(v)
         if not dims or dims[0] != CLASSES:
-            raise BundleError(f"input {name} of {onnx_path} has no leading {CLASSES!r} axis (dims {dims}), so it "
-                              "is not a class table")
+            raise BundleError(
+                f"input {name} of {onnx_path} has no leading {CLASSES!r} axis (dims {dims}), so it is not a class table"
+            )
         arr = np.asarray(arr)
         if arr.ndim != len(dims) or any(isinstance(d, int) and d != n for d, n in zip(dims, arr.shape)):
             raise BundleError(f"table {name} has shape {arr.shape}; {onnx_path} declares {dims}")
@@ -103,8 +112,10 @@ def bake_tables(onnx_path: str | Path, tables: dict[str, np.ndarray], io: GraphI
     for v in [*g.input, *g.output]:
         dims = v.type.tensor_type.shape.dim
         if not dims or dims[0].dim_param != BATCH:
-            raise BundleError(f"{v.name} in {onnx_path} has no leading {BATCH!r} axis, so Triton cannot batch it; "
-                              f"bake it as a table or export it with a batch axis")
+            raise BundleError(
+                f"{v.name} in {onnx_path} has no leading {BATCH!r} axis, so Triton cannot batch it; "
+                f"bake it as a table or export it with a batch axis"
+            )
         for d in dims:
             if d.dim_param == CLASSES:
                 d.dim_value = K  # oneof: clears the dim_param
@@ -116,7 +127,8 @@ def bake_tables(onnx_path: str | Path, tables: dict[str, np.ndarray], io: GraphI
         g.output.append(helper.make_tensor_value_info(SCORE_OUTPUT, err.elem_type, [BATCH, K]))
     proto.doc_string = (proto.doc_string + "\n" if proto.doc_string else "") + (
         f"tdsm-edge scorer for serving: {K} classes' tables baked in as constants; input z, outputs "
-        f"errors (lower = better) and scores = -errors.")
+        f"errors (lower = better) and scores = -errors."
+    )
     return proto, K
 
 
@@ -136,33 +148,56 @@ def _check_io(io, inputs: list, outputs: list, onnx_path) -> None:
 
     problems = spec.mismatches([tensor(v) for v in inputs], [tensor(v) for v in outputs])
     if problems:
-        raise BundleError(f"the bundle's IO spec does not describe {onnx_path}: " + "; ".join(problems)
-                          + ". The bundle is inconsistent: rebuild it")
+        raise BundleError(
+            f"the bundle's IO spec does not describe {onnx_path}: "
+            + "; ".join(problems)
+            + ". The bundle is inconsistent: rebuild it"
+        )
 
 
 def _save_onnx(proto, path: Path) -> None:
     onnx = require("onnx", extra="export")
     if proto.ByteSize() > _EXTERNAL_DATA_BYTES:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
+        onnx.save_model(
+            proto,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=path.name + ".data",
+            size_threshold=1024,
+        )
     else:
         onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path))
 
 
 # ---------------------------------------------------------------- config.pbtxt
-def config_pbtxt(model_name: str, platform: str, max_batch_size: int, inputs: list[tuple], outputs: list[tuple],
-                 *, label_output: str | None = SCORE_OUTPUT, instance_kind: str = "KIND_GPU", instance_count: int = 1,
-                 max_queue_delay_us: int = 500, preferred_batch_sizes: list[int] | None = None,
-                 header: str = "") -> str:
+def config_pbtxt(
+    model_name: str,
+    platform: str,
+    max_batch_size: int,
+    inputs: list[tuple],
+    outputs: list[tuple],
+    *,
+    label_output: str | None = SCORE_OUTPUT,
+    instance_kind: str = "KIND_GPU",
+    instance_count: int = 1,
+    max_queue_delay_us: int = 500,
+    preferred_batch_sizes: list[int] | None = None,
+    header: str = "",
+) -> str:
     """Triton's model configuration (protobuf text). inputs/outputs: (name, numpy dtype name, dims
     without the batch axis)."""
+
     def q(s: str) -> str:
         return json.dumps(str(s), ensure_ascii=False)
 
     def tensor(name, dtype, dims, labels=False) -> str:
-        lines = [f"    name: {q(name)}", f"    data_type: {TRITON_TYPES[dtype]}",
-                 f"    dims: [ {', '.join(str(-1 if isinstance(d, str) or not d else int(d)) for d in dims)} ]"]
+        lines = [
+            f"    name: {q(name)}",
+            f"    data_type: {TRITON_TYPES[dtype]}",
+            f"    dims: [ {', '.join(str(-1 if isinstance(d, str) or not d else int(d)) for d in dims)} ]",
+        ]
         if labels:
             lines.append(f"    label_filename: {q(LABELS_FILE)}")
         return "  {\n" + "\n".join(lines) + "\n  }"
@@ -170,22 +205,37 @@ def config_pbtxt(model_name: str, platform: str, max_batch_size: int, inputs: li
     batcher = [f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}"]
     if preferred_batch_sizes:
         batcher.insert(0, f"  preferred_batch_size: [ {', '.join(str(int(b)) for b in preferred_batch_sizes)} ]")
-    parts = [*(f"# {line}".rstrip() for line in header.splitlines()),
-             f"name: {q(model_name)}", f"platform: {q(platform)}", f"max_batch_size: {int(max_batch_size)}",
-             "version_policy: { latest: { num_versions: 1 } }",
-             "input [\n" + ",\n".join(tensor(*t) for t in inputs) + "\n]",
-             "output [\n" + ",\n".join(tensor(*t, labels=t[0] == label_output) for t in outputs) + "\n]",
-             "dynamic_batching {\n" + "\n".join(batcher) + "\n}",
-             f"instance_group [\n  {{\n    count: {int(instance_count)}\n    kind: {instance_kind}\n  }}\n]"]
+    parts = [
+        *(f"# {line}".rstrip() for line in header.splitlines()),
+        f"name: {q(model_name)}",
+        f"platform: {q(platform)}",
+        f"max_batch_size: {int(max_batch_size)}",
+        "version_policy: { latest: { num_versions: 1 } }",
+        "input [\n" + ",\n".join(tensor(*t) for t in inputs) + "\n]",
+        "output [\n" + ",\n".join(tensor(*t, labels=t[0] == label_output) for t in outputs) + "\n]",
+        "dynamic_batching {\n" + "\n".join(batcher) + "\n}",
+        f"instance_group [\n  {{\n    count: {int(instance_count)}\n    kind: {instance_kind}\n  }}\n]",
+    ]
     return "\n".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------- repository writers
-def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io: GraphIO | dict | None,
-                       repo_dir: str | Path, *, class_names: list[str], model_name: str = "tdsm_scorer",
-                       max_batch_size: int = 64, backend: str = "onnxruntime", plan_path: str | Path | None = None,
-                       instance_kind: str = "KIND_GPU", instance_count: int = 1, max_queue_delay_us: int = 500,
-                       preferred_batch_sizes: list[int] | None = None) -> Path:
+def write_triton_model(
+    onnx_path: str | Path,
+    tables: dict[str, np.ndarray],
+    io: GraphIO | dict | None,
+    repo_dir: str | Path,
+    *,
+    class_names: list[str],
+    model_name: str = "tdsm_scorer",
+    max_batch_size: int = 64,
+    backend: str = "onnxruntime",
+    plan_path: str | Path | None = None,
+    instance_kind: str = "KIND_GPU",
+    instance_count: int = 1,
+    max_queue_delay_us: int = 500,
+    preferred_batch_sizes: list[int] | None = None,
+) -> Path:
     """Write `<repo_dir>/<model_name>/` (config.pbtxt, labels.txt, 1/model.onnx or 1/model.plan).
 
     `tables` (name → (K, ...), score order) and `class_names` (K) describe the served class set;
@@ -203,17 +253,21 @@ def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io:
     if plan_path is not None and backend != "tensorrt":
         raise ConfigError("plan_path is only used by backend='tensorrt'")
     if int(max_batch_size) < 1:
-        raise ConfigError("max_batch_size must be >= 1: the served graph batches z along its first axis "
-                          "(the class tables are constants inside it, so there is no unbatched input left)")
+        raise ConfigError(
+            "max_batch_size must be >= 1: the served graph batches z along its first axis "
+            "(the class tables are constants inside it, so there is no unbatched input left)"
+        )
     if instance_kind not in ("KIND_GPU", "KIND_CPU") or (backend == "tensorrt" and instance_kind != "KIND_GPU"):
         raise ConfigError(f"instance_kind must be KIND_GPU or KIND_CPU (KIND_GPU for TensorRT), got {instance_kind!r}")
     if any(not str(n).strip() or "\n" in str(n) for n in class_names):
         raise BundleError(f"class names must be non-empty single lines for {LABELS_FILE}, got {class_names!r}")
     if backend == "tensorrt" and plan_path is None and not tensorrt_available():
-        raise MissingDependencyError("backend='tensorrt' builds model.plan with TensorRT, which is not installed here. "
-                                     "Build it where the Triton server runs (same TensorRT version): save "
-                                     "bake_tables(...)'s graph, build_plan() it, and pass plan_path=; or use "
-                                     "backend='onnxruntime'.")
+        raise MissingDependencyError(
+            "backend='tensorrt' builds model.plan with TensorRT, which is not installed here. "
+            "Build it where the Triton server runs (same TensorRT version): save "
+            "bake_tables(...)'s graph, build_plan() it, and pass plan_path=; or use "
+            "backend='onnxruntime'."
+        )
     proto, K = bake_tables(onnx_path, tables, io)
     if K != len(class_names):
         raise BundleError(f"the tables have {K} classes but {len(class_names)} class names were given")
@@ -227,9 +281,11 @@ def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io:
     stage = Path(tempfile.mkdtemp(prefix=f".{model_name}.", dir=repo))
     try:
         (stage / "1").mkdir()
-        header = [f"tdsm-edge scorer for {K} classes, written by export/triton.py (edit the bundle, not this file).",
-                  "The class tables are constants inside the model: send z (B, Dz) raw skeleton features,",
-                  "get errors (B, K) (lower = better) and scores = -errors (labels.txt, score order)."]
+        header = [
+            f"tdsm-edge scorer for {K} classes, written by export/triton.py (edit the bundle, not this file).",
+            "The class tables are constants inside the model: send z (B, Dz) raw skeleton features,",
+            "get errors (B, K) (lower = better) and scores = -errors (labels.txt, score order).",
+        ]
         if backend == "onnxruntime":
             _save_onnx(proto, stage / "1" / model_file)
         else:
@@ -242,10 +298,18 @@ def write_triton_model(onnx_path: str | Path, tables: dict[str, np.ndarray], io:
             return v.name, str(np.dtype(helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))), _dims(v)[1:]
 
         weights = {t.name for t in g.initializer}
-        text = config_pbtxt(model_name, platform, max_batch_size, [spec(v) for v in g.input if v.name not in weights],
-                            [spec(v) for v in g.output], instance_kind=instance_kind, instance_count=instance_count,
-                            max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=preferred_batch_sizes,
-                            header="\n".join(header))
+        text = config_pbtxt(
+            model_name,
+            platform,
+            max_batch_size,
+            [spec(v) for v in g.input if v.name not in weights],
+            [spec(v) for v in g.output],
+            instance_kind=instance_kind,
+            instance_count=instance_count,
+            max_queue_delay_us=max_queue_delay_us,
+            preferred_batch_sizes=preferred_batch_sizes,
+            header="\n".join(header),
+        )
         (stage / "config.pbtxt").write_text(text)
         old = repo / f".{model_name}.old"
         if final.exists():
@@ -268,32 +332,53 @@ def _check_replaceable_model(folder: Path) -> None:
     config = folder / "config.pbtxt"
     ok = folder.is_dir() and not folder.is_symlink() and config.is_file() and not config.is_symlink()
     if not (ok and "tdsm-edge scorer" in config.read_text(errors="replace")[:300]):
-        raise BundleError(f"refusing to replace {str(folder)!r}: it is not a Triton model folder written by tdsm-edge "
-                          "(no config.pbtxt with its header); nothing was changed. Pass another --triton-repo or "
-                          "move that folder away")
+        raise BundleError(
+            f"refusing to replace {str(folder)!r}: it is not a Triton model folder written by tdsm-edge "
+            "(no config.pbtxt with its header); nothing was changed. Pass another --triton-repo or "
+            "move that folder away"
+        )
 
 
 def _place_plan(proto, dest: Path, plan_path, max_batch_size: int) -> list[str]:
     """Copy the given plan, or build one from the baked graph; returns config header lines."""
     if plan_path is not None:
         shutil.copyfile(plan_path, dest)
-        return [f"TensorRT plan copied from {Path(plan_path).name}: it must come from bake_tables' graph and "
-                "match the server's TensorRT version and GPU."]
+        return [
+            f"TensorRT plan copied from {Path(plan_path).name}: it must come from bake_tables' graph and "
+            "match the server's TensorRT version and GPU."
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         graph = Path(tmp) / "served.onnx"
         _save_onnx(proto, graph)
         fp16 = require("onnx", extra="export").TensorProto.FLOAT16
         precision = "fp16" if any(t.data_type == fp16 for t in proto.graph.initializer) else "fp32"
-        rec = build_plan(graph, tmp, graph="triton_scorer", precision=precision, min_batch=1,
-                         opt_batch=min(8, max_batch_size), max_batch=max_batch_size, classes=1)
+        rec = build_plan(
+            graph,
+            tmp,
+            graph="triton_scorer",
+            precision=precision,
+            min_batch=1,
+            opt_batch=min(8, max_batch_size),
+            max_batch=max_batch_size,
+            classes=1,
+        )
         shutil.copyfile(Path(tmp) / rec["file"], dest)
-    return [f"TensorRT {rec['tensorrt_version']} plan ({rec['precision_mode']}) built on {rec['gpu_name']} "
-            f"(compute capability {rec['compute_capability']}); sha256 {rec['sha256']}. It loads only on that "
-            "TensorRT version and GPU."]
+    return [
+        f"TensorRT {rec['tensorrt_version']} plan ({rec['precision_mode']}) built on {rec['gpu_name']} "
+        f"(compute capability {rec['compute_capability']}); sha256 {rec['sha256']}. It loads only on that "
+        "TensorRT version and GPU."
+    ]
 
 
-def write_triton_repo(bundle_dir: str | Path, repo_dir: str | Path, *, model_name: str = "tdsm_scorer",
-                      max_batch_size: int = 64, backend: str = "onnxruntime", **kwargs) -> Path:
+def write_triton_repo(
+    bundle_dir: str | Path,
+    repo_dir: str | Path,
+    *,
+    model_name: str = "tdsm_scorer",
+    max_batch_size: int = 64,
+    backend: str = "onnxruntime",
+    **kwargs,
+) -> Path:
     """Write a Triton model repository serving an engine bundle's scorer (see `write_triton_model`).
 
     Reads the bundle through `tdsm_edge.runtime.manifest` (files checked against their sha256): the scorer
@@ -301,6 +386,14 @@ def write_triton_repo(bundle_dir: str | Path, repo_dir: str | Path, *, model_nam
     the scorer's IO spec. Returns `<repo_dir>/<model_name>`.
     """
     m = load_manifest(bundle_dir)
-    return write_triton_model(m.path("scorer"), load_tables(m), m.io.graphs["scorer"], repo_dir,
-                              class_names=m.class_names, model_name=model_name, max_batch_size=max_batch_size,
-                              backend=backend, **kwargs)
+    return write_triton_model(
+        m.path("scorer"),
+        load_tables(m),
+        m.io.graphs["scorer"],
+        repo_dir,
+        class_names=m.class_names,
+        model_name=model_name,
+        max_batch_size=max_batch_size,
+        backend=backend,
+        **kwargs,
+    )

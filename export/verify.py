@@ -12,6 +12,7 @@ Thresholds (issue 4): fp32 fails above 1e-4 relative error; fp16 fails below 99%
 Relative error is elementwise |a − b| / |b| for the scores (positive sums of squared errors); for
 encoder features, which cross zero, it is max |a − b| / max |b|.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from tdsm_edge.errors import ExportError
-
 from tdsm_edge.runtime.iospec import TEXT_GRAPH
 from tdsm_edge.runtime.ort_backend import OrtBackend
 
@@ -56,9 +56,21 @@ def judge(precision: str, stats: dict, what: str) -> list[str]:
     return []
 
 
-def verify_bundle(bundle_dir: str | Path | OrtBackend, model, schedule, stats, class_text, z: np.ndarray,
-                  labels: np.ndarray | None = None, *, encoder=None, windows: np.ndarray | None = None,
-                  providers: str = "cpu", threads: int | None = None, raise_on_fail: bool = True) -> dict:
+def verify_bundle(
+    bundle_dir: str | Path | OrtBackend,
+    model,
+    schedule,
+    stats,
+    class_text,
+    z: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    encoder=None,
+    windows: np.ndarray | None = None,
+    providers: str = "cpu",
+    threads: int | None = None,
+    raise_on_fail: bool = True,
+) -> dict:
     """Run the bundle and the torch reference on the same held-out samples and compare.
 
     Args:
@@ -74,14 +86,18 @@ def verify_bundle(bundle_dir: str | Path | OrtBackend, model, schedule, stats, c
     """
     from tdsm_edge.training.evaluation import tdsm_errors
 
-    scorer = bundle_dir if isinstance(bundle_dir, OrtBackend) else OrtBackend(bundle_dir, providers=providers,
-                                                                            threads=threads)
+    scorer = (
+        bundle_dir
+        if isinstance(bundle_dir, OrtBackend)
+        else OrtBackend(bundle_dir, providers=providers, threads=threads)
+    )
     m = scorer.manifest
     s = m.data["scoring"]
     precision = m.precision
     if list(class_text.names) != m.class_names:
-        raise ExportError(f"verify: the reference classes {list(class_text.names)} are not the bundle's "
-                          f"{m.class_names}")
+        raise ExportError(
+            f"verify: the reference classes {list(class_text.names)} are not the bundle's {m.class_names}"
+        )
 
     def ref_fn(feats: np.ndarray) -> np.ndarray:  # (N, Dz) -> (N, K): the torch scorer at the bundle's t, J, seed
         return tdsm_errors(model, schedule, stats, feats, class_text, s["num_noises"], s["timestep"], s["noise_seed"])
@@ -89,10 +105,17 @@ def verify_bundle(bundle_dir: str | Path | OrtBackend, model, schedule, stats, c
     z = np.ascontiguousarray(z, np.float32)
     ref = ref_fn(z)  # (N, K)
     got = scorer.errors(z)  # (N, K)
-    report = {"precision": precision, "provider": scorer.providers[0], "samples": int(len(z)),
-              "thresholds": {"fp32_max_rel_err": FP32_MAX_REL, "fp16_min_top1_agreement": FP16_MIN_TOP1,
-                             "text_max_rel_err": TEXT_MAX_REL},
-              "scorer": compare(got, ref)}
+    report = {
+        "precision": precision,
+        "provider": scorer.providers[0],
+        "samples": int(len(z)),
+        "thresholds": {
+            "fp32_max_rel_err": FP32_MAX_REL,
+            "fp16_min_top1_agreement": FP16_MIN_TOP1,
+            "text_max_rel_err": TEXT_MAX_REL,
+        },
+        "scorer": compare(got, ref),
+    }
     failures = judge(precision, report["scorer"], "scorer")
     if labels is not None:
         report["scorer"].update(_accuracy(got, ref, labels, m))
@@ -103,8 +126,10 @@ def verify_bundle(bundle_dir: str | Path | OrtBackend, model, schedule, stats, c
     if TEXT_GRAPH in m.graphs:
         report["text"] = _verify_text(m, providers, threads)
         if report["text"]["max_rel_err"] > TEXT_MAX_REL:
-            failures.append(f"text side: tables from the text graph + tables graph differ from tables.npz by max "
-                            f"relative error {report['text']['max_rel_err']:.3g} > {TEXT_MAX_REL:g}")
+            failures.append(
+                f"text side: tables from the text graph + tables graph differ from tables.npz by max "
+                f"relative error {report['text']['max_rel_err']:.3g} > {TEXT_MAX_REL:g}"
+            )
     for plan in m.plans:
         if plan.get("graph", "scorer") == "scorer":
             stats_ = report.setdefault("plans", {})[plan["file"]] = _verify_plan(m, plan, scorer, z, ref)
@@ -127,8 +152,11 @@ def _accuracy(got: np.ndarray, ref: np.ndarray, labels: np.ndarray, m) -> dict:
     if not keep.any():
         return {}
     y = np.array([col[int(v)] for v in labels[keep]])
-    return {"labelled": int(keep.sum()), "top1_bundle": float((got[keep].argmin(1) == y).mean()),
-            "top1_reference": float((ref[keep].argmin(1) == y).mean())}
+    return {
+        "labelled": int(keep.sum()),
+        "top1_bundle": float((got[keep].argmin(1) == y).mean()),
+        "top1_reference": float((ref[keep].argmin(1) == y).mean()),
+    }
 
 
 def _verify_encoder(m, scorer: OrtBackend, encoder, windows: np.ndarray, ref_fn, providers, threads) -> dict:
@@ -139,11 +167,14 @@ def _verify_encoder(m, scorer: OrtBackend, encoder, windows: np.ndarray, ref_fn,
     windows = np.ascontiguousarray(windows, np.float32)
     sess = open_session(m, "encoder", threads, providers)
     name = sess.get_inputs()[0].name
-    feats = np.concatenate([sess.run(None, {name: windows[i:i + 64]})[0] for i in range(0, len(windows), 64)])
+    feats = np.concatenate([sess.run(None, {name: windows[i : i + 64]})[0] for i in range(0, len(windows), 64)])
     with torch.no_grad():
         ref = encoder.eval().features(torch.from_numpy(windows)).float().numpy()  # (N, Dz)
-    return {"windows": int(len(windows)), "features": compare(feats, ref, per_element=False, top1=False),
-            "end_to_end": compare(scorer.errors(feats), ref_fn(ref))}
+    return {
+        "windows": int(len(windows)),
+        "features": compare(feats, ref, per_element=False, top1=False),
+        "end_to_end": compare(scorer.errors(feats), ref_fn(ref)),
+    }
 
 
 def _verify_text(m, providers, threads) -> dict:
@@ -158,8 +189,13 @@ def _verify_text(m, providers, threads) -> dict:
     text = OrtTextEncoder(m, providers=providers, threads=threads)
     got, ref = text.class_tables(m.class_names, descriptions), load_tables(m)
     tables = {n: compare(got[n], ref[n], per_element=False, top1=False) for n in ref}
-    return {"classes": len(m.class_names), "provider": text.text_session.get_providers()[0], "tables": tables,
-            "max_rel_err": max(t["max_rel_err"] for t in tables.values()), "threshold": TEXT_MAX_REL}
+    return {
+        "classes": len(m.class_names),
+        "provider": text.text_session.get_providers()[0],
+        "tables": tables,
+        "max_rel_err": max(t["max_rel_err"] for t in tables.values()),
+        "threshold": TEXT_MAX_REL,
+    }
 
 
 def _verify_plan(m, plan: dict, scorer: OrtBackend, z: np.ndarray, ref: np.ndarray) -> dict:
@@ -168,7 +204,8 @@ def _verify_plan(m, plan: dict, scorer: OrtBackend, z: np.ndarray, ref: np.ndarr
 
     scorer.select(None)
     with TrtEngine() as eng:
-        eng.load(m.path(plan["file"]), expected_record=plan, rebuild_cmd=m.rebuild_command,
-                 data=m.read_bytes(plan["file"])).activate()
+        eng.load(
+            m.path(plan["file"]), expected_record=plan, rebuild_cmd=m.rebuild_command, data=m.read_bytes(plan["file"])
+        ).activate()
         out = [eng.infer(feed)["errors"][:n] for n, feed in scorer.feeds(z)]
     return compare(np.concatenate(out), ref)

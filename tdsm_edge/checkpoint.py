@@ -9,6 +9,7 @@ A checkpoint is a folder:
 What the metadata holds for the denoiser and the encoder, and the one loader of each, are in
 `tdsm_edge.models.folders`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -41,12 +42,14 @@ def load_module(folder: str | Path) -> tuple[dict, dict[str, Any]]:
         if not f.is_file():
             raise CheckpointError(
                 f"checkpoint file {str(f)!r} is missing; the folder {str(folder)!r} is not a complete "
-                "checkpoint. Re-run training (python -m tdsm_edge.train) or point --run at a finished run.")
+                "checkpoint. Re-run training (python -m tdsm_edge.train) or point --run at a finished run."
+            )
     try:
         state = load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"cannot read checkpoint {str(weights)!r}: {e}. The file is corrupt; "
-                              "delete it and re-run training.") from e
+        raise CheckpointError(
+            f"cannot read checkpoint {str(weights)!r}: {e}. The file is corrupt; delete it and re-run training."
+        ) from e
     return state, _meta(meta.read_bytes(), str(meta))
 
 
@@ -69,16 +72,19 @@ def _meta(raw: bytes, where: str) -> dict[str, Any]:
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise CheckpointError(f"{where!r} is not valid json ({e}); the weights next to it may be fine: restore "
-                              "config.json from the run (or re-run the stage that wrote it)") from e
+        raise CheckpointError(
+            f"{where!r} is not valid json ({e}); the weights next to it may be fine: restore "
+            "config.json from the run (or re-run the stage that wrote it)"
+        ) from e
     if not isinstance(meta, dict):
         raise CheckpointError(f"{where!r} is not a json object; restore config.json from the run")
     return meta
 
 
 SHOW = 8  # how many names a mismatch error lists per category
-MISMATCH_FIX = ("The checkpoint was written for another architecture or config; load it with the config saved "
-                "next to it.")
+MISMATCH_FIX = (
+    "The checkpoint was written for another architecture or config; load it with the config saved next to it."
+)
 
 
 def load_into(model, state_dict: dict, where: str, fix: str = MISMATCH_FIX) -> None:
@@ -90,10 +96,16 @@ def load_into(model, state_dict: dict, where: str, fix: str = MISMATCH_FIX) -> N
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state_dict)) if state_dict[k].shape != own[k].shape]
-    problems = [(f"{len(names)} {what}", names) for what, names in
-                (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if names]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state_dict))
+        if state_dict[k].shape != own[k].shape
+    ]
+    problems = [
+        (f"{len(names)} {what}", names)
+        for what, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes))
+        if names
+    ]
     if problems:
         listed = "; ".join(f"{head}: {names[:SHOW]}{' …' if len(names) > SHOW else ''}" for head, names in problems)
         raise CheckpointError(f"{where} does not match the model ({listed})" + (f". {fix}" if fix else ""))
@@ -118,9 +130,16 @@ def save_train_state(folder: str | Path, optimizer, scheduler, step: int, genera
                 scalars.setdefault(str(pid), {})[key] = val
     with atomic_path(folder / "train_state.safetensors") as tmp:
         save_file(tensors, str(tmp))
-    write_json(folder / "train_state.json", {
-        "step": step, "param_groups": sd["param_groups"], "scalars": scalars,
-        "scheduler": scheduler.state_dict(), **(extra or {})})
+    write_json(
+        folder / "train_state.json",
+        {
+            "step": step,
+            "param_groups": sd["param_groups"],
+            "scalars": scalars,
+            "scheduler": scheduler.state_dict(),
+            **(extra or {}),
+        },
+    )
 
 
 def load_train_state(folder: str | Path, optimizer, scheduler, generator) -> dict[str, Any]:
@@ -131,8 +150,10 @@ def load_train_state(folder: str | Path, optimizer, scheduler, generator) -> dic
     files = [folder / "train_state.safetensors", folder / "train_state.json"]
     for f in files:
         if not f.is_file():
-            raise CheckpointError(f"cannot resume: {str(f)!r} is missing. Start a fresh run (without --resume) "
-                                  "or delete the incomplete checkpoint folder.")
+            raise CheckpointError(
+                f"cannot resume: {str(f)!r} is missing. Start a fresh run (without --resume) "
+                "or delete the incomplete checkpoint folder."
+            )
     tensors, record = load_file(str(files[0])), read_json(files[1])
     state: dict[int, dict[str, Any]] = {}
     for name, val in tensors.items():
@@ -152,7 +173,9 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     root = Path(root)
     if not root.is_dir():
         return None
-    done = [p for p in root.glob("step_*") if (p / "train_state.json").is_file() and (p / "model.safetensors").is_file()]
+    done = [
+        p for p in root.glob("step_*") if (p / "train_state.json").is_file() and (p / "model.safetensors").is_file()
+    ]
     return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
 
 

@@ -1,4 +1,5 @@
 """Shared command-line helpers."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import logging
 import re
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -67,9 +68,14 @@ def run_main(body: Callable[[], int | None], log: logging.Logger, interrupted: s
     except OSError as e:
         where = f" {str(e.filename)!r}" if e.filename else ""
         where += f" -> {str(e.filename2)!r}" if getattr(e, "filename2", None) else ""
-        log.error("%s", one_line(f"{e.strerror or e}:{where or ' (no file named)'}; check the paths given on the "
-                                 "command line (a folder where a file is expected or the reverse, permissions, "
-                                 "free disk space)"))
+        log.error(
+            "%s",
+            one_line(
+                f"{e.strerror or e}:{where or ' (no file named)'}; check the paths given on the "
+                "command line (a folder where a file is expected or the reverse, permissions, "
+                "free disk space)"
+            ),
+        )
         return 2
     finally:
         if main_thread:

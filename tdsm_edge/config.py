@@ -4,6 +4,7 @@ A run is described by one `RunConfig`; every part of the pipeline reads only its
 Presets are plain data (dicts) merged into the dataclasses, so a yaml file can name a preset and
 override single fields.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,103 +24,103 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a run folder nam
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthact"            # dataset name ("synthact" is generated on the fly)
-    split: str = "ru5"                   # unseen-class split file name, e.g. ru5, ru12, side4
-    samples_per_class: int = 120         # synthact: training sequences per seen class
-    test_per_class: int = 100            # synthact: test sequences per UNSEEN class (ztest)
-    gzsl_seen_per_class: int = 20        # synthact: held-out test sequences per SEEN class (gtest = these + ztest)
-    val_per_class: int = 10              # synthact: validation sequences per class (seen and unseen), GZSL calibration only
-    frames: int = 64                     # sequence length T after resampling
-    seed: int = 0                        # data generation seed (independent of the model seed)
-    skeletons: str | None = None         # ntu60 / ntu120 / pku51: folder built by `python -m tdsm_edge.data.build`
-    features: str | None = None          # a published feature folder (SynSE / PURLS / SMIE layout): skips the encoder
-    feature_pool: str | None = None      # PURLS per-position features (N, C, T, V): "mean" or "purls" pooling
-    protocol: str = "xsub"               # which recordings train the encoder: xsub | xview | xset (NTU)
+    dataset: str = "synthact"  # dataset name ("synthact" is generated on the fly)
+    split: str = "ru5"  # unseen-class split file name, e.g. ru5, ru12, side4
+    samples_per_class: int = 120  # synthact: training sequences per seen class
+    test_per_class: int = 100  # synthact: test sequences per UNSEEN class (ztest)
+    gzsl_seen_per_class: int = 20  # synthact: held-out test sequences per SEEN class (gtest = these + ztest)
+    val_per_class: int = 10  # synthact: validation sequences per class (seen and unseen), GZSL calibration only
+    frames: int = 64  # sequence length T after resampling
+    seed: int = 0  # data generation seed (independent of the model seed)
+    skeletons: str | None = None  # ntu60 / ntu120 / pku51: folder built by `python -m tdsm_edge.data.build`
+    features: str | None = None  # a published feature folder (SynSE / PURLS / SMIE layout): skips the encoder
+    feature_pool: str | None = None  # PURLS per-position features (N, C, T, V): "mean" or "purls" pooling
+    protocol: str = "xsub"  # which recordings train the encoder: xsub | xview | xset (NTU)
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    preset: str = "small"                # shift-gcn preset: "small" (demo) or "paper"
-    channels: tuple[int, ...] = (16, 32, 64)         # output channels per TCN-GCN unit
-    strides: tuple[int, ...] = (2, 2, 1)             # temporal stride per unit
-    feature_dim: int = 256               # Dz: width of the skeleton feature z
-    num_person: int = 2                  # M bodies per sequence
-    dropout: float = 0.0                 # dropout before the classifier
-    epochs: int = 15                     # cross-entropy epochs on seen classes
+    preset: str = "small"  # shift-gcn preset: "small" (demo) or "paper"
+    channels: tuple[int, ...] = (16, 32, 64)  # output channels per TCN-GCN unit
+    strides: tuple[int, ...] = (2, 2, 1)  # temporal stride per unit
+    feature_dim: int = 256  # Dz: width of the skeleton feature z
+    num_person: int = 2  # M bodies per sequence
+    dropout: float = 0.0  # dropout before the classifier
+    epochs: int = 15  # cross-entropy epochs on seen classes
     batch_size: int = 64
-    lr: float = 0.05                     # SGD with Nesterov momentum, cosine decay
+    lr: float = 0.05  # SGD with Nesterov momentum, cosine decay
     weight_decay: float = 5e-4
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    encoder: str = "minilm"              # "minilm" | "openclip:ViT-H-14" | "openclip:ViT-L-14" | "openclip:ViT-B-32"
-    checkpoint: str | None = None        # local weights file (OpenCLIP needs one; MiniLM ships its own)
-    prompt_sets: tuple[str, ...] = ("label", "description")   # encoded separately, concatenated on channels
-    num_tokens: int = 16                 # L: local tokens per prompt (padded/truncated)
-    published_features: bool = False     # OpenCLIP: the published TDSM text pipeline (pad states kept,
-                                         # penultimate layer, EOT pooling); needed for published checkpoints
-    global_norm: str = "none"            # global text vector: "none" = the pooled state as is (published);
-                                         # "l2" = unit length (sentence-transformers' MiniLM embedding)
+    encoder: str = "minilm"  # "minilm" | "openclip:ViT-H-14" | "openclip:ViT-L-14" | "openclip:ViT-B-32"
+    checkpoint: str | None = None  # local weights file (OpenCLIP needs one; MiniLM ships its own)
+    prompt_sets: tuple[str, ...] = ("label", "description")  # encoded separately, concatenated on channels
+    num_tokens: int = 16  # L: local tokens per prompt (padded/truncated)
+    published_features: bool = False  # OpenCLIP: the published TDSM text pipeline (pad states kept,
+    # penultimate layer, EOT pooling); needed for published checkpoints
+    global_norm: str = "none"  # global text vector: "none" = the pooled state as is (published);
+    # "l2" = unit length (sentence-transformers' MiniLM embedding)
 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    preset: str = "tiny"                 # tiny | small | paper
-    hidden_size: int = 128               # D
-    depth: int = 2                       # number of DiT blocks
+    preset: str = "tiny"  # tiny | small | paper
+    hidden_size: int = 128  # D
+    depth: int = 2  # number of DiT blocks
     num_heads: int = 4
     mlp_ratio: float = 4.0
-    z_dim: int = 256                     # Dz: skeleton feature width (input and output)
-    cond_dim: int = 768                  # text channels after concatenating prompt sets
-    num_tokens: int = 16                 # L: local text tokens
-    mask_text_padding: bool = True       # mask padded text tokens in joint attention (published code: False)
+    z_dim: int = 256  # Dz: skeleton feature width (input and output)
+    cond_dim: int = 768  # text channels after concatenating prompt sets
+    num_tokens: int = 16  # L: local text tokens
+    mask_text_padding: bool = True  # mask padded text tokens in joint attention (published code: False)
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    num_steps: int = 50                  # T: DDPM steps
+    num_steps: int = 50  # T: DDPM steps
     beta_start: float = 0.00085
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"  # scaled_linear | linear
-    prediction: str = "epsilon"          # epsilon | sample | v_prediction
+    prediction: str = "epsilon"  # epsilon | sample | v_prediction
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    w_diffusion: float = 1.0             # w_d: weight of MSE(eps_hat_pos, eps)
-    w_triplet: float = 1.0               # w_t: weight of the triplet term
-    margin: float = 1.0                  # triplet margin on per-sample errors
+    w_diffusion: float = 1.0  # w_d: weight of MSE(eps_hat_pos, eps)
+    w_triplet: float = 1.0  # w_t: weight of the triplet term
+    margin: float = 1.0  # triplet margin on per-sample errors
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 3000               # denoiser optimisation steps
-    batch_size: int = 256                # global batch (split over DDP ranks)
-    lr: float = 1e-4                     # AdamW
+    iterations: int = 3000  # denoiser optimisation steps
+    batch_size: int = 256  # global batch (split over DDP ranks)
+    lr: float = 1e-4  # AdamW
     weight_decay: float = 0.01
-    warmup_steps: int = 100              # linear warm-up, then cosine to zero
-    grad_clip: float = 0.0               # max grad norm; 0 = off, as published (the demo turns it on)
-    checkpoint_every: int = 1000         # steps between checkpoints (0: only at the end)
-    standardize_features: bool = True    # z-score skeleton features with train statistics
-    seed: int = 1                        # model/optimiser seed
-    device: str = "auto"                 # auto | cpu | cuda
-    amp: str = "none"                    # none | bf16 | fp16: autocast on CUDA (off: faithful fp32)
+    warmup_steps: int = 100  # linear warm-up, then cosine to zero
+    grad_clip: float = 0.0  # max grad norm; 0 = off, as published (the demo turns it on)
+    checkpoint_every: int = 1000  # steps between checkpoints (0: only at the end)
+    standardize_features: bool = True  # z-score skeleton features with train statistics
+    seed: int = 1  # model/optimiser seed
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "none"  # none | bf16 | fp16: autocast on CUDA (off: faithful fp32)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    num_noises: int = 3                  # J: fixed noise bank size
-    timestep: int = 25                   # t: fixed diffusion step for scoring
-    noise_seed: int | None = None        # seed of the noise bank; None = the run's model seed (train.seed), as published
-    batch_size: int = 256                # samples per scoring call
-    sweep_noises: tuple[int, ...] = ()   # e.g. (1, 3, 5): evaluate and plot accuracy vs J
+    num_noises: int = 3  # J: fixed noise bank size
+    timestep: int = 25  # t: fixed diffusion step for scoring
+    noise_seed: int | None = None  # seed of the noise bank; None = the run's model seed (train.seed), as published
+    batch_size: int = 256  # samples per scoring call
+    sweep_noises: tuple[int, ...] = ()  # e.g. (1, 3, 5): evaluate and plot accuracy vs J
     sweep_timesteps: tuple[int, ...] = ()  # e.g. (5, 15, 25, 35, 45): accuracy vs t
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    enabled: bool = True                 # train the direct-alignment baseline on the same features
+    enabled: bool = True  # train the direct-alignment baseline on the same features
     epochs: int = 60
     lr: float = 1e-3
     temperature: float = 0.07
@@ -156,8 +157,7 @@ ENCODER_PRESETS: dict[str, dict[str, Any]] = {
     # to a wider feature_dim could not add rank (features would fill a 64-d subspace)
     "small": dict(channels=(16, 32, 64), strides=(2, 2, 1), feature_dim=64),
     # the paper's Shift-GCN: 10 units, 64-64-64-64-128-128-128-256-256-256, stride 2 at units 5 and 8
-    "paper": dict(channels=(64, 64, 64, 64, 128, 128, 128, 256, 256, 256),
-                  strides=(1, 1, 1, 1, 2, 1, 1, 2, 1, 1)),
+    "paper": dict(channels=(64, 64, 64, 64, 128, 128, 128, 256, 256, 256), strides=(1, 1, 1, 1, 2, 1, 1, 2, 1, 1)),
 }
 
 
@@ -190,8 +190,11 @@ def dataclass_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-    required = [n for n, f in known.items() if n not in data and f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING]
+    required = [
+        n
+        for n, f in known.items()
+        if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if required:
         raise ConfigError(f"{where}: missing key(s) {required}")
     hints = typing.get_type_hints(cls)
@@ -224,11 +227,16 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
         except OverflowError:
             number = False
         number = number and math.isfinite(value)
-    ok = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number,
-          str: isinstance(value, str)}[hint]
+    ok = {
+        bool: isinstance(value, bool),
+        int: number and isinstance(value, int),
+        float: number,
+        str: isinstance(value, str),
+    }[hint]
     if not ok:
-        raise _type_error(value, {float: "a finite number"}.get(hint, f"{'an' if hint is int else 'a'} "
-                                                                        f"{hint.__name__}"), where)
+        raise _type_error(
+            value, {float: "a finite number"}.get(hint, f"{'an' if hint is int else 'a'} {hint.__name__}"), where
+        )
     if hint is int and abs(value) > MAX_INT:
         raise ConfigError(f"{where}: {_show(value)} is too large (at most {MAX_INT:,})")
     return value
@@ -237,11 +245,11 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
 _EXAMPLE = {int: "1, 2", str: '"a", "b"', float: "0.5, 1.0"}
 
 
-MAX_INT = 2 ** 53  # no config int is larger; beyond it a float no longer holds it exactly
+MAX_INT = 2**53  # no config int is larger; beyond it a float no longer holds it exactly
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, int) and abs(value) > 10 ** 30:
+    if isinstance(value, int) and abs(value) > 10**30:
         return f"an int of {len(str(abs(value)))} digits"
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "…"
@@ -278,8 +286,14 @@ def _section(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 _SECTIONS: dict[str, type] = {
-    "data": DataConfig, "encoder": EncoderConfig, "text": TextConfig, "denoiser": DenoiserConfig,
-    "schedule": ScheduleConfig, "loss": LossConfig, "train": TrainConfig, "eval": EvalConfig,
+    "data": DataConfig,
+    "encoder": EncoderConfig,
+    "text": TextConfig,
+    "denoiser": DenoiserConfig,
+    "schedule": ScheduleConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
     "baseline": BaselineConfig,
 }
 
@@ -293,12 +307,14 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) suitable for yaml/json."""
+
     def conv(v: Any) -> Any:
         if is_dataclass(v):
             return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
         if isinstance(v, (tuple, list)):
             return [conv(x) for x in v]
         return v
+
     return conv(cfg)
 
 
@@ -312,8 +328,10 @@ def load_config(path: str | Path) -> RunConfig:
     except RecursionError as e:
         raise ConfigError(f"config file {str(path)!r} nests too deeply to be a run config") from e
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); a config is "
-                          "a yaml text file such as configs/demo.yaml") from e
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}); a config is "
+            "a yaml text file such as configs/demo.yaml"
+        ) from e
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid yaml: {' '.join(str(e).split())}") from e
     return config_from_dict(data, where=str(path))
@@ -325,8 +343,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
     presets = [o for o in overrides if o.partition("=")[0].strip().endswith(".preset")]
     if presets:
-        raise ConfigError(f"overrides {presets} change a preset; presets expand when a yaml file is loaded, so "
-                          "set the preset in the yaml file instead.")
+        raise ConfigError(
+            f"overrides {presets} change a preset; presets expand when a yaml file is loaded, so "
+            "set the preset in the yaml file instead."
+        )
     data = to_dict(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -335,8 +355,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.iterations=500")
         section, name = parts
         if not isinstance(data.get(section), dict):
-            raise ConfigError(f"override {item!r}: unknown section {section!r}; sections are "
-                              f"{[k for k, v in data.items() if isinstance(v, dict)]}")
+            raise ConfigError(
+                f"override {item!r}: unknown section {section!r}; sections are "
+                f"{[k for k, v in data.items() if isinstance(v, dict)]}"
+            )
         if name not in data[section]:
             raise ConfigError(f"override {item!r}: {section} has no key {name!r}; keys are {sorted(data[section])}")
         try:
@@ -361,28 +383,64 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-BIG = 10 ** 9  # a generous ceiling for counts (samples, epochs, iterations, batch sizes)
+BIG = 10**9  # a generous ceiling for counts (samples, epochs, iterations, batch sizes)
 # section -> field -> (lo, hi, lo excluded): every numeric field's range (each item, for a tuple field)
 BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
-    "data": {"samples_per_class": (1, BIG, False), "test_per_class": (1, BIG, False),
-             "gzsl_seen_per_class": (0, BIG, False), "val_per_class": (0, BIG, False), "frames": (1, 100_000, False),
-             "seed": (0, MAX_INT, False)},
-    "encoder": {"channels": (1, 65_536, False), "strides": (1, 64, False), "feature_dim": (1, 65_536, False),
-                "num_person": (1, 16, False), "dropout": (0, 1, False), "epochs": (1, BIG, False),
-                "batch_size": (1, BIG, False), "lr": (0, 1e3, True), "weight_decay": (0, 1e3, False)},
+    "data": {
+        "samples_per_class": (1, BIG, False),
+        "test_per_class": (1, BIG, False),
+        "gzsl_seen_per_class": (0, BIG, False),
+        "val_per_class": (0, BIG, False),
+        "frames": (1, 100_000, False),
+        "seed": (0, MAX_INT, False),
+    },
+    "encoder": {
+        "channels": (1, 65_536, False),
+        "strides": (1, 64, False),
+        "feature_dim": (1, 65_536, False),
+        "num_person": (1, 16, False),
+        "dropout": (0, 1, False),
+        "epochs": (1, BIG, False),
+        "batch_size": (1, BIG, False),
+        "lr": (0, 1e3, True),
+        "weight_decay": (0, 1e3, False),
+    },
     "text": {"num_tokens": (1, 4096, False)},
-    "denoiser": {"hidden_size": (1, 65_536, False), "depth": (1, 1024, False), "num_heads": (1, 1024, False),
-                 "mlp_ratio": (0, 64, True), "z_dim": (1, 65_536, False), "cond_dim": (1, 65_536, False),
-                 "num_tokens": (1, 4096, False)},
+    "denoiser": {
+        "hidden_size": (1, 65_536, False),
+        "depth": (1, 1024, False),
+        "num_heads": (1, 1024, False),
+        "mlp_ratio": (0, 64, True),
+        "z_dim": (1, 65_536, False),
+        "cond_dim": (1, 65_536, False),
+        "num_tokens": (1, 4096, False),
+    },
     "schedule": {"num_steps": (1, 100_000, False), "beta_start": (0, 1, True), "beta_end": (0, 1, True)},
     "loss": {"w_diffusion": (0, 1e6, False), "w_triplet": (0, 1e6, False), "margin": (0, 1e6, False)},
-    "train": {"iterations": (1, BIG, False), "batch_size": (2, BIG, False), "lr": (0, 1e3, True),
-              "weight_decay": (0, 1e3, False), "warmup_steps": (0, BIG, False), "grad_clip": (0, 1e6, False),
-              "checkpoint_every": (0, BIG, False), "seed": (0, MAX_INT, False)},
-    "eval": {"num_noises": (1, 4096, False), "timestep": (0, 100_000, False), "noise_seed": (0, MAX_INT, False),
-             "batch_size": (1, BIG, False), "sweep_noises": (1, 4096, False), "sweep_timesteps": (0, 100_000, False)},
-    "baseline": {"epochs": (1, BIG, False), "lr": (0, 1e3, True), "temperature": (0, 1e3, True),
-                 "hidden_dim": (1, 65_536, False)},
+    "train": {
+        "iterations": (1, BIG, False),
+        "batch_size": (2, BIG, False),
+        "lr": (0, 1e3, True),
+        "weight_decay": (0, 1e3, False),
+        "warmup_steps": (0, BIG, False),
+        "grad_clip": (0, 1e6, False),
+        "checkpoint_every": (0, BIG, False),
+        "seed": (0, MAX_INT, False),
+    },
+    "eval": {
+        "num_noises": (1, 4096, False),
+        "timestep": (0, 100_000, False),
+        "noise_seed": (0, MAX_INT, False),
+        "batch_size": (1, BIG, False),
+        "sweep_noises": (1, 4096, False),
+        "sweep_timesteps": (0, 100_000, False),
+    },
+    "baseline": {
+        "epochs": (1, BIG, False),
+        "lr": (0, 1e3, True),
+        "temperature": (0, 1e3, True),
+        "hidden_dim": (1, 65_536, False),
+    },
 }
 ENUMS: dict[str, dict[str, tuple]] = {
     "text": {"global_norm": ("none", "l2")},
@@ -411,7 +469,9 @@ def section_problems(name: str, sec: Any) -> list[str]:
         if getattr(sec, field_name) not in allowed:
             out.append(f"{name}.{field_name} {getattr(sec, field_name)!r} must be one of {list(allowed)}")
     if name == "denoiser" and sec.num_heads >= 1 and sec.hidden_size % sec.num_heads:
-        out.append(f"denoiser.hidden_size ({sec.hidden_size}) must be divisible by denoiser.num_heads ({sec.num_heads})")
+        out.append(
+            f"denoiser.hidden_size ({sec.hidden_size}) must be divisible by denoiser.num_heads ({sec.num_heads})"
+        )
     if name == "schedule" and not sec.beta_start < sec.beta_end:
         out.append(f"schedule betas must satisfy beta_start < beta_end, got {sec.beta_start} and {sec.beta_end}")
     if name == "encoder":
@@ -429,22 +489,36 @@ def validate(cfg: RunConfig) -> None:
     d, s, e = cfg.denoiser, cfg.schedule, cfg.eval
     problems = [p for name in _SECTIONS for p in section_problems(name, getattr(cfg, name))]
     checks = [
-        (d.num_tokens == cfg.text.num_tokens,
-         f"denoiser.num_tokens ({d.num_tokens}) must equal text.num_tokens ({cfg.text.num_tokens})"),
-        (d.z_dim == cfg.encoder.feature_dim,
-         f"denoiser.z_dim ({d.z_dim}) must equal encoder.feature_dim ({cfg.encoder.feature_dim})"),
-        (0 <= e.timestep < s.num_steps,
-         f"eval.timestep ({e.timestep}) must lie in [0, schedule.num_steps={s.num_steps})"),
-        (all(0 <= t < s.num_steps for t in e.sweep_timesteps),
-         f"eval.sweep_timesteps must lie in [0, {s.num_steps})"),
-        (not cfg.text.published_features or cfg.text.encoder.startswith("openclip:"),
-         "text.published_features reproduces the published OpenCLIP pipeline; it needs an openclip:* encoder"),
-        (not (cfg.data.skeletons and cfg.data.features),
-         "set data.skeletons (raw skeletons: train the encoder) or data.features (published features), not both"),
-        (bool(RUN_NAME.fullmatch(cfg.name)), f"name {cfg.name!r} must be a plain folder name (letters, digits, '.', "
-                                             "'_', '-'; no '/' or '..'): the run is written to runs/<name>"),
+        (
+            d.num_tokens == cfg.text.num_tokens,
+            f"denoiser.num_tokens ({d.num_tokens}) must equal text.num_tokens ({cfg.text.num_tokens})",
+        ),
+        (
+            d.z_dim == cfg.encoder.feature_dim,
+            f"denoiser.z_dim ({d.z_dim}) must equal encoder.feature_dim ({cfg.encoder.feature_dim})",
+        ),
+        (
+            0 <= e.timestep < s.num_steps,
+            f"eval.timestep ({e.timestep}) must lie in [0, schedule.num_steps={s.num_steps})",
+        ),
+        (all(0 <= t < s.num_steps for t in e.sweep_timesteps), f"eval.sweep_timesteps must lie in [0, {s.num_steps})"),
+        (
+            not cfg.text.published_features or cfg.text.encoder.startswith("openclip:"),
+            "text.published_features reproduces the published OpenCLIP pipeline; it needs an openclip:* encoder",
+        ),
+        (
+            not (cfg.data.skeletons and cfg.data.features),
+            "set data.skeletons (raw skeletons: train the encoder) or data.features (published features), not both",
+        ),
+        (
+            bool(RUN_NAME.fullmatch(cfg.name)),
+            f"name {cfg.name!r} must be a plain folder name (letters, digits, '.', "
+            "'_', '-'; no '/' or '..'): the run is written to runs/<name>",
+        ),
     ]
     problems += [msg for ok, msg in checks if not ok]
     if problems:
-        raise ConfigError(f"invalid config: {problems[0]}" + (f" (and {len(problems) - 1} more problems)"
-                                                             if len(problems) > 1 else ""))
+        raise ConfigError(
+            f"invalid config: {problems[0]}"
+            + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+        )

@@ -1,4 +1,5 @@
 """The project's error hierarchy: every error says what went wrong, why, and how to fix it."""
+
 from __future__ import annotations
 
 

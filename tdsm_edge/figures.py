@@ -7,6 +7,7 @@
 matplotlib is imported lazily and used through the object-oriented `Figure` API with the Agg canvas,
 so plotting never touches pyplot's global state or the user's chosen backend.
 """
+
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,7 @@
 
 Nothing here imports torch, so the lean runtime can use it too.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,9 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +60,9 @@ def current_umask() -> int:
     return mask
 
 
-def read_user_file(path: str | Path, what: str, error: type[Exception] = ValueError, max_bytes: int = 64 << 20) -> bytes:
+def read_user_file(
+    path: str | Path, what: str, error: type[Exception] = ValueError, max_bytes: int = 64 << 20
+) -> bytes:
     """The bytes of a file the user named (`what`, e.g. "--classes-file"), or `error` saying why not: it does
     not exist, is a folder or a special file (a FIFO would block the read forever), or is over `max_bytes`."""
     p = Path(path)

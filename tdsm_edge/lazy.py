@@ -5,11 +5,13 @@
 A module name starting with "." is relative to the package, any other is absolute. A resolved name
 is cached in the package, so the import happens once.
 """
+
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:

@@ -9,10 +9,11 @@ epsilon prediction), exactly as the published evaluation compares them.
 numbers; `score_batched` computes the same B × K × J rows in as few forward calls as memory
 allows and must agree with it to 1e-5 relative (tested).
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from torch import nn
 from .errors import InputError
 from .models.schedule import DDPMSchedule
 
-ClassText = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]   # fc (K, Dc), fl (K, L, Dc), mask (K, L)
+ClassText = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # fc (K, Dc), fl (K, L, Dc), mask (K, L)
 
 
 def noise_bank(J: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -66,8 +67,9 @@ def _row_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).mean(dim=-1)
 
 
-def score_reference(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, class_text: ClassText,
-                    noises: torch.Tensor, t: int) -> torch.Tensor:
+def score_reference(
+    model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, class_text: ClassText, noises: torch.Tensor, t: int
+) -> torch.Tensor:
     """The published evaluation loop: one forward over the batch per (noise, class).
 
     Args:
@@ -99,8 +101,15 @@ def score_reference(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, c
     return errors
 
 
-def score_batched(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor, class_text: ClassText,
-                  noises: torch.Tensor, t: int, chunk_rows: int = 8192) -> torch.Tensor:
+def score_batched(
+    model: nn.Module,
+    schedule: DDPMSchedule,
+    z: torch.Tensor,
+    class_text: ClassText,
+    noises: torch.Tensor,
+    t: int,
+    chunk_rows: int = 8192,
+) -> torch.Tensor:
     """Same result as `score_reference`, with all B × K × J rows in as few forward calls as possible.
 
     Rows are ordered (b, k, j) and run `chunk_rows` at a time (one call when B·K·J ≤ chunk_rows)

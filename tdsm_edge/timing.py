@@ -1,14 +1,20 @@
 """Median latency of a call: the one timing loop of the build report, the trade-off grid and the GPU checks.
 Plain Python (no numpy, no torch): a device's synchronisation is passed in."""
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
-def median_ms(call: Callable[[], object], repeats: int, warmup: int = 1, sync: Callable[[], None] | None = None,
-              max_s: float | None = None) -> float:
+def median_ms(
+    call: Callable[[], object],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+    max_s: float | None = None,
+) -> float:
     """Median wall milliseconds of `call()` over `repeats` timed calls after `warmup` untimed ones.
 
     Args:

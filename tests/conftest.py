@@ -1,4 +1,5 @@
 """Fixtures shared across test folders. Heavy imports happen inside the fixtures, on first use."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from tdsm_edge.checkpoint import (latest_checkpoint, load_into, load_module, load_train_state, prune_checkpoints,
-                                  save_module, save_train_state)
+from tdsm_edge.checkpoint import (
+    latest_checkpoint,
+    load_into,
+    load_module,
+    load_train_state,
+    prune_checkpoints,
+    save_module,
+    save_train_state,
+)
 from tdsm_edge.errors import CheckpointError
 
 
@@ -34,7 +41,7 @@ def test_train_state_roundtrip(tmp_path):
     torch.manual_seed(0)
     m = torch.nn.Linear(4, 4)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s)
     for _ in range(3):
         m(torch.randn(2, 4)).sum().backward()
         opt.step()
@@ -43,7 +50,7 @@ def test_train_state_roundtrip(tmp_path):
     save_train_state(tmp_path, opt, sched, 3, g)
     m2 = torch.nn.Linear(4, 4)
     opt2 = torch.optim.AdamW(m2.parameters(), lr=1e-2)
-    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 0.5 ** s)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 0.5**s)
     g2 = torch.Generator()
     rec = load_train_state(tmp_path, opt2, sched2, g2)
     assert rec["step"] == 3 and sched2.last_epoch == sched.last_epoch
@@ -69,5 +76,8 @@ def test_a_corrupt_config_json_is_named_and_the_weights_are_not_blamed(tmp_path)
         (tmp_path / "config.json").write_bytes(bad)
         with pytest.raises(CheckpointError, match="config.json") as e:
             load_module(tmp_path)
-        assert "model.safetensors" not in str(e.value) and "the weights next to it may be fine" in str(e.value) \
+        assert (
+            "model.safetensors" not in str(e.value)
+            and "the weights next to it may be fine" in str(e.value)
             or "not a json object" in str(e.value)
+        )

@@ -1,5 +1,6 @@
 """Every command line turns a user error into ONE line on stderr and a non-zero exit, never a traceback;
 Ctrl-C ends it with exit 130 and a line that says what was kept."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,41 +32,67 @@ def files(tmp_path):
 CASES = {  # id: (module, argv with {tmp} for the fixture folder, a fragment of the one error line)
     "train missing config": ("tdsm_edge.train", ["--config", "{tmp}/nope.yaml"], "does not exist"),
     "train non-UTF-8 config": ("tdsm_edge.train", ["--config", "{tmp}/latin1.yaml"], "is not UTF-8 text"),
-    "train bad value": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--set", "train.iterations=many"],
-                        "train.iterations: expected an int"),
-    "train --out a file": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--out", "{tmp}/a_file"],
-                           "is a file"),
-    "train --device tpu": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--device", "tpu",
-                                               "--out", "{tmp}/r"], "device 'tpu'"),
+    "train bad value": (
+        "tdsm_edge.train",
+        ["--config", "configs/demo.yaml", "--set", "train.iterations=many"],
+        "train.iterations: expected an int",
+    ),
+    "train --out a file": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--out", "{tmp}/a_file"], "is a file"),
+    "train --device tpu": (
+        "tdsm_edge.train",
+        ["--config", "configs/demo.yaml", "--device", "tpu", "--out", "{tmp}/r"],
+        "device 'tpu'",
+    ),
     "evaluate --device tpu": ("tdsm_edge.evaluate", ["--run", "{tmp}/empty_run", "--device", "tpu"], "device 'tpu'"),
     "evaluate empty run": ("tdsm_edge.evaluate", ["--run", "{tmp}/empty_run"], "holds no trained seed folder"),
     "build_engine no run": ("export.build_engine", ["--run", "{tmp}/nope", "--out", "{tmp}/e"], "nope"),
-    "build_engine --out a file": ("export.build_engine", ["--run", "{tmp}/nope", "--out", "{tmp}/a_file"],
-                                  "it is a file, not a folder"),
-    "data.build --out a file": ("tdsm_edge.data.build", ["ntu", "--src", "{tmp}", "--dataset", "ntu60", "--out",
-                                                         "{tmp}/a_file"], "is a file"),
-    "data.build no source": ("tdsm_edge.data.build", ["ntu", "--src", "{tmp}/nope", "--dataset", "ntu60", "--out",
-                                                      "{tmp}/d"], "nope"),
-    "synthact unknown class": ("tdsm_edge.data.synthact", ["--render", "fly to the moon", "--out", "{tmp}/x.png"],
-                               "fly to the moon"),
-    "published no checkpoint": ("tdsm_edge.models.published", ["--checkpoint", "{tmp}/nope", "--out", "{tmp}/o"],
-                                "nope"),
+    "build_engine --out a file": (
+        "export.build_engine",
+        ["--run", "{tmp}/nope", "--out", "{tmp}/a_file"],
+        "it is a file, not a folder",
+    ),
+    "data.build --out a file": (
+        "tdsm_edge.data.build",
+        ["ntu", "--src", "{tmp}", "--dataset", "ntu60", "--out", "{tmp}/a_file"],
+        "is a file",
+    ),
+    "data.build no source": (
+        "tdsm_edge.data.build",
+        ["ntu", "--src", "{tmp}/nope", "--dataset", "ntu60", "--out", "{tmp}/d"],
+        "nope",
+    ),
+    "synthact unknown class": (
+        "tdsm_edge.data.synthact",
+        ["--render", "fly to the moon", "--out", "{tmp}/x.png"],
+        "fly to the moon",
+    ),
+    "published no checkpoint": (
+        "tdsm_edge.models.published",
+        ["--checkpoint", "{tmp}/nope", "--out", "{tmp}/o"],
+        "nope",
+    ),
     "tradeoff no run": ("export.tradeoff", ["--run", "{tmp}/nope", "--png", "{tmp}/t.png"], "nope"),
-    "signing missing key": ("export.signing", ["sign", "--bundle", "{tmp}/empty_run", "--key", "{tmp}/nokey"],
-                            "the signing key"),
+    "signing missing key": (
+        "export.signing",
+        ["sign", "--bundle", "{tmp}/empty_run", "--key", "{tmp}/nokey"],
+        "the signing key",
+    ),
     "report missing results": ("benchmarks.report", ["{tmp}/nope.json", "--out", "{tmp}/rep"], "nope.json"),
     "report binary results": ("benchmarks.report", ["{tmp}/binary.txt", "--out", "{tmp}/rep"], "cannot read"),
     "report FIFO results": ("benchmarks.report", ["{tmp}/fifo", "--out", "{tmp}/rep"], "not a regular file"),
     "train FIFO config": ("tdsm_edge.train", ["--config", "{tmp}/fifo"], "not a regular file"),
     "train folder config": ("tdsm_edge.train", ["--config", "{tmp}/empty_run"], "is a folder"),
     "train deep config": ("tdsm_edge.train", ["--config", "{tmp}/deep.yaml"], "nests too deeply"),
-    "train huge int": ("tdsm_edge.train", ["--config", "configs/demo.yaml", "--set", "train.iterations=" + "9" * 400],
-                       "too large"),
+    "train huge int": (
+        "tdsm_edge.train",
+        ["--config", "configs/demo.yaml", "--set", "train.iterations=" + "9" * 400],
+        "too large",
+    ),
     "signing keygen empty": ("export.signing", ["keygen", "--out", ""], "must name the key files' prefix"),
     "signing FIFO key": ("export.signing", ["sign", "--bundle", "{tmp}", "--key", "{tmp}/fifo"], "not a regular file"),
-    "synthact huge frames": ("tdsm_edge.data.synthact", ["--render", "0", "--frames", str(10 ** 12)], "--frames"),
-    "build_engine huge batch": ("export.build_engine", ["--run", "{tmp}/nope", "--batch", str(10 ** 9)], "--batch"),
-    "build_engine huge J": ("export.build_engine", ["--run", "{tmp}/nope", "--noises", str(10 ** 9)], "--noises"),
+    "synthact huge frames": ("tdsm_edge.data.synthact", ["--render", "0", "--frames", str(10**12)], "--frames"),
+    "build_engine huge batch": ("export.build_engine", ["--run", "{tmp}/nope", "--batch", str(10**9)], "--batch"),
+    "build_engine huge J": ("export.build_engine", ["--run", "{tmp}/nope", "--noises", str(10**9)], "--noises"),
 }
 
 
@@ -85,8 +112,9 @@ def test_build_engine_binary_classes_file(files, caplog, tiny_run_for_cli):
     from export import build_engine
 
     with caplog.at_level(logging.ERROR):
-        rc = build_engine.main(["--run", str(tiny_run_for_cli), "--out", str(files / "e"), "--classes-file",
-                                str(files / "binary.txt")])
+        rc = build_engine.main(
+            ["--run", str(tiny_run_for_cli), "--out", str(files / "e"), "--classes-file", str(files / "binary.txt")]
+        )
     assert rc == 2 and "is not UTF-8 text" in caplog.text and not (files / "e").exists()
 
 
@@ -102,17 +130,31 @@ def tiny_run_for_cli(tmp_path_factory):
 def test_ctrl_c_in_training_is_one_line_and_exit_130(tmp_path):
     """A real process, a real SIGINT, in the middle of training: no traceback, and how to continue."""
     import yaml
+
     from helpers.tiny_run import TINY
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "iterations": 100_000}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TDSM_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "tdsm_edge.train", "--config", str(cfg), "--out",
-                             str(tmp_path / "run"), "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tdsm_edge.train",
+            "--config",
+            str(cfg),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "run").glob("*/seed1/features")) and proc.poll() is None \
-            and time.monotonic() < deadline:
+    while not list((tmp_path / "run").glob("*/seed1/features")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # wait for the denoiser stage (the encoder and its features are done)
     assert proc.poll() is None, proc.communicate()
     time.sleep(1.0)

@@ -1,5 +1,6 @@
 """Every `.py` path of this repository named in the code (messages, docstrings, comments) exists: an
 error that sends a user to a file must send them to a real one."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("tdsm_edge/", "export/", "benchmarks/", "tests/", "examples/")
-PATH = re.compile(r"(?<![\w/.-])((?:%s)[\w/.-]*?\.py)\b" % "|".join(re.escape(p) for p in OURS))
+PATH = re.compile(r"(?<![\w/.-])((?:{})[\w/.-]*?\.py)\b".format("|".join(re.escape(p) for p in OURS)))
 
 
 def test_every_named_py_path_exists():

@@ -1,4 +1,5 @@
 """Zero-shot scoring: noise bank, the published loop, and the batched scorer's equality with it."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,7 +20,7 @@ def model_for(cfg: DenoiserConfig) -> TDSMDenoiser:
     torch.manual_seed(0)
     m = TDSMDenoiser(cfg)
     with torch.no_grad():
-        for p in m.parameters():           # un-zero adaLN / output so classes really differ
+        for p in m.parameters():  # un-zero adaLN / output so classes really differ
             p.add_(0.1 * torch.randn_like(p))
     return m
 
@@ -41,9 +42,13 @@ def test_noise_bank_is_seeded_and_pinned():
     assert a.shape == (3, 256) and a.dtype == torch.float32 and a.device.type == "cpu"
     assert torch.equal(a, b) and not torch.equal(a, noise_bank(3, 256, 1))
     # pinned: a change here means engines built elsewhere would score with other noises
-    expected = torch.tensor([[-1.1258398294, -1.1523602009, -0.2505785823],
-                             [-0.0393725410, -0.8014721870, -0.4955443144],
-                             [-0.5460728407, -0.6301780939, -0.6346501112]])
+    expected = torch.tensor(
+        [
+            [-1.1258398294, -1.1523602009, -0.2505785823],
+            [-0.0393725410, -0.8014721870, -0.4955443144],
+            [-0.5460728407, -0.6301780939, -0.6346501112],
+        ]
+    )
     torch.testing.assert_close(a[:, :3], expected, rtol=0, atol=1e-6)
     with pytest.raises(InputError):
         noise_bank(0, 256, 0)
@@ -74,11 +79,11 @@ def test_reference_is_the_published_sum_of_errors():
             for k in range(3):
                 e = 0.0
                 for j in range(2):
-                    x_t = schedule.add_noise(z[b:b + 1], noises[j:j + 1], t)
-                    pred = model(x_t, t, fc[k:k + 1], fl[k:k + 1], mask[k:k + 1])
-                    e += float((pred - noises[j:j + 1]).pow(2).mean())
+                    x_t = schedule.add_noise(z[b : b + 1], noises[j : j + 1], t)
+                    pred = model(x_t, t, fc[k : k + 1], fl[k : k + 1], mask[k : k + 1])
+                    e += float((pred - noises[j : j + 1]).pow(2).mean())
                 assert errors[b, k].item() == pytest.approx(e, rel=1e-5)
-    assert errors.std() > 0                    # classes get different scores
+    assert errors.std() > 0  # classes get different scores
 
 
 def test_masking_changes_scores_and_text_matters():
@@ -88,7 +93,7 @@ def test_masking_changes_scores_and_text_matters():
     off = score_batched(model_for(replace(CFG, mask_text_padding=False)), schedule, z, text, noises, 25)
     assert (on - off).abs().max() > 1e-4
     no_mask = score_batched(model_for(CFG), schedule, z, (text[0], text[1], None), noises, 25)
-    torch.testing.assert_close(no_mask, off)   # no mask given == masking disabled
+    torch.testing.assert_close(no_mask, off)  # no mask given == masking disabled
 
 
 def test_model_mode_restored_and_no_grad():

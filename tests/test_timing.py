@@ -1,4 +1,5 @@
 """The shared timing loop: warm-up calls untimed, device sync around each timed call, a time cap."""
+
 from __future__ import annotations
 
 import time

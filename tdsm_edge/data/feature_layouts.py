@@ -33,6 +33,7 @@ Assumptions, checked against the public loaders (reference only, nothing copied)
 - PURLS reads the labels from `shift_{k}_r/` next to the feature folder; here all files must be in one
   folder (copy or link the label files in).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,11 @@ from .features import REQUIRED, FeatureFolder, check_feature_pair, read_npy, val
 
 log = logging.getLogger(__name__)
 
-PURLS_PAIRS = {"train": ("train_feature.npy", "train_labels.npy"), "val": ("val_feature.npy", "val_labels.npy"),
-               "test": ("test_feature.npy", "test_labels.npy")}
+PURLS_PAIRS = {
+    "train": ("train_feature.npy", "train_labels.npy"),
+    "val": ("val_feature.npy", "val_labels.npy"),
+    "test": ("test_feature.npy", "test_labels.npy"),
+}
 SMIE_PAIRS = {"train": ("train.npy", "train_label.npy"), "test": ("test.npy", "test_label.npy")}
 # the files each layout needs (PURLS val is optional)
 LAYOUT_FILES: dict[str, tuple[str, ...]] = {
@@ -67,26 +71,35 @@ def detect_layout(folder: str | Path, unseen: np.ndarray | None = None) -> tuple
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"feature folder {str(folder)!r} does not exist; point data.features to a folder in the "
-                        "SynSE, PURLS or SMIE layout.")
+        raise DataError(
+            f"feature folder {str(folder)!r} does not exist; point data.features to a folder in the "
+            "SynSE, PURLS or SMIE layout."
+        )
     complete = [lay for lay, files in LAYOUT_FILES.items() if all((folder / f).is_file() for f in files)]
     if len(complete) == 1:
         return complete[0], folder
     present = sorted(p.name for p in folder.glob("*.npy"))
     if len(complete) > 1:
-        raise DataError(f"{folder}: holds the files of several layouts ({', '.join(complete)}; found "
-                        f"{_few(present)}); pass layout= explicitly or remove the stray files.")
+        raise DataError(
+            f"{folder}: holds the files of several layouts ({', '.join(complete)}; found "
+            f"{_few(present)}); pass layout= explicitly or remove the stray files."
+        )
     if _smie_split_dirs(folder):
         return "smie", _smie_dir(folder, unseen)
-    needs = "; ".join(f"{lay} needs {', '.join(files)}"
-                      + (f" (missing {', '.join(f for f in files if f not in present)})" if present else "")
-                      for lay, files in LAYOUT_FILES.items())
-    raise DataError(f"{folder}: no known feature layout: found {_few(present) if present else 'no .npy file'}. "
-                    f"{needs}; SMIE files may also sit in split_{{k}}/ sub-folders.")
+    needs = "; ".join(
+        f"{lay} needs {', '.join(files)}"
+        + (f" (missing {', '.join(f for f in files if f not in present)})" if present else "")
+        for lay, files in LAYOUT_FILES.items()
+    )
+    raise DataError(
+        f"{folder}: no known feature layout: found {_few(present) if present else 'no .npy file'}. "
+        f"{needs}; SMIE files may also sit in split_{{k}}/ sub-folders."
+    )
 
 
-def load_purls_folder(folder: str | Path, unseen: np.ndarray, num_classes: int | None = None,
-                      pool: str | None = None) -> FeatureFolder:
+def load_purls_folder(
+    folder: str | Path, unseen: np.ndarray, num_classes: int | None = None, pool: str | None = None
+) -> FeatureFolder:
     """Read a PURLS-layout folder into a FeatureFolder (roles and assumptions: module docstring).
 
     Args:
@@ -103,7 +116,7 @@ def load_purls_folder(folder: str | Path, unseen: np.ndarray, num_classes: int |
     _require_files(folder, "purls")
     pairs = {}
     for role, (xf, yf) in PURLS_PAIRS.items():
-        if role == "val":                              # optional, but not half of it
+        if role == "val":  # optional, but not half of it
             have = [(folder / n).is_file() for n in (xf, yf)]
             if not any(have):
                 continue
@@ -112,15 +125,21 @@ def load_purls_folder(folder: str | Path, unseen: np.ndarray, num_classes: int |
         x = np.array(pool_features(read_npy(folder / xf, mmap=True), pool, xf))  # in memory, not a memmap
         y = _label_vector(read_npy(folder / yf), folder, yf)
         x, y = check_feature_pair(x, y, xf, yf, folder, num_classes)
-        keep = np.any(x != 0, axis=1)                  # PURLS' loader drops all-zero (padding) rows
+        keep = np.any(x != 0, axis=1)  # PURLS' loader drops all-zero (padding) rows
         if not keep.all():
             log.warning("%s: dropping %d all-zero rows of %s (as PURLS' loader does)", folder, int((~keep).sum()), xf)
             x, y = x[keep], y[keep]
         pairs[role] = (x, y)
-    names = {"train": "train_feature.npy[seen rows]", "train_label": "train_labels.npy[seen rows]",
-             "ztest": "test_feature.npy[unseen rows]", "z_label": "test_labels.npy[unseen rows]",
-             "gtest": "test_feature.npy", "g_label": "test_labels.npy",
-             "val": "val_feature.npy", "val_label": "val_labels.npy"}
+    names = {
+        "train": "train_feature.npy[seen rows]",
+        "train_label": "train_labels.npy[seen rows]",
+        "ztest": "test_feature.npy[unseen rows]",
+        "z_label": "test_labels.npy[unseen rows]",
+        "gtest": "test_feature.npy",
+        "g_label": "test_labels.npy",
+        "val": "val_feature.npy",
+        "val_label": "val_labels.npy",
+    }
     return validate_feature_folder(_synse_roles(pairs, unseen, folder), folder, num_classes, unseen, names)
 
 
@@ -138,9 +157,14 @@ def load_smie_folder(folder: str | Path, unseen: np.ndarray, num_classes: int | 
     for role, (xf, yf) in SMIE_PAIRS.items():
         y = _label_vector(read_npy(folder / yf), folder, yf)
         pairs[role] = check_feature_pair(read_npy(folder / xf), y, xf, yf, folder, num_classes)
-    names = {"train": "train.npy[seen rows]", "train_label": "train_label.npy[seen rows]",
-             "ztest": "test.npy[unseen rows]", "z_label": "test_label.npy[unseen rows]",
-             "gtest": "test.npy", "g_label": "test_label.npy"}
+    names = {
+        "train": "train.npy[seen rows]",
+        "train_label": "train_label.npy[seen rows]",
+        "ztest": "test.npy[unseen rows]",
+        "z_label": "test_label.npy[unseen rows]",
+        "gtest": "test.npy",
+        "g_label": "test_label.npy",
+    }
     return validate_feature_folder(_synse_roles(pairs, unseen, folder), folder, num_classes, unseen, names)
 
 
@@ -154,19 +178,21 @@ def pool_features(x: np.ndarray, pool: str | None, name: str = "features") -> np
     if x.ndim <= 2:
         return x
     if pool is None:
-        raise DataError(f"{name} holds per-position features of shape {x.shape} (N, D, ...), not pooled (N, D) "
-                        "ones (PURLS publishes them so). Set data.feature_pool: mean (plain average, like Shift-GCN's "
-                        "global pooling) or data.feature_pool: purls (L2-normalise each D-vector, then average, as PURLS does).")
+        raise DataError(
+            f"{name} holds per-position features of shape {x.shape} (N, D, ...), not pooled (N, D) "
+            "ones (PURLS publishes them so). Set data.feature_pool: mean (plain average, like Shift-GCN's "
+            "global pooling) or data.feature_pool: purls (L2-normalise each D-vector, then average, as PURLS does)."
+        )
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{name} must hold float features; got {x.dtype}.")
     N, D = x.shape[:2]
     out = np.empty((N, D), np.float32)
     for i in range(0, N, _POOL_CHUNK):
-        v = np.asarray(x[i:i + _POOL_CHUNK], np.float32).reshape(-1, D, int(np.prod(x.shape[2:])))  # (n, D, P)
+        v = np.asarray(x[i : i + _POOL_CHUNK], np.float32).reshape(-1, D, int(np.prod(x.shape[2:])))  # (n, D, P)
         if pool == "purls":
-            norm = np.linalg.norm(v, axis=1, keepdims=True)                                         # (n, 1, P)
+            norm = np.linalg.norm(v, axis=1, keepdims=True)  # (n, 1, P)
             v = v / np.where(norm > 0, norm, 1)
-        out[i:i + _POOL_CHUNK] = v.mean(axis=2)
+        out[i : i + _POOL_CHUNK] = v.mean(axis=2)
     return out
 
 
@@ -179,32 +205,46 @@ def _synse_roles(pairs: dict, unseen: np.ndarray, folder: Path) -> dict[str, np.
     if (~test_u).any():
         log.info("%s: %d seen-class test rows go to gtest only", folder, int((~test_u).sum()))
     x_va, y_va = pairs.get("val", (None, None))
-    return {"train": x_tr[~train_u], "train_label": y_tr[~train_u], "ztest": x_te[test_u], "z_label": y_te[test_u],
-            "gtest": x_te, "g_label": y_te, "val": x_va, "val_label": y_va}
+    return {
+        "train": x_tr[~train_u],
+        "train_label": y_tr[~train_u],
+        "ztest": x_te[test_u],
+        "z_label": y_te[test_u],
+        "gtest": x_te,
+        "g_label": y_te,
+        "val": x_va,
+        "val_label": y_va,
+    }
 
 
 def _label_vector(y: np.ndarray, folder: Path, name: str) -> np.ndarray:
     """1-D int64 labels from the label encodings the PURLS / SMIE files use (module docstring)."""
     if y.ndim == 2 and y.shape[0] == 2:
-        y = y[1]                                       # (sample names, labels) saved as one array
+        y = y[1]  # (sample names, labels) saved as one array
     if y.dtype.kind in "US":
         try:
             return y.astype(np.int64)
         except ValueError:
-            raise DataError(f"{folder}/{name}: text labels that are not integers (e.g. {y.ravel()[:3].tolist()}); "
-                            "labels must be global 0-based class indices.") from None
+            raise DataError(
+                f"{folder}/{name}: text labels that are not integers (e.g. {y.ravel()[:3].tolist()}); "
+                "labels must be global 0-based class indices."
+            ) from None
     if y.dtype.kind == "f":
         if not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
-            raise DataError(f"{folder}/{name}: float labels that are not whole numbers; labels must be global "
-                            "0-based class indices. Wrong file?")
+            raise DataError(
+                f"{folder}/{name}: float labels that are not whole numbers; labels must be global "
+                "0-based class indices. Wrong file?"
+            )
         return y.astype(np.int64)
-    return y                                           # integer (or wrong: check_feature_pair says so)
+    return y  # integer (or wrong: check_feature_pair says so)
 
 
 def _require_unseen(unseen: np.ndarray | None, layout: str) -> np.ndarray:
     if unseen is None:
-        raise DataError(f"the {layout} layout keeps the split's seen and unseen classes in shared files: pass "
-                        "unseen= (the split's unseen class indices) to separate them.")
+        raise DataError(
+            f"the {layout} layout keeps the split's seen and unseen classes in shared files: pass "
+            "unseen= (the split's unseen class indices) to separate them."
+        )
     return np.asarray(unseen, np.int64).ravel()
 
 
@@ -214,13 +254,16 @@ def _require_files(folder: Path, layout: str) -> None:
     missing = [f for f in LAYOUT_FILES[layout] if not (folder / f).is_file()]
     if missing:
         found = sorted(p.name for p in folder.glob("*.npy"))
-        raise DataError(f"{folder}: the {layout} layout needs {', '.join(LAYOUT_FILES[layout])}; missing "
-                        f"{', '.join(missing)} (found {_few(found) if found else 'no .npy file'}).")
+        raise DataError(
+            f"{folder}: the {layout} layout needs {', '.join(LAYOUT_FILES[layout])}; missing "
+            f"{', '.join(missing)} (found {_few(found) if found else 'no .npy file'})."
+        )
 
 
 def _smie_split_dirs(folder: Path) -> list[Path]:
-    return sorted(d for d in folder.glob("split_*")
-                  if d.is_dir() and all((d / f).is_file() for f in LAYOUT_FILES["smie"]))
+    return sorted(
+        d for d in folder.glob("split_*") if d.is_dir() and all((d / f).is_file() for f in LAYOUT_FILES["smie"])
+    )
 
 
 def _smie_dir(folder: Path, unseen: np.ndarray | None) -> Path:
@@ -228,12 +271,16 @@ def _smie_dir(folder: Path, unseen: np.ndarray | None) -> Path:
     dirs = _smie_split_dirs(folder)
     names = ", ".join(d.name for d in dirs)
     if unseen is None:
-        raise DataError(f"{folder} holds SMIE split folders ({names}); pass unseen= to pick split_<number of "
-                        "unseen classes>, or point to one split folder.")
+        raise DataError(
+            f"{folder} holds SMIE split folders ({names}); pass unseen= to pick split_<number of "
+            "unseen classes>, or point to one split folder."
+        )
     k = len(np.asarray(unseen).ravel())
     if not (folder / f"split_{k}").is_dir():
-        raise DataError(f"{folder} holds SMIE split folders ({names}) but no split_{k} for this split's {k} "
-                        "unseen classes; point to the right folder or pick a matching split.")
+        raise DataError(
+            f"{folder} holds SMIE split folders ({names}) but no split_{k} for this split's {k} "
+            "unseen classes; point to the right folder or pick a matching split."
+        )
     return folder / f"split_{k}"
 
 

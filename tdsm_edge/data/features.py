@@ -8,6 +8,7 @@
 
 Labels are GLOBAL class indices (0-based, into the dataset's class list).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,13 +33,13 @@ LAYOUTS = ("synse", "purls", "smie")
 
 @dataclass(frozen=True)
 class FeatureFolder:
-    train: np.ndarray        # (N, Dz) float32
+    train: np.ndarray  # (N, Dz) float32
     train_label: np.ndarray  # (N,) int64
-    ztest: np.ndarray        # (Nu, Dz)
-    z_label: np.ndarray      # (Nu,)
-    gtest: np.ndarray        # (Ng, Dz)
-    g_label: np.ndarray      # (Ng,)
-    val: np.ndarray | None = None        # (Nv, Dz)
+    ztest: np.ndarray  # (Nu, Dz)
+    z_label: np.ndarray  # (Nu,)
+    gtest: np.ndarray  # (Ng, Dz)
+    g_label: np.ndarray  # (Ng,)
+    val: np.ndarray | None = None  # (Nv, Dz)
     val_label: np.ndarray | None = None  # (Nv,)
 
     @property
@@ -71,31 +72,39 @@ def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except Exception as e:
-        raise DataError(f"cannot read {str(path)!r}: {e}. The file is corrupt or not a plain .npy array "
-                        "(object arrays need pickle, which is not loaded: re-save it as a numeric array).") from e
+        raise DataError(
+            f"cannot read {str(path)!r}: {e}. The file is corrupt or not a plain .npy array "
+            "(object arrays need pickle, which is not loaded: re-save it as a numeric array)."
+        ) from e
 
 
-def load_feature_folder(folder: str | Path, num_classes: int | None = None,
-                        unseen: np.ndarray | None = None) -> FeatureFolder:
+def load_feature_folder(
+    folder: str | Path, num_classes: int | None = None, unseen: np.ndarray | None = None
+) -> FeatureFolder:
     """Load and validate a SynSE-layout feature folder (checks: `validate_feature_folder`)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"feature folder {str(folder)!r} does not exist; run training (which extracts "
-                        "features) or point to a SynSE-layout folder with train.npy, ztest.npy, gtest.npy.")
+        raise DataError(
+            f"feature folder {str(folder)!r} does not exist; run training (which extracts "
+            "features) or point to a SynSE-layout folder with train.npy, ztest.npy, gtest.npy."
+        )
     arrays: dict[str, np.ndarray | None] = {}
     for name in REQUIRED + OPTIONAL:
         path = folder / f"{name}.npy"
         if not path.is_file():
             if name in REQUIRED:
-                raise DataError(f"{str(path)!r} is missing: a feature folder needs {', '.join(n + '.npy' for n in REQUIRED)}.")
+                raise DataError(
+                    f"{str(path)!r} is missing: a feature folder needs {', '.join(n + '.npy' for n in REQUIRED)}."
+                )
             arrays[name] = None
             continue
         arrays[name] = read_npy(path)
     return validate_feature_folder(arrays, folder, num_classes, unseen)
 
 
-def check_feature_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, folder: str | Path,
-                       num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def check_feature_pair(
+    x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, folder: str | Path, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Check one features/labels pair; returns them as `(N, Dz)` float32 and `(N,)` int64.
 
     Checks: x is 2-D float and finite, y is 1-D integer with one label per row, labels in
@@ -110,14 +119,20 @@ def check_feature_pair(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, f
     if not np.isfinite(x).all():
         raise DataError(f"{folder}/{x_name} contains NaN or Inf values; re-extract the features.")
     if len(y) and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
-        raise DataError(f"{folder}/{y_name} has labels in [{y.min()}, {y.max()}], outside [0, {num_classes}); "
-                        "labels must be global 0-based class indices of this dataset.")
+        raise DataError(
+            f"{folder}/{y_name} has labels in [{y.min()}, {y.max()}], outside [0, {num_classes}); "
+            "labels must be global 0-based class indices of this dataset."
+        )
     return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
 
 
-def validate_feature_folder(feats: FeatureFolder | Mapping[str, np.ndarray | None], folder: str | Path,
-                            num_classes: int | None = None, unseen: np.ndarray | None = None,
-                            names: Mapping[str, str] | None = None) -> FeatureFolder:
+def validate_feature_folder(
+    feats: FeatureFolder | Mapping[str, np.ndarray | None],
+    folder: str | Path,
+    num_classes: int | None = None,
+    unseen: np.ndarray | None = None,
+    names: Mapping[str, str] | None = None,
+) -> FeatureFolder:
     """Validate the arrays of a feature folder (any layout, already in SynSE roles) and build it.
 
     Args:
@@ -135,16 +150,21 @@ def validate_feature_folder(feats: FeatureFolder | Mapping[str, np.ndarray | Non
     Returns:
         The FeatureFolder with float32 features and int64 labels.
     """
-    arrays = dict(feats) if isinstance(feats, Mapping) else {
-        f.name: getattr(feats, f.name) for f in dataclasses.fields(FeatureFolder)}
+    arrays = (
+        dict(feats)
+        if isinstance(feats, Mapping)
+        else {f.name: getattr(feats, f.name) for f in dataclasses.fields(FeatureFolder)}
+    )
     label = {n: (names or {}).get(n, f"{n}.npy") for n in REQUIRED + OPTIONAL}
     dims = set()
     for feat, lab in PAIRS:
         x, y = arrays.get(feat), arrays.get(lab)
         if x is None and y is None:
             if feat in REQUIRED:
-                raise DataError(f"{folder}: {label[feat]} and {label[lab]} are missing; a feature folder needs "
-                                "train, ztest and gtest features with their labels.")
+                raise DataError(
+                    f"{folder}: {label[feat]} and {label[lab]} are missing; a feature folder needs "
+                    "train, ztest and gtest features with their labels."
+                )
             continue
         if x is None or y is None:
             raise DataError(f"{folder}: {label[feat]} and {label[lab]} must both exist or both be absent.")
@@ -157,44 +177,64 @@ def validate_feature_folder(feats: FeatureFolder | Mapping[str, np.ndarray | Non
     return FeatureFolder(**{n: arrays.get(n) for n in REQUIRED + OPTIONAL})
 
 
-def _check_split(arrays: Mapping[str, np.ndarray], folder, num_classes: int | None, unseen: np.ndarray,
-                 label: Mapping[str, str]) -> None:
+def _check_split(
+    arrays: Mapping[str, np.ndarray], folder, num_classes: int | None, unseen: np.ndarray, label: Mapping[str, str]
+) -> None:
     """The split checks of `validate_feature_folder` (labels already checked to be int64 vectors)."""
     unseen_set = set(int(u) for u in np.asarray(unseen).ravel())
     if not unseen_set:
         raise DataError(f"{folder}: the unseen split is empty; pass the split's unseen class indices.")
     if num_classes is not None and not all(0 <= u < num_classes for u in unseen_set):
-        raise DataError(f"unseen split {sorted(unseen_set)[:10]}... has classes outside [0, {num_classes}); "
-                        "the split file belongs to another dataset.")
+        raise DataError(
+            f"unseen split {sorted(unseen_set)[:10]}... has classes outside [0, {num_classes}); "
+            "the split file belongs to another dataset."
+        )
     bad_train = sorted(set(arrays["train_label"].tolist()) & unseen_set)
     if bad_train:
-        raise DataError(f"{folder}: {label['train_label']} contains unseen classes {bad_train[:10]}: the split file "
-                        "does not match these features (wrong split or wrong folder).")
+        raise DataError(
+            f"{folder}: {label['train_label']} contains unseen classes {bad_train[:10]}: the split file "
+            "does not match these features (wrong split or wrong folder)."
+        )
     z = set(arrays["z_label"].tolist())
     bad_z = sorted(z - unseen_set)
     if bad_z:
         raise DataError(f"{folder}: {label['z_label']} contains classes {bad_z[:10]} that are not in the unseen split.")
     if not z:
-        raise DataError(f"{folder}: {label['z_label']} has no sample of the unseen classes {sorted(unseen_set)[:10]}, "
-                        "so zero-shot accuracy cannot be measured. The features belong to another split, or the "
-                        "labels are local (0..K-1 within a subset) instead of global class indices.")
+        raise DataError(
+            f"{folder}: {label['z_label']} has no sample of the unseen classes {sorted(unseen_set)[:10]}, "
+            "so zero-shot accuracy cannot be measured. The features belong to another split, or the "
+            "labels are local (0..K-1 within a subset) instead of global class indices."
+        )
     missing = sorted(unseen_set - z)
     if missing:
-        raise DataError(f"{folder}: unseen classes {missing[:10]} have no {label['z_label']} sample. Published "
-                        "folders hold test samples of every unseen class of their split, so these features were "
-                        "made for another split (e.g. a SynSE folder used for a random SMIE split, whose unseen "
-                        "classes the encoder may have been trained on); use the folder made for this split.")
+        raise DataError(
+            f"{folder}: unseen classes {missing[:10]} have no {label['z_label']} sample. Published "
+            "folders hold test samples of every unseen class of their split, so these features were "
+            "made for another split (e.g. a SynSE folder used for a random SMIE split, whose unseen "
+            "classes the encoder may have been trained on); use the folder made for this split."
+        )
     g = set(arrays["g_label"].tolist())
     if not g & unseen_set:
-        raise DataError(f"{folder}: {label['g_label']} has no unseen-class sample; the GZSL test set must hold "
-                        "both seen and unseen classes (wrong split, or gtest and ztest come from different folders).")
+        raise DataError(
+            f"{folder}: {label['g_label']} has no unseen-class sample; the GZSL test set must hold "
+            "both seen and unseen classes (wrong split, or gtest and ztest come from different folders)."
+        )
     if not g - unseen_set:
-        log.warning("%s: %s has no seen-class sample, so GZSL (seen/unseen/H) cannot be measured on this "
-                    "folder; ZSL is unaffected", folder, label["g_label"])
+        log.warning(
+            "%s: %s has no seen-class sample, so GZSL (seen/unseen/H) cannot be measured on this "
+            "folder; ZSL is unaffected",
+            folder,
+            label["g_label"],
+        )
 
 
-def load_features(folder: str | Path, layout: str = "auto", num_classes: int | None = None,
-                  unseen: np.ndarray | None = None, pool: str | None = None) -> FeatureFolder:
+def load_features(
+    folder: str | Path,
+    layout: str = "auto",
+    num_classes: int | None = None,
+    unseen: np.ndarray | None = None,
+    pool: str | None = None,
+) -> FeatureFolder:
     """Load a published feature folder of any supported layout into a validated FeatureFolder.
 
     Args:
@@ -219,8 +259,10 @@ def load_features(folder: str | Path, layout: str = "auto", num_classes: int | N
         layout, folder = feature_layouts.detect_layout(folder, unseen)
         log.info("feature folder %s: detected the %s layout", folder, layout)
     if pool is not None and layout != "purls":
-        raise ConfigError(f"pool={pool!r} applies to the PURLS layout only (per-position features); the "
-                          f"{layout} layout holds pooled (N, Dz) features. Leave pool unset.")
+        raise ConfigError(
+            f"pool={pool!r} applies to the PURLS layout only (per-position features); the "
+            f"{layout} layout holds pooled (N, Dz) features. Leave pool unset."
+        )
     if layout == "synse":
         return load_feature_folder(folder, num_classes, unseen)
     if layout == "purls":
@@ -233,15 +275,15 @@ class FeatureStats:
 
     def __init__(self, mean: np.ndarray, std: np.ndarray):
         self.mean = np.asarray(mean, np.float32)  # (Dz,)
-        self.std = np.asarray(std, np.float32)    # (Dz,)
+        self.std = np.asarray(std, np.float32)  # (Dz,)
 
     @classmethod
-    def fit(cls, z: np.ndarray, eps: float = 1e-6) -> "FeatureStats":
+    def fit(cls, z: np.ndarray, eps: float = 1e-6) -> FeatureStats:
         """Statistics of training features z (N, Dz); eps keeps constant dimensions finite."""
         return cls(z.mean(0), z.std(0) + eps)
 
     @classmethod
-    def identity(cls, dim: int) -> "FeatureStats":
+    def identity(cls, dim: int) -> FeatureStats:
         return cls(np.zeros(dim, np.float32), np.ones(dim, np.float32))
 
     def apply(self, z: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ not available here, so the reader is tolerant: a line mentioning "train" starts 
 one mentioning "valid" or "test" starts the test list, and every video id (`0002-L`) on the lines
 that follow is taken. This reading has not been checked against the official files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ def read_protocol_file(path: str | Path) -> dict[str, int]:
     """{video id: 1 (train) or 0 (test)} from an official PKU-MMD protocol file (see module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"protocol file {str(path)!r} does not exist; pass the cross_subject.txt / cross_view.txt "
-                        "that come with PKU-MMD.")
+        raise DataError(
+            f"protocol file {str(path)!r} does not exist; pass the cross_subject.txt / cross_view.txt "
+            "that come with PKU-MMD."
+        )
     side, out = None, {}
     for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         low = line.lower()
@@ -54,15 +57,19 @@ def read_protocol_file(path: str | Path) -> dict[str, int]:
             side = 0
         ids = ["-".join(m) for m in _VIDEO_ID.findall(line)]
         if ids and side is None:
-            raise DataError(f"{path} line {n}: video ids before any 'train' / 'test' heading; expected the official "
-                            "layout (a training heading, its ids, a validation/test heading, its ids).")
+            raise DataError(
+                f"{path} line {n}: video ids before any 'train' / 'test' heading; expected the official "
+                "layout (a training heading, its ids, a validation/test heading, its ids)."
+            )
         for vid in ids:
             if out.get(vid, side) != side:
                 raise DataError(f"{path}: video {vid} is listed as both training and test.")
             out[vid] = side
     if not out or set(out.values()) != {0, 1}:
-        raise DataError(f"{path}: found {len(out)} video ids but not both a training and a test list; is this an "
-                        "official PKU-MMD protocol file?")
+        raise DataError(
+            f"{path}: found {len(out)} video ids but not both a training and a test list; is this an "
+            "official PKU-MMD protocol file?"
+        )
     return out
 
 
@@ -88,9 +95,15 @@ def list_pku(skeleton_dir, label_dir, xsub_file=None, xview_file=None) -> Listin
             continue
         number, view = int(m.group(1)), VIEWS.index(m.group(2))
         for k, seg in enumerate(segments):
-            items.append(BuildItem(f"{vid}_{k:03d}", seg.label, str(skel),
-                                   (number, view, k, xsub.get(vid, -1), xview.get(vid, -1)),
-                                   {"start": seg.start, "end": seg.end, "labels": str(lab)}))
+            items.append(
+                BuildItem(
+                    f"{vid}_{k:03d}",
+                    seg.label,
+                    str(skel),
+                    (number, view, k, xsub.get(vid, -1), xview.get(vid, -1)),
+                    {"start": seg.start, "end": seg.end, "labels": str(lab)},
+                )
+            )
     return Listing(items=items, files=2 * len(videos), bad=bad)
 
 
@@ -101,12 +114,14 @@ def _skeleton(path: str) -> np.ndarray:
 
 def read_item(item: BuildItem) -> np.ndarray:
     """One action instance, `(2, T, 25, 3)` float32 (frames start..end, 1-based inclusive)."""
-    skel = _skeleton(item.path)                                  # (F, M, V, C)
+    skel = _skeleton(item.path)  # (F, M, V, C)
     start, end = int(item.extra["start"]), int(item.extra["end"])
     if end > len(skel):
-        raise DataError(f"{item.extra['labels']}: segment {start}..{end} runs past the {len(skel)} frames of "
-                        f"{item.path}; the files do not match or the skeleton file is truncated.")
-    return np.ascontiguousarray(skel[start - 1:end].transpose(1, 0, 2, 3))  # (M, T, V, C)
+        raise DataError(
+            f"{item.extra['labels']}: segment {start}..{end} runs past the {len(skel)} frames of "
+            f"{item.path}; the files do not match or the skeleton file is truncated."
+        )
+    return np.ascontiguousarray(skel[start - 1 : end].transpose(1, 0, 2, 3))  # (M, T, V, C)
 
 
 def split_by_protocol(info: np.ndarray, dataset: str, protocol: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +135,13 @@ def split_by_protocol(info: np.ndarray, dataset: str, protocol: str) -> tuple[np
         raise InputError(f"info must be shaped (N, {len(INFO_COLUMNS)}) with columns {INFO_COLUMNS}, got {info.shape}.")
     side = info[:, INFO_COLUMNS.index(f"{protocol}_train")]
     if (side < 0).all():
-        raise DataError(f"this PKU-MMD build has no {protocol} lists: rebuild with --{protocol}-file "
-                        f"{'cross_subject' if protocol == 'xsub' else 'cross_view'}.txt.")
+        raise DataError(
+            f"this PKU-MMD build has no {protocol} lists: rebuild with --{protocol}-file "
+            f"{'cross_subject' if protocol == 'xsub' else 'cross_view'}.txt."
+        )
     if (side < 0).any():
-        raise DataError(f"{int((side < 0).sum())} recordings are in neither list of the {protocol} protocol file; "
-                        "the file does not match these videos.")
+        raise DataError(
+            f"{int((side < 0).sum())} recordings are in neither list of the {protocol} protocol file; "
+            "the file does not match these videos."
+        )
     return side == 1, side == 0

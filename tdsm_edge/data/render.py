@@ -9,6 +9,7 @@ in blue, right-side bones in red, the trunk in grey; a second body is drawn pale
 `view="side"` draws -z horizontally instead (toward the camera = image right), so a subject facing
 the camera faces the image right; useful to see forward motions (kicks, punches, bows).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,10 +29,12 @@ def _as_bodies(seq: np.ndarray, layout: SkeletonLayout) -> np.ndarray:
     if a.ndim == 3:
         a = a[None]
     elif a.ndim == 4 and a.shape[0] == 3 and a.shape[-1] != 3:
-        a = a.transpose(3, 1, 2, 0)                   # (C, T, V, M) -> (M, T, V, C)
+        a = a.transpose(3, 1, 2, 0)  # (C, T, V, M) -> (M, T, V, C)
     if a.ndim != 4 or a.shape[-1] != 3 or a.shape[2] != layout.num_joints:
-        raise InputError(f"render expects (M, T, V, 3), (T, V, 3) or (3, T, V, M) with V="
-                         f"{layout.num_joints} ({layout.name}), got shape {np.shape(seq)}.")
+        raise InputError(
+            f"render expects (M, T, V, 3), (T, V, 3) or (3, T, V, M) with V="
+            f"{layout.num_joints} ({layout.name}), got shape {np.shape(seq)}."
+        )
     if not np.isfinite(a).all():
         raise InputError("render got NaN or infinite coordinates; mark missing joints with zeros.")
     return a
@@ -89,8 +92,14 @@ def _frame(ax, bodies: np.ndarray, layout: SkeletonLayout, colors, hax: int, lim
     ax.set_title(title, fontsize=8)
 
 
-def render_strip(seq: np.ndarray, path: str | Path, n_frames: int = 8, title: str | None = None,
-                 layout: SkeletonLayout = NTU25, view: str = "front") -> Path:
+def render_strip(
+    seq: np.ndarray,
+    path: str | Path,
+    n_frames: int = 8,
+    title: str | None = None,
+    layout: SkeletonLayout = NTU25,
+    view: str = "front",
+) -> Path:
     """Save a strip of `n_frames` evenly spaced frames as an image (PNG, or any matplotlib format).
 
     Args:
@@ -104,7 +113,7 @@ def render_strip(seq: np.ndarray, path: str | Path, n_frames: int = 8, title: st
         The path written.
     """
     hax = _horizontal(view)
-    bodies = _as_bodies(seq, layout)                  # (M, T, V, 3)
+    bodies = _as_bodies(seq, layout)  # (M, T, V, 3)
     T = bodies.shape[1]
     idx = np.unique(np.linspace(0, T - 1, max(1, min(n_frames, T))).round().astype(int))
     limits, colors = _limits(bodies[:, idx], hax), _bone_colors(layout)
@@ -122,8 +131,14 @@ def render_strip(seq: np.ndarray, path: str | Path, n_frames: int = 8, title: st
     return path
 
 
-def render_gif(seq: np.ndarray, path: str | Path, fps: int = 15, title: str | None = None,
-               layout: SkeletonLayout = NTU25, view: str = "front") -> Path:
+def render_gif(
+    seq: np.ndarray,
+    path: str | Path,
+    fps: int = 15,
+    title: str | None = None,
+    layout: SkeletonLayout = NTU25,
+    view: str = "front",
+) -> Path:
     """Save an animated GIF of every frame (matplotlib's PillowWriter; pillow comes with matplotlib).
 
     Args:

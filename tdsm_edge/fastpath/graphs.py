@@ -10,21 +10,23 @@ mask (all keys valid, SDPA may then pick FlashAttention) is never replayed for a
 All graphs share one memory pool: they never run concurrently, so their intermediates can reuse
 the same memory. Capture needs a warm-up on a side stream first (cuBLAS workspaces, Triton JIT).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 
 from tdsm_edge.fastpath.tables import FastClassTables
 
-
 Out = TypeVar("Out")
 
 
-def capture_graph(forward: Callable[[], Out], device: torch.device, warmup: int = 2,
-                  pool=None) -> tuple[torch.cuda.CUDAGraph, Out]:
+def capture_graph(
+    forward: Callable[[], Out], device: torch.device, warmup: int = 2, pool=None
+) -> tuple[torch.cuda.CUDAGraph, Out]:
     """Capture `forward()` in a CUDA graph on `device`: `(graph, out)`; `graph.replay()` refills `out`.
 
     `forward` must read only static buffers (tensors at fixed addresses: copy new inputs into them
@@ -49,8 +51,8 @@ def capture_graph(forward: Callable[[], Out], device: torch.device, warmup: int 
 
 @dataclass
 class _Captured:
-    graph: "torch.cuda.CUDAGraph"
-    z: torch.Tensor    # (B, Dz) float32 static input
+    graph: torch.cuda.CUDAGraph
+    z: torch.Tensor  # (B, Dz) float32 static input
     out: torch.Tensor  # (B, K) float32 static output
 
 

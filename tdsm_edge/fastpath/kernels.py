@@ -21,6 +21,7 @@ fp16 tables), one rounding on store. `backend`: None picks Triton for CUDA tenso
 installed and torch otherwise; "triton" on CPU tensors needs `TRITON_INTERPRET=1` set before
 Triton is first imported (tests do this in a subprocess).
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,7 +37,7 @@ _GELU_C = 0.7978845608028654  # √(2/π)
 BACKENDS = ("torch", "triton")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available() -> bool:
     """Whether the `triton` package is importable (it is not imported here)."""
     return installed("triton")
@@ -49,26 +50,31 @@ def _triton():
     except ImportError as e:
         raise MissingDependencyError(
             "the fast path's Triton kernels need the 'triton' package (it ships with the CUDA builds of "
-            "PyTorch); install it with: pip install triton, or pass backend='torch'") from e
+            "PyTorch); install it with: pip install triton, or pass backend='torch'"
+        ) from e
     return triton_kernels
 
 
 def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
-    """"triton" or "torch" for a kernel on `x` (see the module docstring for the rule)."""
+    """ "triton" or "torch" for a kernel on `x` (see the module docstring for the rule)."""
     if backend is None:
         return "triton" if x.is_cuda and triton_available() else "torch"
     if backend not in BACKENDS:
         raise InputError(f"kernel backend {backend!r} is not supported; use one of {BACKENDS} or None (auto)")
     if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise InputError("Triton kernels run on CUDA tensors; to run them on CPU tensors (slowly, for tests) "
-                         "set TRITON_INTERPRET=1 before triton is imported, or use backend='torch'")
+        raise InputError(
+            "Triton kernels run on CUDA tensors; to run them on CPU tensors (slowly, for tests) "
+            "set TRITON_INTERPRET=1 before triton is imported, or use backend='torch'"
+        )
     return backend
 
 
 def _check_grid(name: str, t: torch.Tensor, ndim: int) -> None:
     if t.ndim != ndim or t.stride(-1) != 1:
-        raise InputError(f"{name} must be a {ndim}-D view with a contiguous last dim, got shape "
-                         f"{tuple(t.shape)} strides {t.stride()}")
+        raise InputError(
+            f"{name} must be a {ndim}-D view with a contiguous last dim, got shape "
+            f"{tuple(t.shape)} strides {t.stride()}"
+        )
 
 
 def _streams(S: int, s_first: int) -> int:
@@ -81,8 +87,10 @@ def _check_table(name: str, tab: torch.Tensor, lead: tuple[int, ...], S: int, s_
     need = _streams(S, s_first)
     n = len(lead)
     if tab.shape[:n] != lead or tab.shape[n] < need or tab.shape[-1] != C or tab.stride(-1) != 1:
-        raise InputError(f"{name} must be ({', '.join(map(str, lead + (need,)))}, ..., {C}) with a contiguous "
-                         f"last dim (streams: skeleton, text), got shape {tuple(tab.shape)} strides {tab.stride()}")
+        raise InputError(
+            f"{name} must be ({', '.join(map(str, lead + (need,)))}, ..., {C}) with a contiguous "
+            f"last dim (streams: skeleton, text), got shape {tuple(tab.shape)} strides {tab.stride()}"
+        )
 
 
 def _check_rows(R: int, J: int, K: int) -> None:
@@ -102,8 +110,9 @@ def triton_next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _check_residual(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, bias: torch.Tensor | None, J: int, K: int,
-                    s_first: int) -> tuple[int, int, int]:
+def _check_residual(
+    x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, bias: torch.Tensor | None, J: int, K: int, s_first: int
+) -> tuple[int, int, int]:
     """The checks of a gated residual `x += gate·(y + bias)`; returns x's (R, S, C)."""
     _check_grid("x", x, 3)
     _check_grid("y", y, 3)
@@ -135,8 +144,17 @@ def _stream_index(S: int, s_first: int, device: torch.device) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- LayerNorm + adaLN modulate
-def ln_modulate(x: torch.Tensor, mod: torch.Tensor, J: int, K: int, *, s_first: int = 0, eps: float = LN_EPS,
-                out: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
+def ln_modulate(
+    x: torch.Tensor,
+    mod: torch.Tensor,
+    J: int,
+    K: int,
+    *,
+    s_first: int = 0,
+    eps: float = LN_EPS,
+    out: torch.Tensor | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """`LayerNorm(x)·mod[k, stream, 1] + mod[k, stream, 0]`, per token.
 
     Args:
@@ -162,14 +180,40 @@ def ln_modulate(x: torch.Tensor, mod: torch.Tensor, J: int, K: int, *, s_first: 
         return out
     meta = _blocks(C, R * S, full_row=True)
     _triton().ln_modulate_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]),)](
-        x, mod, out, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
-        mod.stride(0), mod.stride(1), mod.stride(2), eps, **meta)
+        x,
+        mod,
+        out,
+        R * S,
+        S,
+        C,
+        s_first,
+        J,
+        K,
+        x.stride(0),
+        x.stride(1),
+        out.stride(0),
+        out.stride(1),
+        mod.stride(0),
+        mod.stride(1),
+        mod.stride(2),
+        eps,
+        **meta,
+    )
     return out
 
 
 # ---------------------------------------------------------------- gated residual
-def gated_residual_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, J: int, K: int, *,
-                    bias: torch.Tensor | None = None, s_first: int = 0, backend: str | None = None) -> torch.Tensor:
+def gated_residual_(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gate: torch.Tensor,
+    J: int,
+    K: int,
+    *,
+    bias: torch.Tensor | None = None,
+    s_first: int = 0,
+    backend: str | None = None,
+) -> torch.Tensor:
     """In place: `x += gate[k, stream] · (y + bias[stream])`.
 
     Args:
@@ -188,15 +232,44 @@ def gated_residual_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, J: int
     meta = _blocks(C, R * S, full_row=False)
     b = bias if bias is not None else gate  # any pointer; HAS_BIAS=False never reads it
     _triton().gated_residual_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]), triton_cdiv(C, meta["BLOCK_C"]))](
-        x, y, gate, b, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-        gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0, HAS_BIAS=bias is not None, **meta)
+        x,
+        y,
+        gate,
+        b,
+        R * S,
+        S,
+        C,
+        s_first,
+        J,
+        K,
+        x.stride(0),
+        x.stride(1),
+        y.stride(0),
+        y.stride(1),
+        gate.stride(0),
+        gate.stride(1),
+        b.stride(0) if bias is not None else 0,
+        HAS_BIAS=bias is not None,
+        **meta,
+    )
     return x
 
 
 # ---------------------------------------------------------------- gated residual, then LayerNorm + modulate
-def residual_ln_modulate_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, mod: torch.Tensor, J: int, K: int, *,
-                          bias: torch.Tensor | None = None, s_first: int = 0, eps: float = LN_EPS,
-                          out: torch.Tensor | None = None, backend: str | None = None) -> torch.Tensor:
+def residual_ln_modulate_(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gate: torch.Tensor,
+    mod: torch.Tensor,
+    J: int,
+    K: int,
+    *,
+    bias: torch.Tensor | None = None,
+    s_first: int = 0,
+    eps: float = LN_EPS,
+    out: torch.Tensor | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """`gated_residual_` then `ln_modulate` in one pass over x (each residual add is followed by the
     next sub-layer's LayerNorm in a DiT block, so this is the scorer's residual kernel).
 
@@ -216,9 +289,34 @@ def residual_ln_modulate_(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, 
     meta = _blocks(C, R * S, full_row=True)
     b = bias if bias is not None else gate
     _triton().residual_ln_modulate_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]),)](
-        x, y, gate, b, mod, out, R * S, S, C, s_first, J, K, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-        gate.stride(0), gate.stride(1), b.stride(0) if bias is not None else 0, out.stride(0), out.stride(1),
-        mod.stride(0), mod.stride(1), mod.stride(2), eps, HAS_BIAS=bias is not None, **meta)
+        x,
+        y,
+        gate,
+        b,
+        mod,
+        out,
+        R * S,
+        S,
+        C,
+        s_first,
+        J,
+        K,
+        x.stride(0),
+        x.stride(1),
+        y.stride(0),
+        y.stride(1),
+        gate.stride(0),
+        gate.stride(1),
+        b.stride(0) if bias is not None else 0,
+        out.stride(0),
+        out.stride(1),
+        mod.stride(0),
+        mod.stride(1),
+        mod.stride(2),
+        eps,
+        HAS_BIAS=bias is not None,
+        **meta,
+    )
     return out
 
 
@@ -240,13 +338,15 @@ def bias_gelu_(u: torch.Tensor, bias: torch.Tensor, *, s_first: int = 0, backend
         return u
     meta = _blocks(C, R * S, full_row=False)
     _triton().bias_gelu_kernel[(triton_cdiv(R * S, meta["BLOCK_R"]), triton_cdiv(C, meta["BLOCK_C"]))](
-        u, bias, R * S, S, C, s_first, u.stride(0), u.stride(1), bias.stride(0), **meta)
+        u, bias, R * S, S, C, s_first, u.stride(0), u.stride(1), bias.stride(0), **meta
+    )
     return u
 
 
 # ---------------------------------------------------------------- error reduction
-def row_sq_error(y: torch.Tensor, bias: torch.Tensor, target: torch.Tensor, J: int, K: int, *,
-                 backend: str | None = None) -> torch.Tensor:
+def row_sq_error(
+    y: torch.Tensor, bias: torch.Tensor, target: torch.Tensor, J: int, K: int, *, backend: str | None = None
+) -> torch.Tensor:
     """Per-row `mean_c (y + bias − target[b, j])²` in float32.
 
     Args:
@@ -260,15 +360,17 @@ def row_sq_error(y: torch.Tensor, bias: torch.Tensor, target: torch.Tensor, J: i
     _check_rows(R, J, K)
     B = R // (J * K)
     if tuple(target.shape) != (B, J, C) or target.stride(-1) != 1 or tuple(bias.shape) != (C,):
-        raise InputError(f"target must be (B={B}, J={J}, C={C}) and bias ({C},), got {tuple(target.shape)}, "
-                         f"{tuple(bias.shape)}")
+        raise InputError(
+            f"target must be (B={B}, J={J}, C={C}) and bias ({C},), got {tuple(target.shape)}, {tuple(bias.shape)}"
+        )
     if resolve_backend(backend, y) == "torch":
         pred = (y.float() + bias.float()).view(B, K, J, C)
         return (pred - target.float()[:, None]).pow(2).mean(dim=-1).view(R)
     out = torch.empty(R, dtype=torch.float32, device=y.device)
     meta = _blocks(C, R, full_row=True)
     _triton().row_sq_error_kernel[(triton_cdiv(R, meta["BLOCK_R"]),)](
-        y, bias, target, out, R, C, J, K, y.stride(0), target.stride(0), target.stride(1), **meta)
+        y, bias, target, out, R, C, J, K, y.stride(0), target.stride(0), target.stride(1), **meta
+    )
     return out
 
 

@@ -23,6 +23,7 @@ residual adds, GELU, softmax (inside SDPA) and the error reduction in float32; s
 x_t in float32. "fp32" runs the same layout in float32 (an exactness check: it equals FoldedScorer
 to float rounding).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,21 +44,22 @@ from tdsm_edge.models.schedule import diffusion_target
 class _Block:
     """One block's weights. GEMM weights in the compute dtype; biases added by kernels in float32,
     stacked per stream (skeleton, text) — one stream only in the last block."""
+
     first: bool
     last: bool
-    qkv_w: torch.Tensor            # (3D, D) skeleton
-    qkv_b: torch.Tensor            # (3D,)
-    qkv_c_w: torch.Tensor | None   # (3D, D) text; (2D, D) k|v in the last block; None in the first
+    qkv_w: torch.Tensor  # (3D, D) skeleton
+    qkv_b: torch.Tensor  # (3D,)
+    qkv_c_w: torch.Tensor | None  # (3D, D) text; (2D, D) k|v in the last block; None in the first
     qkv_c_b: torch.Tensor | None
-    proj_w: torch.Tensor           # (D, D)
+    proj_w: torch.Tensor  # (D, D)
     proj_c_w: torch.Tensor | None  # None in the last block
-    proj_b: torch.Tensor           # (streams, D) float32
-    fc1_w: torch.Tensor            # (4D, D)
+    proj_b: torch.Tensor  # (streams, D) float32
+    fc1_w: torch.Tensor  # (4D, D)
     fc1_c_w: torch.Tensor | None
-    fc1_b: torch.Tensor            # (streams, 4D) float32
-    fc2_w: torch.Tensor            # (D, 4D)
+    fc1_b: torch.Tensor  # (streams, 4D) float32
+    fc2_w: torch.Tensor  # (D, 4D)
     fc2_c_w: torch.Tensor | None
-    fc2_b: torch.Tensor            # (streams, D) float32
+    fc2_b: torch.Tensor  # (streams, D) float32
 
 
 class FastScorer:
@@ -75,11 +77,19 @@ class FastScorer:
         cuda_graphs: capture one CUDA graph per (B, K) shape and replay it (CUDA only).
     """
 
-    def __init__(self, folded: FoldedScorer, precision: str = "fp16", device: torch.device | str | None = None,
-                 backend: str | None = None, cuda_graphs: bool = True) -> None:
+    def __init__(
+        self,
+        folded: FoldedScorer,
+        precision: str = "fp16",
+        device: torch.device | str | None = None,
+        backend: str | None = None,
+        cuda_graphs: bool = True,
+    ) -> None:
         dtype = precision_dtype(precision)
         if folded.dtype == torch.float16 and dtype == torch.float32:
-            raise ConfigError("this FoldedScorer's weights are fp16; build the fp32 FastScorer from a fp32 FoldedScorer")
+            raise ConfigError(
+                "this FoldedScorer's weights are fp16; build the fp32 FastScorer from a fp32 FoldedScorer"
+            )
         if backend is not None and backend not in kn.BACKENDS:
             raise ConfigError(f"kernel backend {backend!r} is not supported; use one of {kn.BACKENDS} or None")
         cfg = folded.cfg
@@ -100,7 +110,7 @@ class FastScorer:
         self.graphs = GraphCache(self.forward) if cuda_graphs and self.device.type == "cuda" else None
 
     @classmethod
-    def from_denoiser(cls, model, schedule, noises: torch.Tensor, t: int, stats=None, **kwargs) -> "FastScorer":
+    def from_denoiser(cls, model, schedule, noises: torch.Tensor, t: int, stats=None, **kwargs) -> FastScorer:
         """Build from the denoiser, schedule, noise bank `(J, Dz)`, t and feature stats (as FoldedScorer takes them)."""
         folded = FoldedScorer(model, schedule, noises.detach().cpu(), t, stats).eval()
         return cls(folded, **kwargs)
@@ -121,16 +131,23 @@ class FastScorer:
         """The weights of one `_FoldedBlock` (first: no qkv_c; last: qkv_c holds k|v only, no proj_c, mlp_c)."""
         first, last = fb.qkv_c is None, fb.proj_c is None
         streams = [(fb.proj, fb.mlp)] if last else [(fb.proj, fb.mlp), (fb.proj_c, fb.mlp_c)]
-        text = (lambda lin: None if lin is None else self._w(lin.weight))  # noqa: E731
+        text = lambda lin: None if lin is None else self._w(lin.weight)  # noqa: E731
         mlp_c = (None, None) if last else (fb.mlp_c.fc1, fb.mlp_c.fc2)
         return _Block(
-            first=first, last=last,
-            qkv_w=self._w(fb.qkv.weight), qkv_b=self._w(fb.qkv.bias),
-            qkv_c_w=None if first else self._w(fb.qkv_c.weight), qkv_c_b=None if first else self._w(fb.qkv_c.bias),
-            proj_w=self._w(fb.proj.weight), proj_c_w=text(fb.proj_c), proj_b=self._b([p.bias for p, _ in streams]),
-            fc1_w=self._w(fb.mlp.fc1.weight), fc1_c_w=text(mlp_c[0]),
+            first=first,
+            last=last,
+            qkv_w=self._w(fb.qkv.weight),
+            qkv_b=self._w(fb.qkv.bias),
+            qkv_c_w=None if first else self._w(fb.qkv_c.weight),
+            qkv_c_b=None if first else self._w(fb.qkv_c.bias),
+            proj_w=self._w(fb.proj.weight),
+            proj_c_w=text(fb.proj_c),
+            proj_b=self._b([p.bias for p, _ in streams]),
+            fc1_w=self._w(fb.mlp.fc1.weight),
+            fc1_c_w=text(mlp_c[0]),
             fc1_b=self._b([m.fc1.bias for _, m in streams]),
-            fc2_w=self._w(fb.mlp.fc2.weight), fc2_c_w=text(mlp_c[1]),
+            fc2_w=self._w(fb.mlp.fc2.weight),
+            fc2_c_w=text(mlp_c[1]),
             fc2_b=self._b([m.fc2.bias for _, m in streams]),
         )
 
@@ -210,8 +227,16 @@ class FastScorer:
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (R, H, Sq, hd); softmax in float32
         return o.transpose(1, 2).reshape(R, Sq, H * hd)  # a view for the fused kernels' (R, Sq, H, hd) layout
 
-    def _block_forward(self, x: torch.Tensor, pending: tuple | None, w: _Block, ada: torch.Tensor,
-                       text_qkv0: torch.Tensor, mask: torch.Tensor | None, grid: tuple[int, int, int]) -> tuple:
+    def _block_forward(
+        self,
+        x: torch.Tensor,
+        pending: tuple | None,
+        w: _Block,
+        ada: torch.Tensor,
+        text_qkv0: torch.Tensor,
+        mask: torch.Tensor | None,
+        grid: tuple[int, int, int],
+    ) -> tuple:
         """One block on the joint buffer `x (R, S, D)` (`(R, 1, D)` when depth == 1), modified in place.
 
         Args:

@@ -15,6 +15,7 @@ the key bias in the form SDPA takes:
 The modulation tables stay float32 even in fp16 mode: they are tiny (read per row from L2) and
 1 + scale rounded to fp16 would cost ~5e-4 relative on every modulated activation for nothing.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -32,6 +33,7 @@ MASK_ALIGN = 16  # SDPA's memory-efficient kernel re-pads a bias whose row strid
 @dataclass
 class FastClassTables:
     """The tables of one class set on the scorer's device (see the module docstring)."""
+
     ada: torch.Tensor
     ada_final: torch.Tensor
     text_qkv0: torch.Tensor
@@ -46,10 +48,10 @@ class FastClassTables:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
 
-    def clone(self) -> "FastClassTables":
+    def clone(self) -> FastClassTables:
         return FastClassTables(**{n: t.clone() for n, t in self.tensors().items()}, has_mask=self.has_mask)
 
-    def copy_(self, other: "FastClassTables") -> "FastClassTables":
+    def copy_(self, other: FastClassTables) -> FastClassTables:
         """Copy another class set of the same K into these buffers (their addresses stay the same)."""
         for name, t in self.tensors().items():
             t.copy_(getattr(other, name))
@@ -57,18 +59,22 @@ class FastClassTables:
         return self
 
 
-def fast_class_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dtype: torch.dtype,
-                device: torch.device) -> FastClassTables:
+def fast_class_tables(
+    tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dtype: torch.dtype, device: torch.device
+) -> FastClassTables:
     """Convert `class_tables(...)` output (fp32, or fp16 for a fp16 scorer) to `FastClassTables`.
 
     Raises InputError on missing or misshaped tables, and on fp16 tables for a float32 scorer
     (that would claim a precision the tables no longer have).
     """
-    K = check_tables(tables, TableDims(D, L, depth), "the fast scorer",
-                     fix="compute tables with tdsm_edge.models.class_tables")
+    K = check_tables(
+        tables, TableDims(D, L, depth), "the fast scorer", fix="compute tables with tdsm_edge.models.class_tables"
+    )
     if dtype == torch.float32 and any(t.dtype != torch.float32 for t in tables.values()):
-        raise InputError("the class tables are not all float32 but this scorer computes in float32; pass the "
-                         "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))")
+        raise InputError(
+            "the class tables are not all float32 but this scorer computes in float32; pass the "
+            "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))"
+        )
     f32 = dict(device=device, dtype=torch.float32)
     ada = torch.stack([tables["ada_x"], tables["ada_c"]], dim=2).to(**f32).contiguous()  # (K, depth, 2, 6, D)
     ada_final = tables["ada_final"].to(**f32)[:, None].contiguous()  # (K, 1, 2, D)
@@ -78,8 +84,14 @@ def fast_class_tables(tables: dict[str, torch.Tensor], depth: int, D: int, L: in
     mask = torch.zeros(K, S_pad, device=device, dtype=dtype)
     mask[:, :S] = key_bias.to(dtype)  # fp16: MASK_BIAS (-1e9) rounds to -inf; exp(-inf) = 0 as exp(-1e9) does
     text0 = tables["text0"].to(device, dtype).contiguous() if "text0" in tables else None
-    return FastClassTables(ada=ada, ada_final=ada_final, text_qkv0=tables["text_qkv0"].to(device, dtype).contiguous(),
-                      mask=mask, has_mask=bool((key_bias != 0).any()), text0=text0)
+    return FastClassTables(
+        ada=ada,
+        ada_final=ada_final,
+        text_qkv0=tables["text_qkv0"].to(device, dtype).contiguous(),
+        mask=mask,
+        has_mask=bool((key_bias != 0).any()),
+        text0=text0,
+    )
 
 
 def _version(t: torch.Tensor) -> int:

@@ -12,6 +12,7 @@ is float32; loads convert from the storage dtype and stores round once to the ou
 Offsets are computed in int64 (a B=256, K=24 paper grid has > 2^31 elements in its MLP buffer).
 The shapes, strides and dispatch are checked in `kernels.py`, not here.
 """
+
 from __future__ import annotations
 
 import triton
@@ -43,8 +44,9 @@ def _ln_modulate(x, valid, k, stream, c, mod_ptr, C, sm_k, sm_st, sm_row, eps):
 
 
 @triton.jit
-def _gated_branch(y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy_s, sg_k, sg_st, sb_st,
-                  HAS_BIAS: tl.constexpr):
+def _gated_branch(
+    y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy_s, sg_k, sg_st, sb_st, HAS_BIAS: tl.constexpr
+):
     """gate[k, stream] · (y + bias[stream]) in float32."""
     y = tl.load(y_ptr + r[:, None] * sy_r + s[:, None] * sy_s + c, mask=valid, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -54,9 +56,27 @@ def _gated_branch(y_ptr, gate_ptr, bias_ptr, valid, r, s, k, stream, c, sy_r, sy
 
 
 @triton.jit
-def ln_modulate_kernel(x_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
-                       sx_r, sx_s, so_r, so_s, sm_k, sm_st, sm_row, eps,
-                       BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def ln_modulate_kernel(
+    x_ptr,
+    mod_ptr,
+    out_ptr,
+    n_rows,
+    S,
+    C,
+    s_first,
+    J,
+    K,
+    sx_r,
+    sx_s,
+    so_r,
+    so_s,
+    sm_k,
+    sm_st,
+    sm_row,
+    eps,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     """out = LayerNorm(x) · mod[k, stream, 1] + mod[k, stream, 0] (no affine; mod row 1 holds 1 + scale)."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BLOCK_R,) flat (r, s)
     cols = tl.arange(0, BLOCK_C)
@@ -68,9 +88,28 @@ def ln_modulate_kernel(x_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
 
 
 @triton.jit
-def gated_residual_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, n_rows, S, C, s_first, J, K,
-                          sx_r, sx_s, sy_r, sy_s, sg_k, sg_st, sb_st,
-                          HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def gated_residual_kernel(
+    x_ptr,
+    y_ptr,
+    gate_ptr,
+    bias_ptr,
+    n_rows,
+    S,
+    C,
+    s_first,
+    J,
+    K,
+    sx_r,
+    sx_s,
+    sy_r,
+    sy_s,
+    sg_k,
+    sg_st,
+    sb_st,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     """x += gate[k, stream] · (y + bias[stream]), in place on x."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -83,8 +122,9 @@ def gated_residual_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, n_rows, S, C, s_firs
 
 
 @triton.jit
-def bias_gelu_kernel(u_ptr, bias_ptr, n_rows, S, C, s_first, su_r, su_s, sb_st,
-                     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def bias_gelu_kernel(
+    u_ptr, bias_ptr, n_rows, S, C, s_first, su_r, su_s, sb_st, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
+):
     """u = GELU_tanh(u + bias[stream]), in place. GELU_tanh(a) = a·sigmoid(2·√(2/π)·(a + 0.044715·a³))."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -104,8 +144,9 @@ def bias_gelu_kernel(u_ptr, bias_ptr, n_rows, S, C, s_first, su_r, su_s, sb_st,
 
 
 @triton.jit
-def row_sq_error_kernel(y_ptr, bias_ptr, t_ptr, out_ptr, n_rows, C, J, K, sy_r, st_b, st_j,
-                        BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def row_sq_error_kernel(
+    y_ptr, bias_ptr, t_ptr, out_ptr, n_rows, C, J, K, sy_r, st_b, st_j, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
+):
     """out[r] = mean_c (y[r] + bias − target[b, j])², float32; r = (b·K + k)·J + j."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_C)
@@ -124,9 +165,36 @@ def row_sq_error_kernel(y_ptr, bias_ptr, t_ptr, out_ptr, n_rows, C, J, K, sy_r, 
 
 
 @triton.jit
-def residual_ln_modulate_kernel(x_ptr, y_ptr, gate_ptr, bias_ptr, mod_ptr, out_ptr, n_rows, S, C, s_first, J, K,
-                                sx_r, sx_s, sy_r, sy_s, sg_k, sg_st, sb_st, so_r, so_s, sm_k, sm_st, sm_row, eps,
-                                HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def residual_ln_modulate_kernel(
+    x_ptr,
+    y_ptr,
+    gate_ptr,
+    bias_ptr,
+    mod_ptr,
+    out_ptr,
+    n_rows,
+    S,
+    C,
+    s_first,
+    J,
+    K,
+    sx_r,
+    sx_s,
+    sy_r,
+    sy_s,
+    sg_k,
+    sg_st,
+    sb_st,
+    so_r,
+    so_s,
+    sm_k,
+    sm_st,
+    sm_row,
+    eps,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     """x += gate·(y + bias) in place, then out = LayerNorm(x)·mod[.., 1] + mod[.., 0]: one pass over x.
 
     The LayerNorm reads x as stored (rounded to x's dtype), exactly as the two kernels in a row would.

@@ -16,6 +16,7 @@ there on they are per sample; nothing later is folded.
 
 The tables' names, dims and dtypes are declared once, in `tdsm_edge/runtime/table_schema.py`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,12 +57,13 @@ class ClassTables:
     def __init__(self, tables: dict[str, torch.Tensor]) -> None:
         unknown = sorted(set(tables) - set(TABLE_SPEC))
         if unknown or not tables:
-            raise InputError(f"unknown class tables {unknown or '(none given)'}; expected names from "
-                             f"{list(TABLE_SPEC)}")
+            raise InputError(
+                f"unknown class tables {unknown or '(none given)'}; expected names from {list(TABLE_SPEC)}"
+            )
         self._tables = {n: tables[n] for n in TABLE_SPEC if tables.get(n) is not None}
 
     @classmethod
-    def from_dict(cls, tables: dict[str, torch.Tensor]) -> "ClassTables":
+    def from_dict(cls, tables: dict[str, torch.Tensor]) -> ClassTables:
         return cls(tables)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
@@ -72,12 +74,12 @@ class ClassTables:
     def num_classes(self) -> int:
         return int(next(iter(self._tables.values())).shape[0])
 
-    def select(self, index: torch.Tensor | list[int]) -> "ClassTables":
+    def select(self, index: torch.Tensor | list[int]) -> ClassTables:
         """The tables of a class subset (or reordering): row k of the result is class `index[k]`."""
         idx = torch.as_tensor(index, dtype=torch.long)
         return ClassTables({n: t[idx] for n, t in self._tables.items()})
 
-    def cast(self, precision: str) -> "ClassTables":
+    def cast(self, precision: str) -> ClassTables:
         """Tables in the dtypes a scorer of `precision` reads (`table_schema.table_dtype`)."""
         return ClassTables({n: t.to(getattr(torch, table_dtype(n, precision))) for n, t in self._tables.items()})
 
@@ -111,14 +113,16 @@ class ClassTablesGraph(nn.Module):
         scale_rows[list(_SCALE_ROWS)] = 1.0
         # (6, 1): adds 1 to the scale rows; its first 2 rows (0, 1) fit the final layer's (shift, scale)
         self.register_buffer("scale_one", scale_rows)
-        parts = nn.ModuleDict(dict(
-            fc_embedder=copy.deepcopy(model.fc_embedder),
-            fl_embedder=copy.deepcopy(model.fl_embedder),
-            ada_x=nn.ModuleList([copy.deepcopy(b.adaLN_modulation[1]) for b in model.blocks]),
-            ada_c=nn.ModuleList([copy.deepcopy(b.adaLN_modulation_c[1]) for b in model.blocks]),
-            ada_final=copy.deepcopy(model.final_layer.adaLN_modulation[1]),
-            qkv_c0=qkv_c0,
-        ))
+        parts = nn.ModuleDict(
+            dict(
+                fc_embedder=copy.deepcopy(model.fc_embedder),
+                fl_embedder=copy.deepcopy(model.fl_embedder),
+                ada_x=nn.ModuleList([copy.deepcopy(b.adaLN_modulation[1]) for b in model.blocks]),
+                ada_c=nn.ModuleList([copy.deepcopy(b.adaLN_modulation_c[1]) for b in model.blocks]),
+                ada_final=copy.deepcopy(model.final_layer.adaLN_modulation[1]),
+                qkv_c0=qkv_c0,
+            )
+        )
         self.parts = parts.to(self.dtype).requires_grad_(False)
         self.fl_pos_embed = nn.Parameter(model.fl_pos_embed.detach().to(self.dtype).clone(), requires_grad=False)
 
@@ -170,8 +174,9 @@ def linear_rows(lin: nn.Linear, start: int, stop: int) -> nn.Linear:
     return out.to(lin.weight.device, lin.weight.dtype)
 
 
-def class_tables(model: TDSMDenoiser, fc: torch.Tensor, fl: torch.Tensor, mask: torch.Tensor | None,
-                 t: int, precision: str = "fp32") -> dict[str, torch.Tensor]:
+def class_tables(
+    model: TDSMDenoiser, fc: torch.Tensor, fl: torch.Tensor, mask: torch.Tensor | None, t: int, precision: str = "fp32"
+) -> dict[str, torch.Tensor]:
     """Per-class constants for K classes at timestep t (see `TABLE_SPEC`), computed in `precision`.
 
     Args:
@@ -185,8 +190,10 @@ def class_tables(model: TDSMDenoiser, fc: torch.Tensor, fl: torch.Tensor, mask: 
         raise InputError(f"class text must be fc (K, Dc) and fl (K, L, Dc); got {tuple(fc.shape)}, {tuple(fl.shape)}")
     cfg = model.cfg
     if fl.shape[1] != cfg.num_tokens or fl.shape[2] != cfg.cond_dim or fc.shape[1] != cfg.cond_dim:
-        raise InputError(f"the denoiser expects fc (K, {cfg.cond_dim}) and fl (K, {cfg.num_tokens}, {cfg.cond_dim}); "
-                         f"got {tuple(fc.shape)}, {tuple(fl.shape)} (check the text encoder and text.num_tokens)")
+        raise InputError(
+            f"the denoiser expects fc (K, {cfg.cond_dim}) and fl (K, {cfg.num_tokens}, {cfg.cond_dim}); "
+            f"got {tuple(fc.shape)}, {tuple(fl.shape)} (check the text encoder and text.num_tokens)"
+        )
     module = ClassTablesGraph(model, t, precision).eval()
     with torch.no_grad():
         out = module(fc, fl, mask)

@@ -21,6 +21,7 @@ Differences from the published module (none change the state dict):
 - the attention softmax always runs in float32 (identical in fp32; safer under fp16/bf16).
 - the local-token count L comes from `cfg.num_tokens` (published: fixed 35).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,9 @@ from torch import nn
 from ..config import DenoiserConfig, denoiser_preset
 from ..errors import ConfigError, InputError
 
-FREQ_EMBED_SIZE = 256        # width of the timestep sinusoid (published)
-MAX_PERIOD = 10_000          # longest sinusoid period (published)
-MASK_BIAS = -1e9             # additive attention bias for padded keys; softmax runs in float32
+FREQ_EMBED_SIZE = 256  # width of the timestep sinusoid (published)
+MAX_PERIOD = 10_000  # longest sinusoid period (published)
+MASK_BIAS = -1e9  # additive attention bias for padded keys; softmax runs in float32
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -102,10 +103,10 @@ class JointAttention(nn.Module):
             raise ConfigError(f"hidden_size ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim)     # skeleton stream
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim)  # skeleton stream
         self.proj = nn.Linear(dim, dim)
-        self.qkv_c = nn.Linear(dim, 3 * dim)   # text stream
+        self.qkv_c = nn.Linear(dim, 3 * dim)  # text stream
         self.proj_c = nn.Linear(dim, dim)
 
     def _heads(self, qkv: torch.Tensor) -> torch.Tensor:
@@ -113,8 +114,9 @@ class JointAttention(nn.Module):
         qkv = qkv.reshape(B, S, 3, self.num_heads, self.head_dim)  # (B, S, 3, H, hd)
         return qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, S, hd)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, key_bias: torch.Tensor | None = None,
-                text_out: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor, key_bias: torch.Tensor | None = None, text_out: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend jointly.
 
         Args:
@@ -128,7 +130,6 @@ class JointAttention(nn.Module):
             `(B, N, D)`, `(B, L, D)` (None when text_out is False).
         """
         B, N, D = x.shape
-        L = cond.shape[1]
         q, k, v = self._heads(self.qkv(x)).unbind(0)  # each (B, H, N, hd)
         q_c, k_c, v_c = self._heads(self.qkv_c(cond)).unbind(0)  # each (B, H, L, hd)
         q = torch.cat((q, q_c), dim=2) if text_out else q  # (B, H, N+L or N, hd)
@@ -165,22 +166,31 @@ class TDSMBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
         self.adaLN_modulation_c = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, c: torch.Tensor,
-                key_bias: torch.Tensor | None = None, text_out: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        c: torch.Tensor,
+        key_bias: torch.Tensor | None = None,
+        text_out: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`x (B, N, D)`, `cond (B, L, D)`, `c (B, D)` → updated `(x, cond)`.
 
         text_out=False (the last block) skips the text stream's work that nothing reads
         (text queries, `proj_c`, `mlp_c`) and returns `(x, None)`; x is unchanged by the skip.
         """
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = \
-            self.adaLN_modulation(c).chunk(6, dim=1)  # 6 × (B, D)
-        shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = \
-            self.adaLN_modulation_c(c).chunk(6, dim=1)  # 6 × (B, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
+            6, dim=1
+        )  # 6 × (B, D)
+        shift_msa_c, scale_msa_c, gate_msa_c, shift_mlp_c, scale_mlp_c, gate_mlp_c = self.adaLN_modulation_c(c).chunk(
+            6, dim=1
+        )  # 6 × (B, D)
 
         x_a, cond_a = self.attn(
             modulate(self.norm1(x), shift_msa, scale_msa),
             modulate(self.norm1_c(cond), shift_msa_c, scale_msa_c),
-            key_bias, text_out,
+            key_bias,
+            text_out,
         )
         x = x + gate_msa.unsqueeze(1) * x_a
         x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
@@ -220,14 +230,13 @@ class TDSMDenoiser(nn.Module):
         self.fc_embedder = nn.Sequential(nn.Linear(cfg.cond_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.fl_embedder = nn.Linear(cfg.cond_dim, D)
         self.fl_pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, D))
-        self.blocks = nn.ModuleList(
-            [TDSMBlock(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)]
-        )
+        self.blocks = nn.ModuleList([TDSMBlock(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
         self.final_layer = FinalLayer(D, cfg.z_dim)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
         """Published init: Xavier linears / zero bias, N(0, .02) pos + t-MLP, zero adaLN and output."""
+
         def _basic(m: nn.Module) -> None:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -258,12 +267,21 @@ class TDSMDenoiser(nn.Module):
         if mask is None or not self.cfg.mask_text_padding:
             return None
         N = mask.shape[0]
-        valid = torch.cat([torch.ones(N, n_skel, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)  # (N, n_skel+L)
+        valid = torch.cat(
+            [torch.ones(N, n_skel, dtype=torch.bool, device=mask.device), mask.bool()], dim=1
+        )  # (N, n_skel+L)
         bias = torch.where(valid, 0.0, MASK_BIAS).to(torch.float32)  # (N, n_skel+L)
         return bias[:, None, None, :]  # (N, 1, 1, n_skel+L)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, fc: torch.Tensor, fl: torch.Tensor,
-                mask: torch.Tensor | None = None, text_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        fc: torch.Tensor,
+        fl: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        text_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predict the diffusion target for a batch.
 
         Args:
@@ -331,11 +349,20 @@ def denoiser_param_count(model: nn.Module) -> dict[str, int]:
 def published_state_dict_keys(depth: int) -> list[str]:
     """The state-dict keys of the published TDSM `DiT` with `depth` blocks (for loaders and tests)."""
     keys = ["fl_pos_embed"]
-    for name in ("x_embedder", "fl_embedder", "t_embedder.mlp.0", "t_embedder.mlp.2",
-                 "fc_embedder.0", "fc_embedder.2"):
+    for name in ("x_embedder", "fl_embedder", "t_embedder.mlp.0", "t_embedder.mlp.2", "fc_embedder.0", "fc_embedder.2"):
         keys += [f"{name}.weight", f"{name}.bias"]
-    per_block = ("attn.qkv", "attn.proj", "attn.qkv_c", "attn.proj_c", "mlp.fc1", "mlp.fc2",
-                 "mlp_c.fc1", "mlp_c.fc2", "adaLN_modulation.1", "adaLN_modulation_c.1")
+    per_block = (
+        "attn.qkv",
+        "attn.proj",
+        "attn.qkv_c",
+        "attn.proj_c",
+        "mlp.fc1",
+        "mlp.fc2",
+        "mlp_c.fc1",
+        "mlp_c.fc2",
+        "adaLN_modulation.1",
+        "adaLN_modulation_c.1",
+    )
     for i in range(depth):
         for name in per_block:
             keys += [f"blocks.{i}.{name}.weight", f"blocks.{i}.{name}.bias"]

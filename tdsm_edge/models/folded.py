@@ -25,6 +25,7 @@ Precision: every op's dtype is explicit. fp16 runs the linears, residual stream 
 matmuls in fp16 and keeps float32 islands: standardisation and x_t, LayerNorm, mask add + softmax,
 and the error reduction. fp32 is the reference (no casts at all).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,11 +35,9 @@ import torch
 from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
-from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
-from tdsm_edge.models.schedule import DDPMSchedule
-
 from tdsm_edge.models.class_tables import layer_norm, linear_rows, precision_dtype
-from tdsm_edge.models.schedule import diffusion_target
+from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
+from tdsm_edge.models.schedule import DDPMSchedule, diffusion_target
 from tdsm_edge.runtime.table_schema import TableDims, check_tables, table_dtype, table_names
 
 
@@ -66,9 +65,17 @@ class _FoldedBlock(nn.Module):
         t = t.reshape(-1, S, parts, self.num_heads, self.head_dim)  # (R, S, parts, H, hd)
         return t.permute(2, 0, 3, 1, 4)  # (parts, R, H, S, hd)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor | None, ax: torch.Tensor, ac: torch.Tensor,
-                bias: torch.Tensor, grid: tuple, dtype: torch.dtype,
-                text_qkv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor | None,
+        ax: torch.Tensor,
+        ac: torch.Tensor,
+        bias: torch.Tensor,
+        grid: tuple,
+        dtype: torch.dtype,
+        text_qkv: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One block.
 
         Args:
@@ -122,8 +129,15 @@ class FoldedScorer(nn.Module):
     `ClassTables.cast("fp16")` gives them (fp16, key_bias float32).
     """
 
-    def __init__(self, model: TDSMDenoiser, schedule: DDPMSchedule, noises: torch.Tensor, t: int,
-                 stats=None, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        model: TDSMDenoiser,
+        schedule: DDPMSchedule,
+        noises: torch.Tensor,
+        t: int,
+        stats=None,
+        precision: str = "fp32",
+    ) -> None:
         """stats: a `FeatureStats` (or anything with float32 `mean`, `std` of shape (Dz,)); None = identity."""
         super().__init__()
         cfg = model.cfg
@@ -147,11 +161,13 @@ class FoldedScorer(nn.Module):
         self.register_buffer("a", a.clone())  # () sqrt(ᾱ_t)
         self.register_buffer("s", s.clone())  # () sqrt(1 − ᾱ_t)
         last = cfg.depth - 1
-        net = nn.ModuleDict(dict(
-            x_embedder=copy.deepcopy(model.x_embedder),
-            blocks=nn.ModuleList([_FoldedBlock(b, i == 0, i == last) for i, b in enumerate(model.blocks)]),
-            final_linear=copy.deepcopy(model.final_layer.linear),
-        ))
+        net = nn.ModuleDict(
+            dict(
+                x_embedder=copy.deepcopy(model.x_embedder),
+                blocks=nn.ModuleList([_FoldedBlock(b, i == 0, i == last) for i, b in enumerate(model.blocks)]),
+                final_linear=copy.deepcopy(model.final_layer.linear),
+            )
+        )
         self.net = net.float().requires_grad_(False)
         self.to_precision_(precision)
 
@@ -159,7 +175,7 @@ class FoldedScorer(nn.Module):
     def num_noises(self) -> int:
         return int(self.noises.shape[0])
 
-    def to_precision_(self, precision: str) -> "FoldedScorer":
+    def to_precision_(self, precision: str) -> FoldedScorer:
         """Cast the network weights (not the float32 constants) to `precision`, in place.
 
         Only widening-free moves are allowed: fp32 → fp16, or no change. Going back to fp32 from
@@ -188,8 +204,13 @@ class FoldedScorer(nn.Module):
         """
         return self.score_rows(z, tables)
 
-    def score_rows(self, z: torch.Tensor, tables: dict[str, torch.Tensor], index: torch.Tensor | None = None,
-                   num_noises: int | None = None) -> torch.Tensor:
+    def score_rows(
+        self,
+        z: torch.Tensor,
+        tables: dict[str, torch.Tensor],
+        index: torch.Tensor | None = None,
+        num_noises: int | None = None,
+    ) -> torch.Tensor:
         """`forward` with a per-sample class subset and the first `num_noises` noises (staged pruning).
 
         Args:
@@ -223,8 +244,9 @@ class FoldedScorer(nn.Module):
         text = grid(tables["text0"]) if "text0" in tables else None  # (1 or B, K, 1, L, D)
         text_qkv = grid(tables["text_qkv0"])  # (1 or B, K, 1, L, 3D or 2D)
         for i, block in enumerate(net["blocks"]):
-            x, text = block(x, text, ada_x[:, :, :, i], ada_c[:, :, :, i], bias, (B, K, J), dt,
-                            text_qkv if i == 0 else None)  # (B, K, J, 1, D), (B, K, J, L, D) or None
+            x, text = block(
+                x, text, ada_x[:, :, :, i], ada_c[:, :, :, i], bias, (B, K, J), dt, text_qkv if i == 0 else None
+            )  # (B, K, J, 1, D), (B, K, J, L, D) or None
 
         fin = grid(tables["ada_final"])  # (1 or B, K, 1, 2, D)
         h = layer_norm(x, dt) * fin[:, :, :, 1:2] + fin[:, :, :, 0:1]  # (B, K, J, 1, D)
@@ -237,6 +259,11 @@ class FoldedScorer(nn.Module):
         """Names, static dims and dtypes of the inputs (the dynamic B and K are not checked)."""
         if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
             raise InputError(f"z must be (B, Dz={self.cfg.z_dim}), got {tuple(z.shape)}")
-        check_tables(tables, TableDims.of(self.cfg), "FoldedScorer", self.precision,
-                     fix=f"compute tables with class_tables(...) and, for a {self.precision} scorer, "
-                         f"ClassTables.from_dict(tables).cast({self.precision!r})")
+        check_tables(
+            tables,
+            TableDims.of(self.cfg),
+            "FoldedScorer",
+            self.precision,
+            fix=f"compute tables with class_tables(...) and, for a {self.precision} scorer, "
+            f"ClassTables.from_dict(tables).cast({self.precision!r})",
+        )

@@ -18,6 +18,7 @@ folder loaders here read the files; the torch backend reads the same two files o
 builds its model with `denoiser_from_state` too. The files themselves are written and read by
 `tdsm_edge.checkpoint` (safetensors + json, never pickle).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,27 +45,45 @@ def denoiser_from_state(state: dict, cfg: DenoiserConfig, where: str, fix: str =
     return model.eval()
 
 
-def save_denoiser(folder: str | Path, model: TDSMDenoiser, cfg: RunConfig, seen_classes, stats: FeatureStats,
-                  history: dict, seconds: float = 0.0) -> None:
+def save_denoiser(
+    folder: str | Path,
+    model: TDSMDenoiser,
+    cfg: RunConfig,
+    seen_classes,
+    stats: FeatureStats,
+    history: dict,
+    seconds: float = 0.0,
+) -> None:
     """Write a denoiser folder (see the module docstring): the weights, the run config, the (S,) seen classes,
     the training history and the (Dz,) feature standardisation statistics."""
     folder = Path(folder)
     save_npy(folder / "feature_mean.npy", stats.mean)
     save_npy(folder / "feature_std.npy", stats.std)
-    save_module(folder, model.state_dict(), {
-        "kind": "tdsm_denoiser", "config": to_dict(cfg), "seen_classes": np.asarray(seen_classes).tolist(),
-        "history": history, "seconds": seconds})
+    save_module(
+        folder,
+        model.state_dict(),
+        {
+            "kind": "tdsm_denoiser",
+            "config": to_dict(cfg),
+            "seen_classes": np.asarray(seen_classes).tolist(),
+            "history": history,
+            "seconds": seconds,
+        },
+    )
 
 
-def load_denoiser(folder: str | Path,
-                  device: str = "cpu") -> tuple[TDSMDenoiser, DDPMSchedule, FeatureStats, RunConfig]:
+def load_denoiser(
+    folder: str | Path, device: str = "cpu"
+) -> tuple[TDSMDenoiser, DDPMSchedule, FeatureStats, RunConfig]:
     """(model in eval mode on `device`, its DDPMSchedule, FeatureStats over Dz, the run's RunConfig) from a
     folder written by `save_denoiser`; CheckpointError / ConfigError naming the file at fault."""
     folder = Path(folder)
     state, meta = load_module(folder)
     if not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{folder}/config.json has no run config (\"config\"); it was not written by "
-                              "save_denoiser: restore it from the run, or re-run training")
+        raise CheckpointError(
+            f"{folder}/config.json has no run config (\"config\"); it was not written by "
+            "save_denoiser: restore it from the run, or re-run training"
+        )
     cfg = config_from_dict(meta["config"], where=f"{folder}/config.json")
     model = denoiser_from_state(state, cfg.denoiser, f"denoiser checkpoint {folder}")
     try:
@@ -75,16 +94,19 @@ def load_denoiser(folder: str | Path,
 
 
 # ---------------------------------------------------------------- encoder
-def encoder_from_state(state: dict, meta: dict[str, Any], where: str, device: str = "cpu",
-                       fix: str = MISMATCH_FIX) -> ShiftGCN:
+def encoder_from_state(
+    state: dict, meta: dict[str, Any], where: str, device: str = "cpu", fix: str = MISMATCH_FIX
+) -> ShiftGCN:
     """The ShiftGCN of an encoder folder's (state dict, config.json meta), in eval mode on `device`; its
     EncoderConfig is typed and range-checked, its head has len(meta["seen_classes"]) outputs."""
     try:
         ecfg = section_from_dict(EncoderConfig, meta["encoder"], f"{where} config.json: encoder")
         num_classes, num_joints = len(meta["seen_classes"]), int(meta.get("num_joints", 25))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: config.json is malformed ({type(e).__name__}: {e}); restore it from the run "
-                              "that trained the encoder") from e
+        raise CheckpointError(
+            f"{where}: config.json is malformed ({type(e).__name__}: {e}); restore it from the run "
+            "that trained the encoder"
+        ) from e
     model = ShiftGCN(ecfg, num_classes=num_classes, num_joints=num_joints)
     load_into(model, state, where, fix)
     return model.to(device).eval()
@@ -93,10 +115,19 @@ def encoder_from_state(state: dict, meta: dict[str, Any], where: str, device: st
 def save_encoder(folder: str | Path, result: Any, cfg: EncoderConfig, num_joints: int = 25) -> None:
     """Write an encoder folder (see the module docstring). `result`: the trained encoder as training returns it
     (`training.encoder_trainer.EncoderResult`: model, seen_classes (S,), history, val_accuracy, seconds)."""
-    save_module(folder, result.model.state_dict(), {
-        "kind": "shift_gcn", "encoder": to_dict(cfg), "seen_classes": np.asarray(result.seen_classes).tolist(),
-        "num_joints": num_joints,
-        "val_accuracy": result.val_accuracy, "history": result.history, "seconds": result.seconds})
+    save_module(
+        folder,
+        result.model.state_dict(),
+        {
+            "kind": "shift_gcn",
+            "encoder": to_dict(cfg),
+            "seen_classes": np.asarray(result.seen_classes).tolist(),
+            "num_joints": num_joints,
+            "val_accuracy": result.val_accuracy,
+            "history": result.history,
+            "seconds": result.seconds,
+        },
+    )
 
 
 def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[ShiftGCN, dict[str, Any]]:
@@ -106,7 +137,9 @@ def load_encoder(folder: str | Path, device: str = "cpu") -> tuple[ShiftGCN, dic
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"encoder folder {str(folder)!r} does not exist; it is written by training "
-                              "as runs/<name>/<split>/seed<k>/encoder (python -m tdsm_edge.train).")
+        raise CheckpointError(
+            f"encoder folder {str(folder)!r} does not exist; it is written by training "
+            "as runs/<name>/<split>/seed<k>/encoder (python -m tdsm_edge.train)."
+        )
     state, meta = load_module(folder)
     return encoder_from_state(state, meta, f"encoder checkpoint {folder}", device), meta

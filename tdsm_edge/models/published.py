@@ -25,6 +25,7 @@ Convert a published checkpoint into a denoiser folder that `models.folders.load_
 `--config` stores that run's data/text/schedule/eval sections (default: the paper's settings); its
 text.num_tokens and encoder.feature_dim must equal the checkpoint's L and Dz.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,11 +46,11 @@ from .folders import denoiser_from_state, load_denoiser, save_denoiser
 
 log = logging.getLogger(__name__)
 
-SAFETENSORS_NAME = "model.safetensors"   # accelerate save_state, model 0, safe_serialization=True
-PICKLE_NAME = "pytorch_model.bin"        # accelerate save_state, model 0, safe_serialization=False
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")   # DDP / torch.compile wrappers (state_dict with unwrap=False)
+SAFETENSORS_NAME = "model.safetensors"  # accelerate save_state, model 0, safe_serialization=True
+PICKLE_NAME = "pytorch_model.bin"  # accelerate save_state, model 0, safe_serialization=False
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers (state_dict with unwrap=False)
 PAPER_HEADS = 12
-SHOW = 8                                 # how many names an error message lists per category
+SHOW = 8  # how many names an error message lists per category
 PUBLISHED_ONLY = "The file was written by a different model or a modified DiT; only the published architecture loads."
 
 
@@ -62,21 +63,27 @@ def find_weights_file(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         what = "is not a regular file" if path.exists() else "does not exist"
-        raise CheckpointError(f"published checkpoint {str(path)!r} {what}; pass the folder written by "
-                              f"accelerate's save_state (e.g. work_dir/best) or its {SAFETENSORS_NAME} / {PICKLE_NAME}.")
+        raise CheckpointError(
+            f"published checkpoint {str(path)!r} {what}; pass the folder written by "
+            f"accelerate's save_state (e.g. work_dir/best) or its {SAFETENSORS_NAME} / {PICKLE_NAME}."
+        )
     for name in (SAFETENSORS_NAME, PICKLE_NAME):
         if (path / name).is_file():
             log.info("published weights: %s", path / name)
             return path / name
     sharded = sorted(p.name for p in path.iterdir() if p.name.startswith(("pytorch_model", "model.safetensors.index")))
     if sharded:
-        raise CheckpointError(f"{str(path)!r} holds {sharded} but no {SAFETENSORS_NAME} or {PICKLE_NAME}: a DeepSpeed "
-                              "/ FSDP / sharded save. Consolidate it into one state dict first (DeepSpeed: "
-                              "zero_to_fp32.py; FSDP: accelerate merge-weights) and pass that file.")
+        raise CheckpointError(
+            f"{str(path)!r} holds {sharded} but no {SAFETENSORS_NAME} or {PICKLE_NAME}: a DeepSpeed "
+            "/ FSDP / sharded save. Consolidate it into one state dict first (DeepSpeed: "
+            "zero_to_fp32.py; FSDP: accelerate merge-weights) and pass that file."
+        )
     nested = sorted(str(p.parent) for name in (SAFETENSORS_NAME, PICKLE_NAME) for p in path.glob(f"*/{name}"))
     hint = f" Its subfolders hold checkpoints: pass one of {nested[:SHOW]}." if nested else ""
-    raise CheckpointError(f"{str(path)!r} holds neither {SAFETENSORS_NAME} nor {PICKLE_NAME}, so it is not a folder "
-                          f"written by accelerate's save_state.{hint}")
+    raise CheckpointError(
+        f"{str(path)!r} holds neither {SAFETENSORS_NAME} nor {PICKLE_NAME}, so it is not a folder "
+        f"written by accelerate's save_state.{hint}"
+    )
 
 
 def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
@@ -89,8 +96,9 @@ def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(file), device="cpu")
         except Exception as e:  # safetensors raises its own error types
-            raise CheckpointError(f"cannot read {str(file)!r} as safetensors: {e}. The file is corrupt or "
-                                  "truncated; copy it again.") from e
+            raise CheckpointError(
+                f"cannot read {str(file)!r} as safetensors: {e}. The file is corrupt or truncated; copy it again."
+            ) from e
     elif file.suffix in (".bin", ".pt", ".pth"):
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
@@ -98,16 +106,21 @@ def read_state_dict(file: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"cannot read {str(file)!r} with torch.load(weights_only=True): {e}. Only plain state dicts "
                 "(tensors in a dict) are loaded from pickles, because unpickling anything else can run code. "
-                "Re-save the model's state_dict() alone, or as safetensors.") from e
+                "Re-save the model's state_dict() alone, or as safetensors."
+            ) from e
     else:
-        raise CheckpointError(f"{str(file)!r}: unknown weights format {file.suffix!r}; expected "
-                              f"{SAFETENSORS_NAME} or {PICKLE_NAME} as written by accelerate's save_state.")
+        raise CheckpointError(
+            f"{str(file)!r}: unknown weights format {file.suffix!r}; expected "
+            f"{SAFETENSORS_NAME} or {PICKLE_NAME} as written by accelerate's save_state."
+        )
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(file)!r} holds a {type(state).__name__}, not a state dict (name -> tensor).")
     odd = sorted(k for k, v in state.items() if not torch.is_tensor(v))
     if odd:
-        raise CheckpointError(f"{str(file)!r} is not a plain state dict: entries {odd[:SHOW]} are not tensors. "
-                              "Pass the model file of accelerate's save_state (model weights only).")
+        raise CheckpointError(
+            f"{str(file)!r} is not a plain state dict: entries {odd[:SHOW]} are not tensors. "
+            "Pass the model file of accelerate's save_state (model weights only)."
+        )
     return state
 
 
@@ -124,10 +137,12 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> tuple[dict[str, to
         while name.startswith(WRAPPER_PREFIXES):
             prefix = next(p for p in WRAPPER_PREFIXES if name.startswith(p))
             removed.add(prefix)
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
         if name in out:
-            raise CheckpointError(f"keys {key!r} and another one both become {name!r} once wrapper prefixes "
-                                  f"{list(WRAPPER_PREFIXES)} are removed; the file mixes two models.")
+            raise CheckpointError(
+                f"keys {key!r} and another one both become {name!r} once wrapper prefixes "
+                f"{list(WRAPPER_PREFIXES)} are removed; the file mixes two models."
+            )
         out[name] = value
     return out, sorted(removed)
 
@@ -136,8 +151,10 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> tuple[dict[str, to
 def _shape(state: dict[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
     if key not in state:
         near = sorted(state)[:SHOW]
-        raise CheckpointError(f"cannot infer the architecture: {key!r} is missing (keys start {near}). This is not "
-                              "a published TDSM DiT state dict.")
+        raise CheckpointError(
+            f"cannot infer the architecture: {key!r} is missing (keys start {near}). This is not "
+            "a published TDSM DiT state dict."
+        )
     shape = tuple(state[key].shape)
     if len(shape) != ndim:
         raise CheckpointError(f"{key} has shape {shape}; a published TDSM DiT has a {ndim}-d tensor there.")
@@ -159,20 +176,26 @@ def infer_published_config(state: dict[str, torch.Tensor], num_heads: int = PAPE
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
     mlp_ratio = mlp_hidden / D
     if int(D * mlp_ratio) != mlp_hidden:
-        raise CheckpointError(f"blocks.0.mlp.fc1 has {mlp_hidden} outputs, which no MLP ratio of hidden {D} reproduces.")
+        raise CheckpointError(
+            f"blocks.0.mlp.fc1 has {mlp_hidden} outputs, which no MLP ratio of hidden {D} reproduces."
+        )
     if num_heads < 1 or D % num_heads:
-        raise ConfigError(f"hidden size {D} (from x_embedder.weight) is not divisible by {num_heads} heads; the head "
-                          "count is not stored in the checkpoint, so pass the value it was trained with (--heads; "
-                          f"paper: {PAPER_HEADS}).")
+        raise ConfigError(
+            f"hidden size {D} (from x_embedder.weight) is not divisible by {num_heads} heads; the head "
+            "count is not stored in the checkpoint, so pass the value it was trained with (--heads; "
+            f"paper: {PAPER_HEADS})."
+        )
     dims = dict(hidden_size=D, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio)
     # preset is only a label once every field is explicit; name the matching one when there is one
     preset = next((n for n, p in DENOISER_PRESETS.items() if p == dims), "paper")
-    return DenoiserConfig(preset=preset, **dims, z_dim=z_dim, cond_dim=cond_dim, num_tokens=num_tokens,
-                          mask_text_padding=False)
+    return DenoiserConfig(
+        preset=preset, **dims, z_dim=z_dim, cond_dim=cond_dim, num_tokens=num_tokens, mask_text_padding=False
+    )
 
 
-def load_published_checkpoint(path: str | Path, num_heads: int = PAPER_HEADS,
-                              device: str | torch.device = "cpu") -> tuple[TDSMDenoiser, DenoiserConfig]:
+def load_published_checkpoint(
+    path: str | Path, num_heads: int = PAPER_HEADS, device: str | torch.device = "cpu"
+) -> tuple[TDSMDenoiser, DenoiserConfig]:
     """Our denoiser (eval mode, float32) holding the weights of a published TDSM checkpoint.
 
     Args:
@@ -195,11 +218,25 @@ def _load(path: str | Path, num_heads: int) -> tuple[TDSMDenoiser, DenoiserConfi
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
     if dtypes != ["float32"]:
         log.info("%s stores %s tensors; loaded as float32", file, dtypes)
-    info = {"file": str(file), "format": "safetensors" if file.suffix == ".safetensors" else "pickle (weights_only)",
-            "stripped_prefixes": prefixes, "stored_dtypes": dtypes, "num_heads": num_heads,
-            "num_heads_source": "argument (not stored in the checkpoint)"}
-    log.info("loaded %s: hidden %d, depth %d, heads %d, Dz %d, Dc %d, L %d%s", file, cfg.hidden_size, cfg.depth,
-             cfg.num_heads, cfg.z_dim, cfg.cond_dim, cfg.num_tokens, f", stripped {prefixes}" if prefixes else "")
+    info = {
+        "file": str(file),
+        "format": "safetensors" if file.suffix == ".safetensors" else "pickle (weights_only)",
+        "stripped_prefixes": prefixes,
+        "stored_dtypes": dtypes,
+        "num_heads": num_heads,
+        "num_heads_source": "argument (not stored in the checkpoint)",
+    }
+    log.info(
+        "loaded %s: hidden %d, depth %d, heads %d, Dz %d, Dc %d, L %d%s",
+        file,
+        cfg.hidden_size,
+        cfg.depth,
+        cfg.num_heads,
+        cfg.z_dim,
+        cfg.cond_dim,
+        cfg.num_tokens,
+        f", stripped {prefixes}" if prefixes else "",
+    )
     return model, cfg, info
 
 
@@ -215,19 +252,28 @@ def published_run_config(dcfg: DenoiserConfig, base: Any = None) -> Any:
     from ..config import DataConfig, RunConfig, TextConfig, TrainConfig, encoder_preset, validate
 
     if base is None:
-        base = RunConfig(name="tdsm_published", data=DataConfig(dataset="ntu60", split="ru5"),
-                         encoder=encoder_preset("paper", feature_dim=dcfg.z_dim),
-                         text=TextConfig(encoder="openclip:ViT-H-14", prompt_sets=("label", "description"),
-                                         num_tokens=dcfg.num_tokens, published_features=True),
-                         train=TrainConfig(standardize_features=False))
+        base = RunConfig(
+            name="tdsm_published",
+            data=DataConfig(dataset="ntu60", split="ru5"),
+            encoder=encoder_preset("paper", feature_dim=dcfg.z_dim),
+            text=TextConfig(
+                encoder="openclip:ViT-H-14",
+                prompt_sets=("label", "description"),
+                num_tokens=dcfg.num_tokens,
+                published_features=True,
+            ),
+            train=TrainConfig(standardize_features=False),
+        )
     elif base.train.standardize_features:
         log.info("train.standardize_features set to False: the published code feeds raw features")
     cfg = replace(base, denoiser=dcfg, train=replace(base.train, standardize_features=False))
     try:
         validate(cfg)
     except ConfigError as e:
-        raise ConfigError(f"{e} — the published checkpoint needs text.num_tokens: {dcfg.num_tokens} and "
-                          f"encoder.feature_dim: {dcfg.z_dim} in --config.") from e
+        raise ConfigError(
+            f"{e} — the published checkpoint needs text.num_tokens: {dcfg.num_tokens} and "
+            f"encoder.feature_dim: {dcfg.z_dim} in --config."
+        ) from e
     return cfg
 
 
@@ -241,17 +287,25 @@ def _feature_stats(spec: str, z_dim: int):
     try:
         stats = FeatureStats(np.load(folder / "feature_mean.npy"), np.load(folder / "feature_std.npy"))
     except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"--feature-stats {spec!r}: expected 'none' or a folder holding feature_mean.npy and "
-                          f"feature_std.npy ({e}).") from e
+        raise ConfigError(
+            f"--feature-stats {spec!r}: expected 'none' or a folder holding feature_mean.npy and feature_std.npy ({e})."
+        ) from e
     if stats.mean.shape != (z_dim,) or stats.std.shape != (z_dim,) or not (stats.std > 0).all():
-        raise ConfigError(f"--feature-stats {spec!r}: mean/std must be ({z_dim},) with std > 0, got "
-                          f"{stats.mean.shape} / {stats.std.shape}.")
+        raise ConfigError(
+            f"--feature-stats {spec!r}: mean/std must be ({z_dim},) with std > 0, got "
+            f"{stats.mean.shape} / {stats.std.shape}."
+        )
     return stats
 
 
-def convert_published_checkpoint(checkpoint: str | Path, out: str | Path, num_heads: int = PAPER_HEADS,
-                                 feature_stats: str = "none", config: str | Path | None = None,
-                                 overwrite: bool = False) -> Path:
+def convert_published_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    num_heads: int = PAPER_HEADS,
+    feature_stats: str = "none",
+    config: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a published checkpoint as a denoiser folder (`save_denoiser` layout) and verify it
     reloads bit-exactly with `load_denoiser`. Also writes `published_source.json` (provenance).
 
@@ -264,21 +318,28 @@ def convert_published_checkpoint(checkpoint: str | Path, out: str | Path, num_he
 
     out = Path(out)
     if (out / "model.safetensors").exists() and not overwrite:
-        raise CheckpointError(f"{str(out)!r} already holds a denoiser; pass --overwrite to replace it or choose "
-                              "another --out.")
+        raise CheckpointError(
+            f"{str(out)!r} already holds a denoiser; pass --overwrite to replace it or choose another --out."
+        )
     model, dcfg, info = _load(checkpoint, num_heads)
     cfg = published_run_config(dcfg, load_config(config) if config else None)
     stats = _feature_stats(feature_stats, dcfg.z_dim)
     save_denoiser(out, model, cfg, seen_classes=[], stats=stats, history={})
-    info.update(checkpoint=str(checkpoint), sha256=sha256_file(info["file"]),
-                feature_stats="identity (raw features)" if feature_stats == "none" else str(feature_stats))
+    info.update(
+        checkpoint=str(checkpoint),
+        sha256=sha256_file(info["file"]),
+        feature_stats="identity (raw features)" if feature_stats == "none" else str(feature_stats),
+    )
     write_json(out / "published_source.json", info)
     back, _, back_stats, back_cfg = load_denoiser(out)
-    same = back_cfg.denoiser == dcfg and all(torch.equal(a, b) for a, b in
-                                              zip(back.state_dict().values(), model.state_dict().values()))
+    same = back_cfg.denoiser == dcfg and all(
+        torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values())
+    )
     if not same or not np.array_equal(back_stats.std, stats.std) or not np.array_equal(back_stats.mean, stats.mean):
-        raise CheckpointError(f"{str(out)!r} does not reload to the converted weights; the disk may be full. "
-                              "Delete the folder and convert again.")
+        raise CheckpointError(
+            f"{str(out)!r} does not reload to the converted weights; the disk may be full. "
+            "Delete the folder and convert again."
+        )
     return out
 
 
@@ -287,22 +348,37 @@ def build_parser() -> argparse.ArgumentParser:
     from ..cli import HelpFormatter, add_log_level
 
     p = argparse.ArgumentParser(
-        prog="python -m tdsm_edge.models.published", formatter_class=HelpFormatter,
+        prog="python -m tdsm_edge.models.published",
+        formatter_class=HelpFormatter,
         description="Convert a checkpoint of the published TDSM code (accelerate save_state) into a tdsm_edge "
-                    "denoiser folder that load_denoiser and python -m tdsm_edge.evaluate read.",
+        "denoiser folder that load_denoiser and python -m tdsm_edge.evaluate read.",
         epilog="For python -m tdsm_edge.evaluate, write the folder to runs/<name>/<split>/seed<k>/denoiser of a run "
-               "whose config.yaml and text/class_text.safetensors hold text features made as the published code "
-               "makes them (label + description, 35 tokens each, pad positions kept, 2048 channels).")
-    p.add_argument("--checkpoint", required=True,
-                   help="accelerate save_state folder (e.g. work_dir/best) or its model.safetensors / pytorch_model.bin")
+        "whose config.yaml and text/class_text.safetensors hold text features made as the published code "
+        "makes them (label + description, 35 tokens each, pad positions kept, 2048 channels).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="accelerate save_state folder (e.g. work_dir/best) or its model.safetensors / pytorch_model.bin",
+    )
     p.add_argument("--out", required=True, help="denoiser folder to write")
-    p.add_argument("--heads", type=int, default=PAPER_HEADS,
-                   help="attention heads the checkpoint was trained with (not stored in it)")
-    p.add_argument("--feature-stats", default="none",
-                   help="'none': identity standardisation, evaluation feeds raw features as the published code "
-                        "does; or a folder holding feature_mean.npy / feature_std.npy")
-    p.add_argument("--config", default=None,
-                   help="run yaml whose data/text/schedule/eval sections to store (default: the paper's settings)")
+    p.add_argument(
+        "--heads",
+        type=int,
+        default=PAPER_HEADS,
+        help="attention heads the checkpoint was trained with (not stored in it)",
+    )
+    p.add_argument(
+        "--feature-stats",
+        default="none",
+        help="'none': identity standardisation, evaluation feeds raw features as the published code "
+        "does; or a folder holding feature_mean.npy / feature_std.npy",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="run yaml whose data/text/schedule/eval sections to store (default: the paper's settings)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing denoiser in --out")
     add_log_level(p)
     return p
@@ -315,12 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
 
     def body() -> None:
-        out = convert_published_checkpoint(args.checkpoint, args.out, args.heads, args.feature_stats,
-                                           args.config, args.overwrite)
+        out = convert_published_checkpoint(
+            args.checkpoint, args.out, args.heads, args.feature_stats, args.config, args.overwrite
+        )
         print(f"wrote {out} (verified: reloads with load_denoiser to the same weights)")
 
-    return run_main(body, logging.getLogger("tdsm_edge"), interrupted="interrupted; the denoiser folder is written "
-                                                                     "only when complete: run the same command again")
+    return run_main(
+        body,
+        logging.getLogger("tdsm_edge"),
+        interrupted="interrupted; the denoiser folder is written only when complete: run the same command again",
+    )
 
 
 if __name__ == "__main__":

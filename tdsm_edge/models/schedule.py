@@ -9,6 +9,7 @@ Notation: `a = sqrt(ᾱ_t)`, `s = sqrt(1 - ᾱ_t)`.
   x_t = a·z + s·ε
   v   = a·ε − s·z
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,13 +32,12 @@ def make_betas(cfg: ScheduleConfig) -> np.ndarray:
         return np.linspace(np.sqrt(cfg.beta_start), np.sqrt(cfg.beta_end), T, dtype=np.float64) ** 2
     if cfg.beta_schedule == "linear":
         return np.linspace(cfg.beta_start, cfg.beta_end, T, dtype=np.float64)
-    raise ConfigError(
-        f"schedule.beta_schedule {cfg.beta_schedule!r} is not supported; use one of {BETA_SCHEDULES}"
-    )
+    raise ConfigError(f"schedule.beta_schedule {cfg.beta_schedule!r} is not supported; use one of {BETA_SCHEDULES}")
 
 
-def diffusion_target(prediction: str, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor | None,
-                     s: torch.Tensor | None) -> torch.Tensor:
+def diffusion_target(
+    prediction: str, z: torch.Tensor, eps: torch.Tensor, a: torch.Tensor | None, s: torch.Tensor | None
+) -> torch.Tensor:
     """What a denoiser of `prediction` type is trained to output, from its coefficients a, s.
 
     epsilon → ε; sample → z; v_prediction → v = a·ε − s·z. `z`, `eps`, `a`, `s` broadcast against
@@ -69,9 +69,7 @@ class DDPMSchedule:
 
     def __init__(self, cfg: ScheduleConfig) -> None:
         if cfg.prediction not in PREDICTIONS:
-            raise ConfigError(
-                f"schedule.prediction {cfg.prediction!r} is not supported; use one of {PREDICTIONS}"
-            )
+            raise ConfigError(f"schedule.prediction {cfg.prediction!r} is not supported; use one of {PREDICTIONS}")
         self.cfg = cfg
         self.num_steps = cfg.num_steps
         self.prediction = cfg.prediction
@@ -120,8 +118,9 @@ class DDPMSchedule:
             a, s = a.to(like.dtype), s.to(like.dtype)
         return a, s
 
-    def sample_timesteps(self, n: int, generator: torch.Generator | None = None,
-                         device: torch.device | str | None = None) -> torch.Tensor:
+    def sample_timesteps(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """`(n,) int64` timesteps uniform in [0, T), as in the published training step."""
         t = torch.randint(0, self.num_steps, (n,), generator=generator)  # (n,) on CPU
         return t.to(device) if device is not None else t
@@ -153,7 +152,7 @@ class DDPMSchedule:
         a, s = self.coefficients(t, x_t)
         if self.prediction == "sample":
             return (x_t - a * pred) / s
-        return a * pred + s * x_t          # v: a·v + s·x_t = (a² + s²)·ε = ε
+        return a * pred + s * x_t  # v: a·v + s·x_t = (a² + s²)·ε = ε
 
     def to_sample(self, pred: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Convert a model output (of type `self.prediction`) into a clean-sample (z) estimate."""
@@ -162,7 +161,7 @@ class DDPMSchedule:
         a, s = self.coefficients(t, x_t)
         if self.prediction == "epsilon":
             return (x_t - s * pred) / a
-        return a * x_t - s * pred          # v: a·x_t − s·v = (a² + s²)·z = z
+        return a * x_t - s * pred  # v: a·x_t − s·v = (a² + s²)·z = z
 
     # ------------------------------------------------------------------ helpers
     def _check_int_t(self, t: int) -> None:
@@ -171,5 +170,6 @@ class DDPMSchedule:
 
     def __repr__(self) -> str:
         c = self.cfg
-        return (f"DDPMSchedule(T={c.num_steps}, {c.beta_schedule} {c.beta_start}→{c.beta_end}, "
-                f"prediction={c.prediction})")
+        return (
+            f"DDPMSchedule(T={c.num_steps}, {c.beta_schedule} {c.beta_start}→{c.beta_end}, prediction={c.prediction})"
+        )

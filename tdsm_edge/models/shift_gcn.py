@@ -26,6 +26,7 @@ Deliberate differences from the original (documented, none matter for the paper'
   projection to a WIDER feature_dim cannot add rank: the features then fill only a subspace of
   the last unit's width (logged). The demo does this on purpose: see configs/demo.yaml.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,8 +81,13 @@ class TemporalShift(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, C, T, V = x.shape
         pos = self.pos
-        if (self.grad_constraint and self.training and pos.requires_grad and torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
+        if (
+            self.grad_constraint
+            and self.training
+            and pos.requires_grad
+            and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
             pos = pos.view(-1)  # non-leaf alias: the hook lives with this graph only
             pos.register_hook(_shift_step_grad)
         y = pos + (self.stride - 1) / 2  # (C,) offset in input frames
@@ -153,8 +159,9 @@ class ShiftGraphConv(nn.Module):
 class TCNGCNUnit(nn.Module):
     """Spatial block → temporal block, plus a unit residual (identity, strided 1×1 conv + BN, or none)."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_joints: int, stride: int = 1,
-                 residual: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, num_joints: int, stride: int = 1, residual: bool = True
+    ) -> None:
         super().__init__()
         self.gcn = ShiftGraphConv(in_channels, out_channels, num_joints)
         self.tcn = ShiftTemporalConv(out_channels, out_channels, stride=stride)
@@ -201,16 +208,27 @@ class ShiftGCN(nn.Module):
         self.units = nn.ModuleList(units)
         self.proj = nn.Linear(c_in, cfg.feature_dim) if c_in != cfg.feature_dim else nn.Identity()
         if cfg.feature_dim > c_in:
-            log.info("Shift-GCN: the last unit has %d channels and feature_dim is %d, so the features fill a %d-d "
-                     "subspace of their %d dimensions (encoder.feature_dim: %d gives full-rank features)",
-                     c_in, cfg.feature_dim, c_in, cfg.feature_dim, c_in)
+            log.info(
+                "Shift-GCN: the last unit has %d channels and feature_dim is %d, so the features fill a %d-d "
+                "subspace of their %d dimensions (encoder.feature_dim: %d gives full-rank features)",
+                c_in,
+                cfg.feature_dim,
+                c_in,
+                cfg.feature_dim,
+                c_in,
+            )
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(cfg.feature_dim, num_classes)
         nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Skeleton feature z: `(N, C, T, V, M)` → `(N, feature_dim)`."""
-        if x.ndim != 5 or x.shape[1] != self.in_channels or x.shape[3] != self.num_joints or x.shape[4] != self.num_person:
+        if (
+            x.ndim != 5
+            or x.shape[1] != self.in_channels
+            or x.shape[3] != self.num_joints
+            or x.shape[4] != self.num_person
+        ):
             raise InputError(
                 f"Shift-GCN expects (N, {self.in_channels}, T, {self.num_joints}, {self.num_person}), got {tuple(x.shape)}"
             )

@@ -27,13 +27,20 @@ Dependencies point one way: runtime ← export ← training; nothing here import
 when asked for: the torch backend, or cuda_memory's fallback when cuda-python is missing.
 Names are imported lazily (module `__getattr__`), so importing this package loads nothing heavy.
 """
+
 from __future__ import annotations
 
 from tdsm_edge.lazy import lazy_exports
 
-_LAZY = {"ZeroShotRecognizer": ".recognizer", "Prediction": ".recognizer", "NONE_LABEL": ".recognizer",
-         "ActionStream": ".stream", "StreamStats": ".stream", "to_ntu25": "tdsm_edge.skeleton.adapters",
-         "ADAPTERS": "tdsm_edge.skeleton.adapters"}
+_LAZY = {
+    "ZeroShotRecognizer": ".recognizer",
+    "Prediction": ".recognizer",
+    "NONE_LABEL": ".recognizer",
+    "ActionStream": ".stream",
+    "StreamStats": ".stream",
+    "to_ntu25": "tdsm_edge.skeleton.adapters",
+    "ADAPTERS": "tdsm_edge.skeleton.adapters",
+}
 
 __all__ = list(_LAZY)
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

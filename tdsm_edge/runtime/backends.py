@@ -14,10 +14,12 @@ Each backend module is imported only when chosen, so this module (and the runtim
 a CUDA GPU and a plan in the bundle built for this TensorRT version and GPU; ONNX Runtime needs
 `onnxruntime`; PyTorch needs `torch` and the bundle's reference weights.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -32,9 +34,11 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 AUTO_ORDER = ("tensorrt", "onnxruntime", "torch")
-_PACKAGE = {"tensorrt": ("tensorrt", "TensorRT (pip install tensorrt, or JetPack on a Jetson) and cuda-python"),
-            "onnxruntime": ("onnxruntime", 'pip install "tdsm-edge[runtime]"'),
-            "torch": ("torch", 'pip install "tdsm-edge[train]"')}
+_PACKAGE = {
+    "tensorrt": ("tensorrt", "TensorRT (pip install tensorrt, or JetPack on a Jetson) and cuda-python"),
+    "onnxruntime": ("onnxruntime", 'pip install "tdsm-edge[runtime]"'),
+    "torch": ("torch", 'pip install "tdsm-edge[train]"'),
+}
 
 
 class Backend(Protocol):
@@ -61,17 +65,27 @@ def unavailable_reason(manifest: Manifest, backend: str) -> str | None:
         return f"{_PACKAGE[backend][0]} is not installed ({_PACKAGE[backend][1]})"
     if backend == "tensorrt":
         if not any(p.get("graph") == "scorer" for p in manifest.plans):
-            return (f"the bundle has no TensorRT plan of its scorer; build one on this device: "
-                    f"{with_options(manifest.rebuild_command, backend='tensorrt')}")
+            return (
+                f"the bundle has no TensorRT plan of its scorer; build one on this device: "
+                f"{with_options(manifest.rebuild_command, backend='tensorrt')}"
+            )
     if backend == "torch" and "reference" not in manifest.data:
-        return ("the bundle has no reference weights for PyTorch (built with --no-torch-weights); rebuild it: "
-                f"{manifest.rebuild_command}")
+        return (
+            "the bundle has no reference weights for PyTorch (built with --no-torch-weights); rebuild it: "
+            f"{manifest.rebuild_command}"
+        )
     return None
 
 
-def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | None = None,
-                 providers: str | Sequence[str] = "auto", device: str = "auto",
-                 cuda_graph: bool = False) -> tuple[str, Backend, Encoder | None]:
+def open_backend(
+    manifest: Manifest,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    providers: str | Sequence[str] = "auto",
+    device: str = "auto",
+    cuda_graph: bool = False,
+) -> tuple[str, Backend, Encoder | None]:
     """Open the scorer (and encoder, when the bundle has one) of `manifest` on `backend`.
 
     Args:
@@ -92,8 +106,9 @@ def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | No
         reasons = {b: unavailable_reason(manifest, b) for b in AUTO_ORDER}
         usable = [b for b in AUTO_ORDER if reasons[b] is None]
         if not usable:
-            raise ConfigError("no backend can run this bundle here: " +
-                              "; ".join(f"{b}: {r}" for b, r in reasons.items()))
+            raise ConfigError(
+                "no backend can run this bundle here: " + "; ".join(f"{b}: {r}" for b, r in reasons.items())
+            )
         for b in usable:
             try:
                 return b, *_open(manifest, b, threads, providers, device, cuda_graph)
@@ -111,17 +126,17 @@ def open_backend(manifest: Manifest, backend: str = "auto", *, threads: int | No
 
 def _open(manifest: Manifest, backend: str, threads, providers, device, cuda_graph):
     if backend == "onnxruntime":
-        from .ort_backend import OrtEncoder, OrtBackend
+        from .ort_backend import OrtBackend, OrtEncoder
 
         scorer = OrtBackend(manifest, providers, threads)
         encoder = OrtEncoder(manifest, providers, threads) if "encoder" in manifest.graphs else None
     elif backend == "tensorrt":
-        from .trt_backend import TrtEncoder, TrtBackend
+        from .trt_backend import TrtBackend, TrtEncoder
 
         scorer = TrtBackend(manifest, cuda_graph=cuda_graph)
         encoder = TrtEncoder(manifest) if "encoder" in manifest.graphs else None
     else:
-        from .torch_backend import TorchEncoder, TorchBackend
+        from .torch_backend import TorchBackend, TorchEncoder
 
         scorer = TorchBackend(manifest, device=device, threads=threads, cuda_graph=cuda_graph)
         encoder = TorchEncoder(manifest, device=scorer.torch_device) if "encoder" in manifest.graphs else None

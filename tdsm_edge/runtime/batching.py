@@ -1,8 +1,9 @@
 """Cutting a batch to a graph's batch range and to a row budget: the one chunking loop every backend
 uses. numpy only."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]
     """`(n, part)`: chunks of at most `hi` rows, zero-padded up to `lo` rows (a fixed-batch graph):
     keep the first n output rows of each."""
     for start in range(0, len(x), hi):
-        part = x[start:start + hi]
+        part = x[start : start + hi]
         n = len(part)
         if n < lo:
             part = np.concatenate([part, np.zeros((lo - n, *x.shape[1:]), x.dtype)])

@@ -10,6 +10,7 @@ for one after the scan, is refused instead of followed; and the opened file must
 (a FIFO or a device would block or never end). The bundle folder itself may be a symlink
 (`engines/current -> engines/v3`): it is resolved once, and everything is read below that.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,19 @@ class UnsafeFile(OSError):
 
 
 def _kind(mode: int) -> str:
-    return ("a symlink" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else
-            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return (
+        "a symlink"
+        if stat.S_ISLNK(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a special file"
+    )
 
 
 def open_file(root: Path, rel: str) -> int:
@@ -92,8 +103,9 @@ def sha256_in(root: Path, rel: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def scan(root: Path, listed: set[str], allowed: tuple[str, ...] = ALLOWED_UNLISTED,
-         report_missing: bool = True) -> list[str]:
+def scan(
+    root: Path, listed: set[str], allowed: tuple[str, ...] = ALLOWED_UNLISTED, report_missing: bool = True
+) -> list[str]:
     """What is wrong with the folder's content, without following or reading anything: symlinks, special
     files, files neither listed nor allowed, folders holding no listed file, and (`report_missing`) listed
     files that are missing."""
@@ -130,6 +142,7 @@ def scan(root: Path, listed: set[str], allowed: tuple[str, ...] = ALLOWED_UNLIST
 
     walk(root, "")
     if report_missing:
-        problems += [f"{rel} is missing" for rel in sorted(listed - found)
-                     if not any(p.startswith(rel + " ") for p in problems)]
+        problems += [
+            f"{rel} is missing" for rel in sorted(listed - found) if not any(p.startswith(rel + " ") for p in problems)
+        ]
     return problems

@@ -10,11 +10,12 @@ new immutable snapshot and swaps it in one assignment, so a call running in anot
 snapshot it started with and never sees half a change; `version` lets a backend that keeps tables on
 a device re-upload them only when they changed.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -26,10 +27,11 @@ from .manifest_schema import MAX_CLASSES, name_problem
 @dataclass(frozen=True)
 class Snapshot:
     """The active classes at one moment: what one scoring call reads."""
-    names: tuple[str, ...]              # K active class names, in score (column) order
-    index: np.ndarray                   # (K,) int64 rows of the full class list
-    tables: dict[str, np.ndarray]       # name -> (K, ...) contiguous, cast to the scorer's dtypes
-    version: int                        # bumped on every select / add
+
+    names: tuple[str, ...]  # K active class names, in score (column) order
+    index: np.ndarray  # (K,) int64 rows of the full class list
+    tables: dict[str, np.ndarray]  # name -> (K, ...) contiguous, cast to the scorer's dtypes
+    version: int  # bumped on every select / add
 
 
 class ClassSet:
@@ -43,8 +45,13 @@ class ClassSet:
             bounded by its plan's profile besides).
     """
 
-    def __init__(self, names: Sequence[str], tables: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
-                 max_classes: int = MAX_CLASSES) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        tables: Mapping[str, np.ndarray],
+        dtypes: Mapping[str, str],
+        max_classes: int = MAX_CLASSES,
+    ) -> None:
         self._lock = threading.Lock()
         self.max_classes = max(int(max_classes), len(names))
         self._dtypes = {n: np.dtype(dtypes[n]) for n in tables}
@@ -83,23 +90,29 @@ class ClassSet:
         with self._lock:
             clash = sorted(set(names) & set(self._names))
             if clash or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
-                raise InputError(f"add_classes needs new, unique, non-empty class names; {clash or names} "
-                                 "already exist or repeat. Pick other names, or set_active_classes to reuse a class")
+                raise InputError(
+                    f"add_classes needs new, unique, non-empty class names; {clash or names} "
+                    "already exist or repeat. Pick other names, or set_active_classes to reuse a class"
+                )
             bad = [why for why in map(name_problem, names) if why]
             if bad:
                 raise InputError(f"add_classes: {bad[0]}")
             if len(self._names) + len(names) > self.max_classes:
-                raise InputError(f"adding {len(names)} classes would make {len(self._names) + len(names)}, but this "
-                                 f"scorer holds at most {self.max_classes}; choose the classes you need with "
-                                 "set_active_classes, or rebuild the bundle with them (--classes ...)")
+                raise InputError(
+                    f"adding {len(names)} classes would make {len(self._names) + len(names)}, but this "
+                    f"scorer holds at most {self.max_classes}; choose the classes you need with "
+                    "set_active_classes, or rebuild the bundle with them (--classes ...)"
+                )
             if set(tables) != set(self._all):
                 raise InputError(f"new class rows must give the tables {sorted(self._all)}, got {sorted(tables)}")
             rows = {n: np.ascontiguousarray(tables[n], self._dtypes[n]) for n in self._all}
             self._check_rows(rows, len(names), "the new classes' tables")
             bad = [n for n, t in rows.items() if t.shape[1:] != self._all[n].shape[1:]]
             if bad:
-                raise InputError(f"new class tables {bad} have the wrong row shape: "
-                                 f"{[(rows[n].shape[1:], self._all[n].shape[1:]) for n in bad]} (got, want)")
+                raise InputError(
+                    f"new class tables {bad} have the wrong row shape: "
+                    f"{[(rows[n].shape[1:], self._all[n].shape[1:]) for n in bad]} (got, want)"
+                )
             K0 = len(self._names)
             self._all = {n: np.concatenate([self._all[n], rows[n]]) for n in self._all}
             self._names = self._names + tuple(names)
@@ -120,9 +133,11 @@ class ClassSet:
             else:
                 unknown.append(c)
         if unknown:
-            raise InputError(f"unknown classes {unknown}: this bundle holds only {list(self._names)} (with any added "
-                             "by add_classes). Build a bundle with them (python -m export.build_engine --classes ...) "
-                             "or add them (add_classes)")
+            raise InputError(
+                f"unknown classes {unknown}: this bundle holds only {list(self._names)} (with any added "
+                "by add_classes). Build a bundle with them (python -m export.build_engine --classes ...) "
+                "or add them (add_classes)"
+            )
         if not idx:
             raise InputError("at least one class name is needed; pass None to score every class")
         if len(set(idx)) != len(idx):

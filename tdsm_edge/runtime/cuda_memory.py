@@ -9,18 +9,21 @@ cuda-python's runtime module moved: `from cuda import cudart` up to cuda-python 
 Every call returns `(cudaError_t, *values)`; `_ok` unpacks it and raises DeviceError naming the call.
 Nothing is imported at module level but numpy: cuda-python and torch are imported when first used.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from contextlib import suppress
-from typing import Callable
 
 import numpy as np
 
 from tdsm_edge.errors import ConfigError, DeviceError, MissingDependencyError, installed
 
-CUDA_PYTHON_MISSING = ("cuda-python is not installed, and TensorRT device buffers need it: pip install cuda-python "
-                       "(>= 12; on a Jetson use the wheel matching JetPack's CUDA, e.g. cuda-python==12.6.*)")
+CUDA_PYTHON_MISSING = (
+    "cuda-python is not installed, and TensorRT device buffers need it: pip install cuda-python "
+    "(>= 12; on a Jetson use the wheel matching JetPack's CUDA, e.g. cuda-python==12.6.*)"
+)
 _RUNTIME_MODULES = ("cuda.bindings.runtime", "cuda.cudart")  # cuda-python >= 12.6 / 13, then <= 12.x
 
 
@@ -36,8 +39,10 @@ def _ok(rt, result, what: str):
     """Unpack a cuda-python `(err, *values)` result; raise DeviceError naming the call on failure."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != rt.cudaError_t.cudaSuccess:
-        raise DeviceError(f"CUDA call {what} failed: {err!r}. Is a CUDA GPU visible (nvidia-smi) and the driver "
-                          f"recent enough for this CUDA runtime?")
+        raise DeviceError(
+            f"CUDA call {what} failed: {err!r}. Is a CUDA GPU visible (nvidia-smi) and the driver "
+            f"recent enough for this CUDA runtime?"
+        )
     return values[0] if len(values) == 1 else (tuple(values) or None)
 
 
@@ -46,6 +51,7 @@ def _torch_cuda():
     if not installed("torch"):
         return None
     import torch
+
     return torch if torch.cuda.is_available() else None
 
 
@@ -71,8 +77,10 @@ def gpu_info() -> tuple[str, str]:
     rt = _cudart()
     if rt is not None:
         if cuda_device_count() < 1:
-            raise ConfigError("no CUDA GPU is visible here (cudaGetDeviceCount finds none, or no driver); TensorRT "
-                              "needs one. Check nvidia-smi and the driver, or use another backend")
+            raise ConfigError(
+                "no CUDA GPU is visible here (cudaGetDeviceCount finds none, or no driver); TensorRT "
+                "needs one. Check nvidia-smi and the driver, or use another backend"
+            )
         device = _ok(rt, rt.cudaGetDevice(), "cudaGetDevice")
         prop = _ok(rt, rt.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
@@ -81,8 +89,10 @@ def gpu_info() -> tuple[str, str]:
     if torch is not None:
         major, minor = torch.cuda.get_device_capability()
         return torch.cuda.get_device_name(), f"{major}.{minor}"
-    raise MissingDependencyError("cannot read the GPU's name and compute capability: install cuda-python "
-                                 "(`pip install cuda-python`) or torch with CUDA, on a machine with a CUDA GPU")
+    raise MissingDependencyError(
+        "cannot read the GPU's name and compute capability: install cuda-python "
+        "(`pip install cuda-python`) or torch with CUDA, on a machine with a CUDA GPU"
+    )
 
 
 class CudaRuntimeMemory:
@@ -164,11 +174,11 @@ class TorchMemory:
 
     def to_device(self, ptr: int, arr: np.ndarray) -> None:
         with self.torch.cuda.stream(self._stream_obj):
-            self._tensors[ptr][:arr.nbytes].copy_(self._bytes(arr))
+            self._tensors[ptr][: arr.nbytes].copy_(self._bytes(arr))
 
     def to_host(self, arr: np.ndarray, ptr: int) -> None:
         with self.torch.cuda.stream(self._stream_obj):
-            self._bytes(arr).copy_(self._tensors[ptr][:arr.nbytes])
+            self._bytes(arr).copy_(self._tensors[ptr][: arr.nbytes])
 
     def sync(self) -> None:
         self._stream_obj.synchronize()

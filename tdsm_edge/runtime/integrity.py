@@ -14,6 +14,7 @@ and load with the public key (`public_key=...`).
 signs the bytes `SIGNED_PREFIX + digest`. numpy-free; `cryptography` is imported only to check a
 signature.
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,13 +49,17 @@ def manifest_digest(data: dict) -> str:
 def check_pinned_digest(digest: object) -> str:
     """A `digest=` argument in canonical form ("sha256:<64 lower-case hex>"), or InputError."""
     if not isinstance(digest, str):
-        raise InputError(f"digest must be the bundle digest string the build printed, e.g. 'sha256:3f5c…' (64 hex "
-                         f"digits), got {type(digest).__name__}")
+        raise InputError(
+            f"digest must be the bundle digest string the build printed, e.g. 'sha256:3f5c…' (64 hex "
+            f"digits), got {type(digest).__name__}"
+        )
     d = digest.strip().lower()
     d = d if d.startswith(DIGEST_PREFIX) else DIGEST_PREFIX + d
     if not DIGEST_RE.match(d):
-        raise InputError(f"digest {digest!r} is not a bundle digest: it must be 'sha256:' and 64 hex digits, as the "
-                         "build printed it (or manifest.json's \"digest\" field of a bundle you trust)")
+        raise InputError(
+            f"digest {digest!r} is not a bundle digest: it must be 'sha256:' and 64 hex digits, as the "
+            "build printed it (or manifest.json's \"digest\" field of a bundle you trust)"
+        )
     return d
 
 
@@ -73,8 +78,10 @@ def load_public_key(public_key):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    how = ("pass the public key the bundle was signed with: a path to its .pub file (PEM or OpenSSH), its bytes, or "
-           "the 32 raw key bytes (python -m export.signing keygen writes one)")
+    how = (
+        "pass the public key the bundle was signed with: a path to its .pub file (PEM or OpenSSH), its bytes, or "
+        "the 32 raw key bytes (python -m export.signing keygen writes one)"
+    )
     if isinstance(public_key, Ed25519PublicKey):
         return public_key
     if isinstance(public_key, (str, Path)):
@@ -90,8 +97,11 @@ def load_public_key(public_key):
     try:
         if len(data) == 32:
             return Ed25519PublicKey.from_public_bytes(data)
-        key = (serialization.load_ssh_public_key(data) if data.startswith(b"ssh-")
-               else serialization.load_pem_public_key(data))
+        key = (
+            serialization.load_ssh_public_key(data)
+            if data.startswith(b"ssh-")
+            else serialization.load_pem_public_key(data)
+        )
     except (ValueError, TypeError) as e:
         raise InputError(f"public_key is not a readable Ed25519 public key ({e}); {how}") from e
     if not isinstance(key, Ed25519PublicKey):
@@ -131,20 +141,27 @@ def verify_signature(sig_bytes: bytes | None, digest: str, public_key, where: st
     from cryptography.exceptions import InvalidSignature
 
     if sig_bytes is None:
-        raise BundleError(f"{where}: it is not signed ({SIGNATURE_FILE} is missing) but a public key was given. Sign "
-                          f"it with: python -m export.signing sign --bundle DIR --key KEY; {fix}")
+        raise BundleError(
+            f"{where}: it is not signed ({SIGNATURE_FILE} is missing) but a public key was given. Sign "
+            f"it with: python -m export.signing sign --bundle DIR --key KEY; {fix}"
+        )
     try:
         record = parse_signature(sig_bytes)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise BundleError(f"{where}: {SIGNATURE_FILE} is malformed ({type(e).__name__}: {str(e)[:200]}); sign the "
-                          "bundle again") from e
+        raise BundleError(
+            f"{where}: {SIGNATURE_FILE} is malformed ({type(e).__name__}: {str(e)[:200]}); sign the bundle again"
+        ) from e
     if record["digest"] != digest:
-        raise BundleError(f"{where}: {SIGNATURE_FILE} signs the digest {record['digest'][:19]}…, but the bundle's is "
-                          f"{digest[:19]}…: the bundle changed after it was signed; {fix}")
+        raise BundleError(
+            f"{where}: {SIGNATURE_FILE} signs the digest {record['digest'][:19]}…, but the bundle's is "
+            f"{digest[:19]}…: the bundle changed after it was signed; {fix}"
+        )
     try:
         key.verify(record["signature"], signed_message(digest))
     except InvalidSignature as e:
-        raise BundleError(f"{where}: the signature in {SIGNATURE_FILE} is not valid for the given public key (key id "
-                          f"{key_id(public_raw(key))}; the file names {record.get('key_id')!r}): the bundle was signed "
-                          f"with another key or altered; {fix}") from e
+        raise BundleError(
+            f"{where}: the signature in {SIGNATURE_FILE} is not valid for the given public key (key id "
+            f"{key_id(public_raw(key))}; the file names {record.get('key_id')!r}): the bundle was signed "
+            f"with another key or altered; {fix}"
+        ) from e
     return key_id(public_raw(key))

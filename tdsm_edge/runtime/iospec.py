@@ -15,10 +15,11 @@ for classes added at run time) always runs on ONNX Runtime: its ranges bound no 
 
 Numpy-free and torch-free: the lean runtime reads it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from tdsm_edge.errors import BundleError, ConfigError
 
@@ -36,17 +37,19 @@ TEXT_INPUTS, TEXT_OUTPUTS = ("input_ids", "attention_mask"), ("global", "local",
 @dataclass(frozen=True)
 class TensorIO:
     """One graph input or output."""
+
     name: str
-    dtype: str                        # numpy dtype name (DTYPES)
-    dims: tuple                       # int (static) or axis name (BATCH | CLASSES)
+    dtype: str  # numpy dtype name (DTYPES)
+    dims: tuple  # int (static) or axis name (BATCH | CLASSES)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"tensor {self.name!r}: dtype {self.dtype!r} is not one of {DTYPES}")
         bad = [d for d in self.dims if not (isinstance(d, int) and d > 0 or d in AXES)]
         if bad:
-            raise ConfigError(f"tensor {self.name!r}: dims {self.dims} hold {bad}; a dim is a positive int or one "
-                              f"of the axes {AXES}")
+            raise ConfigError(
+                f"tensor {self.name!r}: dims {self.dims} hold {bad}; a dim is a positive int or one of the axes {AXES}"
+            )
 
     def shape(self, sizes: Mapping[str, int]) -> tuple[int, ...]:
         """Concrete shape for axis sizes, e.g. `shape({"batch": 4, "classes": 5})`."""
@@ -56,13 +59,14 @@ class TensorIO:
         return {"name": self.name, "dtype": self.dtype, "dims": list(self.dims)}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "TensorIO":
+    def from_dict(cls, d: Mapping) -> TensorIO:
         return cls(str(d["name"]), str(d["dtype"]), tuple(d["dims"]))
 
 
 @dataclass(frozen=True)
 class AxisRange:
     """min/opt/max size of a dynamic axis (the TensorRT profile and the runtime's chunk size)."""
+
     min: int
     opt: int
     max: int
@@ -76,7 +80,7 @@ class AxisRange:
         return self.min == self.max
 
     @classmethod
-    def for_batch(cls, batch: int, dynamic: bool) -> "AxisRange":
+    def for_batch(cls, batch: int, dynamic: bool) -> AxisRange:
         """The export CLI's rule (as ultralytics): dynamic → 1 / max(1, batch // 2) / batch; fixed → batch."""
         if batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {batch}")
@@ -86,6 +90,7 @@ class AxisRange:
 @dataclass(frozen=True)
 class GraphIO:
     """Inputs and outputs of one graph, in graph order."""
+
     inputs: tuple[TensorIO, ...]
     outputs: tuple[TensorIO, ...]
 
@@ -137,12 +142,13 @@ class GraphIO:
         return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "GraphIO":
-        return cls(tuple(TensorIO.from_dict(t) for t in d["inputs"]),
-                   tuple(TensorIO.from_dict(t) for t in d["outputs"]))
+    def from_dict(cls, d: Mapping) -> GraphIO:
+        return cls(
+            tuple(TensorIO.from_dict(t) for t in d["inputs"]), tuple(TensorIO.from_dict(t) for t in d["outputs"])
+        )
 
     @classmethod
-    def from_specs(cls, inputs: Iterable, outputs: Iterable) -> "GraphIO":
+    def from_specs(cls, inputs: Iterable, outputs: Iterable) -> GraphIO:
         """From objects with name, dtype, shape (an `ExportRecord`'s TensorSpecs)."""
         conv = lambda s: TensorIO(s.name, str(s.dtype), tuple(s.shape))  # noqa: E731
         return cls(tuple(conv(s) for s in inputs), tuple(conv(s) for s in outputs))
@@ -152,6 +158,7 @@ class GraphIO:
 class IOSpec:
     """Every graph of a bundle by name ("scorer", "encoder", "tables", "text_encoder") plus the axis ranges
     they share."""
+
     graphs: dict[str, GraphIO]
     axes: dict[str, AxisRange] = field(default_factory=dict)
 
@@ -166,29 +173,36 @@ class IOSpec:
         return self.input_profile({t.name: t.dims for t in self.graphs[graph].inputs}, self.axes)
 
     @staticmethod
-    def input_profile(inputs: Mapping[str, tuple], axes: Mapping[str, AxisRange]
-                      ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    def input_profile(
+        inputs: Mapping[str, tuple], axes: Mapping[str, AxisRange]
+    ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """The optimisation profile of inputs whose dims are ints (static) or names of `axes`: input name →
         (min shape, opt shape, max shape). The one derivation of a profile: `profile` above, and TensorRT's
         builder for the graph it reads (`export/tensorrt_build.py` profile_shapes)."""
         sizes = [{a: getattr(r, k) for a, r in axes.items()} for k in ("min", "opt", "max")]
-        return {name: tuple(tuple(s[d] if isinstance(d, str) else int(d) for d in dims) for s in sizes)
-                for name, dims in inputs.items()}
+        return {
+            name: tuple(tuple(s[d] if isinstance(d, str) else int(d) for d in dims) for s in sizes)
+            for name, dims in inputs.items()
+        }
 
     def shape(self, graph: str, name: str, **sizes: int) -> tuple[int, ...]:
         """Runtime buffer shape of one tensor, e.g. `shape("scorer", "z", batch=4)`."""
         return self.graphs[graph].tensor(name).shape(sizes)
 
     def to_dict(self) -> dict:
-        return {"graphs": {k: g.to_dict() for k, g in self.graphs.items()},
-                "axes": {k: {"min": r.min, "opt": r.opt, "max": r.max} for k, r in self.axes.items()}}
+        return {
+            "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
+            "axes": {k: {"min": r.min, "opt": r.opt, "max": r.max} for k, r in self.axes.items()},
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "IOSpec":
+    def from_dict(cls, d: Mapping) -> IOSpec:
         """Parse a manifest's "io" entry; BundleError when it is malformed."""
         try:
-            return cls({k: GraphIO.from_dict(g) for k, g in d["graphs"].items()},
-                       {k: AxisRange(int(r["min"]), int(r["opt"]), int(r["max"])) for k, r in d["axes"].items()})
+            return cls(
+                {k: GraphIO.from_dict(g) for k, g in d["graphs"].items()},
+                {k: AxisRange(int(r["min"]), int(r["opt"]), int(r["max"])) for k, r in d["axes"].items()},
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"the manifest's IO spec is malformed ({type(e).__name__}: {e})") from e
 
@@ -200,10 +214,13 @@ def scorer_io(cfg, precision: str) -> GraphIO:
     The tables, their dims and dtypes are those of `table_schema` (compute dtype of `precision`,
     key_bias float32).
     """
-    tables = tuple(TensorIO(n, table_dtype(n, precision), (CLASSES, *dims))
-                   for n, dims in table_dims(TableDims.of(cfg)).items())
-    return GraphIO((TensorIO(SCORER_INPUT, "float32", (BATCH, int(cfg.z_dim))), *tables),
-                   (TensorIO(SCORER_OUTPUT, "float32", (BATCH, CLASSES)),))
+    tables = tuple(
+        TensorIO(n, table_dtype(n, precision), (CLASSES, *dims)) for n, dims in table_dims(TableDims.of(cfg)).items()
+    )
+    return GraphIO(
+        (TensorIO(SCORER_INPUT, "float32", (BATCH, int(cfg.z_dim))), *tables),
+        (TensorIO(SCORER_OUTPUT, "float32", (BATCH, CLASSES)),),
+    )
 
 
 def tables_io(cfg) -> GraphIO:
@@ -229,6 +246,9 @@ def text_io(num_tokens: int, dim: int) -> GraphIO:
     """
     L, Dt = int(num_tokens), int(dim)
     ids, am = (TensorIO(n, "int64", (CLASSES, TOKENS)) for n in TEXT_INPUTS)
-    outputs = (TensorIO("global", "float32", (CLASSES, Dt)), TensorIO("local", "float32", (CLASSES, L, Dt)),
-               TensorIO("mask", "bool", (CLASSES, L)))
+    outputs = (
+        TensorIO("global", "float32", (CLASSES, Dt)),
+        TensorIO("local", "float32", (CLASSES, L, Dt)),
+        TensorIO("mask", "bool", (CLASSES, L)),
+    )
     return GraphIO((ids, am), outputs)

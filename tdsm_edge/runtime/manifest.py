@@ -20,6 +20,7 @@ which hashes the bytes it returns, so a file changed after loading is refused to
 the exact command that rebuilds the bundle (recorded at build time). `check_plan_compat` checks a plan
 against the TensorRT version and GPU of the machine about to load it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,10 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -62,6 +63,7 @@ TEMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>staging|old)-(?P<pid>\d+)$"
 @dataclass(frozen=True)
 class Manifest:
     """A loaded, checked manifest. `data` is the json as written; the properties name the parts."""
+
     root: Path
     data: dict
     io: IOSpec
@@ -121,9 +123,10 @@ class Manifest:
     def _compare(self, rel: str, got: str) -> None:
         want = self.data["files"][rel]
         if got != want:
-            raise self.error(f"{rel} has sha256 {got[:12]}…, the manifest records {want[:12]}…",
-                             "the file was changed after the build (or after the bundle was loaded), or it belongs "
-                             "to another build")
+            raise self.error(
+                f"{rel} has sha256 {got[:12]}…, the manifest records {want[:12]}…",
+                "the file was changed after the build (or after the bundle was loaded), or it belongs to another build",
+            )
 
     @contextlib.contextmanager
     def graph_source(self, graph: str) -> Iterator[bytes | str]:
@@ -166,13 +169,22 @@ class Manifest:
 
 def bundle_error(root: Path | str, what: str, why: str, command: str | None, cls=BundleError) -> BundleError:
     """'<bundle>: <what>: <why>. <how to fix>' on one line, with the rebuild command (or how to build one)."""
-    fix = (f"Rebuild the bundle with: {command}" if command else
-           "Build a bundle with: python -m export.build_engine --run runs/<name> --out " + str(root))
+    fix = (
+        f"Rebuild the bundle with: {command}"
+        if command
+        else "Build a bundle with: python -m export.build_engine --run runs/<name> --out " + str(root)
+    )
     return cls(f"engine bundle {str(root)!r}: {what}: {why}. {fix}")
 
 
-def load_manifest(bundle_dir: str | Path, check_files: bool = True, *, digest: str | None = None,
-                  public_key=None, manifest_file: str = MANIFEST) -> Manifest:
+def load_manifest(
+    bundle_dir: str | Path,
+    check_files: bool = True,
+    *,
+    digest: str | None = None,
+    public_key=None,
+    manifest_file: str = MANIFEST,
+) -> Manifest:
     """Read `bundle_dir/manifest.json` and check it (see the module docstring) before anything else is read.
 
     Args:
@@ -196,16 +208,25 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True, *, digest: s
     version = data.get("schema_version")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         older = isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION
-        raise fail(f"manifest schema version {_short(version)}", f"this code reads schema version {SCHEMA_VERSION} "
-                   f"only ({'an older' if older else 'another'} bundle format)")
+        raise fail(
+            f"manifest schema version {_short(version)}",
+            f"this code reads schema version {SCHEMA_VERSION} "
+            f"only ({'an older' if older else 'another'} bundle format)",
+        )
     recorded, actual = data.get(DIGEST_FIELD), manifest_digest(data)
     if recorded != actual:
-        raise fail(f"{MANIFEST} was changed after the build", f"its content digest is {actual[:19]}…, the digest it "
-                   f"records is {_short(recorded)} (every field is covered: class names, preprocessing, thresholds, "
-                   "file hashes); restore the original file")
+        raise fail(
+            f"{MANIFEST} was changed after the build",
+            f"its content digest is {actual[:19]}…, the digest it "
+            f"records is {_short(recorded)} (every field is covered: class names, preprocessing, thresholds, "
+            "file hashes); restore the original file",
+        )
     if pinned is not None and actual != pinned:
-        raise fail("it is not the pinned build", f"its digest is {actual}, the caller pinned {pinned}; load the "
-                   "bundle that digest names, or pin this one if it is the intended build")
+        raise fail(
+            "it is not the pinned build",
+            f"its digest is {actual}, the caller pinned {pinned}; load the "
+            "bundle that digest names, or pin this one if it is the intended build",
+        )
     if public_key is not None:
         sig = _read_signature(root)
         verify_signature(sig, actual, public_key, f"engine bundle {str(root)!r}", f"rebuild or re-sign it: {command}")
@@ -227,8 +248,10 @@ def load_manifest(bundle_dir: str | Path, check_files: bool = True, *, digest: s
 
 def _bundle_root(bundle_dir, manifest_file: str) -> Path:
     if isinstance(bundle_dir, bytes) or not isinstance(bundle_dir, (str, os.PathLike)):
-        raise InputError(f"a bundle is loaded from its folder path (str or Path), got {type(bundle_dir).__name__} "
-                         f"{_short(bundle_dir)}; e.g. ZeroShotRecognizer.load('engines/demo')")
+        raise InputError(
+            f"a bundle is loaded from its folder path (str or Path), got {type(bundle_dir).__name__} "
+            f"{_short(bundle_dir)}; e.g. ZeroShotRecognizer.load('engines/demo')"
+        )
     given = Path(bundle_dir)
     if not str(bundle_dir).strip():
         raise InputError("the bundle folder path is empty; e.g. ZeroShotRecognizer.load('engines/demo')")
@@ -239,8 +262,13 @@ def _bundle_root(bundle_dir, manifest_file: str) -> Path:
         raise bundle_error(given, "not an engine bundle", f"the path cannot be resolved ({e})", None) from e
     temp = TEMP_FOLDER.match(real.name)
     if temp and manifest_file == MANIFEST:
-        raise bundle_error(given, "not an engine bundle", f"it is the temporary folder of an unfinished or interrupted "
-                           f"build of {temp['name']!r} (the next build there deletes it)", None)
+        raise bundle_error(
+            given,
+            "not an engine bundle",
+            f"it is the temporary folder of an unfinished or interrupted "
+            f"build of {temp['name']!r} (the next build there deletes it)",
+            None,
+        )
     if not is_dir:
         why = "the folder does not exist" if not exists else "it is a file, not a folder"
         raise bundle_error(given, "not an engine bundle", why, None)
@@ -273,13 +301,15 @@ def _read_json(root: Path, name: str) -> dict:
         return dict(pairs)
 
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=no_constants, parse_float=finite,
-                          object_pairs_hook=no_repeats)
+        data = json.loads(
+            raw.decode("utf-8"), parse_constant=no_constants, parse_float=finite, object_pairs_hook=no_repeats
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise bundle_error(root, f"{MANIFEST} is not valid json", f"{type(e).__name__}: {str(e)[:200]}", None) from e
     if _depth(data) > MAX_DEPTH:
-        raise bundle_error(root, f"{MANIFEST} is not a {FORMAT} manifest", f"it nests deeper than {MAX_DEPTH} levels",
-                           None)
+        raise bundle_error(
+            root, f"{MANIFEST} is not a {FORMAT} manifest", f"it nests deeper than {MAX_DEPTH} levels", None
+        )
     if not isinstance(data, dict):
         raise bundle_error(root, f"{MANIFEST} is not a {FORMAT} manifest", "it is not a json object", None)
     return data
@@ -327,14 +357,20 @@ def _check_consistency(m: Manifest) -> None:
         raise m.error(f"the graphs {unspecified}", "they have no entry in the IO spec")
     classes = io.axes.get(CLASSES)
     if classes is None or classes.max < len(names) or classes.opt != len(names):
-        raise m.error("the IO spec's class axis", f"its opt/max are {classes.opt if classes else None}/"
-                      f"{classes.max if classes else None} but the bundle lists {len(names)} classes")
+        raise m.error(
+            "the IO spec's class axis",
+            f"its opt/max are {classes.opt if classes else None}/"
+            f"{classes.max if classes else None} but the bundle lists {len(names)} classes",
+        )
     tables = [t.name for t in io.graphs["scorer"].inputs[1:]]
     if list(data["tables"]["names"]) != tables:
-        raise m.error("the class tables", f"tables.npz holds {data['tables']['names']} but the scorer's IO spec "
-                      f"reads {tables}")
-    for what, values in (("classes.indices", data["classes"].get("indices")),
-                         ("classes.descriptions", data["classes"].get("descriptions"))):
+        raise m.error(
+            "the class tables", f"tables.npz holds {data['tables']['names']} but the scorer's IO spec reads {tables}"
+        )
+    for what, values in (
+        ("classes.indices", data["classes"].get("indices")),
+        ("classes.descriptions", data["classes"].get("descriptions")),
+    ):
         if values is not None and len(values) != len(names):
             raise m.error(what, f"it has {len(values)} entries for {len(names)} classes")
     _check_skeleton(m)
@@ -346,8 +382,11 @@ def _check_consistency(m: Manifest) -> None:
     if text_side:
         runtime = data["text"].get("runtime")
         if len(text_side) != 2 or not isinstance(runtime, dict):
-            raise m.error("the text side", f"it has the graphs {text_side} and text.runtime "
-                          f"{'set' if runtime else 'missing'}; add_classes needs both graphs and text.runtime")
+            raise m.error(
+                "the text side",
+                f"it has the graphs {text_side} and text.runtime "
+                f"{'set' if runtime else 'missing'}; add_classes needs both graphs and text.runtime",
+            )
         want = [(t.name, t.dims) for t in io.graphs["scorer"].inputs[1:]]
         got = [(t.name, t.dims) for t in io.graphs[TABLES_GRAPH].outputs]
         if got != want:
@@ -379,10 +418,15 @@ def _check_skeleton(m: Manifest) -> None:
     if layout is None:
         return
     V = len(layout["joint_names"])
-    bad = [f"skeleton.layout.{k}" for k, idx in (("center_joint", [layout["center_joint"]]),
-                                                ("bones", [j for b in layout["bones"] for j in b]),
-                                                ("mirror_pairs", [j for p in layout["mirror_pairs"] for j in p]))
-           if any(j >= V for j in idx)]
+    bad = [
+        f"skeleton.layout.{k}"
+        for k, idx in (
+            ("center_joint", [layout["center_joint"]]),
+            ("bones", [j for b in layout["bones"] for j in b]),
+            ("mirror_pairs", [j for p in layout["mirror_pairs"] for j in p]),
+        )
+        if any(j >= V for j in idx)
+    ]
     if bad:
         raise m.error(", ".join(bad), f"they name joints beyond the layout's {V}")
 
@@ -393,8 +437,11 @@ def check_files_sha256(m: Manifest, allowed: tuple[str, ...] = bundle_files.ALLO
     problems = bundle_files.scan(m.root, set(m.data["files"]), allowed)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise m.error("the folder's content", "; ".join(problems[:3]) + more + " — a bundle holds only the files "
-                      f"its manifest lists (plus {', '.join(allowed)}), so nothing outside it is ever read")
+        raise m.error(
+            "the folder's content",
+            "; ".join(problems[:3]) + more + " — a bundle holds only the files "
+            f"its manifest lists (plus {', '.join(allowed)}), so nothing outside it is ever read",
+        )
     for rel in m.data["files"]:
         m.verify_file(rel)
 
@@ -414,20 +461,27 @@ def load_tables(m: Manifest) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(BytesIO(m.read_bytes(rel))) as zf:
             members = sorted(zf.namelist())
             if members != sorted(f"{n}.npy" for n in want):
-                raise m.error(f"{rel}", f"it holds {members[:8]}, the scorer reads exactly "
-                              f"{sorted(f'{n}.npy' for n in want)}")
+                raise m.error(
+                    f"{rel}", f"it holds {members[:8]}, the scorer reads exactly {sorted(f'{n}.npy' for n in want)}"
+                )
             for name, shape in want.items():
                 limit = 8 * math.prod(shape) + 4096  # float64 at most, plus the .npy header
                 if zf.getinfo(f"{name}.npy").file_size > limit:
-                    raise m.error(f"class table {name!r}", f"it unpacks to more than the {limit:,} bytes a {shape} "
-                                  f"table takes")
+                    raise m.error(
+                        f"class table {name!r}", f"it unpacks to more than the {limit:,} bytes a {shape} table takes"
+                    )
                 with zf.open(f"{name}.npy") as f:
                     version = np.lib.format.read_magic(f)
-                    got, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                     else np.lib.format.read_array_header_2_0(f))
+                    got, _, dtype = (
+                        np.lib.format.read_array_header_1_0(f)
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0(f)
+                    )
                     if tuple(got) != shape or dtype.kind != "f" or dtype.itemsize > 8:
-                        raise m.error(f"class table {name!r}", f"it is {dtype} {tuple(got)} in {rel}, the IO spec says "
-                                      f"float {shape}")
+                        raise m.error(
+                            f"class table {name!r}",
+                            f"it is {dtype} {tuple(got)} in {rel}, the IO spec says float {shape}",
+                        )
                 with zf.open(f"{name}.npy") as f:
                     tables[name] = np.lib.format.read_array(f, allow_pickle=False).astype(np.float32, copy=False)
     except BundleError:
@@ -440,8 +494,14 @@ def load_tables(m: Manifest) -> dict[str, np.ndarray]:
     return tables
 
 
-def check_plan_compat(plan: dict, trt_version: str, gpu_name: str, compute_capability,
-                      rebuild_command: str | None = None, strict_gpu: bool = True) -> None:
+def check_plan_compat(
+    plan: dict,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability,
+    rebuild_command: str | None = None,
+    strict_gpu: bool = True,
+) -> None:
     """Refuse a TensorRT plan built with another TensorRT version, on another GPU model or compute capability.
 
     A plan deserializes only on the exact TensorRT version that built it, holds kernels for one
@@ -469,20 +529,36 @@ def check_plan_compat(plan: dict, trt_version: str, gpu_name: str, compute_capab
     def gpu(v) -> str:
         return " ".join(str(v).split()).casefold()
 
-    checks = [("TensorRT version", plan.get("tensorrt_version"), trt_version, str),
-              ("compute capability", plan.get("compute_capability"), compute_capability, cc),
-              ("GPU", plan.get("gpu_name"), gpu_name, gpu)]
-    problems = [f"{what}: the plan was built with {want if want is not None else '(not recorded)'}, "
-                f"this machine has {have}"
-                for what, want, have, norm in checks if want is None or norm(want) != norm(have)]
+    checks = [
+        ("TensorRT version", plan.get("tensorrt_version"), trt_version, str),
+        ("compute capability", plan.get("compute_capability"), compute_capability, cc),
+        ("GPU", plan.get("gpu_name"), gpu_name, gpu),
+    ]
+    problems = [
+        f"{what}: the plan was built with {want if want is not None else '(not recorded)'}, this machine has {have}"
+        for what, want, have, norm in checks
+        if want is None or norm(want) != norm(have)
+    ]
     name = plan.get("file", "(unnamed)")
-    if problems and not strict_gpu and len(problems) == 1 and problems[0].startswith("GPU:") \
-            and plan.get("gpu_name") is not None:
-        log.warning("TensorRT plan %s: %s; it loads (same compute capability) but was tuned for the other GPU. "
-                    "Rebuild for best speed: %s", name, problems[0], rebuild_command)
+    if (
+        problems
+        and not strict_gpu
+        and len(problems) == 1
+        and problems[0].startswith("GPU:")
+        and plan.get("gpu_name") is not None
+    ):
+        log.warning(
+            "TensorRT plan %s: %s; it loads (same compute capability) but was tuned for the other GPU. "
+            "Rebuild for best speed: %s",
+            name,
+            problems[0],
+            rebuild_command,
+        )
         return
     if problems:
         raise EngineIncompatibleError(
-            f"the TensorRT plan {name} cannot run here:\n  - " + "\n  - ".join(problems)
+            f"the TensorRT plan {name} cannot run here:\n  - "
+            + "\n  - ".join(problems)
             + "\nPlans are specific to the TensorRT version and the GPU that built them. "
-              f"Rebuild it on this machine with:\n  {rebuild_command}")
+            f"Rebuild it on this machine with:\n  {rebuild_command}"
+        )

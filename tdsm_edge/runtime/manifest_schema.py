@@ -7,6 +7,7 @@ refuses unknown keys, so a field this runtime does not know is an error, not ign
 are records only (build versions, the verification report, op counts) are typed loosely (`Json`):
 nothing reads them to compute an answer. The fields that change an answer are typed exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NONE_LABEL = "none of these"  # the open-set answer: no class may take this name (runtime.recognizer re-exports it)
@@ -23,12 +25,17 @@ MAX_NAME = 200
 
 
 def _type(v: Any) -> str:
-    return "null" if v is None else {bool: "a bool", int: "an int", float: "a number", str: "a string",
-                                     list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+    return (
+        "null"
+        if v is None
+        else {bool: "a bool", int: "an int", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+            type(v), type(v).__name__
+        )
+    )
 
 
 def _show(v: Any) -> str:
-    if isinstance(v, int) and abs(v) > 10 ** 30:
+    if isinstance(v, int) and abs(v) > 10**30:
         return f"<an int of {len(str(abs(v)))} digits>"
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "…"
@@ -45,6 +52,7 @@ class Spec:
 @dataclass(frozen=True)
 class Json(Spec):
     """Any json value (a record only: nothing computes an answer from it)."""
+
     def check(self, v, path):
         return iter(())
 
@@ -71,6 +79,7 @@ class Int(Spec):
 @dataclass(frozen=True)
 class Num(Spec):
     """A finite number (ints allowed) in [lo, hi]."""
+
     lo: float | None = None
     hi: float | None = None
 
@@ -127,14 +136,18 @@ def name_problem(v: Any) -> str | None:
         return f"class name {v!r} starts or ends with white space"
     bad = sorted({f"U+{ord(c):04X}" for c in v if unicodedata.category(c) in CONTROL or c in BLANK})
     if bad:
-        return (f"class name {v!r} holds control, format, blank or unassigned characters ({', '.join(bad[:5])}: e.g. "
-                "a newline or a right-to-left override) that would make labels print misleadingly")
+        return (
+            f"class name {v!r} holds control, format, blank or unassigned characters ({', '.join(bad[:5])}: e.g. "
+            "a newline or a right-to-left override) that would make labels print misleadingly"
+        )
     if unicodedata.category(v[0]).startswith("M"):
         return f"class name {v!r} starts with a combining mark (U+{ord(v[0]):04X})"
     scripts = {s for s in map(_script, v) if s}
     if len(scripts) > 1:
-        return (f"class name {v!r} mixes {' and '.join(sorted(scripts))} letters, as look-alike names do (e.g. a "
-                "Cyrillic 'о' in a Latin word); write it in one script")
+        return (
+            f"class name {v!r} mixes {' and '.join(sorted(scripts))} letters, as look-alike names do (e.g. a "
+            "Cyrillic 'о' in a Latin word); write it in one script"
+        )
     if unicodedata.normalize("NFKC", v).casefold() == NONE_LABEL:
         return f"{NONE_LABEL!r} is the open-set answer, so no class may take that name"
     return None
@@ -163,19 +176,26 @@ class ClassName(Spec):
 @dataclass(frozen=True)
 class RelPath(Spec):
     """A file named relative to the bundle folder: '/'-separated, no '..', no absolute path."""
+
     def check(self, v, path):
         if not isinstance(v, str) or not v:
             yield f"{path}: expected a file path inside the bundle, got {_type(v)} {_show(v)}"
             return
         parts = v.split("/")
-        if v.startswith("/") or "\\" in v or ":" in parts[0] or any(p in ("", ".", "..") for p in parts) \
-                or any(unicodedata.category(c).startswith("C") for c in v):
+        if (
+            v.startswith("/")
+            or "\\" in v
+            or ":" in parts[0]
+            or any(p in ("", ".", "..") for p in parts)
+            or any(unicodedata.category(c).startswith("C") for c in v)
+        ):
             yield f"{path}: {v!r} must name a file inside the bundle ('/'-separated, relative, no '..')"
 
 
 @dataclass(frozen=True)
 class Opt(Spec):
     """null or `spec`."""
+
     spec: Spec
 
     def check(self, v, path):
@@ -190,8 +210,7 @@ class OneOf(Spec):
     def check(self, v, path):
         found = [list(s.check(v, path)) for s in self.specs]
         if all(found):
-            yield found[0][0] if len(found) == 1 else f"{path}: " + " or ".join(
-                f[0].split(": ", 1)[1] for f in found)
+            yield found[0][0] if len(found) == 1 else f"{path}: " + " or ".join(f[0].split(": ", 1)[1] for f in found)
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,7 @@ class Arr(Spec):
 @dataclass(frozen=True)
 class Map(Spec):
     """An object with free keys (matching `keys`) and values of one spec."""
+
     value: Spec
     keys: Spec = field(default_factory=Str)
 
@@ -234,6 +254,7 @@ class Map(Spec):
 @dataclass(frozen=True)
 class Obj(Spec):
     """An object with these keys: `req` must be there, `opt` may be; any other key is an error."""
+
     req: Mapping[str, Spec]
     opt: Mapping[str, Spec] = field(default_factory=dict)
 
@@ -262,57 +283,144 @@ MAX_CLASSES = 1024  # classes one scorer may hold (runtime.class_set re-exports 
 
 _TENSOR = Obj({"name": Str(), "dtype": Str(DTYPES), "dims": Arr(OneOf((Int(1, BIG), Str(AXES))), 1, 8)})
 _AXIS = Obj({"min": Int(1, BIG), "opt": Int(1, BIG), "max": Int(1, BIG)})
-_GRAPH = Obj({"file": RelPath(), "files": Arr(RelPath(), 1, unique=True)},
-             {"graph": Str(GRAPHS), "precision": Str(PRECISIONS), "opset": Int(1, 100),
-              "op_counts": Map(Int(0)), "fp32_ops": Map(Int(0)), "fp16_ops": Map(Int(0))})
-_PLAN = Obj({"file": RelPath(), "graph": Str(GRAPHS), "tensorrt_version": Str(), "gpu_name": Str(),
-             "compute_capability": OneOf((Str(), Num(0, 100)))},
-            {"sha256": Str(pattern=HEX64), "bytes": Int(0), "precision": Str(PRECISIONS), "precision_mode": Str(),
-             "profile": Json(), "workspace_bytes": Opt(Int(0)), "opt_level": Int(0, 5), "tf32": Bool(),
-             "timing_cache": Opt(Str()), "build_seconds": Num(0), "onnx": Str(), "onnx_sha256": Str(pattern=HEX64)})
-_LAYOUT = Obj({"name": Str(), "joint_names": Arr(Str(), 1, 256, unique=True),
-               "bones": Arr(Arr(Int(0, 255), 2, 2)), "center_joint": Int(0, 255),
-               "mirror_pairs": Arr(Arr(Int(0, 255), 2, 2))})
-_PREPROCESS = Obj({"function": Str(("tdsm_edge.skeleton.preprocess.preprocess",)), "frames": Int(1, 100_000),
-                   "num_bodies": Int(1, 16), "align_view": Bool()}, {"input": Str(), "output": Str()})
-_TOKENIZER = Obj({"lowercase": Bool(), "strip_accents": Opt(Bool()), "clean_text": Bool(),
-                  "handle_chinese_chars": Bool(), "unk_token": Str(), "cls_token": Str(), "sep_token": Str(),
-                  "pad_token": Str(), "continuing_subword_prefix": Str(), "max_input_chars_per_word": Int(1, 10_000),
-                  "special_tokens": Arr(Str())})
-_TEXT_RUNTIME = Obj({"text_graph": Str(("text_encoder",)), "tables_graph": Str(("tables",)),
-                     "tables_precision": Str(("fp32",)), "encoder_dim": Int(1, 65_536), "max_length": Int(3, 100_000),
-                     "vocab": RelPath(), "tokenizer": _TOKENIZER},
-                    {"prompt_inputs": Map(Str()), "features": Str(), "reference": Str()})
-_OPEN_SET = Obj({"threshold": Num(0), "num_classes": Int(1, BIG)},
-                {"accept_target": Num(0, 1), "calibrated_on": Str(), "calibration_samples": Int(0), "rule": Str(),
-                 "test": Json()})
+_GRAPH = Obj(
+    {"file": RelPath(), "files": Arr(RelPath(), 1, unique=True)},
+    {
+        "graph": Str(GRAPHS),
+        "precision": Str(PRECISIONS),
+        "opset": Int(1, 100),
+        "op_counts": Map(Int(0)),
+        "fp32_ops": Map(Int(0)),
+        "fp16_ops": Map(Int(0)),
+    },
+)
+_PLAN = Obj(
+    {
+        "file": RelPath(),
+        "graph": Str(GRAPHS),
+        "tensorrt_version": Str(),
+        "gpu_name": Str(),
+        "compute_capability": OneOf((Str(), Num(0, 100))),
+    },
+    {
+        "sha256": Str(pattern=HEX64),
+        "bytes": Int(0),
+        "precision": Str(PRECISIONS),
+        "precision_mode": Str(),
+        "profile": Json(),
+        "workspace_bytes": Opt(Int(0)),
+        "opt_level": Int(0, 5),
+        "tf32": Bool(),
+        "timing_cache": Opt(Str()),
+        "build_seconds": Num(0),
+        "onnx": Str(),
+        "onnx_sha256": Str(pattern=HEX64),
+    },
+)
+_LAYOUT = Obj(
+    {
+        "name": Str(),
+        "joint_names": Arr(Str(), 1, 256, unique=True),
+        "bones": Arr(Arr(Int(0, 255), 2, 2)),
+        "center_joint": Int(0, 255),
+        "mirror_pairs": Arr(Arr(Int(0, 255), 2, 2)),
+    }
+)
+_PREPROCESS = Obj(
+    {
+        "function": Str(("tdsm_edge.skeleton.preprocess.preprocess",)),
+        "frames": Int(1, 100_000),
+        "num_bodies": Int(1, 16),
+        "align_view": Bool(),
+    },
+    {"input": Str(), "output": Str()},
+)
+_TOKENIZER = Obj(
+    {
+        "lowercase": Bool(),
+        "strip_accents": Opt(Bool()),
+        "clean_text": Bool(),
+        "handle_chinese_chars": Bool(),
+        "unk_token": Str(),
+        "cls_token": Str(),
+        "sep_token": Str(),
+        "pad_token": Str(),
+        "continuing_subword_prefix": Str(),
+        "max_input_chars_per_word": Int(1, 10_000),
+        "special_tokens": Arr(Str()),
+    }
+)
+_TEXT_RUNTIME = Obj(
+    {
+        "text_graph": Str(("text_encoder",)),
+        "tables_graph": Str(("tables",)),
+        "tables_precision": Str(("fp32",)),
+        "encoder_dim": Int(1, 65_536),
+        "max_length": Int(3, 100_000),
+        "vocab": RelPath(),
+        "tokenizer": _TOKENIZER,
+    },
+    {"prompt_inputs": Map(Str()), "features": Str(), "reference": Str()},
+)
+_OPEN_SET = Obj(
+    {"threshold": Num(0), "num_classes": Int(1, BIG)},
+    {"accept_target": Num(0, 1), "calibrated_on": Str(), "calibration_samples": Int(0), "rule": Str(), "test": Json()},
+)
 
 MANIFEST_SCHEMA = Obj(
     req={
-        "schema_version": Int(0), "format": Str(), "digest": Str(),
+        "schema_version": Int(0),
+        "format": Str(),
+        "digest": Str(),
         "build": Obj({"command": Str()}, {"versions": Map(Str())}),
-        "classes": Obj({"names": Arr(ClassName(), 1, MAX_CLASSES, unique=True)},
-                       {"indices": Opt(Arr(Int(0, BIG))), "descriptions": Arr(Str(nonempty=False))}),
-        "text": Obj({"encoder_id": Str(), "prompt_sets": Arr(Str(("label", "description")), 1, 2, unique=True),
-                     "num_tokens": Int(1, 4096), "dim": Int(1, 65_536)}, {"runtime": _TEXT_RUNTIME}),
+        "classes": Obj(
+            {"names": Arr(ClassName(), 1, MAX_CLASSES, unique=True)},
+            {"indices": Opt(Arr(Int(0, BIG))), "descriptions": Arr(Str(nonempty=False))},
+        ),
+        "text": Obj(
+            {
+                "encoder_id": Str(),
+                "prompt_sets": Arr(Str(("label", "description")), 1, 2, unique=True),
+                "num_tokens": Int(1, 4096),
+                "dim": Int(1, 65_536),
+            },
+            {"runtime": _TEXT_RUNTIME},
+        ),
         "skeleton": Obj({}, {"layout": _LAYOUT, "preprocess": Opt(_PREPROCESS), "dataset": Opt(Str())}),
         # read by the torch backend only, through tdsm_edge.config.section_from_dict (typed and range-checked there)
         "model": Obj({"denoiser": Map(Json()), "schedule": Map(Json())}, {"encoder": Map(Json()), "run_name": Str()}),
-        "scoring": Obj({"timestep": Int(0, 100_000), "num_noises": Int(1, 4096)},
-                       {"noise_seed": Int(), "noise_bank_sha256": Str(pattern=HEX64),
-                        "prediction": Str(("epsilon", "sample", "v_prediction")), "feature_standardization": Json()}),
+        "scoring": Obj(
+            {"timestep": Int(0, 100_000), "num_noises": Int(1, 4096)},
+            {
+                "noise_seed": Int(),
+                "noise_bank_sha256": Str(pattern=HEX64),
+                "prediction": Str(("epsilon", "sample", "v_prediction")),
+                "feature_standardization": Json(),
+            },
+        ),
         "precision": Str(PRECISIONS),
-        "io": Obj({"graphs": Map(Obj({"inputs": Arr(_TENSOR, 1), "outputs": Arr(_TENSOR, 1)}), Str(GRAPHS)),
-                   "axes": Map(_AXIS, Str(AXES))}),
+        "io": Obj(
+            {
+                "graphs": Map(Obj({"inputs": Arr(_TENSOR, 1), "outputs": Arr(_TENSOR, 1)}), Str(GRAPHS)),
+                "axes": Map(_AXIS, Str(AXES)),
+            }
+        ),
         "graphs": Map(_GRAPH, Str(GRAPHS)),
-        "tables": Obj({"file": RelPath(), "names": Arr(Str(), 1, unique=True)}, {"dtype": Str(("float32",)),
-                                                                                "note": Str()}),
+        "tables": Obj(
+            {"file": RelPath(), "names": Arr(Str(), 1, unique=True)}, {"dtype": Str(("float32",)), "note": Str()}
+        ),
         "plans": Arr(_PLAN),
         "files": Map(Str(pattern=HEX64), RelPath()),
     },
     opt={
-        "name": Str(), "created_utc": Str(), "source": Json(), "verify": Json(),
-        "reference": Obj({"denoiser": RelPath(), "feature_mean": RelPath(), "feature_std": RelPath(),
-                          "noise_bank": RelPath()}, {"encoder": Opt(RelPath())}),
+        "name": Str(),
+        "created_utc": Str(),
+        "source": Json(),
+        "verify": Json(),
+        "reference": Obj(
+            {"denoiser": RelPath(), "feature_mean": RelPath(), "feature_std": RelPath(), "noise_bank": RelPath()},
+            {"encoder": Opt(RelPath())},
+        ),
         "open_set": _OPEN_SET,
-    })
+    },
+)

@@ -10,14 +10,15 @@ tables.npz) are cast once to the spec's dtypes, and batches are cut to the spec'
 (chunks of at most `max`; a chunk below `min` is zero-padded and the padding dropped), so a
 fixed-batch bundle runs any number of samples.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -32,8 +33,13 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bool)": "bool",
-              "tensor(int64)": "int64", "tensor(int32)": "int32"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bool)": "bool",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+}
 
 
 def num_cores() -> int:
@@ -54,10 +60,13 @@ def resolve_providers(providers: str | Sequence[str] = "auto", available: Sequen
     """
     if available is None:
         available = require("onnxruntime", extra="runtime").get_available_providers()
-    if not isinstance(providers, str) and (not isinstance(providers, (list, tuple)) or not providers
-                                           or not all(isinstance(p, str) for p in providers)):
-        raise ConfigError(f"providers must be 'auto', one of {sorted(PROVIDERS)} or a non-empty list of ONNX Runtime "
-                          f"provider names, got {providers!r}")
+    if not isinstance(providers, str) and (
+        not isinstance(providers, (list, tuple)) or not providers or not all(isinstance(p, str) for p in providers)
+    ):
+        raise ConfigError(
+            f"providers must be 'auto', one of {sorted(PROVIDERS)} or a non-empty list of ONNX Runtime "
+            f"provider names, got {providers!r}"
+        )
     if not isinstance(providers, str):
         missing = [p for p in providers if p not in available]
         if missing:
@@ -66,13 +75,18 @@ def resolve_providers(providers: str | Sequence[str] = "auto", available: Sequen
     if providers == "auto":
         return [PROVIDERS[k] for k in AUTO_ORDER if PROVIDERS[k] in available]
     if providers not in PROVIDERS:
-        raise ConfigError(f"providers must be 'auto', one of {sorted(PROVIDERS)} or a list of ONNX Runtime provider "
-                          f"names, got {providers!r}")
+        raise ConfigError(
+            f"providers must be 'auto', one of {sorted(PROVIDERS)} or a list of ONNX Runtime provider "
+            f"names, got {providers!r}"
+        )
     if PROVIDERS[providers] not in available:
-        how = {"tensorrt": "onnxruntime-gpu built with TensorRT, and TensorRT",
-               "cuda": "onnxruntime-gpu"}.get(providers)
-        raise ConfigError(f"the {providers} execution provider is not available in this onnxruntime (available: "
-                          f"{list(available)}); install {how}, or use providers='auto'")
+        how = {"tensorrt": "onnxruntime-gpu built with TensorRT, and TensorRT", "cuda": "onnxruntime-gpu"}.get(
+            providers
+        )
+        raise ConfigError(
+            f"the {providers} execution provider is not available in this onnxruntime (available: "
+            f"{list(available)}); install {how}, or use providers='auto'"
+        )
     chosen = [PROVIDERS[providers]]
     if providers == "tensorrt" and PROVIDERS["cuda"] in available:
         chosen.append(PROVIDERS["cuda"])  # ops TensorRT does not take run on CUDA, not on the CPU
@@ -105,14 +119,21 @@ class OrtBackend:
             the activations stay in cache), no limit on GPUs. A chunk never exceeds the batch max.
     """
 
-    def __init__(self, bundle_dir: str | Path | Manifest, providers: str | Sequence[str] = "auto",
-                 threads: int | None = None, io_binding: bool | None = None, max_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path | Manifest,
+        providers: str | Sequence[str] = "auto",
+        threads: int | None = None,
+        io_binding: bool | None = None,
+        max_rows: int | None = None,
+    ) -> None:
         require("onnxruntime", extra="runtime")
         self.manifest: Manifest = bundle_dir if isinstance(bundle_dir, Manifest) else load_manifest(bundle_dir)
         self.spec = self.manifest.io.graphs["scorer"]
         self.batch = self.manifest.io.axes[BATCH]
-        self.class_set = ClassSet(self.manifest.class_names, load_tables(self.manifest),
-                                  {t.name: t.dtype for t in self.spec.inputs[1:]})
+        self.class_set = ClassSet(
+            self.manifest.class_names, load_tables(self.manifest), {t.name: t.dtype for t in self.spec.inputs[1:]}
+        )
         path = self.manifest.path("scorer")
         self.session = open_session(self.manifest, "scorer", threads, providers)
         self._check_session()
@@ -124,8 +145,14 @@ class OrtBackend:
         self._ort_device = "cuda" if on_gpu else "cpu"
         self._bound: tuple[int, dict] | None = None  # (class-set version, name -> OrtValue on the device)
         self._bind_lock = threading.Lock()
-        log.info("scorer %s on %s: %d classes, batch %d..%d", path.name, self.session.get_providers()[0],
-                 len(self.class_set.all_names), self.batch.min, self.batch.max)
+        log.info(
+            "scorer %s on %s: %d classes, batch %d..%d",
+            path.name,
+            self.session.get_providers()[0],
+            len(self.class_set.all_names),
+            self.batch.min,
+            self.batch.max,
+        )
 
     @property
     def providers(self) -> list[str]:
@@ -184,9 +211,13 @@ class OrtBackend:
         with self._bind_lock:
             if self._bound is None or self._bound[0] != snap.version:
                 ort = require("onnxruntime", extra="runtime")
-                self._bound = (snap.version, {n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t),
-                                                                                 self._ort_device, 0)
-                                              for n, t in snap.tables.items()})
+                self._bound = (
+                    snap.version,
+                    {
+                        n: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(t), self._ort_device, 0)
+                        for n, t in snap.tables.items()
+                    },
+                )
             return self._bound[1]
 
     def feeds(self, z: np.ndarray, snap: Snapshot | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -215,8 +246,11 @@ class OrtEncoder:
     def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "auto", threads: int | None = None) -> None:
         require("onnxruntime", extra="runtime")
         if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
-            raise manifest.error("no encoder graph", "the bundle was built from features only, so it scores features "
-                                 "(score_features) but cannot encode skeleton windows")
+            raise manifest.error(
+                "no encoder graph",
+                "the bundle was built from features only, so it scores features "
+                "(score_features) but cannot encode skeleton windows",
+            )
         self.manifest = manifest
         self.spec = manifest.io.graphs["encoder"]
         self.batch = manifest.io.axes[BATCH]
@@ -229,15 +263,18 @@ class OrtEncoder:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
         x = np.ascontiguousarray(x, np.float32)
         if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                             f"got shape {x.shape}")
-        out = [self.session.run(None, {self._x_name: part})[0][:n]
-               for n, part in batches(x, self.batch.min, self.batch.max)]
+            raise InputError(
+                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                f"got shape {x.shape}"
+            )
+        out = [
+            self.session.run(None, {self._x_name: part})[0][:n]
+            for n, part in batches(x, self.batch.min, self.batch.max)
+        ]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def open_session(manifest: Manifest, graph: str, threads: int | None = None,
-                 providers: str | Sequence[str] = "auto"):
+def open_session(manifest: Manifest, graph: str, threads: int | None = None, providers: str | Sequence[str] = "auto"):
     """An ONNX Runtime session of one of the bundle's graphs, from the bytes the manifest's sha256 vouches for
     (`Manifest.graph_source`): a file changed after loading is refused, and nothing outside the bundle is read."""
     ort = require("onnxruntime", extra="runtime")
@@ -249,12 +286,15 @@ def open_session(manifest: Manifest, graph: str, threads: int | None = None,
         try:
             return ort.InferenceSession(source, so, providers=chosen)
         except Exception as e:  # onnxruntime's Fail / InvalidGraph / NotImplemented are plain Exceptions
-            raise manifest.error(f"ONNX Runtime {ort.__version__} cannot open the {graph} graph",
-                                 str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+            raise manifest.error(
+                f"ONNX Runtime {ort.__version__} cannot open the {graph} graph",
+                str(e).splitlines()[0] if str(e) else type(e).__name__,
+            ) from e
 
 
 def check_session(manifest: Manifest, graph: str, session) -> None:
     """An ORT session's graph must have exactly the IO the manifest's spec gives `graph` (BundleError)."""
+
     def conv(a):  # an ORT NodeArg as the spec compares it
         return SimpleNamespace(name=a.name, dtype=_ORT_TYPES.get(a.type, a.type), dims=tuple(a.shape))
 

@@ -11,6 +11,7 @@ command names them; a value of None leaves the option out, so the CLI's default 
 
 Standard library only: the lean runtime imports it.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -61,12 +62,12 @@ def command_options(command: str) -> dict[str, Any] | None:
         argv = shlex.split(command)
     except ValueError:
         return None
-    if tuple(argv[:len(PROGRAM)]) != PROGRAM:
+    if tuple(argv[: len(PROGRAM)]) != PROGRAM:
         return None
     flags = {flag: (dest, kind) for dest, (flag, kind) in OPTIONS.items()}
     flags.update({"--no-" + flag[2:]: (dest, kind) for dest, (flag, kind) in OPTIONS.items() if kind == SWITCH})
     options: dict[str, Any] = {}
-    rest = argv[len(PROGRAM):]
+    rest = argv[len(PROGRAM) :]
     while rest:
         flag, eq, inline = rest.pop(0).partition("=")
         if flag not in flags:

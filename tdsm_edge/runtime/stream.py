@@ -16,6 +16,7 @@ time base and windows complete on a fixed schedule: the first after `window` pus
 passed (finite but huge coordinates that overflow the graphs; `stats.windows_failed`). numpy only; memory
 is a preallocated ring buffer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,14 @@ SKIP_REASONS = ("not_array", "dtype", "shape", "nonfinite", "all_zero")
 @dataclass
 class StreamStats:
     """Counters since construction or the last `reset()`."""
-    pushed: int = 0                 # push() calls (= time steps)
-    valid: int = 0                  # frames stored as given
+
+    pushed: int = 0  # push() calls (= time steps)
+    valid: int = 0  # frames stored as given
     skipped_by_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
-    windows_scored: int = 0         # windows run through the recognizer (= Predictions returned)
-    windows_low_valid: int = 0      # complete windows not scored: fewer than min_valid valid frames
-    windows_failed: int = 0         # complete windows the recognizer refused (InputError, e.g. coordinates so large
-                                    # that the graphs overflow): not scored, push returns None
+    windows_scored: int = 0  # windows run through the recognizer (= Predictions returned)
+    windows_low_valid: int = 0  # complete windows not scored: fewer than min_valid valid frames
+    windows_failed: int = 0  # complete windows the recognizer refused (InputError, e.g. coordinates so large
+    # that the graphs overflow): not scored, push returns None
 
     @property
     def skipped(self) -> int:
@@ -57,8 +59,15 @@ class StreamStats:
 class ActionStream:
     """A sliding window over a frame stream, scored by a `ZeroShotRecognizer` every `stride` frames."""
 
-    def __init__(self, recognizer: ZeroShotRecognizer, window: int | None = None, stride: int = 8,
-                 smoothing: float = 0.0, min_valid: float = 0.5, log_every: int = 100) -> None:
+    def __init__(
+        self,
+        recognizer: ZeroShotRecognizer,
+        window: int | None = None,
+        stride: int = 8,
+        smoothing: float = 0.0,
+        min_valid: float = 0.5,
+        log_every: int = 100,
+    ) -> None:
         """
         Args:
             recognizer: a loaded recognizer with an encoder graph (skeleton windows in).
@@ -72,10 +81,13 @@ class ActionStream:
         Raises:
             ConfigError: a bundle without an encoder graph, or an argument out of range.
         """
-        pre = recognizer._preprocessing()          # ConfigError for a features-only bundle
+        pre = recognizer._preprocessing()  # ConfigError for a features-only bundle
         window = pre.frames if window is None else window
-        for name, v, hi in (("window", window, MAX_FRAMES), ("stride", stride, MAX_FRAMES),
-                            ("log_every", log_every, 2 ** 62)):
+        for name, v, hi in (
+            ("window", window, MAX_FRAMES),
+            ("stride", stride, MAX_FRAMES),
+            ("log_every", log_every, 2**62),
+        ):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= hi:
                 raise ConfigError(f"ActionStream {name} must be an int in [1, {hi}], got {str(v)[:40]!r}")
         for name, v in (("smoothing", smoothing), ("min_valid", min_valid)):
@@ -84,17 +96,19 @@ class ActionStream:
         if not 0.0 <= smoothing < 1.0:
             raise ConfigError(f"ActionStream smoothing must be in [0, 1) (0 = none; 0.9 = heavy), got {smoothing!r}")
         if not 0.0 < min_valid <= 1.0:
-            raise ConfigError(f"ActionStream min_valid must be in (0, 1], got {min_valid!r}; it is the fraction "
-                              "of a window's frames that must hold a skeleton")
+            raise ConfigError(
+                f"ActionStream min_valid must be in (0, 1], got {min_valid!r}; it is the fraction "
+                "of a window's frames that must hold a skeleton"
+            )
         self.recognizer = recognizer
         self.window, self.stride = int(window), int(stride)
         self.smoothing, self.min_valid, self.log_every = float(smoothing), float(min_valid), int(log_every)
         self._min_frames = max(1, math.ceil(self.min_valid * self.window))
         V = pre.layout.num_joints
         self._frame_shape = (NUM_BODIES, V, 3)
-        self._buf = np.zeros((NUM_BODIES, self.window, V, 3), np.float32)   # ring buffer, slot = step % window
-        self._ordered = np.zeros_like(self._buf)                            # (M, W, V, 3) the window in time order
-        self._valid = np.zeros(self.window, bool)                           # (W,) per slot
+        self._buf = np.zeros((NUM_BODIES, self.window, V, 3), np.float32)  # ring buffer, slot = step % window
+        self._ordered = np.zeros_like(self._buf)  # (M, W, V, 3) the window in time order
+        self._valid = np.zeros(self.window, bool)  # (W,) per slot
         self.reset()
 
     # ------------------------------------------------------------ state
@@ -108,8 +122,8 @@ class ActionStream:
         """Forget every frame, the smoothing state and the counters."""
         self._buf.fill(0)
         self._valid.fill(False)
-        self._steps = 0                                # frames in the current stream (next slot = steps % W)
-        self._ema: np.ndarray | None = None            # (K,) smoothed errors
+        self._steps = 0  # frames in the current stream (next slot = steps % W)
+        self._ema: np.ndarray | None = None  # (K,) smoothed errors
         self._ema_classes: tuple[str, ...] = ()
         self._stats = StreamStats()
 
@@ -136,8 +150,13 @@ class ActionStream:
             st.skipped_by_reason[reason] += 1
             n = st.skipped
             if n == 1 or n % self.log_every == 0:
-                log.warning("ActionStream: frame %d skipped (%s), stored as missing; %d skipped so far %s",
-                            st.pushed - 1, reason, n, {k: v for k, v in st.skipped_by_reason.items() if v})
+                log.warning(
+                    "ActionStream: frame %d skipped (%s), stored as missing; %d skipped so far %s",
+                    st.pushed - 1,
+                    reason,
+                    n,
+                    {k: v for k, v in st.skipped_by_reason.items() if v},
+                )
         if self._steps < self.window or (self._steps - self.window) % self.stride:
             return None
         if int(self._valid.sum()) < self._min_frames:
@@ -145,14 +164,18 @@ class ActionStream:
             return None
         # slots slot+1 .. W-1 hold the oldest frames, 0 .. slot the newest
         W, k = self.window, slot + 1
-        self._ordered[:, :W - k] = self._buf[:, k:]
-        self._ordered[:, W - k:] = self._buf[:, :k]
+        self._ordered[:, : W - k] = self._buf[:, k:]
+        self._ordered[:, W - k :] = self._buf[:, :k]
         try:
             pred = self.recognizer.predict(self._ordered)
         except InputError as e:  # frames that pass the per-frame checks can still overflow the graphs together
             st.windows_failed += 1
-            log.warning("ActionStream: window ending at frame %d not scored (%d so far): %s", st.pushed - 1,
-                        st.windows_failed, e)
+            log.warning(
+                "ActionStream: window ending at frame %d not scored (%d so far): %s",
+                st.pushed - 1,
+                st.windows_failed,
+                e,
+            )
             return None
         st.windows_scored += 1
         errors = self._smooth(pred)
@@ -161,7 +184,7 @@ class ActionStream:
 
     def _store(self, frame, slot: int) -> str | None:
         """Write `frame` into `slot` (zeros when bad); return why it is bad, or None."""
-        buf = self._buf[:, slot]                       # (M, V, 3) a view
+        buf = self._buf[:, slot]  # (M, V, 3) a view
         try:
             a = np.asarray(frame)
         except (TypeError, ValueError):
@@ -170,10 +193,10 @@ class ActionStream:
             reason = self._check(a)
         if reason is None:
             if a.ndim == 2:
-                a = a[None]                            # (1, V, 3)
+                a = a[None]  # (1, V, 3)
             m = min(a.shape[0], NUM_BODIES)
-            with np.errstate(over="ignore"):           # float64 beyond float32's range becomes inf (no warning)
-                buf[:m] = a[:m]                        # casts to float32
+            with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf (no warning)
+                buf[:m] = a[:m]  # casts to float32
             buf[m:] = 0
             if not np.isfinite(buf[:m]).all():
                 reason = "nonfinite"

@@ -17,10 +17,11 @@ Adding a table means: one `TableSpec` line here, and the forward passes that com
 Scales are stored as `1 + scale` (modulate is `x·(1+scale)+shift`), so the rows of a modulation
 table are (shift_msa, 1+scale_msa, gate_msa, shift_mlp, 1+scale_mlp, gate_mlp).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from tdsm_edge.errors import ConfigError, InputError
 
@@ -32,12 +33,13 @@ COMPUTE, FLOAT32 = "compute", "float32"  # dtype rules: the scorer's precision, 
 @dataclass(frozen=True)
 class TableDims:
     """The denoiser dims the tables' shapes depend on."""
-    hidden: int                      # D
-    tokens: int                      # L, text tokens per class
-    depth: int                       # denoiser blocks
+
+    hidden: int  # D
+    tokens: int  # L, text tokens per class
+    depth: int  # denoiser blocks
 
     @classmethod
-    def of(cls, cfg) -> "TableDims":
+    def of(cls, cfg) -> TableDims:
         """From a denoiser config (anything with hidden_size, num_tokens, depth)."""
         return cls(int(cfg.hidden_size), int(cfg.num_tokens), int(cfg.depth))
 
@@ -45,11 +47,12 @@ class TableDims:
 @dataclass(frozen=True)
 class TableSpec:
     """One class table: its name, per-class dims (after K), dtype rule and meaning."""
+
     name: str
     dims: Callable[[TableDims], tuple[int, ...]]
-    dtype: str                       # COMPUTE | FLOAT32
+    dtype: str  # COMPUTE | FLOAT32
     meaning: str
-    min_depth: int = 1               # the table exists only for denoisers at least this deep
+    min_depth: int = 1  # the table exists only for denoisers at least this deep
 
 
 def _qkv0_width(d: TableDims) -> int:
@@ -58,20 +61,44 @@ def _qkv0_width(d: TableDims) -> int:
 
 
 # name → spec, in graph-input order
-TABLE_SPEC: dict[str, TableSpec] = {s.name: s for s in (
-    TableSpec("text0", lambda d: (d.tokens, d.hidden), COMPUTE,
-              "text tokens entering block 0 (fl_embedder + fl_pos_embed); absent when depth == 1", min_depth=2),
-    TableSpec("text_qkv0", lambda d: (d.tokens, _qkv0_width(d)), COMPUTE,
-              "block 0 text-stream q|k|v; k|v only when depth == 1"),
-    TableSpec("key_bias", lambda d: (1 + d.tokens,), FLOAT32,
-              "additive attention bias per key: 0 real, MASK_BIAS padded; skeleton key first"),
-    TableSpec("ada_x", lambda d: (d.depth, 6, d.hidden), COMPUTE,
-              "skeleton-stream modulation per block (shift, 1+scale, gate) × (msa, mlp)"),
-    TableSpec("ada_c", lambda d: (d.depth, 6, d.hidden), COMPUTE,
-              "text-stream modulation per block, same layout; block 0's msa rows are already folded into "
-              "text_qkv0 and the last block reads only its msa shift/scale"),
-    TableSpec("ada_final", lambda d: (2, d.hidden), COMPUTE, "final layer (shift, 1+scale)"),
-)}
+TABLE_SPEC: dict[str, TableSpec] = {
+    s.name: s
+    for s in (
+        TableSpec(
+            "text0",
+            lambda d: (d.tokens, d.hidden),
+            COMPUTE,
+            "text tokens entering block 0 (fl_embedder + fl_pos_embed); absent when depth == 1",
+            min_depth=2,
+        ),
+        TableSpec(
+            "text_qkv0",
+            lambda d: (d.tokens, _qkv0_width(d)),
+            COMPUTE,
+            "block 0 text-stream q|k|v; k|v only when depth == 1",
+        ),
+        TableSpec(
+            "key_bias",
+            lambda d: (1 + d.tokens,),
+            FLOAT32,
+            "additive attention bias per key: 0 real, MASK_BIAS padded; skeleton key first",
+        ),
+        TableSpec(
+            "ada_x",
+            lambda d: (d.depth, 6, d.hidden),
+            COMPUTE,
+            "skeleton-stream modulation per block (shift, 1+scale, gate) × (msa, mlp)",
+        ),
+        TableSpec(
+            "ada_c",
+            lambda d: (d.depth, 6, d.hidden),
+            COMPUTE,
+            "text-stream modulation per block, same layout; block 0's msa rows are already folded into "
+            "text_qkv0 and the last block reads only its msa shift/scale",
+        ),
+        TableSpec("ada_final", lambda d: (2, d.hidden), COMPUTE, "final layer (shift, 1+scale)"),
+    )
+}
 
 
 def table_names(depth: int) -> tuple[str, ...]:
@@ -111,8 +138,15 @@ def check_tables(tables: Mapping, dims: TableDims, who: str, precision: str | No
         t = tables[name]
         dt = table_dtype(name, precision) if precision else "float"
         got = dtype_name(t)
-        if (t.ndim != 1 + len(shape) or t.shape[0] != K or tuple(t.shape[1:]) != shape
-                or not got.startswith("float") or (precision and got != dt)):
-            raise InputError(f"class table {name!r} must be (K={K}, {', '.join(map(str, shape))}) {dt}, got "
-                             f"{tuple(t.shape)} {got}{'; ' + fix if fix else ''}")
+        if (
+            t.ndim != 1 + len(shape)
+            or t.shape[0] != K
+            or tuple(t.shape[1:]) != shape
+            or not got.startswith("float")
+            or (precision and got != dt)
+        ):
+            raise InputError(
+                f"class table {name!r} must be (K={K}, {', '.join(map(str, shape))}) {dt}, got "
+                f"{tuple(t.shape)} {got}{'; ' + fix if fix else ''}"
+            )
     return K

@@ -11,11 +11,12 @@ It reproduces the training side exactly (`tdsm_edge.text.prompts.encode_classes`
 OR-ed, and the tables graph turns (fc, fl, mask) into the rows of every class table. A bundle built
 with `--no-text-encoder` has no text side: classes are then fixed at build time.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,24 +41,32 @@ def has_text_side(manifest: Manifest) -> bool:
 
 def no_text_side_error(manifest: Manifest) -> ConfigError:
     cmd = with_options(manifest.rebuild_command, text_encoder=True)
-    return ConfigError(f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text "
-                       "into class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
-                       f"MiniLM run): {cmd} ; or build it with the classes you need (--classes ...)")
+    return ConfigError(
+        f"the bundle {str(manifest.root)!r} has no text encoder graph, so it cannot turn class text "
+        "into class tables; its classes are fixed at build time. Rebuild it with the text encoder (needs a "
+        f"MiniLM run): {cmd} ; or build it with the classes you need (--classes ...)"
+    )
 
 
-def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing: Sequence[str],
-                      room: int | None = None) -> tuple[list[str], list[str] | None]:
+def check_new_classes(
+    names, descriptions, prompt_sets: Sequence[str], existing: Sequence[str], room: int | None = None
+) -> tuple[list[str], list[str] | None]:
     """`add_classes` arguments as lists, or InputError saying what is wrong, why, and how to fix it; `room`:
     how many classes may still be added (checked before anything is encoded)."""
+
     def as_list(value, what: str) -> list:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             shown = repr(value) if len(repr(value)) < 80 else repr(value)[:77] + "…"
-            raise InputError(f"add_classes takes a list of {what}, got {type(value).__name__} {shown}; "
-                             f"wrap a single one in a list: [{shown}]")
+            raise InputError(
+                f"add_classes takes a list of {what}, got {type(value).__name__} {shown}; "
+                f"wrap a single one in a list: [{shown}]"
+            )
         if room is not None and len(value) > room:
-            raise InputError(f"add_classes got {len(value)} {what}, but this recognizer has room for {room} more "
-                             f"classes (at most {len(existing) + room}); add fewer, or rebuild the bundle with the "
-                             "classes you need (--classes ...)")
+            raise InputError(
+                f"add_classes got {len(value)} {what}, but this recognizer has room for {room} more "
+                f"classes (at most {len(existing) + room}); add fewer, or rebuild the bundle with the "
+                "classes you need (--classes ...)"
+            )
         bad = [v for v in value if not isinstance(v, str) or not v.strip()]
         if bad:
             raise InputError(f"every one of the {what} must be a non-empty string; got {bad[:5]!r}")
@@ -68,31 +77,41 @@ def check_new_classes(names, descriptions, prompt_sets: Sequence[str], existing:
     if bad:
         raise InputError(f"add_classes: {bad[0]}" + (f" (and {len(bad) - 1} more bad names)" if len(bad) > 1 else ""))
     if not names:
-        raise InputError("add_classes needs at least one class name, e.g. add_classes(['wave twice'], "
-                         "['A person waves the right hand twice.'])")
+        raise InputError(
+            "add_classes needs at least one class name, e.g. add_classes(['wave twice'], "
+            "['A person waves the right hand twice.'])"
+        )
     repeated = sorted(n for n, k in Counter(names).items() if k > 1)
     if repeated:
         raise InputError(f"add_classes got the class names {repeated} more than once; name each class once")
     existing = set(existing)
     clash = [n for n in names if n in existing]
     if clash:
-        raise InputError(f"the classes {clash} already exist in this recognizer; pick other "
-                         "names, or score them with set_active_classes")
+        raise InputError(
+            f"the classes {clash} already exist in this recognizer; pick other "
+            "names, or score them with set_active_classes"
+        )
     needs_descriptions = "description" in prompt_sets
     if descriptions is None:
         if needs_descriptions:
-            raise InputError(f"this bundle encodes each class as {list(prompt_sets)}, so every new class needs a "
-                             "description: one sentence of how the action looks, as the bundle's own classes have "
-                             "(manifest classes.descriptions), e.g. add_classes(['wave twice'], ['A person waves the "
-                             "right hand twice.'])")
+            raise InputError(
+                f"this bundle encodes each class as {list(prompt_sets)}, so every new class needs a "
+                "description: one sentence of how the action looks, as the bundle's own classes have "
+                "(manifest classes.descriptions), e.g. add_classes(['wave twice'], ['A person waves the "
+                "right hand twice.'])"
+            )
         return names, None
     descriptions = as_list(descriptions, "descriptions")
     if not needs_descriptions:
-        raise InputError(f"this bundle encodes classes by {list(prompt_sets)} only, so descriptions are not used; "
-                         "drop the descriptions argument")
+        raise InputError(
+            f"this bundle encodes classes by {list(prompt_sets)} only, so descriptions are not used; "
+            "drop the descriptions argument"
+        )
     if len(descriptions) != len(names):
-        raise InputError(f"add_classes got {len(names)} names but {len(descriptions)} descriptions; give one "
-                         "description per name, in the same order")
+        raise InputError(
+            f"add_classes got {len(names)} names but {len(descriptions)} descriptions; give one "
+            "description per name, in the same order"
+        )
     bad = [why for why in map(description_problem, descriptions) if why]
     if bad:
         raise InputError(f"add_classes: {bad[0]}")
@@ -125,15 +144,19 @@ class OrtTextEncoder:
             self.prompt_sets = tuple(str(s) for s in text["prompt_sets"])
             self.num_tokens, self.dim = int(text["num_tokens"]), int(info["encoder_dim"])
             settings = TokenizerSettings.from_dict(dict(info["tokenizer"]))
-            self.tokenizer = WordPieceTokenizer.from_vocab(manifest.read_bytes(info["vocab"]), int(info["max_length"]),
-                                                           settings)
+            self.tokenizer = WordPieceTokenizer.from_vocab(
+                manifest.read_bytes(info["vocab"]), int(info["max_length"]), settings
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise manifest.error("the text side (text.runtime)", f"malformed ({type(e).__name__}: {e})") from e
         unknown = [s for s in self.prompt_sets if s not in PROMPT_INPUTS]
         if unknown or self.dim * len(self.prompt_sets) != int(text["dim"]):
-            raise manifest.error("the text side", f"prompt sets {list(self.prompt_sets)} of {self.dim} channels each "
-                                 f"do not make the {text['dim']} text channels, or name sets this runtime does not "
-                                 f"know (it knows {list(PROMPT_INPUTS)})")
+            raise manifest.error(
+                "the text side",
+                f"prompt sets {list(self.prompt_sets)} of {self.dim} channels each "
+                f"do not make the {text['dim']} text channels, or name sets this runtime does not "
+                f"know (it knows {list(PROMPT_INPUTS)})",
+            )
         self.text_session = open_session(manifest, TEXT_GRAPH, threads, providers)
         self.tables_session = open_session(manifest, TABLES_GRAPH, threads, providers)
         check_session(manifest, TEXT_GRAPH, self.text_session)
@@ -150,15 +173,16 @@ class OrtTextEncoder:
         L, Dt = self.num_tokens, self.dim
         parts = []
         for start in range(0, len(prompts), BATCH_PROMPTS):
-            ids, mask = self.tokenizer.batch(list(prompts[start:start + BATCH_PROMPTS]), min_length=L)  # (b, S)
+            ids, mask = self.tokenizer.batch(list(prompts[start : start + BATCH_PROMPTS]), min_length=L)  # (b, S)
             parts.append(self.text_session.run(None, dict(zip(TEXT_INPUTS, (ids, mask)))))
         if not parts:
             return np.zeros((0, Dt), np.float32), np.zeros((0, L, Dt), np.float32), np.zeros((0, L), bool)
         g, loc, m = (np.concatenate([p[i] for p in parts]) for i in range(3))
         return g.astype(np.float32, copy=False), loc.astype(np.float32, copy=False), m.astype(bool, copy=False)
 
-    def class_text(self, names: Sequence[str], descriptions: Sequence[str] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def class_text(
+        self, names: Sequence[str], descriptions: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The class text `encode_classes` builds: every prompt set encoded, concatenated on channels.
 
         Returns:

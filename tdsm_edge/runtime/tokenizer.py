@@ -20,13 +20,14 @@ Unicode version than Python's `unicodedata`, and the table makes every code poin
 Python version. NFD and lowercasing use `unicodedata` / `str.lower` (checked on every code point by
 tests/runtime/test_tokenizer.py).
 """
+
 from __future__ import annotations
 
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,19 +37,30 @@ from tdsm_edge.errors import ConfigError, InputError
 from ._bert_chars import CONTROL, NONSPACING_MARK, PUNCTUATION
 
 # Rust's char::is_whitespace (the Unicode White_Space property), which tokenizers uses
-_WHITESPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-                        "\u200a\u2028\u2029\u202f\u205f\u3000")
+_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # CJK Unified Ideographs blocks, as tokenizers' BertNormalizer lists them
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-               (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B920, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
 
 
 @dataclass(frozen=True)
 class TokenizerSettings:
     """What a BERT tokenizer file configures (recorded in a bundle's manifest, `text.tokenizer`)."""
-    lowercase: bool = True               # BertNormalizer.lowercase
-    strip_accents: bool | None = True    # BertNormalizer.strip_accents (null in tokenizer.json = lowercase; the
-                                         # exporter resolves it, a manifest's null reads as False)
+
+    lowercase: bool = True  # BertNormalizer.lowercase
+    strip_accents: bool | None = True  # BertNormalizer.strip_accents (null in tokenizer.json = lowercase; the
+    # exporter resolves it, a manifest's null reads as False)
     clean_text: bool = True
     handle_chinese_chars: bool = True
     unk_token: str = "[UNK]"
@@ -63,19 +75,22 @@ class TokenizerSettings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TokenizerSettings":
+    def from_dict(cls, d: dict) -> TokenizerSettings:
         """The settings `to_dict` wrote (a manifest's `text.runtime.tokenizer`), typed by the config parser;
         ConfigError for a key this runtime does not know or a value of the wrong type."""
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:  # said here, not by the parser: the likely cause is a bundle newer than this runtime
-            raise ConfigError(f"unknown tokenizer settings {unknown}; this runtime knows "
-                              f"{sorted(cls.__dataclass_fields__)} (a newer bundle format?)")
+            raise ConfigError(
+                f"unknown tokenizer settings {unknown}; this runtime knows "
+                f"{sorted(cls.__dataclass_fields__)} (a newer bundle format?)"
+            )
         return dataclass_from_dict(cls, d, "tokenizer settings")
 
 
 @dataclass
 class WordPieceTokenizer:
     """A BERT WordPiece tokenizer over `vocab` (token → id), with `settings`, truncating to `max_length`."""
+
     vocab: dict[str, int]
     max_length: int
     settings: TokenizerSettings = field(default_factory=TokenizerSettings)
@@ -93,8 +108,9 @@ class WordPieceTokenizer:
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
-    def from_vocab(cls, source: str | Path | bytes, max_length: int, settings: TokenizerSettings | None = None
-                   ) -> "WordPieceTokenizer":
+    def from_vocab(
+        cls, source: str | Path | bytes, max_length: int, settings: TokenizerSettings | None = None
+    ) -> WordPieceTokenizer:
         """Read a BERT `vocab.txt` (one token a line; the line number is its id): a path, or the file's bytes."""
         try:
             raw = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -115,9 +131,12 @@ class WordPieceTokenizer:
         if not isinstance(text, str):
             raise InputError(f"a prompt must be a str, got {type(text).__name__}: {text!r}")
         s = self.settings
-        ids = [i for piece, special in self._split_special(text)
-               for i in ([self.vocab[piece]] if special else self._encode_piece(piece))]
-        ids = ids[:self.max_length - 2]
+        ids = [
+            i
+            for piece, special in self._split_special(text)
+            for i in ([self.vocab[piece]] if special else self._encode_piece(piece))
+        ]
+        ids = ids[: self.max_length - 2]
         return [self.vocab[s.cls_token], *ids, self.vocab[s.sep_token]]
 
     def tokens(self, text: str) -> list[str]:
@@ -138,8 +157,8 @@ class WordPieceTokenizer:
         ids = np.full((len(encoded), S), self.vocab[self.settings.pad_token], np.int64)  # (P, S)
         mask = np.zeros((len(encoded), S), np.int64)  # (P, S)
         for row, e in enumerate(encoded):
-            ids[row, :len(e)] = e
-            mask[row, :len(e)] = 1
+            ids[row, : len(e)] = e
+            mask[row, : len(e)] = 1
         return ids, mask
 
     # ------------------------------------------------------------ stages

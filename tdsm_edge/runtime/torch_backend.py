@@ -11,6 +11,7 @@ fast fp16 kernels, so a fp16 bundle runs fp32 there, recorded in `.precision`) a
 encoder. On CUDA with `cuda_graph=True` each (B, K) call shape is captured once in a CUDA graph and
 replayed. torch is imported here, so this module is only imported when the backend is chosen.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"auto" → "cuda" when a CUDA GPU is visible, else "cpu"; a named device is checked."""
+    """ "auto" → "cuda" when a CUDA GPU is visible, else "cpu"; a named device is checked."""
     torch = require("torch", extra="train")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -57,8 +58,15 @@ class TorchBackend:
             CUDA (one call, one graph replay).
     """
 
-    def __init__(self, manifest: Manifest, device: str = "auto", threads: int | None = None,
-                 cuda_graph: bool = False, fast: bool | None = None, max_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        device: str = "auto",
+        threads: int | None = None,
+        cuda_graph: bool = False,
+        fast: bool | None = None,
+        max_rows: int | None = None,
+    ) -> None:
         torch = require("torch", extra="train")
         from tdsm_edge.data.features import FeatureStats
         from tdsm_edge.models.folded import FoldedScorer
@@ -66,8 +74,10 @@ class TorchBackend:
         self.manifest = manifest
         ref = manifest.data.get("reference")
         if not ref:
-            raise ConfigError(f"the bundle {manifest.root} has no reference weights for the torch backend; rebuild "
-                              f"it without --no-torch-weights: {manifest.rebuild_command}")
+            raise ConfigError(
+                f"the bundle {manifest.root} has no reference weights for the torch backend; rebuild "
+                f"it without --no-torch-weights: {manifest.rebuild_command}"
+            )
         self.torch_device = resolve_device(device)
         if threads and self.torch_device == "cpu":
             torch.set_num_threads(int(threads))
@@ -81,8 +91,10 @@ class TorchBackend:
         noises = torch.from_numpy(_npy(manifest, ref["noise_bank"]))  # (J, Dz)
         self.num_noises = int(s["num_noises"])
         if noises.shape[0] != self.num_noises:
-            raise manifest.error("reference/noise_bank.npy", f"it holds {noises.shape[0]} noises, the manifest's "
-                                 f"scoring section says J={s['num_noises']}")
+            raise manifest.error(
+                "reference/noise_bank.npy",
+                f"it holds {noises.shape[0]} noises, the manifest's scoring section says J={s['num_noises']}",
+            )
         stats = FeatureStats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
         self.fast = on_gpu if fast is None else bool(fast)
         # the fast path takes a fp32 folded scorer and fp32 tables and casts them itself
@@ -93,8 +105,9 @@ class TorchBackend:
         if self.fast:  # the fast path copies the weights to the device in its own layout: one copy there
             from tdsm_edge.fastpath.scorer import FastScorer
 
-            self._fast = FastScorer(folded, precision=self.precision, device=self.torch_device,
-                                    cuda_graphs=bool(cuda_graph) and on_gpu)
+            self._fast = FastScorer(
+                folded, precision=self.precision, device=self.torch_device, cuda_graphs=bool(cuda_graph) and on_gpu
+            )
         else:
             self.folded = folded.to(self.torch_device)
         self.class_set = ClassSet(manifest.class_names, load_tables(manifest), dtypes)
@@ -112,7 +125,11 @@ class TorchBackend:
 
             name += f" ({torch.cuda.get_device_name(torch.device(name))})"
         graphs = self.cuda_graph or (self._fast is not None and self._fast.graphs is not None)
-        return f"torch {name}, {self.precision}" + (", fast path" if self.fast else "") + (", CUDA graphs" if graphs else "")
+        return (
+            f"torch {name}, {self.precision}"
+            + (", fast path" if self.fast else "")
+            + (", CUDA graphs" if graphs else "")
+        )
 
     def errors(self, z: np.ndarray, snap: Snapshot | None = None) -> np.ndarray:
         """`z (B, Dz)` float raw features → `(B, K) float32` errors over the classes of `snap` (default: the
@@ -144,8 +161,10 @@ class TorchBackend:
         import torch
 
         if self._device_tables is None or self._device_tables[0] != snap.version:
-            self._device_tables = (snap.version, {n: torch.from_numpy(np.array(t)).to(self.torch_device)
-                                                  for n, t in snap.tables.items()})
+            self._device_tables = (
+                snap.version,
+                {n: torch.from_numpy(np.array(t)).to(self.torch_device) for n, t in snap.tables.items()},
+            )
             self._graphs = {k: v for k, v in self._graphs.items() if k[2] == snap.version}
         return self._device_tables[1]
 
@@ -173,23 +192,30 @@ class TorchEncoder:
 
         ref = manifest.data.get("reference") or {}
         if not ref.get("encoder"):
-            raise ConfigError(f"the bundle {manifest.root} has no reference encoder weights; rebuild it: "
-                              f"{manifest.rebuild_command}")
-        model = _checked(manifest, ref["encoder"], lambda state, meta, where: encoder_from_state(state, meta, where,
-                                                                                                 device, fix=""))
+            raise ConfigError(
+                f"the bundle {manifest.root} has no reference encoder weights; rebuild it: {manifest.rebuild_command}"
+            )
+        model = _checked(
+            manifest, ref["encoder"], lambda state, meta, where: encoder_from_state(state, meta, where, device, fix="")
+        )
         self.device = device
         self.model = model.requires_grad_(False)
         x = manifest.io.graphs["encoder"].inputs[0] if "encoder" in manifest.io.graphs else None
-        self.window_shape = tuple(int(d) for d in x.dims[1:]) if x is not None else \
-            (3, int(manifest.data["skeleton"]["preprocess"]["frames"]), model.num_joints, model.num_person)
+        self.window_shape = (
+            tuple(int(d) for d in x.dims[1:])
+            if x is not None
+            else (3, int(manifest.data["skeleton"]["preprocess"]["frames"]), model.num_joints, model.num_person)
+        )
         self._torch = torch
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
         x = np.ascontiguousarray(x, np.float32)
         if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                             f"got shape {x.shape}")
+            raise InputError(
+                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                f"got shape {x.shape}"
+            )
         with self._torch.inference_mode():
             return self.model.features(self._torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
@@ -208,8 +234,9 @@ def _checked(manifest: Manifest, folder: str, build):
     from tdsm_edge.errors import CheckpointError
 
     try:
-        state, meta = module_from_bytes(manifest.read_bytes(f"{folder}/model.safetensors"),
-                                        manifest.read_bytes(f"{folder}/config.json"), folder)
+        state, meta = module_from_bytes(
+            manifest.read_bytes(f"{folder}/model.safetensors"), manifest.read_bytes(f"{folder}/config.json"), folder
+        )
         return build(state, meta, f"{manifest.root}/{folder}")
     except CheckpointError as e:
         raise manifest.error(folder, str(e)) from e
@@ -228,6 +255,7 @@ def _denoiser(manifest: Manifest, ref: dict):
     except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
         raise manifest.error("the model section", f"cannot rebuild the denoiser config from it ({e})") from e
     # the config comes from the manifest (sealed with the bundle), not from reference/denoiser/config.json
-    model = _checked(manifest, ref["denoiser"], lambda state, _meta, where: denoiser_from_state(state, cfg, where,
-                                                                                               fix=""))
+    model = _checked(
+        manifest, ref["denoiser"], lambda state, _meta, where: denoiser_from_state(state, cfg, where, fix="")
+    )
     return model, sched

@@ -21,6 +21,7 @@ rules: shapes set before capture, fixed buffer addresses — buffers are sized f
 
 numpy only at import; `tensorrt` and cuda-python are imported when a scorer / encoder is made.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,10 @@ def plan_for(manifest: Manifest, graph: str, trt_version: str, gpu_name: str, co
     cmd = rebuild_command(manifest)
     candidates = [p for p in manifest.plans if p.get("graph") == graph]
     if not candidates:
-        raise ConfigError(f"the bundle {str(manifest.root)!r} has no TensorRT plan for its {graph} graph; build "
-                          f"plans on this device with:\n  {cmd}")
+        raise ConfigError(
+            f"the bundle {str(manifest.root)!r} has no TensorRT plan for its {graph} graph; build "
+            f"plans on this device with:\n  {cmd}"
+        )
     errors = []
     for plan in candidates:
         try:
@@ -66,16 +69,19 @@ def plan_for(manifest: Manifest, graph: str, trt_version: str, gpu_name: str, co
             errors.append(e)
     if len(errors) == 1:
         raise errors[0]
-    raise EngineIncompatibleError(f"none of the bundle's {len(errors)} TensorRT plans for its {graph} graph can run "
-                                  f"here:\n" + "\n".join(str(e).split("\nPlans are")[0] for e in errors)
-                                  + f"\nRebuild on this machine with:\n  {cmd}")
+    raise EngineIncompatibleError(
+        f"none of the bundle's {len(errors)} TensorRT plans for its {graph} graph can run "
+        f"here:\n"
+        + "\n".join(str(e).split("\nPlans are")[0] for e in errors)
+        + f"\nRebuild on this machine with:\n  {cmd}"
+    )
 
 
 @dataclass(frozen=True)
 class OpenPlan:
-    engine: TrtEngine            # loaded; contexts are made per thread on first use
-    record: dict                 # the plan's manifest record
-    device: str                  # "TensorRT 10.3.0 on <GPU> (compute 8.7)"
+    engine: TrtEngine  # loaded; contexts are made per thread on first use
+    record: dict  # the plan's manifest record
+    device: str  # "TensorRT 10.3.0 on <GPU> (compute 8.7)"
 
 
 def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
@@ -93,12 +99,17 @@ def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
         if sorted(got) != sorted(t.name for t in want):
             problems.append(f"its {kind} are {got}, the spec says {[t.name for t in want]}")
         else:
-            problems += [f"{t.name} is {engine.dtypes[t.name]}, the spec says {t.dtype}" for t in want
-                         if str(engine.dtypes[t.name]) != t.dtype]
+            problems += [
+                f"{t.name} is {engine.dtypes[t.name]}, the spec says {t.dtype}"
+                for t in want
+                if str(engine.dtypes[t.name]) != t.dtype
+            ]
     if problems:
         engine.close()
-        raise manifest.error(f"the TensorRT plan {record['file']} does not fit the manifest's IO spec of the {graph} "
-                             "graph", "; ".join(problems))
+        raise manifest.error(
+            f"the TensorRT plan {record['file']} does not fit the manifest's IO spec of the {graph} graph",
+            "; ".join(problems),
+        )
     log.info("%s plan %s on TensorRT %s, %s (compute %s)", graph, record["file"], trt.__version__, gpu_name, cc)
     return OpenPlan(engine, record, f"TensorRT {trt.__version__} on {gpu_name} (compute {cc})")
 
@@ -117,16 +128,17 @@ class TrtBackend:
         self.spec = manifest.io.graphs["scorer"]
         self.cuda_graph = bool(cuda_graph)
         if self.cuda_graph and memory != "cuda-python":
-            raise ConfigError(f"cuda_graph=True needs memory='cuda-python' (CUDA graphs are captured with it), "
-                              f"got memory={memory!r}")
+            raise ConfigError(
+                f"cuda_graph=True needs memory='cuda-python' (CUDA graphs are captured with it), got memory={memory!r}"
+            )
         opened = open_plan(manifest, "scorer", memory)
         self.engine, self.record, self._where = opened.engine, opened.record, opened.device
         z, tables = self.spec.inputs[0], self.spec.inputs[1:]
         self._z_name, self.z_dim, self._out = z.name, int(z.dims[1]), self.spec.outputs[0].name
         lo, _, hi = self.engine.profile(self._z_name)
-        self.batch = (lo[0], hi[0])                      # rows per call: min, max
+        self.batch = (lo[0], hi[0])  # rows per call: min, max
         klo, _, khi = self.engine.profile(tables[0].name)
-        self.class_range = (klo[0], khi[0])              # classes per call: min, max
+        self.class_range = (klo[0], khi[0])  # classes per call: min, max
         # it may hold more classes than the profile takes; at most class_range[1] of them can be active
         self.class_set = ClassSet(manifest.class_names, load_tables(manifest), {t.name: t.dtype for t in tables})
         self._padded: tuple[int, dict[str, np.ndarray]] | None = None  # (snapshot version, tables padded to min)
@@ -142,10 +154,12 @@ class TrtBackend:
         z = features(z, self.z_dim, self.engine.dtypes[self._z_name])
         K = len(snap.names)
         if K > self.class_range[1]:
-            raise ConfigError(f"{K} classes are active but the TensorRT scorer plan {self.record['file']} takes at "
-                              f"most {self.class_range[1]} (its optimization profile). Activate at most "
-                              f"{self.class_range[1]} (set_active_classes), or rebuild the bundle with every class you "
-                              f"need (--classes ...) on this device:\n  {rebuild_command(self.manifest)}")
+            raise ConfigError(
+                f"{K} classes are active but the TensorRT scorer plan {self.record['file']} takes at "
+                f"most {self.class_range[1]} (its optimization profile). Activate at most "
+                f"{self.class_range[1]} (set_active_classes), or rebuild the bundle with every class you "
+                f"need (--classes ...) on this device:\n  {rebuild_command(self.manifest)}"
+            )
         if len(z) == 0:
             return np.zeros((0, K), np.float32)
         tables = self._tables(snap)
@@ -161,9 +175,14 @@ class TrtBackend:
         padded = self._padded
         if padded is None or padded[0] != snap.version:
             extra = self.class_range[0] - len(snap.names)
-            tables = snap.tables if extra <= 0 else {
-                n: np.ascontiguousarray(np.concatenate([t, np.repeat(t[:1], extra, axis=0)]))
-                for n, t in snap.tables.items()}
+            tables = (
+                snap.tables
+                if extra <= 0
+                else {
+                    n: np.ascontiguousarray(np.concatenate([t, np.repeat(t[:1], extra, axis=0)]))
+                    for n, t in snap.tables.items()
+                }
+            )
             padded = self._padded = (snap.version, tables)
         return padded[1]
 
@@ -177,8 +196,11 @@ class TrtEncoder:
 
     def __init__(self, manifest: Manifest, memory="cuda-python") -> None:
         if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
-            raise manifest.error("no encoder graph", "the bundle was built from features only, so it scores features "
-                                 "(score_features) but cannot encode skeleton windows")
+            raise manifest.error(
+                "no encoder graph",
+                "the bundle was built from features only, so it scores features "
+                "(score_features) but cannot encode skeleton windows",
+            )
         self.manifest = manifest
         self.spec = manifest.io.graphs["encoder"]
         opened = open_plan(manifest, "encoder", memory)
@@ -193,8 +215,10 @@ class TrtEncoder:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
         x = np.ascontiguousarray(x, self.engine.dtypes[self._x_name])
         if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                             f"got shape {x.shape}")
+            raise InputError(
+                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
+                f"got shape {x.shape}"
+            )
         out = [self.engine.infer({self._x_name: part})[self._out][:n] for n, part in batches(x, *self.batch)]
         if not out:
             return np.zeros((0, int(self.spec.outputs[0].dims[1])), np.float32)

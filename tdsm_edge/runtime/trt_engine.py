@@ -20,6 +20,7 @@ hold) — and replayed with this context's shapes set to the captured ones.
 
 numpy only at import: `tensorrt` and cuda-python (or torch) are imported inside functions.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tdsm_edge.errors import BundleError, ConfigError, DeviceError, EngineIncompatibleError, InputError, \
-    MissingDependencyError, installed
+from tdsm_edge.errors import (
+    BundleError,
+    ConfigError,
+    DeviceError,
+    EngineIncompatibleError,
+    InputError,
+    MissingDependencyError,
+    installed,
+)
 
 from .cuda_memory import device_memory, gpu_info
 from .manifest import check_plan_compat
@@ -41,10 +49,12 @@ from .rebuild import DEFAULT_REBUILD
 
 log = logging.getLogger(__name__)
 
-TRT_MISSING = ("TensorRT (the `tensorrt` Python package, >= 10) is not installed, and building or running a "
-               "plan needs it. On Jetson it ships with JetPack 6 (TensorRT 10.3: `apt install python3-libnvinfer`); "
-               "on x86 install it from NVIDIA's index: `pip install tensorrt` (pulls from pypi.nvidia.com). "
-               "Without TensorRT, serve the ONNX graph with onnxruntime instead.")
+TRT_MISSING = (
+    "TensorRT (the `tensorrt` Python package, >= 10) is not installed, and building or running a "
+    "plan needs it. On Jetson it ships with JetPack 6 (TensorRT 10.3: `apt install python3-libnvinfer`); "
+    "on x86 install it from NVIDIA's index: `pip install tensorrt` (pulls from pypi.nvidia.com). "
+    "Without TensorRT, serve the ONNX graph with onnxruntime instead."
+)
 
 
 def tensorrt_available() -> bool:
@@ -59,8 +69,10 @@ def import_trt():
     except ImportError as e:
         raise MissingDependencyError(TRT_MISSING) from e
     if int(str(trt.__version__).split(".")[0]) < 10:
-        raise MissingDependencyError(f"TensorRT {trt.__version__} is too old: this code uses the TensorRT 10 API "
-                                     f"(JetPack 6 ships 10.3). {TRT_MISSING}")
+        raise MissingDependencyError(
+            f"TensorRT {trt.__version__} is too old: this code uses the TensorRT 10 API "
+            f"(JetPack 6 ships 10.3). {TRT_MISSING}"
+        )
     return trt
 
 
@@ -87,12 +99,13 @@ def make_logger(trt):
 @dataclass
 class _Slot:
     """One thread's execution state over the shared engine."""
-    context: object                                            # trt.IExecutionContext (not thread-safe)
-    mem: object                                                # device-memory helper with its own stream
-    ptrs: dict[str, int] = field(default_factory=dict)        # tensor name -> device address
-    capacity: dict[str, int] = field(default_factory=dict)    # tensor name -> bytes allocated there
-    shapes: dict[str, tuple] = field(default_factory=dict)    # every IO tensor's current shape
-    tags: dict[str, object] = field(default_factory=dict)     # cached input -> tag of what its buffer holds
+
+    context: object  # trt.IExecutionContext (not thread-safe)
+    mem: object  # device-memory helper with its own stream
+    ptrs: dict[str, int] = field(default_factory=dict)  # tensor name -> device address
+    capacity: dict[str, int] = field(default_factory=dict)  # tensor name -> bytes allocated there
+    shapes: dict[str, tuple] = field(default_factory=dict)  # every IO tensor's current shape
+    tags: dict[str, object] = field(default_factory=dict)  # cached input -> tag of what its buffer holds
     graphs: dict[tuple, object] = field(default_factory=dict)  # input shapes -> executable CUDA graph
 
 
@@ -119,8 +132,13 @@ class TrtEngine:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ load (once, shared)
-    def load(self, plan_path: str | Path | None = None, expected_record: dict | None = None,
-             rebuild_cmd: str = DEFAULT_REBUILD, data: bytes | None = None) -> "TrtEngine":
+    def load(
+        self,
+        plan_path: str | Path | None = None,
+        expected_record: dict | None = None,
+        rebuild_cmd: str = DEFAULT_REBUILD,
+        data: bytes | None = None,
+    ) -> TrtEngine:
         """Deserialize the plan. With `expected_record` (its manifest entry), first check the file's
         sha256 and that this TensorRT version / GPU / compute capability match (EngineIncompatibleError
         naming `rebuild_cmd` otherwise). `data`: the plan's bytes, already read (a bundle reads them
@@ -133,17 +151,21 @@ class TrtEngine:
         if expected_record is not None:
             digest = hashlib.sha256(data).hexdigest()
             if expected_record.get("sha256") not in (None, digest):
-                raise BundleError(f"{path} does not match its manifest (sha256 {digest[:12]}…, expected "
-                                  f"{expected_record['sha256'][:12]}…): the file is corrupt or was replaced. "
-                                  f"Rebuild it with: {rebuild_cmd}")
+                raise BundleError(
+                    f"{path} does not match its manifest (sha256 {digest[:12]}…, expected "
+                    f"{expected_record['sha256'][:12]}…): the file is corrupt or was replaced. "
+                    f"Rebuild it with: {rebuild_cmd}"
+                )
             check_plan_compat(expected_record, trt.__version__, *gpu_info(), rebuild_cmd)
         logger = make_logger(trt)
         self._runtime = trt.Runtime(logger)
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise EngineIncompatibleError(f"TensorRT {trt.__version__} could not load {path}: "
-                                          + ("; ".join(logger.errors) or "no reason given")
-                                          + f". Rebuild it on this machine with: {rebuild_cmd}")
+            raise EngineIncompatibleError(
+                f"TensorRT {trt.__version__} could not load {path}: "
+                + ("; ".join(logger.errors) or "no reason given")
+                + f". Rebuild it on this machine with: {rebuild_cmd}"
+            )
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
@@ -170,7 +192,7 @@ class TrtEngine:
         slot = getattr(self._local, "slot", None)
         return dict(slot.shapes) if slot is not None else {}
 
-    def activate(self, reserve: bool | None = None) -> "TrtEngine":
+    def activate(self, reserve: bool | None = None) -> TrtEngine:
         """Create the calling thread's execution context and device-memory helper (once per thread).
 
         reserve: allocate buffers for the profile's max shapes now (default: `reserve_max`).
@@ -182,8 +204,9 @@ class TrtEngine:
         with self._lock:  # contexts are made one at a time; each is then used by its thread only
             context = self.engine.create_execution_context()
         if context is None:
-            raise DeviceError(f"TensorRT could not create an execution context for {self.plan_path} "
-                              "(out of GPU memory?)")
+            raise DeviceError(
+                f"TensorRT could not create an execution context for {self.plan_path} (out of GPU memory?)"
+            )
         slot = _Slot(context, self._new_memory())
         self._local.slot = slot
         with self._lock:
@@ -205,7 +228,7 @@ class TrtEngine:
             raise BundleError(f"TrtEngine.{what}() needs this thread's execution context: call activate() first")
         return slot
 
-    def allocate(self, shapes: dict[str, tuple]) -> "TrtEngine":
+    def allocate(self, shapes: dict[str, tuple]) -> TrtEngine:
         """Set this thread's input shapes; (re)allocate only the buffers too small for them."""
         slot = self._slot("allocate")
         if sorted(shapes) != sorted(self.inputs):
@@ -215,8 +238,9 @@ class TrtEngine:
             if not slot.context.set_input_shape(name, shape):
                 slot.shapes.clear()  # the context may hold some of the new shapes: set them all next time
                 lo, _, hi = self.profile(name)
-                raise InputError(f"{name} shape {shape} is outside the plan's profile {lo} .. {hi}; "
-                                 "rebuild with a larger profile")
+                raise InputError(
+                    f"{name} shape {shape} is outside the plan's profile {lo} .. {hi}; rebuild with a larger profile"
+                )
         for name in (*self.inputs, *self.outputs):
             shape = tuple(int(d) for d in slot.context.get_tensor_shape(name))
             slot.shapes[name] = shape
@@ -230,8 +254,9 @@ class TrtEngine:
                 slot.context.set_tensor_address(name, slot.ptrs[name])
         return self
 
-    def infer(self, feed: dict[str, np.ndarray], cached: dict[str, object] | None = None,
-              graph: bool = False) -> dict[str, np.ndarray]:
+    def infer(
+        self, feed: dict[str, np.ndarray], cached: dict[str, object] | None = None, graph: bool = False
+    ) -> dict[str, np.ndarray]:
         """Run once on the calling thread's context (activated on first use).
 
         Args:
@@ -246,8 +271,10 @@ class TrtEngine:
             raise InputError(f"infer() needs exactly the inputs {self.inputs}, got {sorted(feed)}")
         bad = {n: str(a.dtype) for n, a in feed.items() if np.asarray(a).dtype != self.dtypes[n]}
         if bad:
-            raise InputError(f"input dtypes {bad} differ from the plan's "
-                             f"{ {n: str(self.dtypes[n]) for n in bad} }; cast them to what the graph declares")
+            raise InputError(
+                f"input dtypes {bad} differ from the plan's "
+                f"{ {n: str(self.dtypes[n]) for n in bad} }; cast them to what the graph declares"
+            )
         slot = getattr(self._local, "slot", None) or self.activate()._local.slot
         arrays = {n: np.ascontiguousarray(a) for n, a in feed.items()}
         if any(slot.shapes.get(n) != a.shape for n, a in arrays.items()):
@@ -276,8 +303,10 @@ class TrtEngine:
     def _replay(self, slot: _Slot) -> None:
         """Launch the CUDA graph of the current input shapes, capturing it first if there is none."""
         if not hasattr(slot.mem, "capture"):
-            raise ConfigError(f"CUDA graphs need cuda-python device memory; {type(slot.mem).__name__} cannot capture "
-                              "them (pip install cuda-python, or run without cuda_graph)")
+            raise ConfigError(
+                f"CUDA graphs need cuda-python device memory; {type(slot.mem).__name__} cannot capture "
+                "them (pip install cuda-python, or run without cuda_graph)"
+            )
         key = tuple(slot.shapes[n] for n in self.inputs)
         exe = slot.graphs.get(key)
         if exe is None:
@@ -306,7 +335,7 @@ class TrtEngine:
         self._local = threading.local()
         self.engine = self._runtime = None
 
-    def __enter__(self) -> "TrtEngine":
+    def __enter__(self) -> TrtEngine:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,7 @@
 The preprocessing functions are not re-exported here, so that `tdsm_edge.skeleton.preprocess`
 always names the module (a same-named function attribute would shadow it).
 """
+
 from __future__ import annotations
 
 from .layout import NTU25, SkeletonLayout, available_layouts, load_layout

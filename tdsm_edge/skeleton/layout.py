@@ -3,11 +3,12 @@
 A layout is plain data loaded from a JSON file next to this module (`<name>.json`), so that the
 lean runtime and engine manifests can record it by name. Indices are 0-based everywhere.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import DataError
@@ -49,8 +50,9 @@ class SkeletonLayout:
         try:
             return self.joint_names.index(joint)
         except ValueError as e:
-            raise DataError(f"layout {self.name!r} has no joint {joint!r}; its joints are "
-                            f"{', '.join(self.joint_names)}.") from e
+            raise DataError(
+                f"layout {self.name!r} has no joint {joint!r}; its joints are {', '.join(self.joint_names)}."
+            ) from e
 
     def mirror_permutation(self) -> tuple[int, ...]:
         """Joint permutation (length V) that swaps every left joint with its right twin."""
@@ -61,9 +63,13 @@ class SkeletonLayout:
 
     def to_dict(self) -> dict:
         """JSON-ready description (for engine manifests)."""
-        return {"name": self.name, "joint_names": list(self.joint_names),
-                "bones": [list(b) for b in self.bones], "center_joint": self.center_joint,
-                "mirror_pairs": [list(p) for p in self.mirror_pairs]}
+        return {
+            "name": self.name,
+            "joint_names": list(self.joint_names),
+            "bones": [list(b) for b in self.bones],
+            "center_joint": self.center_joint,
+            "mirror_pairs": [list(p) for p in self.mirror_pairs],
+        }
 
 
 def available_layouts() -> list[str]:
@@ -71,7 +77,7 @@ def available_layouts() -> list[str]:
     return sorted(p.stem for p in _HERE.glob("*.json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_layout(name: str) -> SkeletonLayout:
     """Load a shipped layout by name (e.g. "ntu25").
 
@@ -80,8 +86,10 @@ def load_layout(name: str) -> SkeletonLayout:
     """
     path = _HERE / f"{name}.json"
     if not path.is_file():
-        raise DataError(f"unknown skeleton layout {name!r}: no file {path.name} in {_HERE}. "
-                        f"Shipped layouts: {', '.join(available_layouts())}.")
+        raise DataError(
+            f"unknown skeleton layout {name!r}: no file {path.name} in {_HERE}. "
+            f"Shipped layouts: {', '.join(available_layouts())}."
+        )
     d = json.loads(path.read_text())
     return SkeletonLayout(
         name=d["name"],

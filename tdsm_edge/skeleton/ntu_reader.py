@@ -17,38 +17,63 @@ in one track. A body absent from a frame has all-zero joints there, the preproce
 for "missing" (`tdsm_edge.skeleton.preprocess`). Frames with no body stay in the sequence, all zero
 (ST-GCN keeps them too); preprocessing trims empty frames at either end.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError, InputError
 
-NUM_JOINTS = 25                  # Kinect v2 joints per body, in JointType order (layout "ntu25")
-BODY_INFO_FIELDS = ("bodyID", "clipedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
-                    "handRightState", "isResticted", "leanX", "leanY", "trackingState")  # spelling as published
-JOINT_FIELDS = ("x", "y", "z", "depthX", "depthY", "colorX", "colorY", "orientationW", "orientationX",
-                "orientationY", "orientationZ", "trackingState")
+NUM_JOINTS = 25  # Kinect v2 joints per body, in JointType order (layout "ntu25")
+BODY_INFO_FIELDS = (
+    "bodyID",
+    "clipedEdges",
+    "handLeftConfidence",
+    "handLeftState",
+    "handRightConfidence",
+    "handRightState",
+    "isResticted",
+    "leanX",
+    "leanY",
+    "trackingState",
+)  # spelling as published
+JOINT_FIELDS = (
+    "x",
+    "y",
+    "z",
+    "depthX",
+    "depthY",
+    "colorX",
+    "colorY",
+    "orientationW",
+    "orientationX",
+    "orientationY",
+    "orientationZ",
+    "trackingState",
+)
 SAMPLE_NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 NTU_DATASETS = {"ntu60": (17, 60), "ntu120": (32, 120)}  # name -> (last setup S, last action A)
 _MISSING_DIR = Path(__file__).resolve().parent / "ntu_missing"
-_MISSING_FILES = {"ntu60": "NTU_RGBD_samples_with_missing_skeletons_ids_only.txt",
-                  "ntu120": "NTU_RGBD120_samples_with_missing_skeletons_ids_only.txt"}
+_MISSING_FILES = {
+    "ntu60": "NTU_RGBD_samples_with_missing_skeletons_ids_only.txt",
+    "ntu120": "NTU_RGBD120_samples_with_missing_skeletons_ids_only.txt",
+}
 
 
 @dataclass(frozen=True)
 class SampleName:
     """The fields of an NTU sample name `SsssCcccPpppRrrrAaaa` (all 1-based, as written)."""
 
-    setup: int        # S: setup (NTU-60: 1-17, NTU-120: 1-32)
-    camera: int       # C: camera id (1-3)
-    subject: int      # P: performer id
+    setup: int  # S: setup (NTU-60: 1-17, NTU-120: 1-32)
+    camera: int  # C: camera id (1-3)
+    subject: int  # P: performer id
     replication: int  # R: replication (1 or 2)
-    action: int       # A: action class, 1-based
+    action: int  # A: action class, 1-based
 
     @property
     def label(self) -> int:
@@ -58,8 +83,7 @@ class SampleName:
     @property
     def name(self) -> str:
         """The canonical name, e.g. "S001C002P003R002A013"."""
-        return (f"S{self.setup:03d}C{self.camera:03d}P{self.subject:03d}"
-                f"R{self.replication:03d}A{self.action:03d}")
+        return f"S{self.setup:03d}C{self.camera:03d}P{self.subject:03d}R{self.replication:03d}A{self.action:03d}"
 
 
 def parse_sample_name(name: str | Path) -> SampleName:
@@ -73,9 +97,11 @@ def parse_sample_name(name: str | Path) -> SampleName:
         stem = stem[: -len(".skeleton")]
     m = SAMPLE_NAME.fullmatch(stem)
     if m is None:
-        raise DataError(f"{str(name)!r} is not an NTU RGB+D sample name: expected SsssCcccPpppRrrrAaaa with 3 "
-                        "digits per field, e.g. S001C002P003R002A013(.skeleton). Rename the file or remove it "
-                        "from the source folder.")
+        raise DataError(
+            f"{str(name)!r} is not an NTU RGB+D sample name: expected SsssCcccPpppRrrrAaaa with 3 "
+            "digits per field, e.g. S001C002P003R002A013(.skeleton). Rename the file or remove it "
+            "from the source folder."
+        )
     return SampleName(*(int(g) for g in m.groups()))
 
 
@@ -83,9 +109,9 @@ def parse_sample_name(name: str | Path) -> SampleName:
 class SkeletonFile:
     """Everything `read_skeleton_file` keeps from one `.skeleton` file."""
 
-    xyz: np.ndarray               # (B, T, 25, 3) float32 camera x y z in metres; 0 where the body is absent
-    body_ids: tuple[str, ...]     # (B,) Kinect bodyID per track, in order of first appearance
-    present: np.ndarray           # (B, T) bool: the body is listed in the frame
+    xyz: np.ndarray  # (B, T, 25, 3) float32 camera x y z in metres; 0 where the body is absent
+    body_ids: tuple[str, ...]  # (B,) Kinect bodyID per track, in order of first appearance
+    present: np.ndarray  # (B, T) bool: the body is listed in the frame
     bodies_per_frame: np.ndarray  # (T,) int64: number of bodies listed in each frame
 
     @property
@@ -114,15 +140,18 @@ def read_skeleton_file(path: str | Path) -> SkeletonFile:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise DataError(f"cannot read {str(path)!r}: {e.strerror or e}. Check that the file exists and is "
-                        "readable.") from e
+        raise DataError(
+            f"cannot read {str(path)!r}: {e.strerror or e}. Check that the file exists and is readable."
+        ) from e
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}, line {line}: byte {raw[e.start]:#04x} is not ASCII; a .skeleton file is plain "
-                        "ASCII text. The file is corrupt or not an NTU skeleton file; re-extract it from the "
-                        "dataset archive.") from e
+        raise DataError(
+            f"{path}, line {line}: byte {raw[e.start]:#04x} is not ASCII; a .skeleton file is plain "
+            "ASCII text. The file is corrupt or not an NTU skeleton file; re-extract it from the "
+            "dataset archive."
+        ) from e
     return _Parser(text.split("\n"), str(path)).parse()
 
 
@@ -132,13 +161,15 @@ class _Parser:
     def __init__(self, lines: list[str], where: str):
         self.lines, self.where, self.i = lines, where, 0
         self.n = len(lines) - 1 if lines[-1] == "" else len(lines)  # a final newline ends the last line
-        self.starts: list[int] = []                  # first joint line of every body block read so far
+        self.starts: list[int] = []  # first joint line of every body block read so far
 
     def fail(self, index: int, message: str) -> DataError:
         """The error for line `index`, unless a joint line before it is bad: errors come in file order."""
         self._joint_values([s for s in self.starts if s < index])
-        return DataError(f"{self.where}, line {index + 1}: {message}. The file is truncated or corrupt; re-extract "
-                         "it from the NTU RGB+D archive (a dataset build skips it and lists it in bad_files.json).")
+        return DataError(
+            f"{self.where}, line {index + 1}: {message}. The file is truncated or corrupt; re-extract "
+            "it from the NTU RGB+D archive (a dataset build skips it and lists it in bad_files.json)."
+        )
 
     def eof(self, what: str) -> DataError:
         return self.fail(self.n, f"the file ends after line {self.n}, but {what} was expected here")
@@ -157,7 +188,7 @@ class _Parser:
 
     def parse(self) -> SkeletonFile:
         T = self.count("the number of frames")
-        per_frame: list[list[tuple[str, int]]] = []   # per frame: (bodyID, first joint line index)
+        per_frame: list[list[tuple[str, int]]] = []  # per frame: (bodyID, first joint line index)
         for t in range(T):
             B = self.count(f"the number of bodies in frame {t + 1} of {T}")
             bodies = []
@@ -165,14 +196,17 @@ class _Parser:
                 where = f"body {b + 1} of {B} in frame {t + 1}"
                 info = self.tokens(f"the info line of {where}")
                 if len(info) != len(BODY_INFO_FIELDS) or not info[0].isdigit() or not _all_numbers(info[1:]):
-                    raise self.fail(self.i - 1, f"expected the info line of {where}: {len(BODY_INFO_FIELDS)} "
-                                    f"numbers ({' '.join(BODY_INFO_FIELDS)}; bodyID an unsigned integer), got "
-                                    f"{_show(info)}")
+                    raise self.fail(
+                        self.i - 1,
+                        f"expected the info line of {where}: {len(BODY_INFO_FIELDS)} "
+                        f"numbers ({' '.join(BODY_INFO_FIELDS)}; bodyID an unsigned integer), got "
+                        f"{_show(info)}",
+                    )
                 J = self.count(f"the joint count of {where}")
                 if J != NUM_JOINTS:
                     raise self.fail(self.i - 1, f"{where} has {J} joints; NTU RGB+D bodies have {NUM_JOINTS}")
                 if self.i + NUM_JOINTS > self.n:
-                    self.starts.append(self.i)           # so that fail() checks its joint lines first
+                    self.starts.append(self.i)  # so that fail() checks its joint lines first
                     raise self.eof(f"joint {self.n - self.i + 1} of {NUM_JOINTS} of {where}")
                 bodies.append((info[0], self.i))
                 self.starts.append(self.i)
@@ -180,14 +214,16 @@ class _Parser:
             per_frame.append(bodies)
         extra = next((k for k in range(self.i, self.n) if self.lines[k].strip()), None)
         if extra is not None:
-            raise self.fail(extra, f"unexpected content after the last frame: line 1 announces {T} frames, and "
-                            f"they end on line {self.i}")
+            raise self.fail(
+                extra,
+                f"unexpected content after the last frame: line 1 announces {T} frames, and they end on line {self.i}",
+            )
         return self._assemble(per_frame)
 
     def _assemble(self, per_frame: list[list[tuple[str, int]]]) -> SkeletonFile:
         T = len(per_frame)
         ids: dict[str, int] = {}
-        slots: list[tuple[int, int, int]] = []      # (track, frame, first joint line)
+        slots: list[tuple[int, int, int]] = []  # (track, frame, first joint line)
         for t, bodies in enumerate(per_frame):
             seen: dict[str, int] = {}
             for body_id, start in bodies:
@@ -220,14 +256,16 @@ class _Parser:
                 return values.reshape(len(starts), NUM_JOINTS, len(JOINT_FIELDS))
         except ValueError:
             pass
-        for s in sorted(starts):                           # slow path: find the first bad line
+        for s in sorted(starts):  # slow path: find the first bad line
             for j in range(min(NUM_JOINTS, self.n - s)):
                 toks = self.lines[s + j].split()
                 if len(toks) != len(JOINT_FIELDS) or not _all_numbers(toks, finite=True):
-                    raise DataError(f"{self.where}, line {s + j + 1}: expected joint {j + 1} of {NUM_JOINTS}: "
-                                    f"{len(JOINT_FIELDS)} finite numbers ({' '.join(JOINT_FIELDS)}), got "
-                                    f"{_show(toks)}. The file is corrupt; re-extract it from the NTU RGB+D archive "
-                                    "(a dataset build skips it and lists it in bad_files.json).")
+                    raise DataError(
+                        f"{self.where}, line {s + j + 1}: expected joint {j + 1} of {NUM_JOINTS}: "
+                        f"{len(JOINT_FIELDS)} finite numbers ({' '.join(JOINT_FIELDS)}), got "
+                        f"{_show(toks)}. The file is corrupt; re-extract it from the NTU RGB+D archive "
+                        "(a dataset build skips it and lists it in bad_files.json)."
+                    )
         return np.zeros((0, NUM_JOINTS, len(JOINT_FIELDS)))  # all present lines good: the last block is cut
 
 
@@ -260,10 +298,10 @@ def body_energy(tracks: np.ndarray) -> np.ndarray:
     x = np.asarray(tracks, dtype=np.float64)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise InputError(f"body tracks must be shaped (B, T, V, 3), got {x.shape}; read_skeleton returns that.")
-    on = np.any(x != 0, axis=3)                       # (B, T, V): joint tracked (a lost joint is 0, not a position)
-    n = np.maximum(on.sum(1), 1)[..., None]           # (B, V, 1)
-    w = on[..., None]                                 # (B, T, V, 1)
-    mean = (x * w).sum(1) / n                         # (B, V, 3)
+    on = np.any(x != 0, axis=3)  # (B, T, V): joint tracked (a lost joint is 0, not a position)
+    n = np.maximum(on.sum(1), 1)[..., None]  # (B, V, 1)
+    w = on[..., None]  # (B, T, V, 1)
+    mean = (x * w).sum(1) / n  # (B, V, 3)
     var = (((x - mean[:, None]) * w) ** 2).sum(1) / n  # (B, V, 3)
     return var.sum(axis=(1, 2))
 
@@ -285,12 +323,12 @@ def select_bodies(tracks: np.ndarray, max_bodies: int = 2) -> np.ndarray:
         max_bodies: M, the number of bodies kept.
     """
     x = np.asarray(tracks)
-    energy = body_energy(x)                           # (B,), also validates the shape
+    energy = body_energy(x)  # (B,), also validates the shape
     if not isinstance(max_bodies, (int, np.integer)) or max_bodies < 1:
         raise InputError(f"max_bodies must be a positive int, got {max_bodies!r}.")
     B, T, V, _ = x.shape
-    present = np.any(x != 0, axis=(2, 3))             # (B, T)
-    frames = present.sum(1)                           # (B,)
+    present = np.any(x != 0, axis=(2, 3))  # (B, T)
+    frames = present.sum(1)  # (B,)
     order = np.lexsort((np.arange(B), -frames, -energy))  # last key sorts first
     # Kinect re-assigns a body ID when it loses a person: a track that never overlaps in time with a
     # kept one continues it (as CTR-GCN merges ID fragments), instead of taking the second slot.
@@ -321,16 +359,20 @@ def load_missing_list(dataset: str) -> frozenset[str]:
     return _missing(dataset)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _missing(dataset: str) -> frozenset[str]:
     path = _MISSING_DIR / _MISSING_FILES[dataset]
     try:
         names = [ln.strip() for ln in path.read_text(encoding="ascii").splitlines() if ln.strip()]
     except OSError as e:
-        raise DataError(f"the missing-skeleton list {str(path)!r} cannot be read ({e}); the tdsm-edge installation "
-                        "is incomplete: reinstall the package.") from e
+        raise DataError(
+            f"the missing-skeleton list {str(path)!r} cannot be read ({e}); the tdsm-edge installation "
+            "is incomplete: reinstall the package."
+        ) from e
     bad = [n for n in names if not SAMPLE_NAME.fullmatch(n)]
     if bad:
-        raise DataError(f"{path} holds entries that are not sample names, e.g. {bad[0]!r}; the file is corrupt: "
-                        "reinstall the package.")
+        raise DataError(
+            f"{path} holds entries that are not sample names, e.g. {bad[0]!r}; the file is corrupt: "
+            "reinstall the package."
+        )
     return frozenset(names)

@@ -13,6 +13,7 @@ Conventions (the same for training data and for the robot-side runtime):
   interpolation in time. An output joint is missing (0) when a source frame it draws on with a
   non-zero weight has it missing, so a lost joint never blends with zeros.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,7 @@ from .layout import NTU25, SkeletonLayout
 NUM_BODIES = 2  # M kept by the Shift-GCN / CTR-GCN NTU pipelines
 
 
-def preprocess(seq: np.ndarray, frames: int, layout: SkeletonLayout = NTU25,
-               align_view: bool = False) -> np.ndarray:
+def preprocess(seq: np.ndarray, frames: int, layout: SkeletonLayout = NTU25, align_view: bool = False) -> np.ndarray:
     """Preprocess one raw sequence.
 
     Args:
@@ -42,15 +42,18 @@ def preprocess(seq: np.ndarray, frames: int, layout: SkeletonLayout = NTU25,
     """
     a = np.asarray(seq)
     if a.ndim == 3:
-        a = a[None]                                   # (1, T, V, 3)
+        a = a[None]  # (1, T, V, 3)
     elif a.ndim != 4:
-        raise InputError(f"preprocess expects a sequence shaped (M, T, V, 3) or (T, V, 3), got shape "
-                         f"{a.shape}. For a batch (N, M, T, V, 3) use preprocess_batch.")
+        raise InputError(
+            f"preprocess expects a sequence shaped (M, T, V, 3) or (T, V, 3), got shape "
+            f"{a.shape}. For a batch (N, M, T, V, 3) use preprocess_batch."
+        )
     return preprocess_batch(a[None], frames, layout, align_view)[0]
 
 
-def preprocess_batch(batch: np.ndarray, frames: int, layout: SkeletonLayout = NTU25,
-                     align_view: bool = False) -> np.ndarray:
+def preprocess_batch(
+    batch: np.ndarray, frames: int, layout: SkeletonLayout = NTU25, align_view: bool = False
+) -> np.ndarray:
     """Vectorised `preprocess` over a batch; equals stacking `preprocess` of each sample.
 
     Args:
@@ -60,37 +63,39 @@ def preprocess_batch(batch: np.ndarray, frames: int, layout: SkeletonLayout = NT
     Returns:
         `(N, 3, frames, V, 2)` float32.
     """
-    x = _validate(batch, frames, layout)             # (N, M=2, T, V, 3), float32 or float64
+    x = _validate(batch, frames, layout)  # (N, M=2, T, V, 3), float32 or float64
     N, M, T, V, _ = x.shape
     joint_ok = (x[..., 0] != 0) | (x[..., 1] != 0) | (x[..., 2] != 0)  # (N, M, T, V)
-    frame_ok = np.any(joint_ok, axis=(1, 3))          # (N, T)
+    frame_ok = np.any(joint_ok, axis=(1, 3))  # (N, T)
     empty = np.flatnonzero(~frame_ok.any(axis=1))
     if empty.size:
-        raise InputError(f"sample(s) {empty[:10].tolist()} have no valid frame: every coordinate is 0. "
-                         "A skeleton sequence needs at least one frame with a tracked joint; drop "
-                         "empty recordings before preprocessing.")
-    first = np.argmax(frame_ok, axis=1)               # (N,)
+        raise InputError(
+            f"sample(s) {empty[:10].tolist()} have no valid frame: every coordinate is 0. "
+            "A skeleton sequence needs at least one frame with a tracked joint; drop "
+            "empty recordings before preprocessing."
+        )
+    first = np.argmax(frame_ok, axis=1)  # (N,)
     last = T - 1 - np.argmax(frame_ok[:, ::-1], axis=1)  # (N,)
 
     # Linear resampling of [first, last] to `frames` points; exact hits have weight 0 on i1.
     # Centring and rotation are affine, so they are applied after interpolating (fewer big arrays).
-    k = np.arange(frames, dtype=np.float64)           # (F,)
+    k = np.arange(frames, dtype=np.float64)  # (F,)
     span = (last - first).astype(np.float64)[:, None]  # (N, 1)
     s = first[:, None] + (k[None] * span / (frames - 1) if frames > 1 else 0.0 * span)  # (N, F)
     i0 = np.minimum(np.floor(s).astype(np.int64), last[:, None])  # (N, F)
-    i1 = np.minimum(i0 + 1, last[:, None])            # (N, F)
-    w = s - i0                                        # (N, F) in [0, 1)
-    n = np.arange(N)[:, None]                         # (N, 1)
-    a = x[n, :, i0]                                   # (N, F, M, V, 3)
+    i1 = np.minimum(i0 + 1, last[:, None])  # (N, F)
+    w = s - i0  # (N, F) in [0, 1)
+    n = np.arange(N)[:, None]  # (N, 1)
+    a = x[n, :, i0]  # (N, F, M, V, 3)
     out = x[n, :, i1]
     out -= a
     out *= w.astype(x.dtype)[:, :, None, None, None]
-    out += a                                          # a + w (b - a): exactly a where w == 0
+    out += a  # a + w (b - a): exactly a where w == 0
     out -= _origins(x, joint_ok, layout.center_joint).astype(x.dtype)[:, None, None, None, :]
     if align_view:
         out = _align_hips(out, _hip_angles(x, joint_ok, layout))
     ok = joint_ok[n, :, i0] & (joint_ok[n, :, i1] | (w == 0)[..., None, None])  # (N, F, M, V)
-    np.copyto(out, 0.0, where=~ok[..., None])         # missing stays exactly 0, never blended
+    np.copyto(out, 0.0, where=~ok[..., None])  # missing stays exactly 0, never blended
     return np.ascontiguousarray(out.transpose(0, 4, 1, 3, 2), dtype=np.float32)  # (N, 3, F, V, M)
 
 
@@ -101,14 +106,18 @@ def _validate(batch: np.ndarray, frames: int, layout: SkeletonLayout) -> np.ndar
     """
     a = np.asarray(batch)
     if a.ndim != 5 or a.shape[-1] != 3:
-        raise InputError(f"expected a batch shaped (N, M, T, V, 3), got shape {a.shape}. Stack sequences "
-                         "of equal length T along a new first axis; use preprocess() for one sequence.")
+        raise InputError(
+            f"expected a batch shaped (N, M, T, V, 3), got shape {a.shape}. Stack sequences "
+            "of equal length T along a new first axis; use preprocess() for one sequence."
+        )
     if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
         raise InputError(f"skeleton coordinates must be real numbers, got dtype {a.dtype}.")
     N, M, T, V, _ = a.shape
     if V != layout.num_joints:
-        raise InputError(f"the input has {V} joints but layout {layout.name!r} has {layout.num_joints}; "
-                         "pass the layout the data was recorded with, or reorder the joints to it.")
+        raise InputError(
+            f"the input has {V} joints but layout {layout.name!r} has {layout.num_joints}; "
+            "pass the layout the data was recorded with, or reorder the joints to it."
+        )
     if N == 0 or M == 0 or T == 0:
         raise InputError(f"empty input shape {a.shape}: N, M and T must all be at least 1.")
     if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
@@ -116,8 +125,10 @@ def _validate(batch: np.ndarray, frames: int, layout: SkeletonLayout) -> np.ndar
     x = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     if not np.isfinite(x).all():
         bad = np.unique(np.nonzero(~np.isfinite(x))[0])
-        raise InputError(f"sample(s) {bad[:10].tolist()} contain NaN or infinite coordinates. Mark "
-                         "untracked joints with exact zeros instead.")
+        raise InputError(
+            f"sample(s) {bad[:10].tolist()} contain NaN or infinite coordinates. Mark "
+            "untracked joints with exact zeros instead."
+        )
     if M >= NUM_BODIES:
         return x[:, :NUM_BODIES]
     pad = np.zeros((N, NUM_BODIES - M, T, V, 3), dtype=x.dtype)
@@ -126,7 +137,7 @@ def _validate(batch: np.ndarray, frames: int, layout: SkeletonLayout) -> np.ndar
 
 def _first_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For mask `(N, M, T)`: (has any, flat m*T+t index of the first True in body-major order)."""
-    flat = mask.reshape(mask.shape[0], -1)            # (N, M*T)
+    flat = mask.reshape(mask.shape[0], -1)  # (N, M*T)
     return flat.any(axis=1), np.argmax(flat, axis=1)
 
 
@@ -142,7 +153,7 @@ def _origins(x: np.ndarray, joint_ok: np.ndarray, center: int) -> np.ndarray:
     origin = x[n, idx_c // T, idx_c % T, center].astype(np.float64)  # (N, 3)
     if not has_c.all():
         _, idx_b = _first_true(joint_ok.any(axis=-1))
-        jm = joint_ok[n, idx_b // T, idx_b % T]       # (N, V)
+        jm = joint_ok[n, idx_b // T, idx_b % T]  # (N, V)
         pts = x[n, idx_b // T, idx_b % T].astype(np.float64)  # (N, V, 3)
         mean = (pts * jm[..., None]).sum(1) / np.maximum(jm.sum(1), 1)[:, None]
         origin = np.where(has_c[:, None], origin, mean)
@@ -163,7 +174,7 @@ def _align_hips(out: np.ndarray, ang: np.ndarray) -> np.ndarray:
     """Rotate centred coordinates `(N, F, M, V, 3)` about y by -ang, so the hip line lies along +x."""
     c = np.cos(ang).astype(out.dtype)[:, None, None, None]  # (N, 1, 1, 1)
     s = np.sin(ang).astype(out.dtype)[:, None, None, None]
-    rx = c * out[..., 0] + s * out[..., 2]            # (N, F, M, V)
+    rx = c * out[..., 0] + s * out[..., 2]  # (N, F, M, V)
     rz = -s * out[..., 0] + c * out[..., 2]
     out[..., 0], out[..., 2] = rx, rz
     return out

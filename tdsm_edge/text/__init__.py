@@ -7,6 +7,7 @@ encoder is built (`get_text_encoder`).
     table = encode_classes(enc, classes, ("label", "description"), num_tokens=16,
                            cache_dir=Path("runs/text_cache"))         # global_ (K, 768)
 """
+
 from tdsm_edge.text.base import TEXT_ENCODER_NAMES, TextEncoder, TextFeatures, get_text_encoder
 from tdsm_edge.text.cache import TextCache
 from tdsm_edge.text.prompts import PROMPT_SETS, ClassPrompts, ClassText, encode_classes, prompt_texts

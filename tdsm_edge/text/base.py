@@ -3,6 +3,7 @@
 Numpy only at import time; the concrete encoders (torch, transformers, open_clip) are imported
 lazily by `get_text_encoder`, so `import tdsm_edge.text` stays cheap.
 """
+
 from __future__ import annotations
 
 import abc
@@ -76,7 +77,7 @@ class TextFeatures:
         return self.local.shape[2]
 
     @staticmethod
-    def concat(parts: list["TextFeatures"], num_tokens: int, dim: int) -> "TextFeatures":
+    def concat(parts: list[TextFeatures], num_tokens: int, dim: int) -> TextFeatures:
         """Stack features of several prompt batches along P (an empty list gives P = 0)."""
         if not parts:
             return TextFeatures(
@@ -139,9 +140,7 @@ class TextEncoder(abc.ABC):
         return TextFeatures.concat(parts, num_tokens, self.dim)
 
     @abc.abstractmethod
-    def _encode_batch(
-        self, prompts: list[str], num_tokens: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _encode_batch(self, prompts: list[str], num_tokens: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (global (b, Dt), local (b, L, Dt), mask (b, L)) for one batch of prompts."""
 
     def __repr__(self) -> str:

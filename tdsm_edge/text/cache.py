@@ -7,6 +7,7 @@ read, so a hash collision or a moved file cannot return another prompt's feature
 to a temp file in the same folder and are renamed into place, so readers never see half a file.
 An unreadable entry is logged and encoded again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,9 +44,7 @@ class TextCache:
         folder = self.root / f"{slug}-{_sha256(encoder_id)[:8]}" / f"L{int(num_tokens)}"
         return folder / f"{_sha256(prompt)}.safetensors"
 
-    def encode(
-        self, encoder: TextEncoder, prompts: list[str], num_tokens: int, batch_size: int = 64
-    ) -> TextFeatures:
+    def encode(self, encoder: TextEncoder, prompts: list[str], num_tokens: int, batch_size: int = 64) -> TextFeatures:
         """Like `encoder.encode`, but only prompts missing from the cache reach the model.
 
         Returns:

@@ -13,12 +13,12 @@ Features (Dt = 384):
   [SEP] where the prompt fits). A prompt longer than L tokens keeps its first L token states;
   its [SEP] is dropped, and every state still saw the whole prompt (bidirectional attention).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-
 
 from tdsm_edge.errors import CheckpointError, require
 from tdsm_edge.text.base import TextEncoder

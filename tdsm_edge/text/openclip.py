@@ -26,12 +26,12 @@ What this encoder returns (W = transformer width = Dt):
   `skip_last_layers=1` (inferred: the stored published code does not name its pipeline).
   `TDSM_PUBLISHED_OPTIONS` collects these settings.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 from pathlib import Path
-
 
 from tdsm_edge.errors import CheckpointError, ConfigError, require
 from tdsm_edge.text.base import TextEncoder
@@ -131,7 +131,9 @@ class OpenCLIPEncoder(TextEncoder):
         self.num_layers = num_layers - skip_last_layers
         self.dim = int(model.transformer.width)
         proj = model.text_projection
-        proj_out = None if proj is None else int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
+        proj_out = (
+            None if proj is None else int(proj.out_features if isinstance(proj, torch.nn.Linear) else proj.shape[1])
+        )
         if pooling == "projected" and proj_out not in (None, self.dim):
             raise ConfigError(
                 f"pooling='projected' gives {proj_out}-d global vectors but the {model_name} tokens "

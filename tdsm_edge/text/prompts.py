@@ -4,12 +4,13 @@ Each class has a name ("kick something") and a one-sentence description. A *prom
 one of them; the paper encodes the label set and the description set separately and
 concatenates them along channels, so Dc = len(prompt_sets) x Dt.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -81,13 +82,11 @@ class ClassText:
     def dim(self) -> int:
         return self.local.shape[2]
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ClassText":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ClassText:
         """Rows `indices` (class indices, in the given order) as a new ClassText."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)  # (K',)
         if idx.size and (idx.min() < -self.num_classes or idx.max() >= self.num_classes):
-            raise ConfigError(
-                f"Class indices {idx.tolist()} are out of range for {self.num_classes} classes."
-            )
+            raise ConfigError(f"Class indices {idx.tolist()} are out of range for {self.num_classes} classes.")
         return ClassText(
             global_=self.global_[idx],  # (K', Dc)
             local=self.local[idx],  # (K', L, Dc)
@@ -119,7 +118,7 @@ class ClassText:
             st.save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
     @classmethod
-    def load(cls, path: str | Path) -> "ClassText":
+    def load(cls, path: str | Path) -> ClassText:
         """Read a file written by `save`.
 
         Raises:

@@ -10,6 +10,7 @@ Why a residual text map: with only S seen classes, a free linear map is constrai
 S text vectors only; starting from the identity (and decaying the residual) keeps unseen-class text
 directions intact instead of collapsing them onto the seen span.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,9 +91,16 @@ class AlignmentBaseline(nn.Module):
         nn.init.zeros_(self.text_residual.bias)
 
     # ------------------------------------------------------------ training
-    def fit(self, z_train: np.ndarray, y_train: np.ndarray, class_text_global: np.ndarray,
-            seen_classes: np.ndarray, seed: int = 0, device: str = "cpu",
-            progress: bool = True) -> "AlignmentBaseline":
+    def fit(
+        self,
+        z_train: np.ndarray,
+        y_train: np.ndarray,
+        class_text_global: np.ndarray,
+        seen_classes: np.ndarray,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> AlignmentBaseline:
         """Train on seen classes only.
 
         z_train: (N, Dz) float32; y_train: (N,) int64 global class indices (all in seen_classes);
@@ -109,12 +117,16 @@ class AlignmentBaseline(nn.Module):
         if y.shape != (z.shape[0],):
             raise InputError(f"y_train must have shape ({z.shape[0]},), got {y.shape}")
         if seen.size < 2 or len(np.unique(seen)) != seen.size or seen.min() < 0 or seen.max() >= text.shape[0]:
-            raise InputError(f"seen_classes must be >= 2 distinct indices into class_text_global "
-                             f"(K_all={text.shape[0]}), got {seen.tolist()}")
+            raise InputError(
+                f"seen_classes must be >= 2 distinct indices into class_text_global "
+                f"(K_all={text.shape[0]}), got {seen.tolist()}"
+            )
         lookup = np.full(text.shape[0], -1, dtype=np.int64)
         lookup[seen] = np.arange(seen.size)
         if y.size == 0 or y.min() < 0 or y.max() >= text.shape[0] or (lookup[y] < 0).any():
-            raise InputError("every y_train label must be one of seen_classes; the baseline trains on seen classes only")
+            raise InputError(
+                "every y_train label must be one of seen_classes; the baseline trains on seen classes only"
+            )
         target = lookup[y]  # (N,) index into the seen list
 
         dev = _resolve_device(device)
@@ -137,7 +149,7 @@ class AlignmentBaseline(nn.Module):
             order = torch.randperm(N, generator=gen).to(dev)
             total = 0.0
             for i in range(0, N, _BATCH):
-                idx = order[i:i + _BATCH]
+                idx = order[i : i + _BATCH]
                 logits = self.embed_skeleton(z_t[idx]) @ self.embed_text(text_seen).T / self.cfg.temperature  # (B, S)
                 loss = F.cross_entropy(logits, y_t[idx])
                 opt.zero_grad(set_to_none=True)
@@ -147,8 +159,12 @@ class AlignmentBaseline(nn.Module):
             self.history["loss"].append(total / N)
             bar.set_postfix(loss=f"{total / N:.4f}")
         self.eval()
-        log.info("baseline trained: %d samples, %d seen classes, final loss %.4f", N, seen.size,
-                 self.history["loss"][-1] if self.history["loss"] else float("nan"))
+        log.info(
+            "baseline trained: %d samples, %d seen classes, final loss %.4f",
+            N,
+            seen.size,
+            self.history["loss"][-1] if self.history["loss"] else float("nan"),
+        )
         return self
 
     # ------------------------------------------------------------ scoring
@@ -161,8 +177,10 @@ class AlignmentBaseline(nn.Module):
         self.eval()
         dev = self.z_mean.device
         t = self.embed_text(torch.from_numpy(text).to(dev))  # (K, Dt)
-        out = [(-(self.embed_skeleton(torch.from_numpy(z[i:i + _BATCH]).to(dev)) @ t.T)).cpu()
-               for i in range(0, z.shape[0], _BATCH)]
+        out = [
+            (-(self.embed_skeleton(torch.from_numpy(z[i : i + _BATCH]).to(dev)) @ t.T)).cpu()
+            for i in range(0, z.shape[0], _BATCH)
+        ]
         self.train(was_training)
         res = torch.cat(out) if out else torch.zeros(0, text.shape[0])
         return res.numpy().astype(np.float32)  # (N, K)
@@ -175,25 +193,39 @@ class AlignmentBaseline(nn.Module):
     def save(self, path: str | Path) -> Path:
         """Write `model.safetensors` + `config.json` into folder `path` (created; atomic per file)."""
         folder = Path(path)
-        save_module(folder, self.state_dict(), {
-            "kind": "alignment_baseline", "z_dim": self.z_dim, "text_dim": self.text_dim, "cfg": to_dict(self.cfg),
-            "seen_classes": self.seen_classes, "history": self.history})
+        save_module(
+            folder,
+            self.state_dict(),
+            {
+                "kind": "alignment_baseline",
+                "z_dim": self.z_dim,
+                "text_dim": self.text_dim,
+                "cfg": to_dict(self.cfg),
+                "seen_classes": self.seen_classes,
+                "history": self.history,
+            },
+        )
         return folder
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "AlignmentBaseline":
+    def load(cls, path: str | Path, device: str = "cpu") -> AlignmentBaseline:
         """Rebuild a baseline saved by `save` (safetensors + json; no pickle)."""
         folder = Path(path)
         if not all((folder / f).is_file() for f in _FILES):
-            raise CheckpointError(f"{str(folder)!r} is not a saved baseline: expected {' and '.join(_FILES)} inside; "
-                                  "save one with AlignmentBaseline.save(folder)")
+            raise CheckpointError(
+                f"{str(folder)!r} is not a saved baseline: expected {' and '.join(_FILES)} inside; "
+                "save one with AlignmentBaseline.save(folder)"
+            )
         state, meta = load_module(folder)
         where, fix = f"baseline checkpoint in {str(folder)!r}", "Re-save it with this version of tdsm_edge."
         try:
-            model = cls(meta["z_dim"], meta["text_dim"], section_from_dict(BaselineConfig, meta["cfg"], "config.json cfg"))
+            model = cls(
+                meta["z_dim"], meta["text_dim"], section_from_dict(BaselineConfig, meta["cfg"], "config.json cfg")
+            )
         except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
-            raise CheckpointError(f"{where} is incomplete or does not match the model ({e}); re-save it with this "
-                                  "version of tdsm_edge") from e
+            raise CheckpointError(
+                f"{where} is incomplete or does not match the model ({e}); re-save it with this version of tdsm_edge"
+            ) from e
         load_into(model, state, where, fix)
         model.seen_classes = list(meta.get("seen_classes", []))
         model.history = dict(meta.get("history", {"loss": []}))

@@ -4,6 +4,7 @@ Every random draw of a step (batch indices, t, ε, negative classes) comes from 
 (seed, step). So a resumed run equals an uninterrupted one, and under DDP every rank draws the same
 global batch and keeps its own shard (see `distributed.py`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import (latest_checkpoint, load_into, load_module, load_train_state, prune_checkpoints,
-                          save_module, save_train_state)
+from ..checkpoint import (
+    latest_checkpoint,
+    load_into,
+    load_module,
+    load_train_state,
+    prune_checkpoints,
+    save_module,
+    save_train_state,
+)
 from ..config import RunConfig, to_dict
 from ..data.features import FeatureStats
 from ..errors import CheckpointError, ConfigError, DataError
@@ -28,17 +36,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class ClassTextTensors:
     """Class text as torch tensors indexed by GLOBAL class index."""
-    fc: "object"     # (K, Dc) float32: global text feature per class
-    fl: "object"     # (K, L, Dc) float32: local token features per class
-    mask: "object"   # (K, L) bool: real tokens (None: no mask, the published behaviour)
+
+    fc: object  # (K, Dc) float32: global text feature per class
+    fl: object  # (K, L, Dc) float32: local token features per class
+    mask: object  # (K, L) bool: real tokens (None: no mask, the published behaviour)
 
     @classmethod
-    def from_class_text(cls, text, device: str = "cpu") -> "ClassTextTensors":
+    def from_class_text(cls, text, device: str = "cpu") -> ClassTextTensors:
         import torch
 
-        return cls(torch.from_numpy(np.ascontiguousarray(text.global_, np.float32)).to(device),
-                   torch.from_numpy(np.ascontiguousarray(text.local, np.float32)).to(device),
-                   torch.from_numpy(np.ascontiguousarray(text.mask, bool)).to(device))
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(text.global_, np.float32)).to(device),
+            torch.from_numpy(np.ascontiguousarray(text.local, np.float32)).to(device),
+            torch.from_numpy(np.ascontiguousarray(text.mask, bool)).to(device),
+        )
 
     def rows(self, labels):
         """(fc (B, Dc), fl (B, L, Dc), mask (B, L)) for a batch of class indices."""
@@ -52,10 +63,10 @@ class ClassTextTensors:
 
 @dataclass
 class StepDraw:
-    idx: "object"   # (B,) long: rows of the training features
-    t: "object"     # (B,) long: diffusion steps in [0, T)
-    eps: "object"   # (B, Dz) float32: noise shared by the positive and the negative
-    neg: "object"   # (B,) long: negative class (global index), uniform over seen classes
+    idx: object  # (B,) long: rows of the training features
+    t: object  # (B,) long: diffusion steps in [0, T)
+    eps: object  # (B, Dz) float32: noise shared by the positive and the negative
+    neg: object  # (B,) long: negative class (global index), uniform over seen classes
 
 
 def draw_step(step: int, seed: int, n: int, batch: int, z_dim: int, num_steps: int, seen_classes) -> StepDraw:
@@ -66,7 +77,7 @@ def draw_step(step: int, seed: int, n: int, batch: int, z_dim: int, num_steps: i
     if per_epoch >= 1:
         epoch, pos = divmod(step, per_epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        idx = perm[pos * batch:(pos + 1) * batch]
+        idx = perm[pos * batch : (pos + 1) * batch]
     else:  # fewer samples than one batch: sample with replacement
         idx = torch.randint(0, n, (batch,), generator=torch.Generator().manual_seed(seed * 7919 + step))
     g = torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
@@ -79,10 +90,12 @@ def draw_step(step: int, seed: int, n: int, batch: int, z_dim: int, num_steps: i
 
 def lr_lambda(warmup: int, total: int):
     """Linear warm-up to 1, then cosine decay to 0 at `total`."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
     return f
 
 
@@ -94,8 +107,10 @@ class Amp:
         import torch
 
         if mode != "none" and not str(device).startswith("cuda"):
-            raise ConfigError(f"train.amp={mode!r} needs a CUDA device, but training runs on {device!r}; "
-                              "set train.amp: none for CPU training.")
+            raise ConfigError(
+                f"train.amp={mode!r} needs a CUDA device, but training runs on {device!r}; "
+                "set train.amp: none for CPU training."
+            )
         self.mode = mode
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
         self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
@@ -106,8 +121,17 @@ class Amp:
         return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
 
 
-def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: ClassTextTensors, cfg: RunConfig,
-               amp: Amp | None = None) -> dict:
+def train_step(
+    model,
+    schedule,
+    optimizer,
+    z,
+    labels,
+    draw: StepDraw,
+    tables: ClassTextTensors,
+    cfg: RunConfig,
+    amp: Amp | None = None,
+) -> dict:
     """One optimisation step on (this rank's shard of) a batch; returns the loss terms as floats."""
     import torch
 
@@ -117,8 +141,9 @@ def train_step(model, schedule, optimizer, z, labels, draw: StepDraw, tables: Cl
     neg_text = tables.indexed(draw.neg)
     scaler = amp.scaler if amp is not None else None
     with amp.autocast() if amp is not None else contextlib.nullcontext():
-        out = triplet_diffusion_loss(model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss,
-                                     pos_label=labels, neg_label=draw.neg)
+        out = triplet_diffusion_loss(
+            model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss, pos_label=labels, neg_label=draw.neg
+        )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(out["loss"]).backward()
@@ -150,9 +175,18 @@ def build_training(cfg: RunConfig, device: str):
     return model, schedule, opt, sched
 
 
-def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_classes: np.ndarray,
-                   cfg: RunConfig, out_dir: str | Path, dist: DistInfo = DistInfo(), device: str = "cpu",
-                   resume: bool = False, progress: bool = True):
+def train_denoiser(
+    z_train: np.ndarray,
+    y_train: np.ndarray,
+    class_text,
+    seen_classes: np.ndarray,
+    cfg: RunConfig,
+    out_dir: str | Path,
+    dist: DistInfo = DistInfo(),
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+):
     """Train the denoiser; write checkpoints under out_dir/checkpoints and the final model in out_dir.
 
     z_train: (N, Dz) raw skeleton features; y_train: (N,) global labels (all seen); class_text: a
@@ -166,8 +200,10 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
         raise DataError("no training features: the seen split is empty.")
     stray = sorted(set(np.unique(y_train).tolist()) - set(np.asarray(seen_classes).tolist()))
     if stray:
-        raise DataError(f"training labels include classes {stray[:10]} outside the seen split: the denoiser "
-                        "must never see unseen classes. Check the split file against the feature folder.")
+        raise DataError(
+            f"training labels include classes {stray[:10]} outside the seen split: the denoiser "
+            "must never see unseen classes. Check the split file against the feature folder."
+        )
     stats = FeatureStats.fit(z_train) if cfg.train.standardize_features else FeatureStats.identity(z_train.shape[1])
     z_all = torch.from_numpy(stats.apply(z_train)).to(device)
     y_all = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
@@ -179,8 +215,10 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     if resume:
         last = latest_checkpoint(ckpt_root)
         if last is None:
-            raise CheckpointError(f"--resume was given but {str(ckpt_root)!r} holds no complete checkpoint; "
-                                  "run without --resume to start fresh.")
+            raise CheckpointError(
+                f"--resume was given but {str(ckpt_root)!r} holds no complete checkpoint; "
+                "run without --resume to start fresh."
+            )
         state, meta = load_module(last)
         load_into(model, state, f"checkpoint {last}")
         gen = torch.Generator()
@@ -194,15 +232,23 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
         net = wrap_ddp(model, device)
     part = shard(cfg.train.batch_size, dist)
     log_every = max(1, cfg.train.iterations // 200)
-    bar = tqdm(total=cfg.train.iterations, initial=start, desc="denoiser", unit="it",
-               disable=not (progress and dist.is_main), leave=False)
+    bar = tqdm(
+        total=cfg.train.iterations,
+        initial=start,
+        desc="denoiser",
+        unit="it",
+        disable=not (progress and dist.is_main),
+        leave=False,
+    )
     t0 = time.perf_counter()
     model.train()
     for step in range(start, cfg.train.iterations):
-        draw = draw_step(step, cfg.train.seed, len(z_all), cfg.train.batch_size, z_all.shape[1],
-                         cfg.schedule.num_steps, seen_classes)
-        mine = StepDraw(draw.idx[part].to(device), draw.t[part].to(device), draw.eps[part].to(device),
-                        draw.neg[part].to(device))
+        draw = draw_step(
+            step, cfg.train.seed, len(z_all), cfg.train.batch_size, z_all.shape[1], cfg.schedule.num_steps, seen_classes
+        )
+        mine = StepDraw(
+            draw.idx[part].to(device), draw.t[part].to(device), draw.eps[part].to(device), draw.neg[part].to(device)
+        )
         terms = train_step(net, schedule, opt, z_all[mine.idx], y_all[mine.idx], mine, tables, cfg, amp)
         sched.step()
         bar.update(1)
@@ -224,8 +270,9 @@ def train_denoiser(z_train: np.ndarray, y_train: np.ndarray, class_text, seen_cl
     return model, history
 
 
-def _save_step(folder: Path, model, opt, sched, step: int, cfg: RunConfig, seen_classes, history,
-               amp: Amp | None = None) -> None:
+def _save_step(
+    folder: Path, model, opt, sched, step: int, cfg: RunConfig, seen_classes, history, amp: Amp | None = None
+) -> None:
     import torch
 
     save_module(folder, model.state_dict(), {"config": to_dict(cfg), "seen_classes": np.asarray(seen_classes).tolist()})

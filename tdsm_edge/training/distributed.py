@@ -4,6 +4,7 @@ On CPU the gloo backend is used, on GPUs nccl. Every rank draws the SAME global 
 seeded generator and keeps its own contiguous shard, so a DDP step equals a single-process step on
 the global batch (gradients are averaged over equal shards).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,7 @@ def init_distributed(device: str = "cpu") -> DistInfo:
         torch.cuda.set_device(local)  # else every rank's NCCL collectives land on cuda:0
     if not dist.is_initialized():
         # other ranks wait at barriers while rank 0 trains the encoder and evaluates: allow hours
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
-                                timeout=timedelta(hours=12))
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=12))
     return DistInfo(dist.get_rank(), dist.get_world_size(), local)
 
 
@@ -68,14 +68,16 @@ def shard(global_batch: int, info: DistInfo) -> slice:
     if global_batch % info.world_size:
         from ..errors import ConfigError
 
-        raise ConfigError(f"train.batch_size ({global_batch}) must be divisible by the number of "
-                          f"processes ({info.world_size}); change one of them.")
+        raise ConfigError(
+            f"train.batch_size ({global_batch}) must be divisible by the number of "
+            f"processes ({info.world_size}); change one of them."
+        )
     per = global_batch // info.world_size
     return slice(info.rank * per, (info.rank + 1) * per)
 
 
 def resolve_device(name: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible (the local rank's under DDP), else "cpu"."""
+    """ "auto" -> "cuda" when a GPU is visible (the local rank's under DDP), else "cpu"."""
     import torch
 
     if name == "auto":

@@ -3,6 +3,7 @@
 The classifier head sees only seen classes (labels remapped to 0..S-1); unseen-class sequences are
 never touched until feature extraction, exactly as in the zero-shot protocol.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EncoderResult:
-    model: object                      # ShiftGCN (eval mode)
-    seen_classes: np.ndarray           # (S,) global indices in head order
+    model: object  # ShiftGCN (eval mode)
+    seen_classes: np.ndarray  # (S,) global indices in head order
     history: dict[str, list[float]] = field(default_factory=dict)
     val_accuracy: float = float("nan")  # seen-class top-1 on held-out seen samples
     seconds: float = 0.0
@@ -30,12 +31,20 @@ class EncoderResult:
 def _batches(n: int, batch: int, rng: np.random.Generator | None):
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for i in range(0, n, batch):
-        yield order[i:i + batch]
+        yield order[i : i + batch]
 
 
-def train_encoder(x_train: np.ndarray, y_train: np.ndarray, seen_classes: np.ndarray, cfg: EncoderConfig,
-                  seed: int, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                  device: str = "cpu", progress: bool = True) -> EncoderResult:
+def train_encoder(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    seen_classes: np.ndarray,
+    cfg: EncoderConfig,
+    seed: int,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EncoderResult:
     """Train ShiftGCN on preprocessed windows.
 
     x_train: (N, 3, T, V, M) float32 (output of `preprocess_batch`); y_train: (N,) global labels, all
@@ -50,20 +59,25 @@ def train_encoder(x_train: np.ndarray, y_train: np.ndarray, seen_classes: np.nda
     seen_classes = np.asarray(seen_classes, np.int64)
     remap = {int(c): i for i, c in enumerate(seen_classes)}
     if not set(np.unique(y_train).tolist()) <= set(remap):
-        raise DataError("encoder training labels include classes outside the seen split; "
-                        "the encoder must be trained on seen classes only.")
+        raise DataError(
+            "encoder training labels include classes outside the seen split; "
+            "the encoder must be trained on seen classes only."
+        )
     y_local = np.array([remap[int(c)] for c in y_train], np.int64)
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = ShiftGCN(cfg, num_classes=len(seen_classes), num_joints=x_train.shape[3]).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warm = min(steps_per_epoch, total // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warm) if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        opt,
+        lambda s: (
+            (s + 1) / max(1, warm) if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+        ),
+    )
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "val_acc": []}
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc="encoder", disable=not progress, unit="step", leave=False)
@@ -114,8 +128,9 @@ def seen_accuracy(model, x: np.ndarray, y: np.ndarray, seen_classes: np.ndarray,
     return float((pred == y).mean())
 
 
-def extract_features(model, x: np.ndarray, device: str = "cpu", batch: int = 256,
-                     progress: bool = False, desc: str = "features") -> np.ndarray:
+def extract_features(
+    model, x: np.ndarray, device: str = "cpu", batch: int = 256, progress: bool = False, desc: str = "features"
+) -> np.ndarray:
     """Skeleton features z (N, Dz) float32 for preprocessed windows (N, 3, T, V, M)."""
     import torch
     from tqdm.auto import tqdm

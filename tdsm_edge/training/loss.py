@@ -7,9 +7,10 @@ where e = per-sample mean squared error between the prediction and the schedule'
 As in the published code the triplet mean runs over the whole batch (masked terms count as 0),
 and the positive and negative passes run as one forward over a 2B batch.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -18,12 +19,13 @@ from ..config import LossConfig
 from ..errors import InputError
 from ..models.schedule import DDPMSchedule
 
-TextBatch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]   # fc (B, Dc), fl (B, L, Dc), mask (B, L)
+TextBatch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]  # fc (B, Dc), fl (B, L, Dc), mask (B, L)
 # or class tables + per-sample class index: fc (K, Dc), fl (K, L, Dc), mask (K, L), index (B,)
 
 
-def _cat_masks(pos: torch.Tensor | None, neg: torch.Tensor | None, B: int, L: int,
-               device: torch.device) -> torch.Tensor | None:
+def _cat_masks(
+    pos: torch.Tensor | None, neg: torch.Tensor | None, B: int, L: int, device: torch.device
+) -> torch.Tensor | None:
     """Concatenate two (B, L) masks; a missing one counts as all-valid; both missing → None."""
     if pos is None and neg is None:
         return None
@@ -31,10 +33,19 @@ def _cat_masks(pos: torch.Tensor | None, neg: torch.Tensor | None, B: int, L: in
     return torch.cat([full if pos is None else pos.bool(), full if neg is None else neg.bool()], dim=0)  # (2B, L)
 
 
-def triplet_diffusion_loss(model: nn.Module, schedule: DDPMSchedule, z: torch.Tensor,
-                           pos_text: TextBatch, neg_text: TextBatch, t: torch.Tensor, eps: torch.Tensor,
-                           cfg: LossConfig, *, pos_label: torch.Tensor,
-                           neg_label: torch.Tensor) -> dict[str, torch.Tensor]:
+def triplet_diffusion_loss(
+    model: nn.Module,
+    schedule: DDPMSchedule,
+    z: torch.Tensor,
+    pos_text: TextBatch,
+    neg_text: TextBatch,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    cfg: LossConfig,
+    *,
+    pos_label: torch.Tensor,
+    neg_label: torch.Tensor,
+) -> dict[str, torch.Tensor]:
     """Triplet diffusion loss for one batch.
 
     Args:
@@ -53,9 +64,13 @@ def triplet_diffusion_loss(model: nn.Module, schedule: DDPMSchedule, z: torch.Te
     """
     B, Dz = z.shape
     if eps.shape != z.shape or t.shape != (B,):
-        raise InputError(f"eps must match z {tuple(z.shape)} and t must be ({B},); got {tuple(eps.shape)}, {tuple(t.shape)}")
+        raise InputError(
+            f"eps must match z {tuple(z.shape)} and t must be ({B},); got {tuple(eps.shape)}, {tuple(t.shape)}"
+        )
     if pos_label.shape != (B,) or neg_label.shape != (B,):
-        raise InputError(f"pos_label and neg_label must be ({B},); got {tuple(pos_label.shape)}, {tuple(neg_label.shape)}")
+        raise InputError(
+            f"pos_label and neg_label must be ({B},); got {tuple(pos_label.shape)}, {tuple(neg_label.shape)}"
+        )
     if len(pos_text) == 4:
         if pos_text[3].shape != (B,) or neg_text[3].shape != (B,):
             raise InputError(f"class-table text needs a ({B},) class index for the positive and the negative")
@@ -88,13 +103,20 @@ def _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_l
         raise InputError("with class tables, the positive and negative text must share the same tables")
     x_t = schedule.add_noise(z, eps, t)  # (B, Dz)
     target = schedule.target(z, eps, t)  # (B, Dz)
-    pred = model(torch.cat([x_t, x_t], dim=0), torch.cat([t, t], dim=0), fc, fl, mask,
-                 text_index=torch.cat([i_pos, i_neg], dim=0))  # (2B, Dz)
+    pred = model(
+        torch.cat([x_t, x_t], dim=0),
+        torch.cat([t, t], dim=0),
+        fc,
+        fl,
+        mask,
+        text_index=torch.cat([i_pos, i_neg], dim=0),
+    )  # (2B, Dz)
     return _terms(pred, target, pos_label, neg_label, cfg)
 
 
-def _terms(pred: torch.Tensor, target: torch.Tensor, pos_label: torch.Tensor, neg_label: torch.Tensor,
-           cfg: LossConfig) -> dict[str, torch.Tensor]:
+def _terms(
+    pred: torch.Tensor, target: torch.Tensor, pos_label: torch.Tensor, neg_label: torch.Tensor, cfg: LossConfig
+) -> dict[str, torch.Tensor]:
     """Loss terms from the stacked (positive; negative) predictions `(2B, Dz)` and the target `(B, Dz)`."""
     B = target.shape[0]
     err = (pred.float() - torch.cat([target, target], dim=0).float()).pow(2).mean(dim=-1)  # (2B,)
@@ -104,12 +126,12 @@ def _terms(pred: torch.Tensor, target: torch.Tensor, pos_label: torch.Tensor, ne
     diffusion = e_pos.mean()  # == F.mse_loss(pred_pos, target): every sample has Dz elements
     triplet = (torch.clamp(e_pos - e_neg + cfg.margin, min=0.0) * differs).mean()
     loss = cfg.w_diffusion * diffusion + cfg.w_triplet * triplet
-    return {"loss": loss, "diffusion": diffusion, "triplet": triplet,
-            "e_pos": e_pos.detach(), "e_neg": e_neg.detach()}
+    return {"loss": loss, "diffusion": diffusion, "triplet": triplet, "e_pos": e_pos.detach(), "e_neg": e_neg.detach()}
 
 
-def sample_negatives(pos_labels: torch.Tensor, seen_classes: torch.Tensor | Sequence[int],
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_negatives(
+    pos_labels: torch.Tensor, seen_classes: torch.Tensor | Sequence[int], generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Negative class per sample, uniform over the seen classes (with replacement).
 
     As published, a draw may equal the positive; the loss masks those terms instead of redrawing.

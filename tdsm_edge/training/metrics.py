@@ -9,18 +9,28 @@ GZSL uses calibrated stacking (Chao et al., 2016): a constant γ is ADDED to the
 classes (penalising them; the same as subtracting γ from a seen-class similarity). γ is chosen on a
 validation set only (`choose_gamma`), never on the test set.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 
 __all__ = [
-    "topk_accuracy", "per_class_accuracy", "mean_class_accuracy", "confusion_matrix", "zsl_report",
-    "gzsl_accuracies", "choose_gamma", "gzsl_report", "mean_std", "format_mean_std",
+    "topk_accuracy",
+    "per_class_accuracy",
+    "mean_class_accuracy",
+    "confusion_matrix",
+    "zsl_report",
+    "gzsl_accuracies",
+    "choose_gamma",
+    "gzsl_report",
+    "mean_std",
+    "format_mean_std",
 ]
 
 
@@ -30,7 +40,9 @@ def _check_scores(errors: np.ndarray, labels: np.ndarray, name: str = "errors") 
     errors = np.asarray(errors)
     labels = np.asarray(labels)
     if errors.ndim != 2:
-        raise InputError(f"{name} must be 2-D (N, K), got shape {errors.shape}; pass one row of class scores per sample")
+        raise InputError(
+            f"{name} must be 2-D (N, K), got shape {errors.shape}; pass one row of class scores per sample"
+        )
     N, K = errors.shape
     if labels.shape != (N,):
         raise InputError(f"labels must have shape ({N},) to match {name} {errors.shape}, got {labels.shape}")
@@ -39,8 +51,10 @@ def _check_scores(errors: np.ndarray, labels: np.ndarray, name: str = "errors") 
     if not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels must be integers (class column indices), got dtype {labels.dtype}")
     if labels.min() < 0 or labels.max() >= K:
-        raise InputError(f"labels must lie in [0, {K}) (column indices of {name}), got range "
-                         f"[{labels.min()}, {labels.max()}]; map global class ids to score columns first")
+        raise InputError(
+            f"labels must lie in [0, {K}) (column indices of {name}), got range "
+            f"[{labels.min()}, {labels.max()}]; map global class ids to score columns first"
+        )
     errors = errors.astype(np.float64)
     if not np.isfinite(errors).all():
         raise InputError(f"{name} contains NaN or inf; check the scorer's output (e.g. a diverged model)")
@@ -141,20 +155,25 @@ def _check_gzsl(errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, n
     errors, labels = _check_scores(errors, labels, name)
     seen_mask = np.asarray(seen_mask)
     if seen_mask.dtype != bool or seen_mask.shape != (errors.shape[1],):
-        raise InputError(f"seen_mask must be a bool array of shape ({errors.shape[1]},) (one flag per score column), "
-                         f"got dtype {seen_mask.dtype} shape {seen_mask.shape}")
+        raise InputError(
+            f"seen_mask must be a bool array of shape ({errors.shape[1]},) (one flag per score column), "
+            f"got dtype {seen_mask.dtype} shape {seen_mask.shape}"
+        )
     if seen_mask.all() or not seen_mask.any():
         raise InputError("seen_mask must mark at least one seen AND one unseen class for GZSL")
     is_seen = seen_mask[labels]  # (N,)
     if is_seen.all() or not is_seen.any():
-        raise InputError(f"{name}: GZSL needs samples of both seen and unseen classes, got "
-                         f"{int(is_seen.sum())} seen / {int((~is_seen).sum())} unseen; a seen-only validation set "
-                         "cannot calibrate γ (hold out some seen classes as pseudo-unseen, or pass gamma explicitly)")
+        raise InputError(
+            f"{name}: GZSL needs samples of both seen and unseen classes, got "
+            f"{int(is_seen.sum())} seen / {int((~is_seen).sum())} unseen; a seen-only validation set "
+            "cannot calibrate γ (hold out some seen classes as pseudo-unseen, or pass gamma explicitly)"
+        )
     return errors, labels, seen_mask, is_seen
 
 
-def gzsl_accuracies(errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray,
-                    gamma: float = 0.0) -> tuple[float, float, float]:
+def gzsl_accuracies(
+    errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, gamma: float = 0.0
+) -> tuple[float, float, float]:
     """(acc_seen, acc_unseen, H) with calibrated stacking.
 
     errors: (N, K_all) float over ALL classes, lower is better; labels: (N,) int in [0, K_all);
@@ -169,8 +188,9 @@ def gzsl_accuracies(errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarra
     return acc_s, acc_u, _harmonic(acc_s, acc_u)
 
 
-def _gzsl_sweep(errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, is_seen: np.ndarray,
-                gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gzsl_sweep(
+    errors: np.ndarray, labels: np.ndarray, seen_mask: np.ndarray, is_seen: np.ndarray, gammas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised gzsl_accuracies over a grid: (G,) acc_seen, acc_unseen, H (same argmin tie rule)."""
     seen_idx, unseen_idx = np.flatnonzero(seen_mask), np.flatnonzero(~seen_mask)
     es, eu = errors[:, seen_idx], errors[:, unseen_idx]
@@ -203,8 +223,12 @@ def _default_grid(errors: np.ndarray, seen_mask: np.ndarray, max_points: int = 5
     return np.unique(np.concatenate([mids, ends, [0.0]]))
 
 
-def choose_gamma(errors_val: np.ndarray, labels_val: np.ndarray, seen_mask: np.ndarray,
-                 grid: Sequence[float] | np.ndarray | None = None) -> float:
+def choose_gamma(
+    errors_val: np.ndarray,
+    labels_val: np.ndarray,
+    seen_mask: np.ndarray,
+    grid: Sequence[float] | np.ndarray | None = None,
+) -> float:
     """The calibration γ that maximises H on the VALIDATION set.
 
     errors_val: (N, K_all) float, lower is better; labels_val: (N,) int; seen_mask: (K_all,) bool.
@@ -220,8 +244,13 @@ def choose_gamma(errors_val: np.ndarray, labels_val: np.ndarray, seen_mask: np.n
     return float(gammas[best[np.argmin(np.abs(gammas[best]))]])
 
 
-def gzsl_report(errors_val: np.ndarray, labels_val: np.ndarray, errors_test: np.ndarray,
-                labels_test: np.ndarray, seen_mask: np.ndarray) -> dict[str, Any]:
+def gzsl_report(
+    errors_val: np.ndarray,
+    labels_val: np.ndarray,
+    errors_test: np.ndarray,
+    labels_test: np.ndarray,
+    seen_mask: np.ndarray,
+) -> dict[str, Any]:
     """GZSL summary: γ chosen on validation, accuracies measured on test, both calibrated and not.
 
     errors_*: (N_*, K_all) float, lower is better; labels_*: (N_*,) int; seen_mask: (K_all,) bool.
@@ -233,8 +262,12 @@ def gzsl_report(errors_val: np.ndarray, labels_val: np.ndarray, errors_test: np.
     s0, u0, h0 = gzsl_accuracies(errors_test, labels_test, seen_mask, 0.0)
     is_seen = np.asarray(seen_mask)[np.asarray(labels_test)]
     return {
-        "gamma": gamma, "seen": s, "unseen": u, "harmonic": h,
-        "n_seen": int(is_seen.sum()), "n_unseen": int((~is_seen).sum()),
+        "gamma": gamma,
+        "seen": s,
+        "unseen": u,
+        "harmonic": h,
+        "n_seen": int(is_seen.sum()),
+        "n_unseen": int((~is_seen).sum()),
         "uncalibrated": {"seen": s0, "unseen": u0, "harmonic": h0},
     }
 
@@ -295,5 +328,8 @@ def feature_rank(z: np.ndarray, rtol: float = 1e-3) -> dict:
         return {"rank": 0, "effective": 0.0, "dim": int(z.shape[1])}
     p = s / s.sum()
     p = p[p > 0]
-    return {"rank": int((s > rtol * s[0]).sum()), "effective": float(np.exp(-(p * np.log(p)).sum())),
-            "dim": int(z.shape[1])}
+    return {
+        "rank": int((s > rtol * s[0]).sum()),
+        "effective": float(np.exp(-(p * np.log(p)).sum())),
+        "dim": int(z.shape[1]),
+    }

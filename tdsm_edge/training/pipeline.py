@@ -11,6 +11,7 @@ Run folder layout:
     runs/<name>/<split>/seed<k>/metrics.json  + confusion_*.png, sweep_*.png, training.png
     runs/<name>/summary.json, summary.md      the table `make demo` prints
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,18 +50,26 @@ def class_text_for(cfg: RunConfig, root: Path):
 
         options = dict(TDSM_PUBLISHED_OPTIONS)
     enc = get_text_encoder(cfg.text.encoder, cfg.text.checkpoint, global_norm=cfg.text.global_norm, **options)
-    text = encode_classes(enc, [ClassPrompts(n, s) for n, s in zip(names, descs)], cfg.text.prompt_sets,
-                          cfg.text.num_tokens, cache_dir=text_cache_dir())
+    text = encode_classes(
+        enc,
+        [ClassPrompts(n, s) for n, s in zip(names, descs)],
+        cfg.text.prompt_sets,
+        cfg.text.num_tokens,
+        cache_dir=text_cache_dir(),
+    )
     if text.global_.shape[1] != cfg.denoiser.cond_dim:
-        raise ConfigError(f"the text features have {text.global_.shape[1]} channels "
-                          f"({len(cfg.text.prompt_sets)} prompt sets × {enc.dim}) but denoiser.cond_dim is "
-                          f"{cfg.denoiser.cond_dim}; set denoiser.cond_dim: {text.global_.shape[1]}.")
+        raise ConfigError(
+            f"the text features have {text.global_.shape[1]} channels "
+            f"({len(cfg.text.prompt_sets)} prompt sets × {enc.dim}) but denoiser.cond_dim is "
+            f"{cfg.denoiser.cond_dim}; set denoiser.cond_dim: {text.global_.shape[1]}."
+        )
     text.save(path)
     return text
 
 
-def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistInfo, device: str,
-             resume: bool, progress: bool) -> dict | None:
+def run_seed(
+    cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistInfo, device: str, resume: bool, progress: bool
+) -> dict | None:
     """Encoder → features → denoiser → baseline → evaluation for one seed. Returns metrics on rank 0.
 
     Each stage (`SeedStages`) writes its part of `seed_dir`; with `resume`, a stage whose part is
@@ -82,14 +91,15 @@ def run_seed(cfg: RunConfig, data: SplitData, text, seed_dir: Path, dist: DistIn
 class SeedStages:
     """The stages of one seed folder. Each stage method says what it writes and when it is skipped, and
     returns whether it trained something in this call (then metrics computed before are stale)."""
-    cfg: RunConfig      # the run's config with train.seed set to this seed
-    data: SplitData     # the split's skeletons (or published features)
-    text: Any           # ClassText of every class, in global order
-    seed_dir: Path      # runs/<name>/<split>/seed<k>
-    dist: DistInfo      # this process's rank (the denoiser trains on every rank, the rest on rank 0)
-    device: str         # torch device
-    resume: bool        # --resume: reuse finished stages
-    progress: bool      # show progress bars
+
+    cfg: RunConfig  # the run's config with train.seed set to this seed
+    data: SplitData  # the split's skeletons (or published features)
+    text: Any  # ClassText of every class, in global order
+    seed_dir: Path  # runs/<name>/<split>/seed<k>
+    dist: DistInfo  # this process's rank (the denoiser trains on every rank, the rest on rank 0)
+    device: str  # torch device
+    resume: bool  # --resume: reuse finished stages
+    progress: bool  # show progress bars
 
     def encoder_stage(self) -> bool:
         """encoder/ (Shift-GCN trained on the seen classes) and features/ (its features of every sample, the
@@ -103,20 +113,36 @@ class SeedStages:
         if data.features is not None or not self.dist.is_main or (self.resume and is_complete(feat_dir)):
             return False
         is_seen_val = np.isin(data.y_val, data.seen)
-        enc = train_encoder(data.x_train, data.y_train, data.seen, self.cfg.encoder, self.cfg.train.seed,
-                            data.x_val[is_seen_val], data.y_val[is_seen_val], device=self.device,
-                            progress=self.progress)
+        enc = train_encoder(
+            data.x_train,
+            data.y_train,
+            data.seen,
+            self.cfg.encoder,
+            self.cfg.train.seed,
+            data.x_val[is_seen_val],
+            data.y_val[is_seen_val],
+            device=self.device,
+            progress=self.progress,
+        )
         save_encoder(self.seed_dir / "encoder", enc, self.cfg.encoder, num_joints=data.x_train.shape[3])
 
         def z(x: np.ndarray, name: str) -> np.ndarray:  # (N, Dz)
             return extract_features(enc.model, x, self.device, progress=self.progress, desc=name)
 
         is_unseen = np.isin(data.y_test, data.unseen)
-        save_feature_folder(feat_dir, FeatureFolder(
-            train=z(data.x_train, "train features"), train_label=data.y_train,
-            ztest=z(data.x_test[is_unseen], "ztest features"), z_label=data.y_test[is_unseen],
-            gtest=z(data.x_test, "gtest features"), g_label=data.y_test,
-            val=z(data.x_val, "val features"), val_label=data.y_val))
+        save_feature_folder(
+            feat_dir,
+            FeatureFolder(
+                train=z(data.x_train, "train features"),
+                train_label=data.y_train,
+                ztest=z(data.x_test[is_unseen], "ztest features"),
+                z_label=data.y_test[is_unseen],
+                gtest=z(data.x_test, "gtest features"),
+                g_label=data.y_test,
+                val=z(data.x_val, "val features"),
+                val_label=data.y_val,
+            ),
+        )
         return True
 
     def features(self):
@@ -125,8 +151,9 @@ class SeedStages:
 
         if self.data.features is not None:
             return self.data.features
-        return load_feature_folder(self.seed_dir / "features", num_classes=len(self.text.names),
-                                   unseen=self.data.unseen)
+        return load_feature_folder(
+            self.seed_dir / "features", num_classes=len(self.text.names), unseen=self.data.unseen
+        )
 
     def denoiser_stage(self, feats) -> bool:
         """denoiser/ (the TDSM denoiser, checkpoints/ on the way), trained on every rank. Skipped on --resume
@@ -138,8 +165,18 @@ class SeedStages:
             return False
         checkpoints = folder / "checkpoints"
         has_checkpoint = checkpoints.is_dir() and any(checkpoints.glob("step_*"))
-        train_denoiser(feats.train, feats.train_label, self.text, self.data.seen, self.cfg, folder, self.dist,
-                       self.device, resume=self.resume and has_checkpoint, progress=self.progress)
+        train_denoiser(
+            feats.train,
+            feats.train_label,
+            self.text,
+            self.data.seen,
+            self.cfg,
+            folder,
+            self.dist,
+            self.device,
+            resume=self.resume and has_checkpoint,
+            progress=self.progress,
+        )
         return True
 
     def baseline_stage(self, feats) -> bool:
@@ -152,8 +189,15 @@ class SeedStages:
 
         text = self.text
         base = AlignmentBaseline(feats.dim, text.global_.shape[1], self.cfg.baseline)
-        base.fit(feats.train, feats.train_label, text.global_, self.data.seen, seed=self.cfg.train.seed,
-                 device=self.device, progress=self.progress)
+        base.fit(
+            feats.train,
+            feats.train_label,
+            text.global_,
+            self.data.seen,
+            seed=self.cfg.train.seed,
+            device=self.device,
+            progress=self.progress,
+        )
         base.save(folder)
         return True
 
@@ -198,18 +242,31 @@ def prepare_root(cfg: RunConfig, root: Path, resume: bool, overwrite: bool, dist
         if cfg_path.is_file():
             old = load_config(cfg_path)
             if to_dict(old) != to_dict(cfg) and not overwrite:
-                raise ConfigError(f"{str(root)!r} holds a run with a different config; pass --overwrite to "
-                                  "replace it, or --out to write the new run elsewhere.")
+                raise ConfigError(
+                    f"{str(root)!r} holds a run with a different config; pass --overwrite to "
+                    "replace it, or --out to write the new run elsewhere."
+                )
             if not resume and not overwrite:
-                raise ConfigError(f"{str(root)!r} already holds a run; pass --resume to continue it (finished "
-                                  "stages are reused) or --overwrite to start again.")
+                raise ConfigError(
+                    f"{str(root)!r} already holds a run; pass --resume to continue it (finished "
+                    "stages are reused) or --overwrite to start again."
+                )
         root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg_path)
     barrier(dist)
 
 
-def run(cfg: RunConfig, root: str | Path, splits: list[str], seeds: list[int], dist: DistInfo = DistInfo(),
-        device: str = "cpu", resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict | None:
+def run(
+    cfg: RunConfig,
+    root: str | Path,
+    splits: list[str],
+    seeds: list[int],
+    dist: DistInfo = DistInfo(),
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict | None:
     """Train and evaluate every (split, seed); returns the summary (rank 0) and writes summary.json/.md."""
     from .summary import summarize, write_summary
 

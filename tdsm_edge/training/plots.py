@@ -2,10 +2,12 @@
 
 Drawn on `tdsm_edge.figures.new_figure` (no pyplot) and written by `save_png` (atomically).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,11 +22,12 @@ _MAX_NAME = 32  # longer class names are shortened with an ellipsis on the axes
 def _short(name: str, limit: int = _MAX_NAME) -> str:
     """Name cut to `limit` characters (with an ellipsis) for tick labels and legends."""
     name = str(name)
-    return name if len(name) <= limit else name[:limit - 1] + "…"
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
-                   title: str = "Confusion matrix") -> Path:
+def plot_confusion(
+    cm: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "Confusion matrix"
+) -> Path:
     """Confusion matrix PNG: colours are row-normalised (recall per true class).
 
     cm: (K, K) int counts, rows = true class, columns = predicted class; class_names: K names.
@@ -58,8 +61,15 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
                 if cm[i, j] == 0:
                     continue
                 colour = "white" if norm[i, j] > 0.5 else "black"
-                ax.text(j, i, f"{int(cm[i, j])}\n{100 * norm[i, j]:.0f}%", ha="center", va="center",
-                        fontsize=max(5, fontsize - 2), color=colour)
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}\n{100 * norm[i, j]:.0f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=max(5, fontsize - 2),
+                    color=colour,
+                )
     fig.tight_layout()
     return save_png(fig, path)
 
@@ -83,13 +93,22 @@ def _mean_band(values: Any, n: int, name: str) -> tuple[np.ndarray, np.ndarray |
         else:
             mean, std = arr, None
     if mean.shape != (n,) or (std is not None and std.shape != (n,)):
-        raise InputError(f"sweep values for {name!r} must have {n} points (one per x), got mean {mean.shape}"
-                         + ("" if std is None else f", std {std.shape}"))
+        raise InputError(
+            f"sweep values for {name!r} must have {n} points (one per x), got mean {mean.shape}"
+            + ("" if std is None else f", std {std.shape}")
+        )
     return mean, std
 
 
-def plot_sweep(xs: Sequence[float], ys_by_method: Mapping[str, Any], path: str | Path, xlabel: str,
-               ylabel: str, title: str, chance: float | None = None) -> Path:
+def plot_sweep(
+    xs: Sequence[float],
+    ys_by_method: Mapping[str, Any],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    chance: float | None = None,
+) -> Path:
     """Line plot of a metric against a swept setting, one line (with markers) per method.
 
     xs: (n,) swept values; ys_by_method: name -> n floats, or (runs, n) per-seed values (drawn as
@@ -122,8 +141,9 @@ def plot_sweep(xs: Sequence[float], ys_by_method: Mapping[str, Any], path: str |
     return save_png(fig, path)
 
 
-def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path,
-                         title: str = "Training curves") -> Path:
+def plot_training_curves(
+    history: Mapping[str, Sequence[float]], path: str | Path, title: str = "Training curves"
+) -> Path:
     """One panel per logged quantity (e.g. loss, diffusion, triplet) against the logged step.
 
     history: name -> values per logged step; an optional "step" key gives the x values (else 0..n-1).
@@ -141,12 +161,19 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Pat
     for i, (name, ys) in enumerate(series.items()):
         ax = fig.add_subplot(rows_, cols, i + 1)
         x = np.asarray(steps, dtype=np.float64) if steps is not None and len(steps) == ys.size else np.arange(ys.size)
-        ax.plot(x, ys, linewidth=1, alpha=0.5 if ys.size >= 50 else 1.0, marker="o" if ys.size < 30 else None,
-                markersize=3, label=name)
+        ax.plot(
+            x,
+            ys,
+            linewidth=1,
+            alpha=0.5 if ys.size >= 50 else 1.0,
+            marker="o" if ys.size < 30 else None,
+            markersize=3,
+            label=name,
+        )
         if ys.size >= 50:
             w = max(5, ys.size // 25)
             smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
-            ax.plot(x[w // 2:w // 2 + smooth.size], smooth, linewidth=1.8, label=f"moving avg ({w})")
+            ax.plot(x[w // 2 : w // 2 + smooth.size], smooth, linewidth=1.8, label=f"moving avg ({w})")
             ax.legend(fontsize=7, loc="best")  # centred window, so the average does not lag
         finite = ys[np.isfinite(ys)]
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:

@@ -8,6 +8,7 @@
 Validation data (GZSL calibration only) are held-out recordings of the seen classes plus recordings
 of the unseen classes from the *training* side of the protocol — never test recordings.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,15 +26,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class SplitData:
     """Preprocessed windows (N, 3, T, V, M) float32 with global labels, or ready features, for one split."""
-    unseen: np.ndarray                 # (Ku,) global class indices
-    seen: np.ndarray                   # (Ks,)
+
+    unseen: np.ndarray  # (Ku,) global class indices
+    seen: np.ndarray  # (Ks,)
     x_train: np.ndarray | None = None  # seen classes only
     y_train: np.ndarray | None = None
-    x_val: np.ndarray | None = None    # held-out seen + unseen validation samples (GZSL calibration only)
+    x_val: np.ndarray | None = None  # held-out seen + unseen validation samples (GZSL calibration only)
     y_val: np.ndarray | None = None
-    x_test: np.ndarray | None = None   # unseen-class test (ztest) and seen-class test: together gtest
+    x_test: np.ndarray | None = None  # unseen-class test (ztest) and seen-class test: together gtest
     y_test: np.ndarray | None = None
-    features: "object | None" = None   # FeatureFolder when the run starts from published features
+    features: object | None = None  # FeatureFolder when the run starts from published features
 
 
 def dataset_classes(dataset: str) -> tuple[list[str], list[str]]:
@@ -70,8 +72,9 @@ def seed_features(cfg: RunConfig, seed_dir, unseen: np.ndarray, num_classes: int
     from ..data.features import load_feature_folder, load_features
 
     if cfg.data.features:
-        return load_features(cfg.data.features, layout="auto", num_classes=num_classes, unseen=unseen,
-                             pool=cfg.data.feature_pool)
+        return load_features(
+            cfg.data.features, layout="auto", num_classes=num_classes, unseen=unseen, pool=cfg.data.feature_pool
+        )
     return load_feature_folder(Path(seed_dir) / "features", num_classes=num_classes, unseen=unseen)
 
 
@@ -87,9 +90,11 @@ def prepare_data(cfg: RunConfig, split: str, progress: bool = True) -> SplitData
         return _published_features(cfg, unseen, seen)
     if d.skeletons:
         return _built_skeletons(cfg, unseen, seen)
-    raise ConfigError(f"data.dataset {d.dataset!r} needs data.skeletons (a folder built by `python -m "
-                      "tdsm_edge.data.build`) or data.features (a published feature folder); set one in the "
-                      "config or with --set data.skeletons=PATH.")
+    raise ConfigError(
+        f"data.dataset {d.dataset!r} needs data.skeletons (a folder built by `python -m "
+        "tdsm_edge.data.build`) or data.features (a published feature folder); set one in the "
+        "config or with --set data.skeletons=PATH."
+    )
 
 
 def _synthact(cfg: RunConfig, split: str) -> SplitData:
@@ -111,23 +116,50 @@ def _synthact(cfg: RunConfig, split: str) -> SplitData:
     x_ts, y_ts = make(seen, d.gzsl_seen_per_class, d.seed + 2)
     x_tu, y_tu = make(unseen, d.test_per_class, d.seed + 2)
     x_test, y_test = np.concatenate([x_tu, x_ts]), np.concatenate([y_tu, y_ts])
-    log.info("data %s: %d train, %d val, %d test sequences in %.1fs", split, len(x_train),
-             len(x_vs) + len(x_vu), len(x_test), time.perf_counter() - t0)
-    return SplitData(np.asarray(unseen, np.int64), np.asarray(seen, np.int64), x_train, y_train,
-                     np.concatenate([x_vs, x_vu]), np.concatenate([y_vs, y_vu]), x_test, y_test)
+    log.info(
+        "data %s: %d train, %d val, %d test sequences in %.1fs",
+        split,
+        len(x_train),
+        len(x_vs) + len(x_vu),
+        len(x_test),
+        time.perf_counter() - t0,
+    )
+    return SplitData(
+        np.asarray(unseen, np.int64),
+        np.asarray(seen, np.int64),
+        x_train,
+        y_train,
+        np.concatenate([x_vs, x_vu]),
+        np.concatenate([y_vs, y_vu]),
+        x_test,
+        y_test,
+    )
 
 
 def _published_features(cfg: RunConfig, unseen: np.ndarray, seen: np.ndarray) -> SplitData:
     from ..data import benchmarks
     from ..data.features import load_features
 
-    feats = load_features(cfg.data.features, layout="auto", num_classes=benchmarks.NUM_CLASSES[cfg.data.dataset],
-                          unseen=unseen, pool=cfg.data.feature_pool)
+    feats = load_features(
+        cfg.data.features,
+        layout="auto",
+        num_classes=benchmarks.NUM_CLASSES[cfg.data.dataset],
+        unseen=unseen,
+        pool=cfg.data.feature_pool,
+    )
     if feats.dim != cfg.denoiser.z_dim:
-        raise ConfigError(f"{cfg.data.features}: features are {feats.dim}-d but denoiser.z_dim is "
-                          f"{cfg.denoiser.z_dim}; set denoiser.z_dim and encoder.feature_dim to {feats.dim}.")
-    log.info("features %s: %d train, %d ztest, %d gtest%s", cfg.data.features, len(feats.train), len(feats.ztest),
-             len(feats.gtest), f", {len(feats.val)} val" if feats.val is not None else " (no val: GZSL uncalibrated)")
+        raise ConfigError(
+            f"{cfg.data.features}: features are {feats.dim}-d but denoiser.z_dim is "
+            f"{cfg.denoiser.z_dim}; set denoiser.z_dim and encoder.feature_dim to {feats.dim}."
+        )
+    log.info(
+        "features %s: %d train, %d ztest, %d gtest%s",
+        cfg.data.features,
+        len(feats.train),
+        len(feats.ztest),
+        len(feats.gtest),
+        f", {len(feats.val)} val" if feats.val is not None else " (no val: GZSL uncalibrated)",
+    )
     return SplitData(unseen, seen, features=feats)
 
 
@@ -148,11 +180,15 @@ def _built_skeletons(cfg: RunConfig, unseen: np.ndarray, seen: np.ndarray) -> Sp
     t0 = time.perf_counter()
     built = load_built(d.skeletons, mmap=True)  # only the split's rows are copied into memory
     if built.meta["dataset"] != d.dataset:
-        raise ConfigError(f"{d.skeletons} was built for {built.meta['dataset']!r} but data.dataset is "
-                          f"{d.dataset!r}; build it with --dataset {d.dataset} or point data.skeletons elsewhere.")
+        raise ConfigError(
+            f"{d.skeletons} was built for {built.meta['dataset']!r} but data.dataset is "
+            f"{d.dataset!r}; build it with --dataset {d.dataset} or point data.skeletons elsewhere."
+        )
     if int(built.meta["frames"]) != d.frames:
-        raise ConfigError(f"{d.skeletons} holds {built.meta['frames']}-frame windows but data.frames is {d.frames}; "
-                          f"rebuild with --frames {d.frames} or set data.frames: {built.meta['frames']}.")
+        raise ConfigError(
+            f"{d.skeletons} holds {built.meta['frames']}-frame windows but data.frames is {d.frames}; "
+            f"rebuild with --frames {d.frames} or set data.frames: {built.meta['frames']}."
+        )
     train_side, test_side = split_by_protocol(built.info, d.dataset, d.protocol)
     y = built.label
     is_seen = np.isin(y, seen)
@@ -163,10 +199,20 @@ def _built_skeletons(cfg: RunConfig, unseen: np.ndarray, seen: np.ndarray) -> Sp
     val = val_seen | val_unseen
     missing = sorted(set(unseen.tolist()) - set(y[test_side].tolist()))
     if missing:
-        raise DataError(f"{d.skeletons}: unseen classes {missing[:10]} have no {d.protocol} test recording; "
-                        "the build is incomplete for this split (see its bad_files.json).")
+        raise DataError(
+            f"{d.skeletons}: unseen classes {missing[:10]} have no {d.protocol} test recording; "
+            "the build is incomplete for this split (see its bad_files.json)."
+        )
     x = built.data
     out = SplitData(unseen, seen, x[train], y[train], x[val], y[val], x[test_side], y[test_side])
-    log.info("data %s/%s (%s): %d train, %d val, %d test recordings in %.1fs", d.dataset, d.split, d.protocol,
-             int(train.sum()), int(val.sum()), int(test_side.sum()), time.perf_counter() - t0)
+    log.info(
+        "data %s/%s (%s): %d train, %d val, %d test recordings in %.1fs",
+        d.dataset,
+        d.split,
+        d.protocol,
+        int(train.sum()),
+        int(val.sum()),
+        int(test_side.sum()),
+        time.perf_counter() - t0,
+    )
     return out

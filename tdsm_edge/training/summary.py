@@ -1,4 +1,5 @@
 """Aggregate per-seed metrics into the run summary (mean ± std over seeds) and its markdown table."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,11 @@ from .metrics import twins_told_apart
 
 def _ms(values: list[float]) -> dict:
     v = np.asarray(values, float)
-    return {"values": v.tolist(), "mean": float(v.mean()) if len(v) else float("nan"),
-            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return {
+        "values": v.tolist(),
+        "mean": float(v.mean()) if len(v) else float("nan"),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+    }
 
 
 def summarize(results: dict[str, dict[int, dict]], root: str | Path) -> dict:
@@ -39,7 +43,8 @@ def summarize(results: dict[str, dict[int, dict]], root: str | Path) -> dict:
                     for key in ("seen", "unseen", "harmonic"):
                         row[method][f"gzsl_{key}"] = _ms([m[method]["gzsl"][key] for m in ms])
                         row[method][f"gzsl_{key}_uncalibrated"] = _ms(
-                            [m[method]["gzsl"]["uncalibrated"][key] for m in ms])
+                            [m[method]["gzsl"]["uncalibrated"][key] for m in ms]
+                        )
         if "tdsm" in row and "baseline" in row and len(seeds) > 1:
             row["welch"] = welch(row["tdsm"]["zsl_top1"]["values"], row["baseline"]["zsl_top1"]["values"])
         if all("test_feature_rank" in m for m in ms):
@@ -64,9 +69,8 @@ def welch(a: list[float], b: list[float]) -> dict:
     if not va + vb > 0:  # no spread in either group (or < 2 values): there is nothing to test
         return {"diff": float(np.mean(a) - np.mean(b)), "t": float("nan"), "df": float("nan"), "p": float("nan")}
     res = stats.ttest_ind(a, b, equal_var=False)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return {"diff": float(np.mean(a) - np.mean(b)), "t": float(res.statistic), "df": float(df),
-            "p": float(res.pvalue)}
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return {"diff": float(np.mean(a) - np.mean(b)), "t": float(res.statistic), "df": float(df), "p": float(res.pvalue)}
 
 
 def _fmt(entry: dict | None) -> str:
@@ -87,30 +91,43 @@ def summary_table(summary: dict) -> str:
     for split, row in summary["splits"].items():
         t, b = row.get("tdsm", {}), row.get("baseline", {})
         w = row.get("welch")
-        delta = (f"{100 * w['diff']:+.1f} (p={w['p']:.2g})" if w["p"] == w["p"] else f"{100 * w['diff']:+.1f} (no spread)") \
-        if w else "—"
-        twins = f"{_fmt(t.get('twins_told_apart'))} / {_fmt(b.get('twins_told_apart'))}" \
-            if "twins_told_apart" in t else "—"
+        delta = (
+            (f"{100 * w['diff']:+.1f} (p={w['p']:.2g})" if w["p"] == w["p"] else f"{100 * w['diff']:+.1f} (no spread)")
+            if w
+            else "—"
+        )
+        twins = (
+            f"{_fmt(t.get('twins_told_apart'))} / {_fmt(b.get('twins_told_apart'))}" if "twins_told_apart" in t else "—"
+        )
         lines.append(
             f"| {split} | {row['num_unseen']} | {100 * row['chance']:.1f} | {_fmt(t.get('zsl_top1'))} | "
             f"{_fmt(b.get('zsl_top1'))} | {delta} | {twins} | {_fmt(t.get('gzsl_harmonic'))} | "
             f"{_fmt(b.get('gzsl_harmonic'))} | {_fmt(t.get('gzsl_harmonic_uncalibrated'))} | "
             f"{_fmt(b.get('gzsl_harmonic_uncalibrated'))} | {_fmt(row.get('encoder_seen_acc'))} | "
-            f"{' '.join(map(str, row['seeds']))} |")
-    ablated = {split: row["tdsm"] for split, row in summary["splits"].items()
-               if "ablation_fc_mean" in row.get("tdsm", {})}
+            f"{' '.join(map(str, row['seeds']))} |"
+        )
+    ablated = {
+        split: row["tdsm"] for split, row in summary["splits"].items() if "ablation_fc_mean" in row.get("tdsm", {})
+    }
     if ablated:
-        lines += ["", "| split | TDSM ZSL top-1 | global text fc → class mean | local text fl → class mean |",
-                  "|---|---|---|---|"]
-        lines += [f"| {split} | {_fmt(t['zsl_top1'])} | {_fmt(t['ablation_fc_mean'])} | {_fmt(t['ablation_fl_mean'])} |"
-                  for split, t in ablated.items()]
+        lines += [
+            "",
+            "| split | TDSM ZSL top-1 | global text fc → class mean | local text fl → class mean |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {split} | {_fmt(t['zsl_top1'])} | {_fmt(t['ablation_fc_mean'])} | {_fmt(t['ablation_fl_mean'])} |"
+            for split, t in ablated.items()
+        ]
     lines.append("")
-    lines.append("All numbers are percentages (mean ± sample std over seeds). Δ: TDSM minus baseline ZSL top-1, with "
-                 "the two-sided p of Welch's t-test over the seeds. Twins told apart: of the samples of classes that "
-                 "differ only by left/right (both unseen) given one of the two, the share given the right one (50 = "
-                 "a coin flip). GZSL H: harmonic mean of seen and unseen accuracy with calibrated stacking, γ chosen "
-                 "on a labelled validation set (held-out samples of seen AND unseen classes, never the test set); "
-                 "H (γ=0): uncalibrated.")
+    lines.append(
+        "All numbers are percentages (mean ± sample std over seeds). Δ: TDSM minus baseline ZSL top-1, with "
+        "the two-sided p of Welch's t-test over the seeds. Twins told apart: of the samples of classes that "
+        "differ only by left/right (both unseen) given one of the two, the share given the right one (50 = "
+        "a coin flip). GZSL H: harmonic mean of seen and unseen accuracy with calibrated stacking, γ chosen "
+        "on a labelled validation set (held-out samples of seen AND unseen classes, never the test set); "
+        "H (γ=0): uncalibrated."
+    )
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 Expected values are hard-coded from the shared data folder's `splits_index.json` and the upstream
 repositories (see tdsm_edge/data/benchmarks/README.md); the test never reads that folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,21 +55,57 @@ UNSEEN = {
     ("ntu60", "ru5"): [10, 11, 19, 26, 56],
     ("ntu60", "ru12"): [3, 5, 9, 12, 15, 40, 42, 47, 51, 56, 58, 59],
     ("ntu120", "ru10"): [4, 13, 37, 43, 49, 65, 88, 95, 99, 106],
-    ("ntu120", "ru24"): [5, 9, 11, 16, 18, 20, 22, 29, 35, 39, 45, 49, 59, 68, 70, 81, 84, 87, 93, 94, 104,
-                         113, 114, 119],
-    ("ntu60", "smie1"): [4, 19, 31, 47, 51], ("ntu60", "smie2"): [12, 29, 32, 44, 59],
+    ("ntu120", "ru24"): [
+        5,
+        9,
+        11,
+        16,
+        18,
+        20,
+        22,
+        29,
+        35,
+        39,
+        45,
+        49,
+        59,
+        68,
+        70,
+        81,
+        84,
+        87,
+        93,
+        94,
+        104,
+        113,
+        114,
+        119,
+    ],
+    ("ntu60", "smie1"): [4, 19, 31, 47, 51],
+    ("ntu60", "smie2"): [12, 29, 32, 44, 59],
     ("ntu60", "smie3"): [7, 20, 28, 39, 58],
     ("ntu120", "smie4"): [3, 18, 26, 38, 41, 60, 87, 99, 102, 110],
     ("ntu120", "smie5"): [5, 12, 14, 15, 17, 42, 67, 82, 100, 119],
     ("ntu120", "smie6"): [6, 20, 27, 33, 42, 55, 71, 97, 104, 118],
-    ("pku51", "smie7"): [1, 9, 20, 34, 50], ("pku51", "smie8"): [3, 14, 29, 31, 49],
+    ("pku51", "smie7"): [1, 9, 20, 34, 50],
+    ("pku51", "smie8"): [3, 14, 29, 31, 49],
     ("pku51", "smie9"): [2, 15, 39, 41, 43],
     ("pku51", "ru5"): [1, 9, 20, 34, 50],
     ("pku51", "ru12"): [3, 7, 11, 15, 19, 21, 25, 31, 33, 36, 43, 48],
 }
-NUM_UNSEEN = {"ru5": 5, "ru12": 12, "ru20": 20, "ru30": 30, "ru10": 10, "ru24": 24, "ru40": 40, "ru60": 60,
-              **{f"smie{i}": 5 for i in (1, 2, 3, 7, 8, 9)}, **{f"smie{i}": 10 for i in (4, 5, 6)}}
-MUTUAL_NTU = set(range(49, 60)) | set(range(105, 120))   # A050-A060, A106-A120
+NUM_UNSEEN = {
+    "ru5": 5,
+    "ru12": 12,
+    "ru20": 20,
+    "ru30": 30,
+    "ru10": 10,
+    "ru24": 24,
+    "ru40": 40,
+    "ru60": 60,
+    **{f"smie{i}": 5 for i in (1, 2, 3, 7, 8, 9)},
+    **{f"smie{i}": 10 for i in (4, 5, 6)},
+}
+MUTUAL_NTU = set(range(49, 60)) | set(range(105, 120))  # A050-A060, A106-A120
 
 
 def test_class_tables_have_official_names_and_own_descriptions():
@@ -79,10 +116,16 @@ def test_class_tables_have_official_names_and_own_descriptions():
         for d in descs:
             assert d.strip() == d and d.endswith(".") and 6 <= len(d.split()) <= 30, d
     ntu = bm.class_names("ntu120")
-    assert bm.class_names("ntu60") == ntu[:60] and bm.class_descriptions("ntu60") == bm.class_descriptions("ntu120")[:60]
+    assert (
+        bm.class_names("ntu60") == ntu[:60] and bm.class_descriptions("ntu60") == bm.class_descriptions("ntu120")[:60]
+    )
     assert (ntu[0], ntu[24], ntu[59], ntu[108], ntu[119]) == (
-        "drink water", "reach into pocket", "walking apart from each other", "grab other person's stuff",
-        "finger-guessing game (playing rock-paper-scissors)")
+        "drink water",
+        "reach into pocket",
+        "walking apart from each other",
+        "grab other person's stuff",
+        "finger-guessing game (playing rock-paper-scissors)",
+    )
     for i, d in enumerate(bm.class_descriptions("ntu120")):
         assert d.startswith("Two people " if i in MUTUAL_NTU else "The person "), (i, d)
     pku = bm.class_names("pku51")
@@ -109,7 +152,7 @@ def test_copied_split_files_are_byte_identical_to_upstream():
 
 def test_every_npy_has_a_json_twin_with_the_same_list():
     npys = sorted(bm.SPLIT_DIR.glob("*/*.npy"))
-    assert len(npys) == 24 + 2 * (9 + 2)              # copied + (SMIE + STAR) unseen/seen pairs
+    assert len(npys) == 24 + 2 * (9 + 2)  # copied + (SMIE + STAR) unseen/seen pairs
     for p in npys:
         arr = np.load(p, allow_pickle=False)
         assert arr.dtype == np.int64 and arr.ndim == 1, p
@@ -132,8 +175,13 @@ def test_every_split_loads_sorted_disjoint_and_complete():
 
 
 def test_every_shipped_file_is_used_except_the_incomplete_rs100_0():
-    used = {f"{ds}/{stem}" for table in (bm.SPLITS, bm.VAL_SPLITS) for ds, splits in table.items()
-            for pair in splits.values() for stem in pair}
+    used = {
+        f"{ds}/{stem}"
+        for table in (bm.SPLITS, bm.VAL_SPLITS)
+        for ds, splits in table.items()
+        for pair in splits.values()
+        for stem in pair
+    }
     shipped = {f"{p.parent.name}/{p.stem}" for p in bm.SPLIT_DIR.glob("*/*.json")}
     assert shipped - used == {"ntu120/rs100_0"}
     assert used <= shipped
@@ -168,9 +216,9 @@ def test_damaged_or_missing_seen_files(tmp_path, monkeypatch):
     np.save(tmp_path / "ntu60" / "u.npy", np.array([3, 1], np.int64))
     monkeypatch.setattr(bm, "SPLIT_DIR", tmp_path)
     monkeypatch.setitem(bm.SPLITS, "ntu60", {"x": ("u", "s")})
-    unseen, seen = bm.load_split("ntu60", "x")        # no seen file: seen = complement
+    unseen, seen = bm.load_split("ntu60", "x")  # no seen file: seen = complement
     assert unseen.tolist() == [1, 3] and len(seen) == 58 and 1 not in seen
-    np.save(tmp_path / "ntu60" / "s.npy", np.arange(3, 60, dtype=np.int64))   # overlaps at 3, misses 0 and 2
+    np.save(tmp_path / "ntu60" / "s.npy", np.arange(3, 60, dtype=np.int64))  # overlaps at 3, misses 0 and 2
     with pytest.raises(DataError, match="disjoint and cover"):
         bm.load_split("ntu60", "x")
     np.save(tmp_path / "ntu60" / "u.npy", np.array([1, 60], np.int64))
@@ -188,37 +236,70 @@ def test_every_config_loads():
 def test_settings_point_to_configs_and_splits_with_paper_hyperparameters():
     assert len(bm.SETTINGS) == 12
     assert {k: s.paper_top1 for k, s in bm.SETTINGS.items() if s.paper_top1 is not None} == {
-        "synse_ntu60_55_5": 86.49, "synse_ntu60_48_12": 56.03, "synse_ntu120_110_10": 74.15,
-        "synse_ntu120_96_24": 65.06, "purls_ntu60_40_20": 36.09, "purls_ntu60_30_30": 25.88,
-        "purls_ntu120_80_40": 36.95, "purls_ntu120_60_60": 27.21, "smie_pku51_46_5": 70.76}
+        "synse_ntu60_55_5": 86.49,
+        "synse_ntu60_48_12": 56.03,
+        "synse_ntu120_110_10": 74.15,
+        "synse_ntu120_96_24": 65.06,
+        "purls_ntu60_40_20": 36.09,
+        "purls_ntu60_30_30": 25.88,
+        "purls_ntu120_80_40": 36.95,
+        "purls_ntu120_60_60": 27.21,
+        "smie_pku51_46_5": 70.76,
+    }
     benchmark_configs = {p.name for p in CONFIG_DIR.glob("*.yaml") if load_config(p).data.dataset != "synthact"}
     assert benchmark_configs == {s.config for s in bm.SETTINGS.values()}
     for name, s in bm.SETTINGS.items():
         assert name == s.name and s.split == s.splits[0]
         assert set(s.splits) <= set(bm.available_splits(s.dataset)), name
-        seen_unseen = name.split("_")[-2:]              # e.g. ["55", "5"]
+        seen_unseen = name.split("_")[-2:]  # e.g. ["55", "5"]
         for split in s.splits:
             unseen, seen = bm.load_split(s.dataset, split)
             assert [str(len(seen)), str(len(unseen))] == seen_unseen, (name, split)
         cfg = load_config(CONFIG_DIR / s.config)
         assert (cfg.name, cfg.data.dataset, cfg.data.split) == (s.config[:-5], s.dataset, s.split)
         assert (cfg.data.frames, cfg.data.protocol, cfg.data.skeletons, cfg.data.features) == (
-            64, "xsub", f"data/built/{s.dataset}", None)
-        assert (cfg.denoiser.hidden_size, cfg.denoiser.depth, cfg.denoiser.cond_dim, cfg.denoiser.num_tokens,
-                cfg.denoiser.mask_text_padding) == (768, 12, 2048, 35, False)
+            64,
+            "xsub",
+            f"data/built/{s.dataset}",
+            None,
+        )
+        assert (
+            cfg.denoiser.hidden_size,
+            cfg.denoiser.depth,
+            cfg.denoiser.cond_dim,
+            cfg.denoiser.num_tokens,
+            cfg.denoiser.mask_text_padding,
+        ) == (768, 12, 2048, 35, False)
         assert (cfg.text.encoder, cfg.text.num_tokens, cfg.text.prompt_sets) == (
-            "openclip:ViT-H-14", 35, ("label", "description"))
+            "openclip:ViT-H-14",
+            35,
+            ("label", "description"),
+        )
         assert (cfg.train.iterations, cfg.train.batch_size, cfg.train.lr, cfg.train.standardize_features) == (
-            50000, 256, 1e-4, False)
+            50000,
+            256,
+            1e-4,
+            False,
+        )
         assert (cfg.eval.num_noises, cfg.eval.timestep, cfg.encoder.preset, cfg.encoder.feature_dim) == (
-            3, 25, "paper", 256)
+            3,
+            25,
+            "paper",
+            256,
+        )
         # the published behaviour: no gradient clipping, the noise bank from the run seed, the pooled text
         # vector un-normalised, epsilon prediction
         assert (cfg.train.grad_clip, cfg.eval.noise_seed, cfg.text.global_norm, cfg.schedule.prediction) == (
-            0.0, None, "none", "epsilon")
+            0.0,
+            None,
+            "none",
+            "epsilon",
+        )
 
 
 def test_registry_imports_without_torch():
-    code = ("import sys; from tdsm_edge.data import benchmarks as b; b.load_split('ntu120', 'ru10'); "
-            "b.class_names('pku51'); assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from tdsm_edge.data import benchmarks as b; b.load_split('ntu120', 'ru10'); "
+        "b.class_names('pku51'); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

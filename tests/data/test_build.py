@@ -1,5 +1,6 @@
 """Skeleton dataset build: end to end on generated NTU files (2 workers), bad files reported, missing list
 and dataset filters honoured, resume after an interruption, refusals, load_built checks, protocol masks."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import ntu_skeleton_writer as W
 from tdsm_edge.data.build import build_dataset, load_built, split_by_protocol
 from tdsm_edge.data.build.__main__ import main
 from tdsm_edge.data.ntu import list_ntu
@@ -17,13 +19,17 @@ from tdsm_edge.errors import DataError, InputError
 from tdsm_edge.skeleton.ntu_reader import parse_sample_name, read_skeleton, select_bodies
 from tdsm_edge.skeleton.preprocess import preprocess_batch
 
-from helpers import ntu_skeleton_writer as W
-
 FRAMES = 16
-GOOD = ["S001C001P001R001A001", "S001C002P002R001A002", "S002C003P003R002A010", "S003C001P004R001A060",
-        "S010C002P008R002A033", "S017C003P038R001A005"]
-OTHER = ["S018C001P001R001A001", "S001C001P001R001A061"]        # NTU-120 only: setup 18, action 61
-MISSING = "S001C002P005R002A008"                                 # on the official missing lists
+GOOD = [
+    "S001C001P001R001A001",
+    "S001C002P002R001A002",
+    "S002C003P003R002A010",
+    "S003C001P004R001A060",
+    "S010C002P008R002A033",
+    "S017C003P038R001A005",
+]
+OTHER = ["S018C001P001R001A001", "S001C001P001R001A061"]  # NTU-120 only: setup 18, action 61
+MISSING = "S001C002P005R002A008"  # on the official missing lists
 TRUNCATED, NO_BODY = "S004C001P009R001A003", "S005C002P010R002A004"
 
 
@@ -46,7 +52,7 @@ def src(tmp_path_factory) -> Path:
         W.write_skeleton(d / f"{name}.skeleton", _sample_frames(rng, k))
     W.write_lines(d / f"{TRUNCATED}.skeleton", W.skeleton_lines(_sample_frames(rng, 1))[:40])
     W.write_skeleton(d / f"{NO_BODY}.skeleton", [[], [], []])
-    W.write_skeleton(d / "notes.skeleton", _sample_frames(rng, 0))   # not a sample name
+    W.write_skeleton(d / "notes.skeleton", _sample_frames(rng, 0))  # not a sample name
     (d / "README.txt").write_text("not a skeleton file, not listed\n")
     return d
 
@@ -68,7 +74,7 @@ def test_listing_filters_and_counts(src):
     assert [Path(f).name for f, _ in listing.bad] == ["notes.skeleton"]
     item = listing.items[0]
     assert (item.label, item.info) == (0, (1, 1, 1, 1)) and item.path.endswith(f"{item.name}.skeleton")
-    assert len(list_ntu([src], "ntu120").items) == len(GOOD) + 2 + len(OTHER)   # the missing one stays out
+    assert len(list_ntu([src], "ntu120").items) == len(GOOD) + 2 + len(OTHER)  # the missing one stays out
 
 
 def test_build_end_to_end_two_workers(src, tmp_path):
@@ -90,7 +96,7 @@ def test_build_end_to_end_two_workers(src, tmp_path):
     assert f"{TRUNCATED}.skeleton, line 41: the file ends after line 40" in bad[f"{TRUNCATED}.skeleton"]
     assert "no body is listed in any of its 3 frames" in bad[f"{NO_BODY}.skeleton"]
     assert (out / "COMPLETE").is_file() and not (out / "parts").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]          # no temp files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
 def test_build_one_worker_and_align_view_match_preprocess(src, tmp_path):
@@ -102,7 +108,7 @@ def test_build_one_worker_and_align_view_match_preprocess(src, tmp_path):
 
 def test_resume_after_interruption_reuses_parts(src, tmp_path):
     out = tmp_path / "r"
-    assert _build(src, out, stop_after_chunks=2) is None                     # 4 chunks of 2 items
+    assert _build(src, out, stop_after_chunks=2) is None  # 4 chunks of 2 items
     parts = sorted((out / "parts").glob("part_*.npz"))
     assert len(parts) == 2 and not (out / "COMPLETE").exists()
     with pytest.raises(DataError, match="no COMPLETE marker.*--resume"):
@@ -133,7 +139,7 @@ def test_complete_build_needs_resume_or_overwrite(src, tmp_path):
     with pytest.raises(DataError, match="already holds a complete build.*--resume.*--overwrite"):
         _build(src, out, workers=1)
     before = (out / "data.npy").stat().st_mtime_ns
-    assert _build(src, out, workers=1, resume=True)["counts"]["written"] == 6       # nothing redone
+    assert _build(src, out, workers=1, resume=True)["counts"]["written"] == 6  # nothing redone
     assert (out / "data.npy").stat().st_mtime_ns == before
     with pytest.raises(DataError, match="align_view: False there, True now"):
         _build(src, out, workers=1, resume=True, align_view=True)
@@ -176,16 +182,21 @@ def test_cli_in_process_and_as_module(src, tmp_path, caplog):
     assert load_built(out).data.shape == (6, 3, 8, 25, 2)
     assert main(args) == 2 and "already holds a complete build" in caplog.text
     # the real entry point, with its worker pool
-    r = subprocess.run([sys.executable, "-m", "tdsm_edge.data.build"] + args + ["--overwrite", "--chunk-size", "3"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tdsm_edge.data.build"] + args + ["--overwrite", "--chunk-size", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "built ntu60: 6 samples" in r.stderr and "3 file(s) could not be used" in r.stderr
     np.testing.assert_array_equal(load_built(out).data, _expected(src, sorted(GOOD), frames=8))
 
 
 def test_split_by_protocol_masks():
-    info = np.array([[1, 1, 1, 1], [2, 2, 3, 1], [3, 3, 38, 2], [18, 1, 45, 1], [31, 2, 103, 2], [32, 3, 104, 1]],
-                    np.int64)                          # setup, camera, subject, replication
+    info = np.array(
+        [[1, 1, 1, 1], [2, 2, 3, 1], [3, 3, 38, 2], [18, 1, 45, 1], [31, 2, 103, 2], [32, 3, 104, 1]], np.int64
+    )  # setup, camera, subject, replication
     train, test = split_by_protocol(info, "ntu60", "xsub")
     assert train.tolist() == [True, False, True, False, False, False] and (test == ~train).all()
     assert split_by_protocol(info, "ntu120", "xsub")[0].tolist() == [True, False, True, True, True, False]

@@ -1,4 +1,5 @@
 """Published feature layouts (SynSE / PURLS / SMIE) -> FeatureFolder: values, detection, errors."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,13 @@ import numpy as np
 import pytest
 
 from tdsm_edge.data.feature_layouts import detect_layout, pool_features
-from tdsm_edge.data.features import (FeatureFolder, load_feature_folder, load_features, save_feature_folder,
-                                     validate_feature_folder)
+from tdsm_edge.data.features import (
+    FeatureFolder,
+    load_feature_folder,
+    load_features,
+    save_feature_folder,
+    validate_feature_folder,
+)
 from tdsm_edge.errors import ConfigError, DataError
 
 K, D = 6, 4
@@ -51,7 +57,7 @@ def test_purls_all_classes_split_by_unseen(tmp_path, caplog):
     np.testing.assert_array_equal(got.val, _feats(VA_Y, 50))
     np.testing.assert_array_equal(got.val_label, VA_Y)
     assert got.train.dtype == np.float32 and got.z_label.dtype == np.int64 and got.dim == D
-    assert caplog.text == ""                           # consistent split: nothing to warn about
+    assert caplog.text == ""  # consistent split: nothing to warn about
 
 
 def test_purls_presplit_files_and_label_encodings(tmp_path, caplog):
@@ -59,7 +65,7 @@ def test_purls_presplit_files_and_label_encodings(tmp_path, caplog):
     tr_y, te_y = np.array([0, 2, 3, 5]), np.array([4, 1, 1])
     f = _purls(tmp_path, tr_y, te_y, val=False)
     names = np.array([f"S001A{y:03d}" for y in tr_y])
-    np.save(f / "train_labels.npy", np.stack([names, tr_y.astype(str)]))   # (2, N) strings
+    np.save(f / "train_labels.npy", np.stack([names, tr_y.astype(str)]))  # (2, N) strings
     np.save(f / "test_labels.npy", te_y.astype(np.float64))
     with caplog.at_level(logging.WARNING):
         got = load_features(f, "purls", num_classes=K, unseen=UNSEEN)
@@ -77,15 +83,15 @@ def test_purls_presplit_files_and_label_encodings(tmp_path, caplog):
 def test_purls_per_position_features_and_zero_rows(tmp_path, caplog):
     rng = np.random.default_rng(0)
     f = _purls(tmp_path)
-    x4 = rng.normal(size=(len(TR_Y), D, 3, 5)).astype(np.float32)            # (N, D, T', V)
-    x4[1, :, 0, 0] = 0.0                                                       # one empty position
-    x4[3] = 0.0                                                                # one padding row
+    x4 = rng.normal(size=(len(TR_Y), D, 3, 5)).astype(np.float32)  # (N, D, T', V)
+    x4[1, :, 0, 0] = 0.0  # one empty position
+    x4[3] = 0.0  # one padding row
     np.save(f / "train_feature.npy", x4)
     with pytest.raises(DataError, match=r"per-position features of shape \(8, 4, 3, 5\).*data.feature_pool: mean"):
         load_features(f, "purls", num_classes=K, unseen=UNSEEN)
     with caplog.at_level(logging.WARNING):
         got = load_features(f, num_classes=K, unseen=UNSEEN, pool="mean")
-    keep = np.array([0, 2, 5, 6, 7])                   # seen rows, minus the all-zero row 3
+    keep = np.array([0, 2, 5, 6, 7])  # seen rows, minus the all-zero row 3
     np.testing.assert_allclose(got.train, x4[keep].mean(axis=(2, 3)), rtol=1e-6)
     np.testing.assert_array_equal(got.train_label, TR_Y[keep])
     assert "dropping 1 all-zero rows of train_feature.npy" in caplog.text
@@ -98,7 +104,8 @@ def test_purls_per_position_features_and_zero_rows(tmp_path, caplog):
         load_features(f, "purls", num_classes=K, unseen=UNSEEN, pool="max")
 
 
-def _smie(folder, tr_y=np.array([0, 2, 3, 5, 0]), te_y=np.array([1, 4, 4, 1])):
+def _smie(folder, tr_y=(0, 2, 3, 5, 0), te_y=(1, 4, 4, 1)):
+    tr_y, te_y = np.array(tr_y), np.array(te_y)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "train.npy", _feats(tr_y, 0))
     np.save(folder / "train_label.npy", tr_y)
@@ -108,7 +115,7 @@ def _smie(folder, tr_y=np.array([0, 2, 3, 5, 0]), te_y=np.array([1, 4, 4, 1])):
 
 
 def test_smie_from_parent_and_split_folder(tmp_path):
-    _smie(tmp_path / "split_2")                        # 2 = number of unseen classes
+    _smie(tmp_path / "split_2")  # 2 = number of unseen classes
     _smie(tmp_path / "split_5", te_y=np.array([0, 0]))
     for where in (tmp_path, tmp_path / "split_2"):
         layout, folder = detect_layout(where, UNSEEN)
@@ -127,15 +134,22 @@ def test_smie_from_parent_and_split_folder(tmp_path):
 
 
 def test_smie_local_labels_are_caught(tmp_path):
-    _smie(tmp_path, te_y=np.array([0, 1, 1, 0]))     # local 0..1 instead of global [4, 5]
+    _smie(tmp_path, te_y=np.array([0, 1, 1, 0]))  # local 0..1 instead of global [4, 5]
     with pytest.raises(DataError, match=r"test_label.npy\[unseen rows\] has no sample.*local"):
         load_features(tmp_path, "smie", K, np.array([4, 5]))
 
 
 def test_auto_synse_equals_load_feature_folder(tmp_path):
-    f = FeatureFolder(train=_feats(TR_Y[[0, 2, 3]], 0), train_label=TR_Y[[0, 2, 3]],
-                      ztest=_feats([1, 4], 1), z_label=np.array([1, 4]),
-                      gtest=_feats(TE_Y, 2), g_label=TE_Y, val=_feats(VA_Y, 3), val_label=VA_Y)
+    f = FeatureFolder(
+        train=_feats(TR_Y[[0, 2, 3]], 0),
+        train_label=TR_Y[[0, 2, 3]],
+        ztest=_feats([1, 4], 1),
+        z_label=np.array([1, 4]),
+        gtest=_feats(TE_Y, 2),
+        g_label=TE_Y,
+        val=_feats(VA_Y, 3),
+        val_label=VA_Y,
+    )
     save_feature_folder(tmp_path, f)
     assert detect_layout(tmp_path) == ("synse", tmp_path)
     got, ref = load_features(tmp_path, num_classes=K, unseen=UNSEEN), load_feature_folder(tmp_path, K, UNSEEN)
@@ -176,7 +190,7 @@ def test_explicit_layout_missing_files_and_unseen(tmp_path):
     _purls(tmp_path)
     with pytest.raises(DataError, match="pass unseen="):
         load_features(f, "purls", K)
-    (f / "val_labels.npy").unlink()                    # half a val pair is an error, not "no val"
+    (f / "val_labels.npy").unlink()  # half a val pair is an error, not "no val"
     with pytest.raises(DataError, match="val_feature.npy and val_labels.npy must both exist"):
         load_features(f, "purls", K, UNSEEN)
 
@@ -193,8 +207,14 @@ def test_labels_out_of_range_and_row_mismatch(tmp_path):
 
 
 def _arrays(**over):
-    a = {"train": _feats([0, 2], 0), "train_label": np.array([0, 2]), "ztest": _feats([1, 4], 1),
-         "z_label": np.array([1, 4]), "gtest": _feats([0, 1, 4], 2), "g_label": np.array([0, 1, 4])}
+    a = {
+        "train": _feats([0, 2], 0),
+        "train_label": np.array([0, 2]),
+        "ztest": _feats([1, 4], 1),
+        "z_label": np.array([1, 4]),
+        "gtest": _feats([0, 1, 4], 2),
+        "g_label": np.array([0, 1, 4]),
+    }
     a.update(over)
     return a
 

@@ -7,9 +7,13 @@ from tdsm_edge.errors import DataError
 
 def _folder(rng):
     return FeatureFolder(
-        train=rng.normal(size=(20, 8)).astype(np.float32), train_label=np.repeat(np.arange(4), 5),
-        ztest=rng.normal(size=(6, 8)).astype(np.float32), z_label=np.repeat([4, 5], 3),
-        gtest=rng.normal(size=(9, 8)).astype(np.float32), g_label=np.array([0, 1, 2, 3, 4, 5, 4, 5, 0]))
+        train=rng.normal(size=(20, 8)).astype(np.float32),
+        train_label=np.repeat(np.arange(4), 5),
+        ztest=rng.normal(size=(6, 8)).astype(np.float32),
+        z_label=np.repeat([4, 5], 3),
+        gtest=rng.normal(size=(9, 8)).astype(np.float32),
+        g_label=np.array([0, 1, 2, 3, 4, 5, 4, 5, 0]),
+    )
 
 
 def test_roundtrip(tmp_path):

@@ -1,4 +1,5 @@
 """PKU-MMD through the dataset build: one item per labelled action, protocol lists, then the pipeline's loader."""
+
 import numpy as np
 import pytest
 
@@ -33,8 +34,11 @@ def test_build_cuts_every_action_and_records_the_protocol(tmp_path):
     build_dataset(tmp_path / "out", listing, source="pku", dataset="pku51", frames=16, workers=1, progress=False)
     b = load_built(tmp_path / "out")
     assert b.label.tolist() == [2, 9, 2, 50]  # action ids are 1-based in the files
-    expected = [preprocess_batch(raw[v][s - 1:e].transpose(1, 0, 2, 3)[None], 16)[0]
-                for v, segs in SEGMENTS.items() for _, s, e in segs]
+    expected = [
+        preprocess_batch(raw[v][s - 1 : e].transpose(1, 0, 2, 3)[None], 16)[0]
+        for v, segs in SEGMENTS.items()
+        for _, s, e in segs
+    ]
     np.testing.assert_array_equal(b.data, np.stack(expected))
     train, test = split_by_protocol(b.info, "pku51", "xsub")
     assert train.tolist() == [True, True, True, False] and test.tolist() == [False, False, False, True]
@@ -44,8 +48,24 @@ def test_build_cuts_every_action_and_records_the_protocol(tmp_path):
 
 def test_cli_builds_pku(tmp_path):
     skel_dir, lab_dir, _ = _write(tmp_path)
-    rc = build_main(["pku", "--skeletons", str(skel_dir), "--labels", str(lab_dir), "--dataset", "pku51",
-                     "--out", str(tmp_path / "out"), "--frames", "8", "--workers", "1", "--no-progress"])
+    rc = build_main(
+        [
+            "pku",
+            "--skeletons",
+            str(skel_dir),
+            "--labels",
+            str(lab_dir),
+            "--dataset",
+            "pku51",
+            "--out",
+            str(tmp_path / "out"),
+            "--frames",
+            "8",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and load_built(tmp_path / "out").data.shape == (4, 3, 8, 25, 2)
 
 

@@ -1,4 +1,5 @@
 """The synthact generator: catalogue, shapes, determinism, kinematics, nuisance, splits, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -6,14 +7,30 @@ import json
 import numpy as np
 import pytest
 
-from tdsm_edge.errors import ConfigError, DataError
-from tdsm_edge.data.synthact import (CLASSES, NUM_CLASSES, Nuisance, class_descriptions, class_names,
-                                     find_class, generate, load_split, make_splits)
+from tdsm_edge.data.synthact import (
+    CLASSES,
+    NUM_CLASSES,
+    Nuisance,
+    class_descriptions,
+    class_names,
+    find_class,
+    generate,
+    load_split,
+    make_splits,
+)
 from tdsm_edge.data.synthact.__main__ import main
 from tdsm_edge.data.synthact.classes import PARTS, PRIMITIVES, SIDES
 from tdsm_edge.data.synthact.primitives import PRIMITIVE_FUNCS
-from tdsm_edge.data.synthact.splits import (COMPOSITIONAL, SIDE_ONLY, SPLIT_DIR, UNSEEN, check_compositional,
-                                            check_side_only, split_files)
+from tdsm_edge.data.synthact.splits import (
+    COMPOSITIONAL,
+    SIDE_ONLY,
+    SPLIT_DIR,
+    UNSEEN,
+    check_compositional,
+    check_side_only,
+    split_files,
+)
+from tdsm_edge.errors import ConfigError, DataError
 from tdsm_edge.skeleton import NTU25
 
 NO_FAULTS = Nuisance(jitter_m=0.0, p_missing=0.0, p_dropout=0.0, p_occlusion=0.0)
@@ -39,7 +56,7 @@ def test_shapes_dtypes_and_class_major_order():
     assert y.dtype == np.int64 and y.tolist() == [5, 5, 5, 2, 2, 2]
     assert np.isfinite(X).all()
     z = X[:, 0, :, :, 2][np.any(X[:, 0] != 0, axis=-1)]
-    assert 2.0 < z.min() and z.max() < 4.5              # Kinect-like depth in metres
+    assert 2.0 < z.min() and z.max() < 4.5  # Kinect-like depth in metres
 
 
 def test_deterministic_and_sample_depends_only_on_seed_class_index():
@@ -48,9 +65,9 @@ def test_deterministic_and_sample_depends_only_on_seed_class_index():
     assert a.tobytes() == b.tobytes()
     c, _ = generate([0, 23, 47], 4, seed=12)
     assert not np.array_equal(a, c)
-    sub, _ = generate([23], 4, seed=11)                # a subset of classes: the same samples
+    sub, _ = generate([23], 4, seed=11)  # a subset of classes: the same samples
     np.testing.assert_array_equal(sub, a[4:8])
-    more, _ = generate([23], 6, seed=11)               # more samples per class: a prefix-stable superset
+    more, _ = generate([23], 6, seed=11)  # more samples per class: a prefix-stable superset
     np.testing.assert_array_equal(more[:4], a[4:8])
 
 
@@ -61,28 +78,27 @@ def test_coordinates_are_rounded_to_a_tenth_of_a_millimetre():
 
 def test_default_nuisance_loses_joints_as_exact_zeros():
     X, _ = generate(range(NUM_CLASSES), 2, seed=0)
-    lost = np.all(X[:, 0] == 0, axis=-1)               # (N, T, V)
+    lost = np.all(X[:, 0] == 0, axis=-1)  # (N, T, V)
     assert lost.any()
-    assert lost.mean() < 0.1                           # occasional, not everywhere
+    assert lost.mean() < 0.1  # occasional, not everywhere
 
 
 def test_bones_keep_their_length_over_time():
     X, _ = generate(range(0, NUM_CLASSES, 4), 2, seed=3, nuisance=NO_FAULTS)
-    body = X[:, 0].astype(np.float64)                  # (N, T, V, 3)
+    body = X[:, 0].astype(np.float64)  # (N, T, V, 3)
     child, parent = np.array(NTU25.bones).T
     length = np.linalg.norm(body[:, :, child] - body[:, :, parent], axis=-1)  # (N, T, 24)
     spread = length.max(axis=1) - length.min(axis=1)
-    assert spread.max() < 1e-3                         # only the 0.1 mm rounding remains
+    assert spread.max() < 1e-3  # only the 0.1 mm rounding remains
     assert 0.02 < length.min() and length.max() < 0.6
 
 
 def test_left_means_the_subjects_left_and_moves_the_named_limb():
     clean = Nuisance.clean()
-    X, _ = generate([find_class("kick with left leg").index, find_class("wave right hand").index], 1, 0,
-                    nuisance=clean)
+    X, _ = generate([find_class("kick with left leg").index, find_class("wave right hand").index], 1, 0, nuisance=clean)
     body = X[:, 0].astype(np.float64)
     sl, sr = NTU25.index("ShoulderLeft"), NTU25.index("ShoulderRight")
-    assert body[0, 0, sl, 0] < body[0, 0, sr, 0]       # facing the camera: the subject's left is at -x
+    assert body[0, 0, sl, 0] < body[0, 0, sr, 0]  # facing the camera: the subject's left is at -x
 
     def travel(b: np.ndarray, joint: str) -> float:
         return float(np.ptp(b[:, NTU25.index(joint)], axis=0).max())

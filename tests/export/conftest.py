@@ -1,4 +1,5 @@
 """Export tests: one torch thread (the `tiny` / `stats` fixtures are in tests/conftest.py)."""
+
 from __future__ import annotations
 
 import pytest

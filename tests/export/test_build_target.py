@@ -5,6 +5,7 @@ nothing but its own files; anything else is refused and left untouched. It works
 folder that holds no manifest.json until the commit; Ctrl-C deletes it, a killed build's is deleted by
 the next build, and neither is ever loadable.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,13 +49,17 @@ def one_error_line(caplog) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("content", [
-    {"manifest.json": b'{"name": "my web app", "icons": []}', "index.html": b"<html></html>"},
-    {"manifest.json": b'{"format": "tdsm-edge-bundle"}', "notes.txt": b"mine"},  # no file list
-    {"manifest.json": b"\xff not json", "a.bin": b"1"},
-    {"data.csv": b"1,2,3"},
-    {"manifest.json": b'{"format": "tdsm-edge-bundle", "files": {"thesis.tex": "nope"}}', "thesis.tex": b"\\doc"},
-], ids=["web-app-manifest", "bundle-format-no-files", "unreadable-manifest", "no-manifest", "manifest-lies"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"manifest.json": b'{"name": "my web app", "icons": []}', "index.html": b"<html></html>"},
+        {"manifest.json": b'{"format": "tdsm-edge-bundle"}', "notes.txt": b"mine"},  # no file list
+        {"manifest.json": b"\xff not json", "a.bin": b"1"},
+        {"data.csv": b"1,2,3"},
+        {"manifest.json": b'{"format": "tdsm-edge-bundle", "files": {"thesis.tex": "nope"}}', "thesis.tex": b"\\doc"},
+    ],
+    ids=["web-app-manifest", "bundle-format-no-files", "unreadable-manifest", "no-manifest", "manifest-lies"],
+)
 def test_a_folder_that_is_not_a_bundle_is_refused_and_left_untouched(tiny_run, tmp_path, caplog, content):
     out = tmp_path / "site"
     out.mkdir()
@@ -97,9 +102,25 @@ def test_a_bundle_or_an_empty_folder_is_replaced(tiny_run, tmp_path, caplog):
 
 def _start_build(run: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "export.build_engine", "--run", str(run), "--out", str(out),
-                             *FAST, "--log-level", "WARNING"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "export.build_engine",
+            "--run",
+            str(run),
+            "--out",
+            str(out),
+            *FAST,
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_stage(proc: subprocess.Popen, parent: Path, timeout: float = 120) -> Path:

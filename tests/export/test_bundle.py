@@ -1,4 +1,5 @@
 """Engine bundles: write → load → score on ONNX Runtime, against the torch reference; refusals on load."""
+
 from __future__ import annotations
 
 import json
@@ -17,20 +18,22 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export.bundle import BundleRequest, write_bundle  # noqa: E402
-from export.bundle_stage import BundleStage  # noqa: E402
-from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
-from tdsm_edge.models.class_tables import class_tables  # noqa: E402
-from tdsm_edge.runtime.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
-from tdsm_edge.runtime.ort_backend import OrtBackend, resolve_providers  # noqa: E402
-from tdsm_edge.runtime.table_schema import table_names  # noqa: E402
+from export.bundle_stage import (
+    BundleStage,  # noqa: E402
+    seal_manifest,
+)
 from export.verify import verify_bundle  # noqa: E402
 from tdsm_edge.config import RunConfig, ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError  # noqa: E402
+from tdsm_edge.models.class_tables import class_tables  # noqa: E402
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
+from tdsm_edge.runtime.integrity import manifest_digest
+from tdsm_edge.runtime.iospec import AxisRange, GraphIO, IOSpec, TensorIO, scorer_io, tables_io, text_io  # noqa: E402
+from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
+from tdsm_edge.runtime.ort_backend import OrtBackend, resolve_providers  # noqa: E402
+from tdsm_edge.runtime.table_schema import table_names  # noqa: E402
 from tdsm_edge.text.prompts import ClassText  # noqa: E402
 from tdsm_edge.training.evaluation import tdsm_errors  # noqa: E402
-from export.bundle_stage import seal_manifest
-from tdsm_edge.runtime.integrity import manifest_digest
 
 REPO = Path(__file__).resolve().parents[2]
 K, J, NOISE_SEED = 6, 3, 4
@@ -39,8 +42,14 @@ COMMAND = "python -m export.build_engine --run runs/x/ru5/seed1 --out {out} --pr
 
 def make_text(tiny) -> ClassText:
     fc, fl, mask = tiny.text(K, seed=5)
-    return ClassText(fc.numpy(), fl.numpy(), mask.numpy(), tuple(f"class {i}" for i in range(K)), "test:random",
-                     ("label", "description"))
+    return ClassText(
+        fc.numpy(),
+        fl.numpy(),
+        mask.numpy(),
+        tuple(f"class {i}" for i in range(K)),
+        "test:random",
+        ("label", "description"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +59,23 @@ def built(tiny, stats, tmp_path_factory):
     model, schedule, text = tiny.model(), DDPMSchedule(ScheduleConfig()), make_text(tiny)
     out = {}
     for p, batch in (("fp32", AxisRange(1, 2, 4)), ("fp16", AxisRange(4, 4, 4))):
-        out[p] = write_bundle(BundleRequest(
-            root / p, model, schedule, stats, text, timestep=tiny.t, num_noises=J, noise_seed=NOISE_SEED, precision=p,
-            batch=batch, run_config=RunConfig(), class_indices=list(range(10, 10 + K)),
-            build_command=COMMAND.format(out=root / p, p=p)))
+        out[p] = write_bundle(
+            BundleRequest(
+                root / p,
+                model,
+                schedule,
+                stats,
+                text,
+                timestep=tiny.t,
+                num_noises=J,
+                noise_seed=NOISE_SEED,
+                precision=p,
+                batch=batch,
+                run_config=RunConfig(),
+                class_indices=list(range(10, 10 + K)),
+                build_command=COMMAND.format(out=root / p, p=p),
+            )
+        )
     return model, schedule, text, out
 
 
@@ -81,16 +103,25 @@ def test_manifest_round_trips(built, tiny):
     assert m.data["schema_version"] == 2 and m.precision == "fp32" and m.class_names == list(text.names)
     assert m.digest == m.data["digest"] == manifest_digest(m.data)  # the bundle digest seals the manifest
     assert m.data["classes"]["indices"] == list(range(10, 16))
-    assert m.data["text"] == {"encoder_id": "test:random", "prompt_sets": ["label", "description"],
-                              "num_tokens": tiny.cfg.num_tokens, "dim": tiny.cfg.cond_dim}
+    assert m.data["text"] == {
+        "encoder_id": "test:random",
+        "prompt_sets": ["label", "description"],
+        "num_tokens": tiny.cfg.num_tokens,
+        "dim": tiny.cfg.cond_dim,
+    }
     s = m.data["scoring"]
     assert (s["timestep"], s["num_noises"], s["noise_seed"]) == (tiny.t, J, NOISE_SEED)
     assert s["feature_standardization"]["folded_into"] == "scorer"
     assert m.data["model"]["denoiser"]["hidden_size"] == tiny.cfg.hidden_size
     assert m.data["skeleton"]["layout"]["name"] == "ntu25" and m.data["skeleton"]["preprocess"]["frames"] == 64
     assert m.rebuild_command.startswith("python -m export.build_engine") and m.data["plans"] == []
-    ref = {"reference/denoiser/model.safetensors", "reference/denoiser/config.json", "reference/feature_mean.npy",
-           "reference/feature_std.npy", "reference/noise_bank.npy"}  # the torch backend's weights, hashed too
+    ref = {
+        "reference/denoiser/model.safetensors",
+        "reference/denoiser/config.json",
+        "reference/feature_mean.npy",
+        "reference/feature_std.npy",
+        "reference/noise_bank.npy",
+    }  # the torch backend's weights, hashed too
     assert set(m.data["files"]) == {"scorer_fp32.onnx", "tables.npz"} | ref
     assert m.data["reference"]["encoder"] is None and m.data["reference"]["noise_bank"] == "reference/noise_bank.npy"
     assert m.io == IOSpec.from_dict(json.loads(json.dumps(m.io.to_dict())))  # json round trip of the spec
@@ -169,7 +200,9 @@ def test_mismatched_manifest_is_refused(built, tmp_path):
     path = copy_bundle(built, tmp_path)
     original = (path / "manifest.json").read_text()
     edit_manifest(path, lambda m: m.update(schema_version=1))
-    with pytest.raises(BundleError, match="schema version 1.*reads schema version 2 only \\(an older.*\\. Rebuild the bundle with: py"):
+    with pytest.raises(
+        BundleError, match="schema version 1.*reads schema version 2 only \\(an older.*\\. Rebuild the bundle with: py"
+    ):
         load_manifest(path)
     (path / "manifest.json").write_text(original)
     edit_manifest(path, lambda m: m["classes"]["names"].append("extra"))
@@ -190,23 +223,31 @@ def test_mismatched_manifest_is_refused(built, tmp_path):
 
 def test_plan_compatibility_names_the_rebuild_command(built):
     m = built[3]["fp16"]
-    plan = {"file": "scorer_fp16.trt10.3.0.plan", "tensorrt_version": "10.3.0", "gpu_name": "Orin",
-            "compute_capability": "8.7"}
+    plan = {
+        "file": "scorer_fp16.trt10.3.0.plan",
+        "tensorrt_version": "10.3.0",
+        "gpu_name": "Orin",
+        "compute_capability": "8.7",
+    }
     m.check_plan(plan, "10.3.0", "Orin", (8, 7))  # the machine that built it
-    for machine, what in ((("10.7.0", "Orin", "8.7"), "TensorRT version"),
-                          (("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"), "compute capability")):
+    for machine, what in (
+        (("10.7.0", "Orin", "8.7"), "TensorRT version"),
+        (("10.3.0", "NVIDIA H100 80GB HBM3", "9.0"), "compute capability"),
+    ):
         with pytest.raises(EngineIncompatibleError, match=what) as e:
             m.check_plan(plan, *machine)
         assert m.rebuild_command in str(e.value)
 
 
 def test_loading_never_imports_torch(built):
-    code = ("import sys, numpy as np\n"
-            "from tdsm_edge.runtime.ort_backend import OrtBackend\nfrom tdsm_edge.runtime.manifest import load_manifest\n"
-            f"m = load_manifest({str(built[3]['fp32'].root)!r})\n"
-            f"s = OrtBackend({str(built[3]['fp32'].root)!r}, threads=1)\n"
-            "assert s.errors(np.ones((3, s.z_dim), np.float32)).shape == (3, len(m.class_names))\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, numpy as np\n"
+        "from tdsm_edge.runtime.ort_backend import OrtBackend\nfrom tdsm_edge.runtime.manifest import load_manifest\n"
+        f"m = load_manifest({str(built[3]['fp32'].root)!r})\n"
+        f"s = OrtBackend({str(built[3]['fp32'].root)!r}, threads=1)\n"
+        "assert s.errors(np.ones((3, s.z_dim), np.float32)).shape == (3, len(m.class_names))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -232,8 +273,9 @@ def test_io_spec(tiny):
         io = scorer_io(tiny.model(depth=depth).cfg, "fp16")
         assert io.input_names[1:] == list(table_names(depth))  # iospec and tables.py name the same tables
         assert io.tensor("key_bias").dtype == "float32" and io.tensor("ada_c").dtype == "float16"
-    spec = IOSpec({"scorer": scorer_io(tiny.cfg, "fp32")}, {"batch": AxisRange.for_batch(8, True),
-                                                            "classes": AxisRange(1, 5, 5)})
+    spec = IOSpec(
+        {"scorer": scorer_io(tiny.cfg, "fp32")}, {"batch": AxisRange.for_batch(8, True), "classes": AxisRange(1, 5, 5)}
+    )
     assert spec.axes["batch"] == AxisRange(1, 4, 8) and AxisRange.for_batch(8, False) == AxisRange(8, 8, 8)
     prof = spec.profile("scorer")
     assert prof["z"] == ((1, 16), (4, 16), (8, 16))
@@ -246,8 +288,10 @@ def test_io_spec(tiny):
         IOSpec({"g": GraphIO((TensorIO("x", "float32", ("batch", 3)),), ())})
     with pytest.raises(ConfigError):
         resolve_providers("cuda", available=["CPUExecutionProvider"])
-    assert resolve_providers("auto", available=["CUDAExecutionProvider", "CPUExecutionProvider"]) == \
-        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers("auto", available=["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
 
 
 def test_text_side_io_spec_matches_the_scorer_tables(tiny):
@@ -259,14 +303,27 @@ def test_text_side_io_spec_matches_the_scorer_tables(tiny):
         assert [(t.name, t.dims) for t in io.outputs] == [(t.name, t.dims) for t in scorer_io(cfg, "fp16").inputs[1:]]
         assert {t.dtype for t in io.outputs} == {"float32"}  # always fp32, like tables.npz
     text = text_io(8, 384)
-    assert [(t.name, t.dtype, t.dims) for t in text.inputs] == [("input_ids", "int64", ("classes", "tokens")),
-                                                                ("attention_mask", "int64", ("classes", "tokens"))]
+    assert [(t.name, t.dtype, t.dims) for t in text.inputs] == [
+        ("input_ids", "int64", ("classes", "tokens")),
+        ("attention_mask", "int64", ("classes", "tokens")),
+    ]
     assert text.tensor("local").dims == ("classes", 8, 384) and text.tensor("mask").dtype == "bool"
 
 
 def test_text_side_needs_minilm_class_text(built, stats, tiny, tmp_path):
     model, schedule, text, _ = built
     with pytest.raises(ConfigError, match="encoded with 'test:random'; build with --no-text-encoder"):
-        write_bundle(BundleRequest(tmp_path / "b", model, schedule, stats, text, timestep=tiny.t, num_noises=J,
-                                   text_encoder=True, class_descriptions=["x"] * K))
+        write_bundle(
+            BundleRequest(
+                tmp_path / "b",
+                model,
+                schedule,
+                stats,
+                text,
+                timestep=tiny.t,
+                num_noises=J,
+                text_encoder=True,
+                class_descriptions=["x"] * K,
+            )
+        )
     assert not (tmp_path / "b").exists()

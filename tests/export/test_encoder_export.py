@@ -1,4 +1,5 @@
 """Skeleton-encoder export: ONNX (onnxruntime) equals ShiftGCN.features; fp16 keeps its islands."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """ONNX export round trips: export, reload in onnxruntime (CPU), score, compare with torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,19 +10,18 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tdsm_edge.models.class_tables import class_tables  # noqa: E402
-
-from tdsm_edge.models.folded import FoldedScorer  # noqa: E402
 from export.onnx_export import check_fp16_islands, export_scorer, export_tables  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import ConfigError, ExportError  # noqa: E402
+from tdsm_edge.models.class_tables import class_tables  # noqa: E402
+from tdsm_edge.models.folded import FoldedScorer  # noqa: E402
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
 from tdsm_edge.scoring import noise_bank  # noqa: E402
 
 TABLES = ["text0", "text_qkv0", "key_bias", "ada_x", "ada_c", "ada_final"]
 
 
-def session(path) -> "ort.InferenceSession":
+def session(path) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -89,8 +89,11 @@ def test_attention_is_written_in_the_fusable_pattern(built):
     _, _, rec = built
     proto = onnx.load(rec["fp32"].path)
     producer = {o: n for n in proto.graph.node for o in n.output}
-    first_matmuls = [n for n in proto.graph.node if n.op_type == "MatMul"
-                     and any(c.op_type == "Softmax" for c in proto.graph.node if _feeds(n, c, producer))]
+    first_matmuls = [
+        n
+        for n in proto.graph.node
+        if n.op_type == "MatMul" and any(c.op_type == "Softmax" for c in proto.graph.node if _feeds(n, c, producer))
+    ]
     assert len(first_matmuls) == 2  # one per block
     for mm in first_matmuls:
         assert producer[mm.input[0]].op_type == "Mul"

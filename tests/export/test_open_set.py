@@ -1,4 +1,5 @@
 """Open-set margin calibration: quantile rule, evaluation on held-out data, validation preferred over test."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Staged candidate pruning: J = 1 over every class, then the full bank over the kept few."""
+
 from __future__ import annotations
 
 import math
@@ -6,12 +7,11 @@ import math
 import pytest
 import torch
 
-from tdsm_edge.models.class_tables import class_tables
-
-from tdsm_edge.models.folded import FoldedScorer
 from export.pruning import PrunedScorer, staged_scores
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.class_tables import class_tables
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank
 
@@ -34,8 +34,9 @@ def test_keep_all_is_full_scoring_exactly(tiny, stats):
         assert torch.equal(PrunedScorer(scorer, K + 4)(z, **tables), scorer(z, **tables))
 
 
-@pytest.mark.parametrize("prediction,depth", [("epsilon", 2), ("v_prediction", 2), ("sample", 2), ("epsilon", 1),
-                                              ("epsilon", 3)])
+@pytest.mark.parametrize(
+    "prediction,depth", [("epsilon", 2), ("v_prediction", 2), ("sample", 2), ("epsilon", 1), ("epsilon", 3)]
+)
 def test_kept_classes_get_their_full_errors(tiny, stats, prediction, depth):
     scorer, one, tables, z = setup(tiny, stats, prediction=prediction, depth=depth)
     with torch.no_grad():
@@ -72,8 +73,7 @@ def test_score_rows_is_the_folded_scorer(tiny, stats):
         full = scorer(z, **tables)
         torch.testing.assert_close(scorer.score_rows(z, tables), full, rtol=1e-6, atol=0)
         torch.testing.assert_close(scorer.score_rows(z, tables, idx), full.gather(1, idx), rtol=1e-6, atol=0)
-        torch.testing.assert_close(scorer.score_rows(z, tables, num_noises=1), one(z, **tables),
-                                   rtol=1e-6, atol=0)
+        torch.testing.assert_close(scorer.score_rows(z, tables, num_noises=1), one(z, **tables), rtol=1e-6, atol=0)
     with pytest.raises(InputError, match="num_noises"):
         scorer.score_rows(z, tables, num_noises=J + 1)
     with pytest.raises(InputError, match="index"):

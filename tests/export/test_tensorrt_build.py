@@ -5,6 +5,7 @@ Without TensorRT: plan names, profiles, the compatibility check, the missing-dep
 bookkeeping, not TensorRT). With a CUDA GPU (`gpu` marker): the GPU query and both device-memory
 helpers. With TensorRT (`tensorrt` marker, skipped here): a real build + run against onnxruntime.
 """
+
 from __future__ import annotations
 
 import enum
@@ -19,23 +20,34 @@ import numpy as np
 import pytest
 
 from export import tensorrt_build as tb
-from tdsm_edge.runtime import cuda_memory  # noqa: E402
 from export.tensorrt_build import TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes
-from tdsm_edge.runtime.trt_engine import tensorrt_available
-from tdsm_edge.runtime import trt_engine
+from tdsm_edge.errors import (
+    BundleError,
+    ConfigError,
+    EngineIncompatibleError,
+    ExportError,
+    InputError,
+    MissingDependencyError,
+)
+from tdsm_edge.runtime import (
+    cuda_memory,  # noqa: E402
+    trt_engine,
+)
 from tdsm_edge.runtime.cuda_memory import _ok, cuda_device_count
-from tdsm_edge.errors import (BundleError, ConfigError, EngineIncompatibleError, ExportError, InputError,
-                              MissingDependencyError)
+from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 REBUILD = "python -m export.build_engine --run runs/demo --out engines/demo --backend tensorrt"
-RECORD = dict(file="scorer_fp16.trt10.3.0.plan", tensorrt_version="10.3.0", gpu_name="Orin (nvgpu)",
-              compute_capability="8.7")
+RECORD = dict(
+    file="scorer_fp16.trt10.3.0.plan", tensorrt_version="10.3.0", gpu_name="Orin (nvgpu)", compute_capability="8.7"
+)
 
 
 # ---------------------------------------------------------------- no TensorRT needed
 def test_module_imports_without_tensorrt_or_torch():
-    code = ("import sys; sys.modules['tensorrt'] = None; import export.tensorrt_build, export.triton; "
-            "from tdsm_edge.runtime.trt_engine import tensorrt_available; assert not tensorrt_available(); assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    code = (
+        "import sys; sys.modules['tensorrt'] = None; import export.tensorrt_build, export.triton; "
+        "from tdsm_edge.runtime.trt_engine import tensorrt_available; assert not tensorrt_available(); assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -54,11 +66,14 @@ def test_compatible_plan_passes():
     check_plan_compat(RECORD, "10.3.0", "Orin (nvgpu)", "sm_87", REBUILD)
 
 
-@pytest.mark.parametrize("have,field", [
-    (("10.4.0", "Orin (nvgpu)", "8.7"), "TensorRT version"),
-    (("10.3.0", "NVIDIA H100 80GB HBM3", "8.7"), "GPU"),
-    (("10.3.0", "Orin (nvgpu)", "9.0"), "compute capability"),
-])
+@pytest.mark.parametrize(
+    "have,field",
+    [
+        (("10.4.0", "Orin (nvgpu)", "8.7"), "TensorRT version"),
+        (("10.3.0", "NVIDIA H100 80GB HBM3", "8.7"), "GPU"),
+        (("10.3.0", "Orin (nvgpu)", "9.0"), "compute capability"),
+    ],
+)
 def test_mismatch_raises_naming_the_field_and_the_rebuild_command(have, field):
     with pytest.raises(EngineIncompatibleError) as e:
         check_plan_compat(RECORD, *have, REBUILD)
@@ -102,8 +117,12 @@ def test_profile_shapes_from_axis_names():
     assert profile_shapes(inputs, classes=24)["key_bias"] == {"min": [24, 7], "opt": [24, 7], "max": [24, 7]}
     over = profile_shapes(inputs, overrides={"z": ((2, 16), (4, 16), (4, 16))})
     assert over["z"] == {"min": [2, 16], "opt": [4, 16], "max": [4, 16]} and over["ada_x"]["max"][0] == 64
-    for bad in [dict(batch=(8, 4, 64)), dict(classes=(0, 1, 2)), dict(overrides={"zz": ((1,), (1,), (1,))}),
-                dict(overrides={"z": ((1, 16), (2, 17), (4, 16))})]:  # static dim 16 changed
+    for bad in [
+        dict(batch=(8, 4, 64)),
+        dict(classes=(0, 1, 2)),
+        dict(overrides={"zz": ((1,), (1,), (1,))}),
+        dict(overrides={"z": ((1, 16), (2, 17), (4, 16))}),
+    ]:  # static dim 16 changed
         with pytest.raises(ConfigError):
             profile_shapes(inputs, **bad)
     with pytest.raises(ConfigError, match="dynamic_inputs"):
@@ -112,8 +131,9 @@ def test_profile_shapes_from_axis_names():
 
 def test_network_flags_prefer_strong_typing():
     Flags = SimpleNamespace(STRONGLY_TYPED=_Enum.B)
-    trt = SimpleNamespace(__version__="10.3.0", NetworkDefinitionCreationFlag=Flags,
-                          BuilderFlag=SimpleNamespace(FP16=1))
+    trt = SimpleNamespace(
+        __version__="10.3.0", NetworkDefinitionCreationFlag=Flags, BuilderFlag=SimpleNamespace(FP16=1)
+    )
     assert tb._network_flags(trt, "fp16") == (1 << 1, "strongly_typed")
     trt.NetworkDefinitionCreationFlag = SimpleNamespace()
     assert tb._network_flags(trt, "fp16") == (0, "fp16_flag_fallback")
@@ -214,6 +234,7 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
 
         def parse_from_file(self, path):
             import onnx
+
             g = onnx.load(path).graph
             self.network.inputs = [v.name for v in g.input]
             return parse_ok
@@ -231,25 +252,43 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
 
     flags = SimpleNamespace(STRONGLY_TYPED=_Enum.A) if strongly_typed else SimpleNamespace()
     return SimpleNamespace(
-        __version__="10.3.0", ILogger=ILogger, Builder=Builder, OnnxParser=OnnxParser, Runtime=Runtime,
-        NetworkDefinitionCreationFlag=flags, BuilderFlag=SimpleNamespace(FP16=_Enum.B, TF32=_Enum.C),
+        __version__="10.3.0",
+        ILogger=ILogger,
+        Builder=Builder,
+        OnnxParser=OnnxParser,
+        Runtime=Runtime,
+        NetworkDefinitionCreationFlag=flags,
+        BuilderFlag=SimpleNamespace(FP16=_Enum.B, TF32=_Enum.C),
         MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
-        TensorIOMode=SimpleNamespace(INPUT="IN", OUTPUT="OUT"), nptype=lambda t: t)
+        TensorIOMode=SimpleNamespace(INPUT="IN", OUTPUT="OUT"),
+        nptype=lambda t: t,
+    )
 
 
 def _tiny_onnx(path: Path, fp16: bool = True) -> Path:
     """z (batch, 4) float32 · W (4, 3) + per-class row → errors (batch, classes): a graph with both axes."""
     import onnx
-    from onnx import TensorProto as T, helper
+    from onnx import TensorProto as T
+    from onnx import helper
 
     ft = T.FLOAT16 if fp16 else T.FLOAT
     w = helper.make_tensor("W", ft, [4, 3], np.arange(12, dtype=np.float16 if fp16 else np.float32).tolist())
-    nodes = [helper.make_node("Cast", ["z"], ["zc"], to=ft), helper.make_node("MatMul", ["zc", "W"], ["h"]),
-             helper.make_node("MatMul", ["h", "bt"], ["e16"]),
-             helper.make_node("Cast", ["e16"], ["errors"], to=T.FLOAT)]
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("z", T.FLOAT, ["batch", 4]),
-                                          helper.make_tensor_value_info("bt", ft, [3, "classes"])],
-                          [helper.make_tensor_value_info("errors", T.FLOAT, ["batch", "classes"])], [w])
+    nodes = [
+        helper.make_node("Cast", ["z"], ["zc"], to=ft),
+        helper.make_node("MatMul", ["zc", "W"], ["h"]),
+        helper.make_node("MatMul", ["h", "bt"], ["e16"]),
+        helper.make_node("Cast", ["e16"], ["errors"], to=T.FLOAT),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info("z", T.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("bt", ft, [3, "classes"]),
+        ],
+        [helper.make_tensor_value_info("errors", T.FLOAT, ["batch", "classes"])],
+        [w],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
     return path
 
@@ -279,8 +318,16 @@ def test_build_plan_records_everything_and_writes_only_the_plan(tmp_path, fake):
     install()
     onnx_path = _tiny_onnx(tmp_path / "scorer_fp16.onnx")
     cache = _touch(tmp_path / "timing.cache", b"old")
-    rec = build_plan(onnx_path, tmp_path / "out", classes=(1, 5, 5), max_batch=16, workspace_gb=0.5, opt_level=4,
-                     timing_cache=cache, dynamic_inputs={"bt": ((3, 1), (3, 5), (3, 5))})
+    rec = build_plan(
+        onnx_path,
+        tmp_path / "out",
+        classes=(1, 5, 5),
+        max_batch=16,
+        workspace_gb=0.5,
+        opt_level=4,
+        timing_cache=cache,
+        dynamic_inputs={"bt": ((3, 1), (3, 5), (3, 5))},
+    )
     plan = tmp_path / "out" / "scorer_fp16.trt10.3.0.plan"
     assert plan.read_bytes() == b"PLAN-BYTES"  # TensorRT's bytes only: no metadata inside
     assert sorted(p.name for p in plan.parent.iterdir()) == [plan.name]  # no temp file left
@@ -327,6 +374,7 @@ def test_parse_errors_are_listed(tmp_path, fake):
 
 class _HostMemory:
     """Stands in for device memory: 'device' buffers are numpy byte arrays keyed by fake addresses."""
+
     stream = 7
 
     def __init__(self):
@@ -341,10 +389,10 @@ class _HostMemory:
         del self.bufs[ptr]
 
     def to_device(self, ptr, arr):
-        self.bufs[ptr][:arr.nbytes] = arr.reshape(-1).view(np.uint8)
+        self.bufs[ptr][: arr.nbytes] = arr.reshape(-1).view(np.uint8)
 
     def to_host(self, arr, ptr):
-        arr.reshape(-1).view(np.uint8)[:] = self.bufs[ptr][:arr.nbytes]
+        arr.reshape(-1).view(np.uint8)[:] = self.bufs[ptr][: arr.nbytes]
 
     def sync(self):
         pass
@@ -374,18 +422,23 @@ def _fake_engine(mem: _HostMemory):
 
         def execute_async_v3(self, stream):
             assert stream == mem.stream
+
             def read(n):
-                return mem.bufs[self.addr[n]][:np.prod(self.shapes[n]) * 4].view(np.float32).reshape(self.shapes[n])
+                return mem.bufs[self.addr[n]][: np.prod(self.shapes[n]) * 4].view(np.float32).reshape(self.shapes[n])
 
             out = read("z") @ read("bt")
-            mem.bufs[self.addr["errors"]][:out.nbytes] = out.reshape(-1).view(np.uint8)
+            mem.bufs[self.addr["errors"]][: out.nbytes] = out.reshape(-1).view(np.uint8)
             return True
 
     names = ["z", "bt", "errors"]
     return SimpleNamespace(
-        num_io_tensors=3, get_tensor_name=names.__getitem__,
-        get_tensor_mode=lambda n: "OUT" if n == "errors" else "IN", get_tensor_dtype=lambda n: np.float32,
-        get_tensor_profile_shape=lambda n, i: [(1, 4), (2, 4), (4, 4)], create_execution_context=Context)
+        num_io_tensors=3,
+        get_tensor_name=names.__getitem__,
+        get_tensor_mode=lambda n: "OUT" if n == "errors" else "IN",
+        get_tensor_dtype=lambda n: np.float32,
+        get_tensor_profile_shape=lambda n, i: [(1, 4), (2, 4), (4, 4)],
+        create_execution_context=Context,
+    )
 
 
 def test_engine_stages_with_a_fake_engine(tmp_path, fake, monkeypatch):
@@ -473,7 +526,7 @@ def test_cuda_graph_capture_and_replay_with_cuda_python():
         mem.to_host(out, ptr)
         mem.sync()
         assert not out.any()  # captured, not run
-        value[0] = 9          # the graph holds the arguments it was captured with
+        value[0] = 9  # the graph holds the arguments it was captured with
         mem.launch(exe)
         mem.to_host(out, ptr)
         mem.sync()
@@ -503,8 +556,15 @@ def test_real_build_and_run_matches_numpy(tmp_path):
     pytest.importorskip("onnx")
     onnx_path = _tiny_onnx(tmp_path / "tiny_fp16.onnx")
     eng = TrtEngine()
-    rec = eng.build(onnx_path, tmp_path, graph="tiny", classes=(1, 5, 8), max_batch=8, workspace_gb=0.25,
-                    timing_cache=tmp_path / "timing.cache")
+    rec = eng.build(
+        onnx_path,
+        tmp_path,
+        graph="tiny",
+        classes=(1, 5, 8),
+        max_batch=8,
+        workspace_gb=0.25,
+        timing_cache=tmp_path / "timing.cache",
+    )
     assert rec["precision_mode"] == "strongly_typed" and (tmp_path / "timing.cache").stat().st_size > 0
     eng.load(tmp_path / rec["file"], expected_record=rec, rebuild_cmd=REBUILD).activate()
     z = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)

@@ -1,4 +1,5 @@
 """Text-encoder export: ONNX + the saved tokenizer reproduce MiniLMEncoder without torch on the device side."""
+
 from __future__ import annotations
 
 import subprocess
@@ -39,9 +40,14 @@ def encoder():
 def test_onnx_equals_minilm_encoder(exported, encoder):
     record, files = exported
     assert [(s.name, s.dtype, s.shape) for s in record.inputs] == [
-        ("input_ids", "int64", ("batch", "tokens")), ("attention_mask", "int64", ("batch", "tokens"))]
+        ("input_ids", "int64", ("batch", "tokens")),
+        ("attention_mask", "int64", ("batch", "tokens")),
+    ]
     assert [(s.name, s.dtype, s.shape) for s in record.outputs] == [
-        ("global", "float32", ("batch", 384)), ("local", "float32", ("batch", L, 384)), ("mask", "bool", ("batch", L))]
+        ("global", "float32", ("batch", 384)),
+        ("local", "float32", ("batch", L, 384)),
+        ("mask", "bool", ("batch", L)),
+    ]
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(record.path, so, providers=["CPUExecutionProvider"])
@@ -66,8 +72,9 @@ def test_tokenize_matches_the_torch_tokenizer(exported, encoder):
     _, files = exported
     prompts = PROMPTS + ["x " * 300]  # longer than the 256-token limit: truncated as in torch
     ids, mask = tokenize(prompts, files[0], L)
-    hf = encoder.tokenizer(prompts, padding=True, truncation=True, max_length=encoder.max_seq_length,
-                           return_tensors="np")
+    hf = encoder.tokenizer(
+        prompts, padding=True, truncation=True, max_length=encoder.max_seq_length, return_tensors="np"
+    )
     assert ids.dtype == np.int64 and mask.dtype == np.int64 and ids.shape == hf["input_ids"].shape == (4, 256)
     assert np.array_equal(ids, hf["input_ids"]) and np.array_equal(mask, hf["attention_mask"])
     ids, mask = tokenize(["wave"], files[0], L)  # padded up to L slots
@@ -76,9 +83,11 @@ def test_tokenize_matches_the_torch_tokenizer(exported, encoder):
 
 def test_tokenize_imports_no_torch(exported):
     _, files = exported
-    code = ("import sys; from export.text_export import tokenize; ids, m = tokenize(['wave'], sys.argv[1], 4); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules); "
-            "print(ids.shape)")
+    code = (
+        "import sys; from export.text_export import tokenize; ids, m = tokenize(['wave'], sys.argv[1], 4); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, sorted(sys.modules); "
+        "print(ids.shape)"
+    )
     out = subprocess.run([sys.executable, "-c", code, files[0]], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 4)"

@@ -1,4 +1,5 @@
 """Trade-off measurement on a tiny fake trained seed folder: keys, accuracy, plot."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -20,13 +21,22 @@ pytest.importorskip("matplotlib")
 def seed_dir(tmp_path, tiny, stats):
     """runs/<name>/ru5/seed1 with a tiny denoiser, class text for every synthact class, ztest features."""
     cfg = tiny.cfg
-    run = RunConfig(denoiser=cfg, text=TextConfig(num_tokens=cfg.num_tokens),
-                    encoder=replace(EncoderConfig(), feature_dim=cfg.z_dim))
+    run = RunConfig(
+        denoiser=cfg,
+        text=TextConfig(num_tokens=cfg.num_tokens),
+        encoder=replace(EncoderConfig(), feature_dim=cfg.z_dim),
+    )
     unseen, seen = load_split("ru5")
     n_classes = len(unseen) + len(seen)
     fc, fl, mask = tiny.text(n_classes)
-    text = ClassText(fc.numpy(), (fl * mask[..., None]).numpy(), mask.numpy(), tuple(f"c{i}" for i in range(n_classes)),
-                     "test", ("label",))
+    text = ClassText(
+        fc.numpy(),
+        (fl * mask[..., None]).numpy(),
+        mask.numpy(),
+        tuple(f"c{i}" for i in range(n_classes)),
+        "test",
+        ("label",),
+    )
     root = tmp_path / "run"
     text.save(root / "text" / "class_text.safetensors")
     seed = root / "ru5" / "seed1"
@@ -42,8 +52,23 @@ def test_measure_tradeoff_keys_and_plot(seed_dir, tmp_path):
     configs = [(3, 25, 5), (3, 25, 2), (1, 10, 5)]
     results = measure_tradeoff(seed_dir, configs, batch_sizes=(1, 4), repeats=2)
     assert [(r["J"], r["t"], r["keep"]) for r in results] == configs
-    want = {"J", "t", "keep", "K", "rows_per_sample", "top1", "n", "label", "latency_ms_b1", "latency_ms_b4",
-            "device", "threads", "precision", "torch", "machine"}
+    want = {
+        "J",
+        "t",
+        "keep",
+        "K",
+        "rows_per_sample",
+        "top1",
+        "n",
+        "label",
+        "latency_ms_b1",
+        "latency_ms_b4",
+        "device",
+        "threads",
+        "precision",
+        "torch",
+        "machine",
+    }
     for r in results:
         assert set(r) == want
         assert r["K"] == 5 and r["n"] == 20 and 0.0 <= r["top1"] <= 1.0

@@ -4,6 +4,7 @@ One tiny bundle is written with export.bundle (one scorer export, ~10 s); the re
 by parsing config.pbtxt and comparing it with the ONNX graph in the repository, and the served graph
 (tables baked in, clients send only z) is run with onnxruntime against the bundle's scorer.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,11 +17,11 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from export.bundle import BundleRequest, write_bundle  # noqa: E402
-from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from export.triton import bake_tables, config_pbtxt, write_triton_model, write_triton_repo  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError  # noqa: E402
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
+from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
 from tdsm_edge.text.prompts import ClassText  # noqa: E402
 
 K = 5
@@ -34,14 +35,24 @@ def bundle(tiny, stats, tmp_path_factory):
     fc, fl, mask = tiny.text(K)
     text = ClassText(fc.numpy(), (fl * mask[..., None]).numpy(), mask.numpy(), NAMES, "test", ("label",))
     out = tmp_path_factory.mktemp("bundle") / "demo"
-    write_bundle(BundleRequest(out, tiny.model(), DDPMSchedule(ScheduleConfig()), stats, text, timestep=tiny.t,
-                               num_noises=3, precision="fp32",
-                               build_command="python -m export.build_engine --out demo"))
+    write_bundle(
+        BundleRequest(
+            out,
+            tiny.model(),
+            DDPMSchedule(ScheduleConfig()),
+            stats,
+            text,
+            timestep=tiny.t,
+            num_noises=3,
+            precision="fp32",
+            build_command="python -m export.build_engine --out demo",
+        )
+    )
     m = load_manifest(out)
     return m, load_tables(m)
 
 
-def session(path) -> "ort.InferenceSession":
+def session(path) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -100,8 +111,12 @@ def test_repository_layout_and_config_match_the_served_graph(bundle, tmp_path, t
     m, _ = bundle
     model_dir = write_triton_repo(m.root, tmp_path / "repo", max_batch_size=32, max_queue_delay_us=250)
     assert model_dir == tmp_path / "repo" / "tdsm_scorer"
-    assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")) == \
-        ["1", "1/model.onnx", "config.pbtxt", "labels.txt"]
+    assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")) == [
+        "1",
+        "1/model.onnx",
+        "config.pbtxt",
+        "labels.txt",
+    ]
     assert [p.name for p in (tmp_path / "repo").iterdir()] == ["tdsm_scorer"]  # no staging folder left
     assert (model_dir / "labels.txt").read_text().splitlines() == list(NAMES)
 
@@ -131,8 +146,9 @@ def test_repository_layout_and_config_match_the_served_graph(bundle, tmp_path, t
 @pytest.mark.parametrize("B", [1, 4])
 def test_served_graph_equals_the_bundle_scorer(bundle, tmp_path, tiny, B):
     m, tables = bundle
-    model_dir = write_triton_model(m.path("scorer"), tables, m.io.graphs["scorer"], tmp_path / "repo",
-                                   class_names=list(NAMES), model_name="scorer")
+    model_dir = write_triton_model(
+        m.path("scorer"), tables, m.io.graphs["scorer"], tmp_path / "repo", class_names=list(NAMES), model_name="scorer"
+    )
     z = tiny.features(B, seed=B).numpy()  # (B, Dz) raw features
     ref = session(m.path("scorer")).run(["errors"], {"z": z, **tables})[0]  # (B, K)
     errors, scores = session(model_dir / "1" / "model.onnx").run(["errors", "scores"], {"z": z})
@@ -156,15 +172,23 @@ def test_rewriting_replaces_the_model_folder(bundle, tmp_path):
 
 def _fp16_table_graph(path, table_dims):
     """z (batch, 3) float32 · tab^T, tab (classes, 3) float16 → errors (batch, classes) float32."""
-    from onnx import TensorProto as T, helper
+    from onnx import TensorProto as T
+    from onnx import helper
 
-    g = helper.make_graph([helper.make_node("Cast", ["z"], ["z16"], to=T.FLOAT16),
-                           helper.make_node("Transpose", ["tab"], ["tabT"]),
-                           helper.make_node("MatMul", ["z16", "tabT"], ["e16"]),
-                           helper.make_node("Cast", ["e16"], ["errors"], to=T.FLOAT)], "t",
-                          [helper.make_tensor_value_info("z", T.FLOAT, ["batch", 3]),
-                           helper.make_tensor_value_info("tab", T.FLOAT16, table_dims)],
-                          [helper.make_tensor_value_info("errors", T.FLOAT, ["batch", "classes"])])
+    g = helper.make_graph(
+        [
+            helper.make_node("Cast", ["z"], ["z16"], to=T.FLOAT16),
+            helper.make_node("Transpose", ["tab"], ["tabT"]),
+            helper.make_node("MatMul", ["z16", "tabT"], ["e16"]),
+            helper.make_node("Cast", ["e16"], ["errors"], to=T.FLOAT),
+        ],
+        "t",
+        [
+            helper.make_tensor_value_info("z", T.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("tab", T.FLOAT16, table_dims),
+        ],
+        [helper.make_tensor_value_info("errors", T.FLOAT, ["batch", "classes"])],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
     return path
 
@@ -177,7 +201,8 @@ def test_tables_are_cast_to_the_graph_dtype_and_must_fit(tmp_path):
     init = {t.name: t for t in proto.graph.initializer}["tab"]
     assert k == 2 and init.data_type == onnx.TensorProto.FLOAT16
     errors, scores = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        ["errors", "scores"], {"z": np.ones((4, 3), np.float32)})
+        ["errors", "scores"], {"z": np.ones((4, 3), np.float32)}
+    )
     np.testing.assert_array_equal(errors, np.tile(tab.sum(1), (4, 1)))
     np.testing.assert_array_equal(scores, -errors)
     with pytest.raises(BundleError, match="overflows"):
@@ -200,8 +225,9 @@ def test_invalid_requests_are_errors(bundle, tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="5 classes but 4"):
         write_triton_model(*args, class_names=list(NAMES[:4]))
     with pytest.raises(BundleError, match="not inputs"):
-        write_triton_model(m.path("scorer"), {**tables, "bogus": tables["ada_x"]}, None, tmp_path / "r",
-                           class_names=list(NAMES))
+        write_triton_model(
+            m.path("scorer"), {**tables, "bogus": tables["ada_x"]}, None, tmp_path / "r", class_names=list(NAMES)
+        )
     bad_io = m.io.graphs["scorer"].to_dict()
     bad_io["inputs"][0]["dtype"] = "float16"
     with pytest.raises(BundleError, match="IO spec"):
@@ -216,9 +242,16 @@ def test_tensorrt_backend_with_a_given_plan(bundle, tmp_path):
     m, tables = bundle
     plan = tmp_path / "served.plan"
     plan.write_bytes(b"PLAN")
-    model_dir = write_triton_model(m.path("scorer"), tables, m.io.graphs["scorer"], tmp_path / "repo",
-                                   class_names=list(NAMES), backend="tensorrt", plan_path=plan,
-                                   preferred_batch_sizes=[8, 16])
+    model_dir = write_triton_model(
+        m.path("scorer"),
+        tables,
+        m.io.graphs["scorer"],
+        tmp_path / "repo",
+        class_names=list(NAMES),
+        backend="tensorrt",
+        plan_path=plan,
+        preferred_batch_sizes=[8, 16],
+    )
     assert (model_dir / "1" / "model.plan").read_bytes() == b"PLAN" and not (model_dir / "1" / "model.onnx").exists()
     cfg = parse_pbtxt((model_dir / "config.pbtxt").read_text())
     assert cfg["platform"] == ["tensorrt_plan"] and cfg["dynamic_batching"][0]["preferred_batch_size"] == [[8, 16]]
@@ -226,8 +259,16 @@ def test_tensorrt_backend_with_a_given_plan(bundle, tmp_path):
 
 
 def test_config_text_is_stable():
-    text = config_pbtxt("m", "onnxruntime_onnx", 8, [("z", "float32", (16,))], [("errors", "float32", (5,)),
-                        ("scores", "float32", (5,))], instance_kind="KIND_CPU", instance_count=2, header="hello")
+    text = config_pbtxt(
+        "m",
+        "onnxruntime_onnx",
+        8,
+        [("z", "float32", (16,))],
+        [("errors", "float32", (5,)), ("scores", "float32", (5,))],
+        instance_kind="KIND_CPU",
+        instance_count=2,
+        header="hello",
+    )
     assert text.startswith("# hello\nname: \"m\"\n")
     cfg = parse_pbtxt(text)
     assert cfg["instance_group"][0][0] == {"count": [2], "kind": ["KIND_CPU"]}

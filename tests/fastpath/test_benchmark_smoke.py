@@ -1,4 +1,5 @@
 """benchmarks/gpu_fastpath.py runs end to end on CPU (tiny preset, no CUDA graph, no compile)."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_gpu_fastpath_benchmark_cpu_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(REPO / "benchmarks/gpu_fastpath.py"), "--device", "cpu", "--preset", "tiny", "--quick",
-           "--shapes", "1x5,2x3", "--tokens", "6", "--cond-dim", "24", "--features", "64", "--repeats", "3",
-           "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/gpu_fastpath.py"),
+        "--device",
+        "cpu",
+        "--preset",
+        "tiny",
+        "--quick",
+        "--shapes",
+        "1x5,2x3",
+        "--tokens",
+        "6",
+        "--cond-dim",
+        "24",
+        "--features",
+        "64",
+        "--repeats",
+        "3",
+        "--json",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -36,8 +55,27 @@ def test_gpu_fastpath_benchmark_survives_a_broken_fast_path(monkeypatch, capsys,
 
     monkeypatch.setattr(kernels, "ln_modulate", broken)
     out = tmp_path / "bench.json"
-    rc = bench.main(["--device", "cpu", "--preset", "tiny", "--quick", "--shapes", "1x5", "--tokens", "6",
-                     "--cond-dim", "24", "--features", "16", "--repeats", "2", "--json", str(out)])
+    rc = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--preset",
+            "tiny",
+            "--quick",
+            "--shapes",
+            "1x5",
+            "--tokens",
+            "6",
+            "--cond-dim",
+            "24",
+            "--features",
+            "16",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 1
     assert "FAILED agreement K=5: RuntimeError: simulated kernel failure" in text

@@ -1,5 +1,6 @@
 """The fast path on CUDA (marked `gpu`; skipped where no GPU is visible): Triton kernels against the
 torch fallbacks, FastScorer against FoldedScorer fp32, and CUDA-graph capture / replay."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,8 @@ import torch
 from helpers.fastpath_cases import kernel_cases, run_case
 from tdsm_edge.config import DenoiserConfig, ScheduleConfig
 from tdsm_edge.fastpath.scorer import FastScorer
-from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.class_tables import ClassTables, class_tables
+from tdsm_edge.models.denoiser import TDSMDenoiser
 from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.scoring import noise_bank
@@ -86,7 +87,7 @@ def test_head_dim_64_model_keeps_top1_on_cuda():
     with torch.no_grad():
         for name, p in model.named_parameters():
             if ("adaLN_modulation" in name or "final_layer.linear" in name) and p.ndim == 2:
-                p.normal_(0.0, 2.0 / cfg.hidden_size ** 0.5)
+                p.normal_(0.0, 2.0 / cfg.hidden_size**0.5)
     model = model.cuda()
     g = torch.Generator().manual_seed(1)
     K = 24

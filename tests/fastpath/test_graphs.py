@@ -1,6 +1,7 @@
 """GraphCache's bookkeeping on CPU: capture is emulated (replay re-runs the forward on the static
 buffers captured), so what is tested is which buffers a replay reads after class-set changes and
 which (B, K, masked) shapes get their own graph. Real capture / replay: test_gpu.py."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ class EmulatedGraphs(GraphCache):
         class Replay:
             def replay(self):
                 out.copy_(forward(z_static, frozen))
+
         return _Captured(Replay(), z_static, out)
 
 

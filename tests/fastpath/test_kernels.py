@@ -1,6 +1,7 @@
 """The fused kernels' torch implementations against an independent float64 reference that expands
 every per-class table to rows (the thing the kernels exist to avoid). The Triton implementations are
 compared with these in test_triton_interpret.py (CPU, interpreter) and test_gpu.py (CUDA)."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,7 +40,7 @@ def reference(case) -> torch.Tensor:
         x, y, gate, mod, J, K = args
         full = reference(dict(kernel="gated_residual_", args=(x, y, gate, J, K), kwargs=kw))
         # the LayerNorm reads x as stored: rounded to its dtype
-        view = full.to(x.dtype) if x._base is None else full.to(x.dtype)[:, :x.shape[1]]
+        view = full.to(x.dtype) if x._base is None else full.to(x.dtype)[:, : x.shape[1]]
         return torch.cat((full.flatten(), _ln_mod(view, mod, J, K).flatten()))
     if name == "gated_residual_":
         x, y, gate, J, K = args

@@ -1,4 +1,5 @@
 """FastScorer (torch kernels on CPU) against FoldedScorer: equal in fp32, within fp16 rounding in fp16."""
+
 from __future__ import annotations
 
 import copy
@@ -105,8 +106,9 @@ def test_mask_is_applied_and_dropped_when_nothing_is_padded(tiny, stats):
 
 def test_from_denoiser_and_cpu_has_no_graphs(tiny, stats):
     model = tiny.model()
-    fast = FastScorer.from_denoiser(model, DDPMSchedule(ScheduleConfig()), noise_bank(J, 16, 0), tiny.t, stats,
-                                    precision="fp32", cuda_graphs=True)
+    fast = FastScorer.from_denoiser(
+        model, DDPMSchedule(ScheduleConfig()), noise_bank(J, 16, 0), tiny.t, stats, precision="fp32", cuda_graphs=True
+    )
     assert fast.graphs is None  # capture is CUDA only
     _, ref_scorer = folded(tiny, stats)
     tables = class_tables(model, *tiny.text(3), t=tiny.t)
@@ -134,8 +136,10 @@ def test_inputs_are_validated(tiny, stats):
 
 
 def test_importing_the_package_imports_neither_torch_nor_triton():
-    code = ("import sys, tdsm_edge.fastpath as f; assert 'torch' not in sys.modules; "
-            "import tdsm_edge.fastpath.scorer; assert 'triton' not in sys.modules, 'triton imported eagerly'")
+    code = (
+        "import sys, tdsm_edge.fastpath as f; assert 'torch' not in sys.modules; "
+        "import tdsm_edge.fastpath.scorer; assert 'triton' not in sys.modules, 'triton imported eagerly'"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]

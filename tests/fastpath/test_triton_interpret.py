@@ -4,6 +4,7 @@ TRITON_INTERPRET must be set before triton is imported, so one subprocess
 (tests/helpers/triton_interpret_worker.py) runs every kernel case and the Triton-backed FastScorer
 and saves the outputs; the tests here compare them. Skipped when triton is not importable.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,19 @@ CASES = kernel_cases()
 @pytest.fixture(scope="module")
 def interpreted(tmp_path_factory):
     out = tmp_path_factory.mktemp("interpret") / "outputs.pt"
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, str(ROOT / "tests/helpers/triton_interpret_worker.py"), str(out)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests/helpers/triton_interpret_worker.py"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return torch.load(out, weights_only=True)
 

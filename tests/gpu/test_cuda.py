@@ -1,5 +1,6 @@
 """CUDA checks (marked `gpu`; skipped where no GPU is visible): the same models, losses, scorers and
 training loop on the GPU as on the CPU. Run on the GPU verification machine; CI has no GPU."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,7 @@ from tdsm_edge.models.schedule import DDPMSchedule
 from tdsm_edge.models.shift_gcn import ShiftGCN
 from tdsm_edge.scoring import noise_bank, score_batched, score_reference
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def _model(seed=0):
@@ -47,15 +47,28 @@ def test_loss_and_gradients_on_cuda_match_cpu():
     B = 16
     g = torch.Generator().manual_seed(3)
     z, eps = torch.randn(B, 32, generator=g), torch.randn(B, 32, generator=g)
-    t, pos, neg = (torch.randint(0, 50, (B,), generator=g), torch.randint(0, 7, (B,), generator=g),
-                   torch.randint(0, 7, (B,), generator=g))
+    t, pos, neg = (
+        torch.randint(0, 50, (B,), generator=g),
+        torch.randint(0, 7, (B,), generator=g),
+        torch.randint(0, 7, (B,), generator=g),
+    )
     grads = []
     for dev in ("cpu", "cuda"):
         m = _model().train().to(dev)
-        d = lambda x: x.to(dev)  # noqa: E731
+        d = lambda x, dev=dev: x.to(dev)  # noqa: E731
         tables = d(fc), d(fl), d(mask)  # one set of class tables shared by positive and negative
-        out = triplet_diffusion_loss(m, sched, d(z), (*tables, d(pos)), (*tables, d(neg)),
-                                     d(t), d(eps), LossConfig(), pos_label=d(pos), neg_label=d(neg))
+        out = triplet_diffusion_loss(
+            m,
+            sched,
+            d(z),
+            (*tables, d(pos)),
+            (*tables, d(neg)),
+            d(t),
+            d(eps),
+            LossConfig(),
+            pos_label=d(pos),
+            neg_label=d(neg),
+        )
         out["loss"].backward()
         grads.append((out["loss"].item(), {n: p.grad.cpu() for n, p in m.named_parameters() if p.grad is not None}))
     assert abs(grads[0][0] - grads[1][0]) < 1e-4 * max(1.0, abs(grads[0][0]))
@@ -80,11 +93,14 @@ def test_denoiser_training_runs_on_cuda(tmp_path):
     class Text:
         global_, local, mask = (x.numpy() for x in _text(K=6, L=6, Dc=48))
 
-    cfg = config_from_dict({
-        "encoder": {"feature_dim": 32}, "text": {"num_tokens": 6},
-        "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
-        "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda"},
-    })
+    cfg = config_from_dict(
+        {
+            "encoder": {"feature_dim": 32},
+            "text": {"num_tokens": 6},
+            "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
+            "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda"},
+        }
+    )
     g = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 16)
     z = (g.normal(size=(6, 32))[y] * 2 + 0.1 * g.normal(size=(len(y), 32))).astype(np.float32)
@@ -102,12 +118,22 @@ def test_mixed_precision_training_learns_on_cuda(tmp_path, amp):
     class Text:
         global_, local, mask = (x.numpy() for x in _text(K=6, L=6, Dc=48))
 
-    cfg = config_from_dict({
-        "encoder": {"feature_dim": 32}, "text": {"num_tokens": 6},
-        "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
-        "train": {"iterations": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "device": "cuda", "amp": amp,
-                  "checkpoint_every": 50},
-    })
+    cfg = config_from_dict(
+        {
+            "encoder": {"feature_dim": 32},
+            "text": {"num_tokens": 6},
+            "denoiser": {"hidden_size": 64, "depth": 2, "num_heads": 4, "z_dim": 32, "cond_dim": 48, "num_tokens": 6},
+            "train": {
+                "iterations": 150,
+                "batch_size": 32,
+                "lr": 3e-3,
+                "warmup_steps": 5,
+                "device": "cuda",
+                "amp": amp,
+                "checkpoint_every": 50,
+            },
+        }
+    )
     g = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 16)
     z = (g.normal(size=(6, 32))[y] * 2 + 0.1 * g.normal(size=(len(y), 32))).astype(np.float32)

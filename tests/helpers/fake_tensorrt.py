@@ -13,6 +13,7 @@ like CUDA where our code could get it wrong:
       only valid for the binding state it was captured with).
 Every call worth asserting on is counted in `calls` / recorded in `log`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -63,8 +64,9 @@ class _Graph:
         self.ops, self.destroyed = list(ops), False
 
 
-def fake_cudart(name: str = "cuda.bindings.runtime", devices: int | str = 1, gpu_name: str = "NVIDIA Fake GPU",
-                capability=(8, 7)) -> types.ModuleType:
+def fake_cudart(
+    name: str = "cuda.bindings.runtime", devices: int | str = 1, gpu_name: str = "NVIDIA Fake GPU", capability=(8, 7)
+) -> types.ModuleType:
     """A module with the cuda-python runtime calls cuda_memory.py makes, over numpy "device" memory.
 
     devices: how many GPUs it reports; 0 → cudaErrorNoDevice; "no-driver" → cudaGetDeviceCount raises.
@@ -75,7 +77,7 @@ def fake_cudart(name: str = "cuda.bindings.runtime", devices: int | str = 1, gpu
     rt.cudaStreamNonBlocking = 1
     ok = cudaError_t.cudaSuccess
     lock = threading.RLock()
-    buffers: dict[int, np.ndarray] = {}   # device address -> its bytes
+    buffers: dict[int, np.ndarray] = {}  # device address -> its bytes
     streams: dict[int, _Stream] = {}
     handles = itertools.count(0x5000)
     rt.buffers, rt.streams, rt.calls, rt.log = buffers, streams, Counter(), []
@@ -208,9 +210,23 @@ def fake_cudart(name: str = "cuda.bindings.runtime", devices: int | str = 1, gpu
         count("cudaGraphExecDestroy")
         return (ok,)
 
-    for f in (cudaGetDeviceCount, cudaGetDevice, cudaGetDeviceProperties, cudaStreamCreateWithFlags, cudaStreamDestroy,
-              cudaStreamSynchronize, cudaMalloc, cudaFree, cudaMemcpyAsync, cudaStreamBeginCapture,
-              cudaStreamEndCapture, cudaGraphInstantiate, cudaGraphDestroy, cudaGraphLaunch, cudaGraphExecDestroy):
+    for f in (
+        cudaGetDeviceCount,
+        cudaGetDevice,
+        cudaGetDeviceProperties,
+        cudaStreamCreateWithFlags,
+        cudaStreamDestroy,
+        cudaStreamSynchronize,
+        cudaMalloc,
+        cudaFree,
+        cudaMemcpyAsync,
+        cudaStreamBeginCapture,
+        cudaStreamEndCapture,
+        cudaGraphInstantiate,
+        cudaGraphDestroy,
+        cudaGraphLaunch,
+        cudaGraphExecDestroy,
+    ):
         setattr(rt, f.__name__, f)
     return rt
 
@@ -224,10 +240,20 @@ class DataType(enum.IntEnum):
     INT64 = 8
 
 
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32: np.int32, DataType.BOOL: np.bool_,
-       DataType.INT64: np.int64}
-_ORT = {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(int32)": DataType.INT32,
-        "tensor(bool)": DataType.BOOL, "tensor(int64)": DataType.INT64}
+_NP = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT32: np.int32,
+    DataType.BOOL: np.bool_,
+    DataType.INT64: np.int64,
+}
+_ORT = {
+    "tensor(float)": DataType.FLOAT,
+    "tensor(float16)": DataType.HALF,
+    "tensor(int32)": DataType.INT32,
+    "tensor(bool)": DataType.BOOL,
+    "tensor(int64)": DataType.INT64,
+}
 
 
 class TensorIOMode(enum.IntEnum):
@@ -299,10 +325,13 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             thread = threading.get_ident()
 
             def run():
-                assert {n: self.shapes[n] for n in eng.inputs} == shapes, \
+                assert {n: self.shapes[n] for n in eng.inputs} == shapes, (
                     "work replayed while the context holds other input shapes than when it was enqueued"
-                feed = {n: rt.device(addr[n], int(np.prod(s)) * eng.np[n].itemsize).view(eng.np[n]).reshape(s)
-                        for n, s in shapes.items()}
+                )
+                feed = {
+                    n: rt.device(addr[n], int(np.prod(s)) * eng.np[n].itemsize).view(eng.np[n]).reshape(s)
+                    for n, s in shapes.items()
+                }
                 with lock:
                     trt.executed.append((eng.graph, {n: s for n, s in shapes.items()}, thread))
                 for n, value in zip(eng.outputs, eng.session.run(eng.outputs, feed)):

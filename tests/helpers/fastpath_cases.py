@@ -1,5 +1,6 @@
 """Seeded inputs for the fast-path kernels, shared by tests/fastpath and the Triton-interpreter worker
 (which runs in a subprocess with TRITON_INTERPRET=1 and must build the very same tensors)."""
+
 from __future__ import annotations
 
 import torch
@@ -32,22 +33,38 @@ def kernel_cases(device: str = "cpu") -> dict[str, dict]:
         "ln_joint_fp32": dict(kernel="ln_modulate", args=(joint32, r(K, 2, 2, D), J, K), kwargs={}),
         "ln_skeleton_view": dict(kernel="ln_modulate", args=(joint16[:, :1], r(K, 1, 2, D), J, K), kwargs={}),
         "ln_text_view": dict(kernel="ln_modulate", args=(joint32[:, 1:], r(K, 2, 2, D), J, K), kwargs=dict(s_first=1)),
-        "res_joint_fp16": dict(kernel="gated_residual_", args=(fresh(joint16), r(R, S, D, dt=torch.float16), r(K, 2, D), J, K),
-                               kwargs=dict(bias=r(2, D))),
-        "res_joint_fp32_nobias": dict(kernel="gated_residual_", args=(fresh(joint32), r(R, S, D), r(K, 2, D), J, K), kwargs={}),
-        "res_skeleton_view": dict(kernel="gated_residual_",
-                                  args=(fresh(joint16, skeleton=True), r(R, 1, D, dt=torch.float16), r(K, 2, D), J, K),
-                                  kwargs=dict(bias=r(1, D))),
-        "resln_joint_fp16": dict(kernel="residual_ln_modulate_",
-                                 args=(fresh(joint16), r(R, S, D, dt=torch.float16), r(K, 2, D), r(K, 2, 2, D), J, K),
-                                 kwargs=dict(bias=r(2, D))),
-        "resln_skeleton_view_fp32": dict(kernel="residual_ln_modulate_",
-                                         args=(fresh(joint32, skeleton=True), r(R, 1, D), r(K, 2, D), r(K, 1, 2, D), J, K),
-                                         kwargs={}),
-        "gelu_joint_fp16": dict(kernel="bias_gelu_", args=(fresh(r(R, S, 4 * D, dt=torch.float16, s=3.0)), r(2, 4 * D)), kwargs={}),
+        "res_joint_fp16": dict(
+            kernel="gated_residual_",
+            args=(fresh(joint16), r(R, S, D, dt=torch.float16), r(K, 2, D), J, K),
+            kwargs=dict(bias=r(2, D)),
+        ),
+        "res_joint_fp32_nobias": dict(
+            kernel="gated_residual_", args=(fresh(joint32), r(R, S, D), r(K, 2, D), J, K), kwargs={}
+        ),
+        "res_skeleton_view": dict(
+            kernel="gated_residual_",
+            args=(fresh(joint16, skeleton=True), r(R, 1, D, dt=torch.float16), r(K, 2, D), J, K),
+            kwargs=dict(bias=r(1, D)),
+        ),
+        "resln_joint_fp16": dict(
+            kernel="residual_ln_modulate_",
+            args=(fresh(joint16), r(R, S, D, dt=torch.float16), r(K, 2, D), r(K, 2, 2, D), J, K),
+            kwargs=dict(bias=r(2, D)),
+        ),
+        "resln_skeleton_view_fp32": dict(
+            kernel="residual_ln_modulate_",
+            args=(fresh(joint32, skeleton=True), r(R, 1, D), r(K, 2, D), r(K, 1, 2, D), J, K),
+            kwargs={},
+        ),
+        "gelu_joint_fp16": dict(
+            kernel="bias_gelu_", args=(fresh(r(R, S, 4 * D, dt=torch.float16, s=3.0)), r(2, 4 * D)), kwargs={}
+        ),
         "gelu_wide_fp32": dict(kernel="bias_gelu_", args=(fresh(r(R, 2, 1100, s=4.0)), r(2, 1100)), kwargs={}),
-        "err_eps_fp16": dict(kernel="row_sq_error", args=(r(R, 24, dt=torch.float16), r(24), r(J, 24)[None].expand(B, J, 24), J, K),
-                             kwargs={}),
+        "err_eps_fp16": dict(
+            kernel="row_sq_error",
+            args=(r(R, 24, dt=torch.float16), r(24), r(J, 24)[None].expand(B, J, 24), J, K),
+            kwargs={},
+        ),
         "err_per_bj_fp32": dict(kernel="row_sq_error", args=(r(R, 24), r(24), r(B, J, 24), J, K), kwargs={}),
     }
 
@@ -78,7 +95,7 @@ SCORER_CASES = {
 
 def scorer_case(name: str, backend: str | None, B: int = 5, K: int = 4):
     """`(FastScorer scores (B, K), FoldedScorer fp32 scores (B, K))` for one SCORER_CASES entry."""
-    from helpers.tiny_denoiser import TINY, T_SCORE, class_text, feature_stats, features, randomized_model
+    from helpers.tiny_denoiser import T_SCORE, TINY, class_text, feature_stats, features, randomized_model
     from tdsm_edge.config import ScheduleConfig
     from tdsm_edge.fastpath.scorer import FastScorer
     from tdsm_edge.models.class_tables import class_tables

@@ -8,10 +8,11 @@ body count; per body a 10-value info line, the joint count (25) and 25 joint lin
 Coordinates are written with 7 significant digits, as in the published files; `quantize` gives the
 float32 values a reader must return for them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def write_skeleton(path: Path, frames: Sequence[Frame], newline: str = "\r\n") -
 
 def line_of(frames: Sequence[Frame], t: int, b: int, joint: int | None = None) -> int:
     """1-based line of the info line of body `b` in frame `t` (0-based), or of its 0-based `joint`."""
-    line = 2                                          # the body count of frame 0
+    line = 2  # the body count of frame 0
     for tt, bodies in enumerate(frames):
         for bb in range(len(bodies)):
             if (tt, bb) == (t, b):
@@ -79,4 +80,3 @@ def random_body(rng: np.random.Generator, T: int, speed: float = 0.05) -> np.nda
 def tracks_to_frames(tracks: Sequence[tuple[int, np.ndarray, Sequence[int]]], T: int) -> list[list]:
     """Frames from (bodyID, (T, 25, 3) xyz, frames where it is listed); bodies listed in the given order."""
     return [[(bid, xyz[t]) for bid, xyz, on in tracks if t in on] for t in range(T)]
-

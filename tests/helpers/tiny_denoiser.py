@@ -1,5 +1,6 @@
 """A tiny denoiser problem with every layer non-zero, class text and features (export, models and
 runtime tests; the `tiny` / `stats` fixtures of tests/export and tests/models wrap it)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,8 +14,7 @@ from tdsm_edge.data.features import FeatureStats
 from tdsm_edge.models.denoiser import TDSMDenoiser
 
 # hidden 32, depth 2, heads 4, Dz 16, Dc 24, L 6
-TINY = DenoiserConfig(hidden_size=32, depth=2, num_heads=4, z_dim=16, cond_dim=24, num_tokens=6,
-                      mask_text_padding=True)
+TINY = DenoiserConfig(hidden_size=32, depth=2, num_heads=4, z_dim=16, cond_dim=24, num_tokens=6, mask_text_padding=True)
 T_SCORE = 25
 
 
@@ -50,8 +50,9 @@ def features(B: int, seed: int = 2) -> torch.Tensor:
 
 def feature_stats() -> FeatureStats:
     rng = np.random.default_rng(0)
-    return FeatureStats(rng.normal(0.7, 0.2, TINY.z_dim).astype(np.float32),
-                        rng.uniform(1.0, 2.0, TINY.z_dim).astype(np.float32))
+    return FeatureStats(
+        rng.normal(0.7, 0.2, TINY.z_dim).astype(np.float32), rng.uniform(1.0, 2.0, TINY.z_dim).astype(np.float32)
+    )
 
 
 def tiny_problem() -> SimpleNamespace:

@@ -5,6 +5,7 @@
 A separate process because TRITON_INTERPRET must be set before triton is first imported; the
 tests (tests/fastpath/test_triton_interpret.py) compare what it saves with the torch fallbacks.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """TDSM denoiser: published names and sizes, init, attention maths, padding mask."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,13 @@ import torch.nn.functional as F
 
 from tdsm_edge.config import DenoiserConfig, denoiser_preset
 from tdsm_edge.errors import InputError
-from tdsm_edge.models.denoiser import (TDSMDenoiser, build_denoiser, denoiser_param_count,
-                                       published_state_dict_keys, timestep_sinusoid)
+from tdsm_edge.models.denoiser import (
+    TDSMDenoiser,
+    build_denoiser,
+    denoiser_param_count,
+    published_state_dict_keys,
+    timestep_sinusoid,
+)
 
 CFG = DenoiserConfig(hidden_size=32, depth=2, num_heads=4, z_dim=12, cond_dim=20, num_tokens=6)
 
@@ -47,8 +53,8 @@ def test_paper_size_and_shapes():
     with torch.device("meta"):
         m = TDSMDenoiser(cfg)
     counts = denoiser_param_count(m)
-    assert counts["total"] == 261_208_576          # ≈ 261.2M, as measured for the published model
-    assert counts["adaLN"] == 86_226_432           # ≈ 86.2M
+    assert counts["total"] == 261_208_576  # ≈ 261.2M, as measured for the published model
+    assert counts["adaLN"] == 86_226_432  # ≈ 86.2M
     sd = m.state_dict()
     assert sd["fl_pos_embed"].shape == (1, 35, 768)
     assert sd["blocks.0.attn.qkv_c.weight"].shape == (2304, 768)
@@ -74,7 +80,7 @@ def test_published_init():
     assert abs(m.fl_pos_embed.std().item() - 0.02) < 0.002
     assert abs(m.t_embedder.mlp[0].weight.std().item() - 0.02) < 0.002
     x, t, fc, fl, mask = inputs(m.cfg)
-    assert not m(x, t, fc, fl, mask).any()          # adaLN-Zero: the output starts at exactly 0
+    assert not m(x, t, fc, fl, mask).any()  # adaLN-Zero: the output starts at exactly 0
 
 
 def test_timestep_sinusoid_layout():
@@ -110,15 +116,15 @@ def test_forward_shapes_and_batch_independence():
         assert m(x[:, None], t, fc, fl, mask).shape == (3, 1, CFG.z_dim)
         torch.testing.assert_close(m(x[:, None], t, fc, fl, mask)[:, 0], out)
         for i in range(3):
-            one = m(x[i:i + 1], t[i:i + 1], fc[i:i + 1], fl[i:i + 1], mask[i:i + 1])
-            torch.testing.assert_close(one, out[i:i + 1], rtol=1e-5, atol=1e-6)
+            one = m(x[i : i + 1], t[i : i + 1], fc[i : i + 1], fl[i : i + 1], mask[i : i + 1])
+            torch.testing.assert_close(one, out[i : i + 1], rtol=1e-5, atol=1e-6)
 
 
 def test_padding_mask_excludes_padded_tokens():
     m = randomized()
     x, t, fc, fl, mask = inputs()
     fl2 = fl.clone()
-    fl2[~mask] = 100.0 * torch.randn(int((~mask).sum()), CFG.cond_dim)   # change only the padded tokens
+    fl2[~mask] = 100.0 * torch.randn(int((~mask).sum()), CFG.cond_dim)  # change only the padded tokens
     with torch.no_grad():
         a, b = m(x, t, fc, fl, mask), m(x, t, fc, fl2, mask)
         assert torch.isfinite(b).all()
@@ -132,6 +138,7 @@ def test_padding_mask_excludes_padded_tokens():
 
 def test_mask_ignored_when_disabled():
     from dataclasses import replace
+
     cfg = replace(CFG, mask_text_padding=False)
     m = randomized(cfg)
     x, t, fc, fl, mask = inputs(cfg)
@@ -146,8 +153,9 @@ def test_gradients_reach_every_parameter_but_the_last_text_outputs():
     missing = {n for n, p in m.named_parameters() if p.grad is None or not p.grad.any()}
     # the last block's text-stream outputs never reach the skeleton token (the edge path drops them)
     last = CFG.depth - 1
-    assert missing == {f"blocks.{last}.{n}.{w}" for n in ("attn.proj_c", "mlp_c.fc1", "mlp_c.fc2")
-                       for w in ("weight", "bias")}
+    assert missing == {
+        f"blocks.{last}.{n}.{w}" for n in ("attn.proj_c", "mlp_c.fc1", "mlp_c.fc2") for w in ("weight", "bias")
+    }
 
 
 def test_factory_and_input_errors():

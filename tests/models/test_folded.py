@@ -1,4 +1,5 @@
 """The folded scorer: exactly the paper's per-noise, per-class loop, from per-class tables."""
+
 from __future__ import annotations
 
 import copy
@@ -6,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from tdsm_edge.models.class_tables import ClassTables, ClassTablesGraph, class_tables
-from tdsm_edge.models.folded import FoldedScorer
-from tdsm_edge.runtime.table_schema import TABLE_SPEC, table_names
 from tdsm_edge.config import ScheduleConfig
 from tdsm_edge.errors import ConfigError, InputError
+from tdsm_edge.models.class_tables import ClassTables, ClassTablesGraph, class_tables
+from tdsm_edge.models.folded import FoldedScorer
 from tdsm_edge.models.schedule import DDPMSchedule
+from tdsm_edge.runtime.table_schema import TABLE_SPEC, table_names
 from tdsm_edge.scoring import noise_bank, score_reference
 
 J = 3
@@ -55,7 +56,8 @@ def test_mask_and_stats_matter(tiny, stats):
         masked = scorer(z, **class_tables(model, fc, fl, mask, tiny.t))
         unmasked = scorer(z, **class_tables(model, fc, fl, None, tiny.t))
         raw = FoldedScorer(model, DDPMSchedule(ScheduleConfig()), noise_bank(J, 16, 0), tiny.t, None)(
-            z, **class_tables(model, fc, fl, mask, tiny.t))
+            z, **class_tables(model, fc, fl, mask, tiny.t)
+        )
     assert not torch.allclose(masked[:, :2], unmasked[:, :2], rtol=1e-3)  # classes 0, 1 have padding
     torch.testing.assert_close(masked[:, 2], unmasked[:, 2], rtol=1e-6, atol=0)  # class 2 has none
     assert not torch.allclose(masked, raw, rtol=1e-3)
@@ -68,8 +70,13 @@ def test_tables_names_shapes_and_dtypes(tiny):
     D, L, depth = cfg.hidden_size, cfg.num_tokens, cfg.depth
     assert list(tables) == list(TABLE_SPEC) == list(table_names(depth))
     assert {n: tuple(v.shape) for n, v in tables.items()} == dict(
-        text0=(K, L, D), text_qkv0=(K, L, 3 * D), key_bias=(K, 1 + L), ada_x=(K, depth, 6, D),
-        ada_c=(K, depth, 6, D), ada_final=(K, 2, D))
+        text0=(K, L, D),
+        text_qkv0=(K, L, 3 * D),
+        key_bias=(K, 1 + L),
+        ada_x=(K, depth, 6, D),
+        ada_c=(K, depth, 6, D),
+        ada_final=(K, 2, D),
+    )
     assert all(v.dtype == torch.float32 for v in tables.values())
     # the tables are the denoiser's own quantities: adaLN of c, with 1 + scale in the scale rows
     c = model.condition(torch.full((K,), tiny.t), tiny.text(K)[0])  # (K, D)

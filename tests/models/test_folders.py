@@ -1,4 +1,5 @@
 """The denoiser and encoder folders (tdsm_edge.models.folders): round trips, and one strict check for every loader."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ from tdsm_edge.config import RunConfig, denoiser_preset, encoder_preset, replace
 from tdsm_edge.data.features import FeatureStats
 from tdsm_edge.errors import CheckpointError, ConfigError
 from tdsm_edge.models.denoiser import TDSMDenoiser
-from tdsm_edge.models.folders import (denoiser_from_state, encoder_from_state, load_denoiser, load_encoder,
-                                      save_denoiser, save_encoder)
+from tdsm_edge.models.folders import (
+    denoiser_from_state,
+    encoder_from_state,
+    load_denoiser,
+    load_encoder,
+    save_denoiser,
+    save_encoder,
+)
 from tdsm_edge.models.shift_gcn import ShiftGCN
 
 DCFG = denoiser_preset("tiny", hidden_size=32, depth=1, z_dim=8, cond_dim=12, num_tokens=4)
@@ -55,9 +62,11 @@ def test_one_strict_check_lists_every_mismatch_then_the_fix():
     state["x_embedder.weight"] = torch.zeros(32, 9)
     with pytest.raises(CheckpointError) as e:
         denoiser_from_state(state, DCFG, "ck", fix="Do this.")
-    assert str(e.value) == ("ck does not match the model (1 missing: ['final_layer.linear.bias']; 1 unexpected: "
-                            "['renamed']; 1 shape mismatches: ['x_embedder.weight: checkpoint (32, 9) vs model "
-                            "(32, 8)']). Do this.")
+    assert str(e.value) == (
+        "ck does not match the model (1 missing: ['final_layer.linear.bias']; 1 unexpected: "
+        "['renamed']; 1 shape mismatches: ['x_embedder.weight: checkpoint (32, 9) vs model "
+        "(32, 8)']). Do this."
+    )
     with pytest.raises(CheckpointError, match=r"\(32, 8\)'\]\)$"):
         denoiser_from_state(state, DCFG, "ck", fix="")  # no fix: the caller (a bundle) adds its own
 
@@ -66,15 +75,18 @@ def test_a_half_precision_state_loads_into_the_float32_model():
     model = TDSMDenoiser(DCFG)
     half = {k: v.half() for k, v in model.state_dict().items()}
     back = denoiser_from_state(half, DCFG, "ck")
-    assert all(b.dtype == torch.float32 and torch.equal(b, h.float())
-               for b, h in zip(back.state_dict().values(), half.values()))
+    assert all(
+        b.dtype == torch.float32 and torch.equal(b, h.float())
+        for b, h in zip(back.state_dict().values(), half.values())
+    )
 
 
 def test_encoder_folder_round_trip_and_errors(tmp_path):
     torch.manual_seed(0)
     model = ShiftGCN(ECFG, num_classes=3, num_joints=25).eval()
-    result = SimpleNamespace(model=model, seen_classes=np.array([1, 4, 5]), history={"loss": [2.0]},
-                             val_accuracy=0.5, seconds=1.0)
+    result = SimpleNamespace(
+        model=model, seen_classes=np.array([1, 4, 5]), history={"loss": [2.0]}, val_accuracy=0.5, seconds=1.0
+    )
     save_encoder(tmp_path / "enc", result, ECFG)
     back, meta = load_encoder(tmp_path / "enc")
     assert meta["seen_classes"] == [1, 4, 5] and meta["num_joints"] == 25 and not back.training

@@ -1,6 +1,7 @@
 """Published TDSM checkpoints: an independent reference of the published DiT forward (written from
 DESIGN.md, "Published code"), saved the way accelerate's `save_state` saves it, loaded through
 `load_published_checkpoint` / the conversion CLI, and compared with our denoiser."""
+
 from __future__ import annotations
 
 import math
@@ -74,20 +75,23 @@ def _sinusoid(t: torch.Tensor, size: int = 256, max_period: float = 10_000.0) ->
     return torch.cat([ang.cos(), ang.sin()], dim=1)  # (B, 256): [cos | sin]
 
 
-def _joint_attention(attn: nn.Module, heads: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _joint_attention(
+    attn: nn.Module, heads: int, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Skeleton tokens x (B, N, D) first, text tokens y (B, M, D) after; one softmax over N+M keys."""
     B, N, Dm = x.shape
     hd = Dm // heads
     qkv = torch.cat([attn.qkv(x).view(B, N, 3, heads, hd), attn.qkv_c(y).view(B, y.shape[1], 3, heads, hd)], dim=1)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, N+M, H, hd)
-    w = torch.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k).softmax(dim=-1)  # (B, H, N+M, N+M)
+    w = torch.einsum("bqhd,bkhd->bhqk", q * hd**-0.5, k).softmax(dim=-1)  # (B, H, N+M, N+M)
     o = torch.einsum("bhqk,bkhd->bqhd", w, v).reshape(B, -1, Dm)  # (B, N+M, D)
     return attn.proj(o[:, :N]), attn.proj_c(o[:, N:])
 
 
 @torch.no_grad()
-def ref_forward(ref: RefDiT, x: torch.Tensor, t: torch.Tensor, fc: torch.Tensor, fl: torch.Tensor,
-                heads: int = HEADS) -> torch.Tensor:
+def ref_forward(
+    ref: RefDiT, x: torch.Tensor, t: torch.Tensor, fc: torch.Tensor, fl: torch.Tensor, heads: int = HEADS
+) -> torch.Tensor:
     """The published forward: x (B, 1, Dz), t (B,), fc (B, Dc), fl (B, L, Dc) -> (B, 1, Dz). Every block
     runs both streams in full (no last-block shortcut)."""
     h = ref.x_embedder(x)  # (B, 1, D)
@@ -117,8 +121,12 @@ def ref() -> RefDiT:
 
 def batch(n: int = 5, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, DZ, generator=g), torch.randint(0, 50, (n,), generator=g),
-            torch.randn(n, DC, generator=g), torch.randn(n, L, DC, generator=g))
+    return (
+        torch.randn(n, DZ, generator=g),
+        torch.randint(0, 50, (n,), generator=g),
+        torch.randn(n, DC, generator=g),
+        torch.randn(n, L, DC, generator=g),
+    )
 
 
 def accelerate_folder(path, state: dict, fmt: str = "safetensors"):
@@ -169,8 +177,10 @@ def test_accelerate_folder_loads_and_matches_reference(ref, tmp_path):
     assert_matches(model, ref, mask=True)  # published behaviour: a padding mask changes nothing
 
 
-@pytest.mark.parametrize("wrap, fmt", [(None, "pickle"), ("module", "safetensors"), ("_orig_mod", "pickle"),
-                                       ("_orig_mod.module", "safetensors")])  # compile(DDP(model)), as accelerate
+@pytest.mark.parametrize(
+    "wrap, fmt",
+    [(None, "pickle"), ("module", "safetensors"), ("_orig_mod", "pickle"), ("_orig_mod.module", "safetensors")],
+)  # compile(DDP(model)), as accelerate
 def test_pickle_and_wrapper_prefixes(ref, tmp_path, wrap, fmt):
     outer: nn.Module = ref
     for attr in reversed(wrap.split(".") if wrap else []):
@@ -209,8 +219,11 @@ def test_renamed_key_lists_missing_and_unexpected(ref, tmp_path):
 def test_wrong_shape_is_reported(ref, tmp_path):
     state = dict(ref.state_dict())
     state["blocks.1.adaLN_modulation_c.1.weight"] = torch.randn(5 * D, D)
-    with pytest.raises(CheckpointError, match=r"shape mismatches.*blocks\.1\.adaLN_modulation_c\.1\.weight: "
-                                              r"checkpoint \(320, 64\) vs model \(384, 64\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatches.*blocks\.1\.adaLN_modulation_c\.1\.weight: "
+        r"checkpoint \(320, 64\) vs model \(384, 64\)",
+    ):
         load_published_checkpoint(accelerate_folder(tmp_path / "ck", state), num_heads=HEADS)
 
 
@@ -234,8 +247,8 @@ def test_paper_shapes_infer_the_paper_config():
 
 # ---------------------------------------------------------------- conversion CLI
 def test_cli_conversion_round_trip_feeds_raw_features(ref, tmp_path, caplog):
-    from tdsm_edge.scoring import noise_bank
     from tdsm_edge.models.folders import load_denoiser
+    from tdsm_edge.scoring import noise_bank
     from tdsm_edge.training.evaluation import tdsm_errors
 
     ck = accelerate_folder(tmp_path / "best", _Wrap("module", ref).state_dict())
@@ -252,11 +265,14 @@ def test_cli_conversion_round_trip_feeds_raw_features(ref, tmp_path, caplog):
     # evaluation's scoring path (stats.apply + fixed noise bank + t) on RAW features equals the published test loop
     g = torch.Generator().manual_seed(3)
     z, K, J, t = 3.0 * torch.randn(4, DZ, generator=g) + 1.0, 3, 3, 25
-    text = SimpleNamespace(global_=torch.randn(K, DC, generator=g).numpy(),
-                           local=torch.randn(K, L, DC, generator=g).numpy(), mask=np.ones((K, L), bool))
+    text = SimpleNamespace(
+        global_=torch.randn(K, DC, generator=g).numpy(),
+        local=torch.randn(K, L, DC, generator=g).numpy(),
+        mask=np.ones((K, L), bool),
+    )
     np.testing.assert_array_equal(stats.apply(z.numpy()), z.numpy())
     got = tdsm_errors(model, schedule, stats, z.numpy(), text, J, t, noise_seed=0)  # (4, K)
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 50, dtype=torch.float64) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 50, dtype=torch.float64) ** 2
     ab = torch.cumprod(1 - betas, 0)[t].float()
     want = torch.zeros(len(z), K)
     for eps in noise_bank(J, DZ, 0):
@@ -271,8 +287,10 @@ def test_cli_conversion_round_trip_feeds_raw_features(ref, tmp_path, caplog):
     # an existing folder is not replaced without --overwrite
     assert main(["--checkpoint", str(ck), "--out", str(out), "--heads", str(HEADS), "--log-level", "ERROR"]) == 2
     assert "--overwrite" in caplog.text
-    assert main(["--checkpoint", str(ck), "--out", str(out), "--heads", str(HEADS), "--overwrite",
-                 "--log-level", "ERROR"]) == 0
+    assert (
+        main(["--checkpoint", str(ck), "--out", str(out), "--heads", str(HEADS), "--overwrite", "--log-level", "ERROR"])
+        == 0
+    )
 
 
 def test_cli_config_must_fit_the_checkpoint(ref, tmp_path, caplog):
@@ -284,8 +302,12 @@ def test_cli_config_must_fit_the_checkpoint(ref, tmp_path, caplog):
     args = ["--checkpoint", str(ck), "--heads", str(HEADS), "--log-level", "ERROR"]
     assert main(args + ["--out", str(tmp_path / "a"), "--config", str(tmp_path / "bad.yaml")]) == 2
     assert f"text.num_tokens: {L}" in caplog.text and f"encoder.feature_dim: {DZ}" in caplog.text
-    good = RunConfig(name="mine", text=TextConfig(num_tokens=L), encoder=EncoderConfig(feature_dim=DZ),
-                     denoiser=DenoiserConfig(num_tokens=L, z_dim=DZ))
+    good = RunConfig(
+        name="mine",
+        text=TextConfig(num_tokens=L),
+        encoder=EncoderConfig(feature_dim=DZ),
+        denoiser=DenoiserConfig(num_tokens=L, z_dim=DZ),
+    )
     save_config(good, tmp_path / "good.yaml")
     assert main(args + ["--out", str(tmp_path / "b"), "--config", str(tmp_path / "good.yaml")]) == 0
     _, _, _, cfg = load_denoiser(tmp_path / "b")

@@ -1,4 +1,5 @@
 """DDPM schedule: tables, noising, targets and conversions between prediction types."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_default_table_matches_paper_setting():
 
 def test_matches_diffusers_float32_construction():
     # diffusers: linspace(sqrt(b0), sqrt(b1), T, float32) ** 2, cumprod in float32
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 50, dtype=torch.float32) ** 2
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 50, dtype=torch.float32) ** 2
     ref = torch.cumprod(1.0 - betas, dim=0)
     ours = DDPMSchedule(ScheduleConfig()).alphas_cumprod_tensor()
     assert ours.dtype == torch.float32

@@ -1,4 +1,5 @@
 """Shift-GCN: shift maps against explicit loops, shapes, gradients, timing and ONNX export."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,7 @@ import torch
 
 from tdsm_edge.config import EncoderConfig, encoder_preset
 from tdsm_edge.errors import ConfigError, InputError
-from tdsm_edge.models.shift_gcn import (ShiftGCN, ShiftGraphConv, TemporalShift, build_shift_gcn,
-                                        spatial_shift_index)
+from tdsm_edge.models.shift_gcn import ShiftGCN, ShiftGraphConv, TemporalShift, build_shift_gcn, spatial_shift_index
 
 
 def test_spatial_shift_index_equals_loop():
@@ -39,18 +39,18 @@ def test_shift_graph_conv_equals_loop():
     with torch.no_grad():
         out = m(x)
     mask = torch.tanh(m.feature_mask) + 1
-    bn_scale = 1 / math.sqrt(1 + m.bn.eps)          # eval BN with fresh statistics
+    bn_scale = 1 / math.sqrt(1 + m.bn.eps)  # eval BN with fresh statistics
     ref = torch.empty(N, Cout, T, V)
     with torch.no_grad():
         down = m.down(x)
         for n in range(N):
             for t in range(T):
-                h = torch.empty(V, Cin)             # shift-in: channel c of joint v reads joint v+c
+                h = torch.empty(V, Cin)  # shift-in: channel c of joint v reads joint v+c
                 for v in range(V):
                     for c in range(Cin):
                         h[v, c] = x[n, c, t, (v + c) % V] * mask[v, c]
-                y = h @ m.weight + m.bias           # (V, Cout)
-                for v in range(V):                  # shift-out: channel c of joint v reads joint v-c
+                y = h @ m.weight + m.bias  # (V, Cout)
+                for v in range(V):  # shift-out: channel c of joint v reads joint v-c
                     for c in range(Cout):
                         ref[n, c, t, v] = y[(v - c) % V, c] * bn_scale
         ref = torch.relu(ref + down)
@@ -99,7 +99,7 @@ def test_temporal_shift_gradient_matches_finite_difference_and_constraint():
             m.pos[c] += eps
         assert float(m.pos.grad[c]) == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-8)
 
-    m.grad_constraint = True                   # the original CUDA backward: 0.01·sign(g)
+    m.grad_constraint = True  # the original CUDA backward: 0.01·sign(g)
     m.pos.grad = None
     (m(x) * w).sum().backward()
     assert set(m.pos.grad.abs().tolist()) <= {0.01, 1e-4}
@@ -130,7 +130,7 @@ def test_projection_when_width_differs_and_errors():
     cfg = EncoderConfig(channels=(8, 16), strides=(1, 2), feature_dim=12)
     model = ShiftGCN(cfg, num_classes=3).eval()
     with torch.no_grad():
-        assert model.features(torch.randn(1, 3, 9, 25, 2)).shape == (1, 12)   # odd T with stride 2
+        assert model.features(torch.randn(1, 3, 9, 25, 2)).shape == (1, 12)  # odd T with stride 2
     with pytest.raises(InputError, match="expects"):
         model(torch.randn(1, 3, 9, 20, 2))
     with pytest.raises(ConfigError):
@@ -159,7 +159,7 @@ def test_small_preset_forward_backward_time():
     torch.manual_seed(0)
     model = ShiftGCN(encoder_preset("small"), num_classes=55)
     x = torch.randn(8, 3, 64, 25, 2)
-    model(x[:2]).sum().backward()               # warm-up
+    model(x[:2]).sum().backward()  # warm-up
     model.zero_grad()
     t0 = time.perf_counter()
     model(x).logsumexp(-1).sum().backward()
@@ -175,9 +175,16 @@ def test_onnx_export_small_preset(tmp_path):
     model = build_shift_gcn("small", num_classes=6).eval()
     x = torch.randn(2, 3, 32, 25, 2)
     path = tmp_path / "shift_gcn.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=18,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}})
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=True,
+        opset_version=18,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x3 = torch.randn(3, 3, 32, 25, 2)
     (got,) = sess.run(None, {"x": x3.numpy()})

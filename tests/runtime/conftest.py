@@ -6,12 +6,14 @@ training as tests/export/test_build_engine.py does, then `python -m export.build
 built again with the text side (`--text-encoder`: + the MiniLM graph export, ~15 s), only when a test
 asks for it.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from helpers.tiny_run import train_tiny_run
 
 pytest.importorskip("torch")
@@ -31,16 +33,32 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
     from export import build_engine
     from tdsm_edge.config import noise_seed
     from tdsm_edge.data.synthact import generate
-    from tdsm_edge.skeleton.preprocess import preprocess_batch
     from tdsm_edge.models.folders import load_denoiser, load_encoder
-    from tdsm_edge.training.evaluation import tdsm_errors
+    from tdsm_edge.skeleton.preprocess import preprocess_batch
     from tdsm_edge.text.prompts import ClassText
+    from tdsm_edge.training.evaluation import tdsm_errors
 
     root = tmp_path_factory.mktemp("runtime")
     seed_dir = train_tiny_run(root) / "ru5" / "seed1"
     out = root / "engines" / "tiny"
-    assert build_engine.main(["--run", str(seed_dir), "--out", str(out), "--batch", "4", "--no-verify",
-                              "--no-tradeoff", "--no-text-encoder", "--log-level", "WARNING"]) == 0
+    assert (
+        build_engine.main(
+            [
+                "--run",
+                str(seed_dir),
+                "--out",
+                str(out),
+                "--batch",
+                "4",
+                "--no-verify",
+                "--no-tradeoff",
+                "--no-text-encoder",
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
 
     model, schedule, stats, cfg = load_denoiser(seed_dir / "denoiser")
     encoder = load_encoder(seed_dir / "encoder")[0].eval()
@@ -56,11 +74,26 @@ def runtime_bundle(tmp_path_factory) -> SimpleNamespace:
             return encoder.features(torch.from_numpy(x)).float().numpy()  # (N, Dz)
 
     def reference(raw: np.ndarray) -> np.ndarray:
-        return tdsm_errors(model, schedule, stats, features(raw), text, cfg.eval.num_noises, cfg.eval.timestep,
-                           noise_seed(cfg.eval, cfg.train.seed))  # (N, K)
+        return tdsm_errors(
+            model,
+            schedule,
+            stats,
+            features(raw),
+            text,
+            cfg.eval.num_noises,
+            cfg.eval.timestep,
+            noise_seed(cfg.eval, cfg.train.seed),
+        )  # (N, K)
 
-    return SimpleNamespace(dir=out, seed_dir=seed_dir, frames=frames, names=list(text.names), windows=windows,
-                           features=features, reference=reference)
+    return SimpleNamespace(
+        dir=out,
+        seed_dir=seed_dir,
+        frames=frames,
+        names=list(text.names),
+        windows=windows,
+        features=features,
+        reference=reference,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,15 +109,30 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
     from export import build_engine
     from tdsm_edge.config import noise_seed
     from tdsm_edge.models.class_tables import class_tables
+    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.text.minilm import MiniLMEncoder
     from tdsm_edge.text.prompts import ClassPrompts, encode_classes
-    from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.training.evaluation import tdsm_errors
 
     out = runtime_bundle.dir.parent / "tiny_text"
     # verified: the README example (tests/runtime/test_robot_example.py) uses its open-set calibration
-    assert build_engine.main(["--run", str(runtime_bundle.seed_dir), "--out", str(out), "--batch", "4",
-                              "--no-tradeoff", "--text-encoder", "--log-level", "WARNING"]) == 0
+    assert (
+        build_engine.main(
+            [
+                "--run",
+                str(runtime_bundle.seed_dir),
+                "--out",
+                str(out),
+                "--batch",
+                "4",
+                "--no-tradeoff",
+                "--text-encoder",
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
     model, schedule, stats, cfg = load_denoiser(runtime_bundle.seed_dir / "denoiser")
     encoder = MiniLMEncoder()
 
@@ -97,8 +145,23 @@ def text_bundle(runtime_bundle) -> SimpleNamespace:
         return {n: t.numpy() for n, t in class_tables(model, fc, fl, mask, cfg.eval.timestep, "fp32").items()}
 
     def errors(z, text) -> np.ndarray:
-        return tdsm_errors(model, schedule, stats, z, text, cfg.eval.num_noises, cfg.eval.timestep,
-                           noise_seed(cfg.eval, cfg.train.seed))  # (N, K)
+        return tdsm_errors(
+            model,
+            schedule,
+            stats,
+            z,
+            text,
+            cfg.eval.num_noises,
+            cfg.eval.timestep,
+            noise_seed(cfg.eval, cfg.train.seed),
+        )  # (N, K)
 
-    return SimpleNamespace(dir=out, prompt_sets=tuple(cfg.text.prompt_sets), num_tokens=cfg.text.num_tokens,
-                           encoder=encoder, class_text=class_text, tables=tables, errors=errors)
+    return SimpleNamespace(
+        dir=out,
+        prompt_sets=tuple(cfg.text.prompt_sets),
+        num_tokens=cfg.text.num_tokens,
+        encoder=encoder,
+        class_text=class_text,
+        tables=tables,
+        errors=errors,
+    )

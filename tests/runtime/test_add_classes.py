@@ -1,5 +1,6 @@
 """Classes at run time: the bundle's text side equals the training-side text path, add_classes scores new
 classes as PyTorch would, without importing torch; refusals say what, why and how to fix."""
+
 from __future__ import annotations
 
 import json
@@ -12,18 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.bundle_stage import seal_manifest
 from tdsm_edge.errors import BundleError, ConfigError, InputError, MissingDependencyError
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime.manifest import load_manifest
 from tdsm_edge.runtime.text_encoder import OrtTextEncoder
-from export.bundle_stage import seal_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-4
 NEW = ["wave twice", "sit down on a chair", "Café-style clapping, très vite!"]
-NEW_DESC = ["A person raises the right hand and waves it twice.",
-            "A person bends both knees and lowers the body until seated, keeping the back straight.",
-            "Someone claps both hands quickly in front of the chest"]
+NEW_DESC = [
+    "A person raises the right hand and waves it twice.",
+    "A person bends both knees and lowers the body until seated, keeping the back straight.",
+    "Someone claps both hands quickly in front of the chest",
+]
 
 
 def rel(got: np.ndarray, ref: np.ndarray) -> float:
@@ -38,8 +41,12 @@ def text_side(text_bundle) -> OrtTextEncoder:
 
 def test_text_features_equal_the_minilm_encoder(text_side, text_bundle):
     L = text_bundle.num_tokens
-    prompts = ["wave", NEW_DESC[1], "a person lifts the right knee, then kicks forward with the right leg while "
-               "balancing on the left leg", "Ünïcödé façade — (twice)!"]
+    prompts = [
+        "wave",
+        NEW_DESC[1],
+        "a person lifts the right knee, then kicks forward with the right leg while balancing on the left leg",
+        "Ünïcödé façade — (twice)!",
+    ]
     ref = text_bundle.encoder.encode(prompts, L)
     assert ref.mask[2].all() and not ref.mask[0].all()  # one prompt longer than L, one padded
     g, loc, mask = text_side.features(prompts)
@@ -72,9 +79,9 @@ def test_add_classes_scores_old_classes_as_before_and_new_ones_as_pytorch(text_b
     assert rec.add_classes(NEW, NEW_DESC) == old + NEW
     assert rec.classes == rec.all_classes == old + NEW
     after = rec.score_features(z)  # (5, K0 + 3)
-    np.testing.assert_allclose(after[:, :len(old)], before, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(after[:, : len(old)], before, rtol=1e-6, atol=0)
     ref_new = text_bundle.errors(z, text_bundle.class_text(NEW, NEW_DESC))  # the torch reference, new classes
-    np.testing.assert_allclose(after[:, len(old):], ref_new, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(after[:, len(old) :], ref_new, rtol=RTOL, atol=0)
     preds = rec.predict_batch(raw)
     assert all(p.errors.shape == (len(old) + 3,) and p.label in rec.classes for p in preds)
     assert rec.set_active_classes([NEW[1], old[0]]) == [NEW[1], old[0]]
@@ -95,19 +102,34 @@ def test_add_classes_on_the_torch_backend(text_bundle, runtime_bundle):
 
 def test_add_classes_never_imports_torch(text_bundle, runtime_bundle, tmp_path):
     np.save(tmp_path / "window.npy", runtime_bundle.windows(per_class=1, seed=3)[0])
-    code = ("import sys, json, numpy as np\n"
-            "from tdsm_edge import ZeroShotRecognizer\n"
-            "rec = ZeroShotRecognizer.load(sys.argv[1], threads=1)\n"
-            "names = rec.add_classes(json.loads(sys.argv[3]), json.loads(sys.argv[4]))\n"
-            "pred = rec.predict(np.load(sys.argv[2]))\n"
-            "assert pred.errors.shape == (len(names),), pred\n"
-            "heavy = {'torch', 'tokenizers', 'transformers'} & set(sys.modules)\n"
-            "assert not heavy, heavy\n"
-            "print(len(names))\n")
+    code = (
+        "import sys, json, numpy as np\n"
+        "from tdsm_edge import ZeroShotRecognizer\n"
+        "rec = ZeroShotRecognizer.load(sys.argv[1], threads=1)\n"
+        "names = rec.add_classes(json.loads(sys.argv[3]), json.loads(sys.argv[4]))\n"
+        "pred = rec.predict(np.load(sys.argv[2]))\n"
+        "assert pred.errors.shape == (len(names),), pred\n"
+        "heavy = {'torch', 'tokenizers', 'transformers'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print(len(names))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", code, str(text_bundle.dir), str(tmp_path / "window.npy"),
-                        json.dumps(NEW), json.dumps(NEW_DESC)], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(text_bundle.dir),
+            str(tmp_path / "window.npy"),
+            json.dumps(NEW),
+            json.dumps(NEW_DESC),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "8"
 
@@ -142,7 +164,9 @@ def test_bad_calls_raise_errors_that_say_what_and_how(text_bundle, runtime_bundl
 def test_manifest_records_the_text_side(text_bundle, tmp_path):
     m = load_manifest(text_bundle.dir)
     t = m.data["text"]
-    assert t["encoder_id"] == "minilm:all-MiniLM-L6-v2/global-mean" and t["prompt_sets"] == list(text_bundle.prompt_sets)
+    assert t["encoder_id"] == "minilm:all-MiniLM-L6-v2/global-mean" and t["prompt_sets"] == list(
+        text_bundle.prompt_sets
+    )
     r = t["runtime"]
     assert (r["text_graph"], r["tables_graph"], r["tables_precision"]) == ("text_encoder", "tables", "fp32")
     assert (r["encoder_dim"], r["max_length"], r["vocab"]) == (384, 256, "vocab.txt")

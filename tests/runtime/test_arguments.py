@@ -1,5 +1,6 @@
 """Arguments of the robot-facing API: a wrong type or range is a one-line typed error, never a hang or
 a silent acceptance."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,22 +18,25 @@ def test_load_needs_a_folder_path(bundle_dir):
         ZeroShotRecognizer.load(bundle_dir)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"threads": -1}, InputError, r"threads must be None .* an int in \[1, "),
-    ({"threads": 0}, InputError, "threads must be"),
-    ({"threads": 10 ** 6}, InputError, "threads must be"),
-    ({"threads": 1.5}, InputError, "threads must be"),
-    ({"threads": True}, InputError, "threads must be"),
-    ({"backend": 5}, ConfigError, "backend must be one of"),
-    ({"backend": "tpu"}, ConfigError, "backend must be one of"),
-    ({"device": 0}, InputError, "device must be a string"),
-    ({"cuda_graph": "yes"}, InputError, "cuda_graph must be True or False"),
-    ({"providers": None}, InputError, "providers must be"),
-    ({"providers": "gpu"}, InputError, "providers must be"),
-    ({"providers": 123}, InputError, "providers must be"),
-    ({"providers": []}, InputError, "providers must be"),
-    ({"device": "cpu\n"}, InputError, "device must be a string"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"threads": -1}, InputError, r"threads must be None .* an int in \[1, "),
+        ({"threads": 0}, InputError, "threads must be"),
+        ({"threads": 10**6}, InputError, "threads must be"),
+        ({"threads": 1.5}, InputError, "threads must be"),
+        ({"threads": True}, InputError, "threads must be"),
+        ({"backend": 5}, ConfigError, "backend must be one of"),
+        ({"backend": "tpu"}, ConfigError, "backend must be one of"),
+        ({"device": 0}, InputError, "device must be a string"),
+        ({"cuda_graph": "yes"}, InputError, "cuda_graph must be True or False"),
+        ({"providers": None}, InputError, "providers must be"),
+        ({"providers": "gpu"}, InputError, "providers must be"),
+        ({"providers": 123}, InputError, "providers must be"),
+        ({"providers": []}, InputError, "providers must be"),
+        ({"device": "cpu\n"}, InputError, "device must be a string"),
+    ],
+)
 def test_load_arguments_are_checked_before_anything_is_read(kwargs, error, match, tmp_path):
     with pytest.raises(error, match=match):
         ZeroShotRecognizer.load(tmp_path / "does_not_exist", **kwargs)  # the argument error comes first
@@ -54,13 +58,22 @@ def test_stream_and_open_set_arguments_need_real_numbers_and_bools(runtime_bundl
     assert rec.open_set_threshold is None  # nothing was turned on by a bad call
 
 
-@pytest.mark.parametrize("name, match", [
-    (NONE_LABEL, "is the open-set answer"), ("None Of These", "is the open-set answer"),
-    ("wave\nkick", "control, format"), ("evil\u202eeman", "U\\+202E"), ("zero\u200bwidth", "U\\+200B"),
-    (" padded", "white space"), ("x" * 201, "at most 200"), ("\u3164", "prints as blank"),
-    ("\u0301wave", "starts with a combining mark"), ("n\u043ene of these", "mixes CYRILLIC and LATIN"),
-    ("w\u0430ve", "mixes CYRILLIC and LATIN"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        (NONE_LABEL, "is the open-set answer"),
+        ("None Of These", "is the open-set answer"),
+        ("wave\nkick", "control, format"),
+        ("evil\u202eeman", "U\\+202E"),
+        ("zero\u200bwidth", "U\\+200B"),
+        (" padded", "white space"),
+        ("x" * 201, "at most 200"),
+        ("\u3164", "prints as blank"),
+        ("\u0301wave", "starts with a combining mark"),
+        ("n\u043ene of these", "mixes CYRILLIC and LATIN"),
+        ("w\u0430ve", "mixes CYRILLIC and LATIN"),
+    ],
+)
 def test_added_class_names_are_checked(text_bundle, name, match):
     rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     with pytest.raises(InputError, match=match):
@@ -68,9 +81,14 @@ def test_added_class_names_are_checked(text_bundle, name, match):
     assert rec.classes == rec.all_classes and len(rec.classes) == 5  # nothing was added
 
 
-@pytest.mark.parametrize("description, match", [
-    ("A person\x00waves.", "control or format"), ("x" * 2001, "at most 2000 characters"), ("  ", "non-empty"),
-])
+@pytest.mark.parametrize(
+    "description, match",
+    [
+        ("A person\x00waves.", "control or format"),
+        ("x" * 2001, "at most 2000 characters"),
+        ("  ", "non-empty"),
+    ],
+)
 def test_added_class_descriptions_are_checked(text_bundle, description, match):
     rec = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     with pytest.raises(InputError, match=match):
@@ -97,7 +115,7 @@ def test_active_classes_need_an_ordered_list(runtime_bundle, names):
 def test_a_stream_window_has_a_ceiling(runtime_bundle):
     rec = ZeroShotRecognizer.load(runtime_bundle.dir, threads=1)
     with pytest.raises(ConfigError, match=r"window must be an int in \[1, 100000\]"):
-        ActionStream(rec, window=10 ** 8)
+        ActionStream(rec, window=10**8)
 
 
 def test_a_class_set_has_a_cap():

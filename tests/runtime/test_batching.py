@@ -1,4 +1,5 @@
 """The chunking loop and the row budget every runtime backend shares."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,14 +19,17 @@ def test_batches_cut_to_the_max_and_pad_to_the_min():
     assert list(batches(x[:0], 1, 4)) == []
 
 
-@pytest.mark.parametrize("max_rows, rows_per_sample, lo, hi, want", [
-    (None, 15, 1, 64, 64),      # no limit: the graph's batch max
-    (256, 15, 1, 64, 17),       # 17 samples × 15 rows = 255 <= 256
-    (256, 180, 1, 64, 1),       # K·J above the limit: still one sample per call
-    (256, 15, 8, 64, 17),
-    (256, 180, 8, 64, 8),       # never below a fixed batch's min
-    (10**9, 15, 1, 64, 64),     # never above the graph's max
-])
+@pytest.mark.parametrize(
+    "max_rows, rows_per_sample, lo, hi, want",
+    [
+        (None, 15, 1, 64, 64),  # no limit: the graph's batch max
+        (256, 15, 1, 64, 17),  # 17 samples × 15 rows = 255 <= 256
+        (256, 180, 1, 64, 1),  # K·J above the limit: still one sample per call
+        (256, 15, 8, 64, 17),
+        (256, 180, 8, 64, 8),  # never below a fixed batch's min
+        (10**9, 15, 1, 64, 64),  # never above the graph's max
+    ],
+)
 def test_samples_per_call(max_rows, rows_per_sample, lo, hi, want):
     assert samples_per_call(max_rows, rows_per_sample, lo, hi) == want
 

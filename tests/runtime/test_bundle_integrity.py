@@ -5,6 +5,7 @@ refuses it before any graph runs. Raw edits of manifest.json break its digest; e
 new digest (as someone who knows the format could) meet the schema and the consistency checks, and a
 pinned digest or a signature.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export.bundle_stage import seal_manifest
 
+from export.bundle_stage import seal_manifest
 from tdsm_edge.errors import BundleError, InputError
 from tdsm_edge.runtime import ZeroShotRecognizer, bundle_files
 from tdsm_edge.runtime.manifest import MANIFEST, load_manifest
@@ -78,40 +79,68 @@ def test_a_resealed_edit_is_refused_by_the_pinned_digest(copy, edit, runtime_bun
 
 SCHEMA_EDITS = {  # re-sealed, so the digest holds: the schema must catch them, as BundleErrors naming the field
     "schema_version true": (lambda m: m.update(schema_version=True), r"manifest schema version True"),
-    "class names as a string": (lambda m: m["classes"].update(names="abcde"),
-                                r"manifest\.classes\.names: expected a list, got a string 'abcde'"),
-    "a class name with a newline": (lambda m: m["classes"]["names"].__setitem__(0, "kick\nwave"),
-                                    r"classes\.names\[0\]: class name .* holds control"),
-    "a class named 'none of these'": (lambda m: m["classes"]["names"].__setitem__(0, "none of these"),
-                                      r"classes\.names\[0\]: 'none of these' is the open-set answer"),
-    "repeated class names": (lambda m: m["classes"]["names"].__setitem__(1, m["classes"]["names"][0]),
-                             r"classes\.names: items must be unique"),
-    "a string threshold": (lambda m: m.update(open_set={"threshold": "0.1", "num_classes": 5}),
-                           r"open_set\.threshold: expected a finite number, got a string"),
-    "a negative threshold": (lambda m: m.update(open_set={"threshold": -1, "num_classes": 5}),
-                             r"open_set\.threshold: expected a number in \[0"),
-    "an unknown preprocessing function": (lambda m: m["skeleton"]["preprocess"].update(function="os.system"),
-                                          r"skeleton\.preprocess\.function: expected one of"),
-    "frames as a string": (lambda m: m["skeleton"]["preprocess"].update(frames="16"),
-                           r"skeleton\.preprocess\.frames: expected an int"),
+    "class names as a string": (
+        lambda m: m["classes"].update(names="abcde"),
+        r"manifest\.classes\.names: expected a list, got a string 'abcde'",
+    ),
+    "a class name with a newline": (
+        lambda m: m["classes"]["names"].__setitem__(0, "kick\nwave"),
+        r"classes\.names\[0\]: class name .* holds control",
+    ),
+    "a class named 'none of these'": (
+        lambda m: m["classes"]["names"].__setitem__(0, "none of these"),
+        r"classes\.names\[0\]: 'none of these' is the open-set answer",
+    ),
+    "repeated class names": (
+        lambda m: m["classes"]["names"].__setitem__(1, m["classes"]["names"][0]),
+        r"classes\.names: items must be unique",
+    ),
+    "a string threshold": (
+        lambda m: m.update(open_set={"threshold": "0.1", "num_classes": 5}),
+        r"open_set\.threshold: expected a finite number, got a string",
+    ),
+    "a negative threshold": (
+        lambda m: m.update(open_set={"threshold": -1, "num_classes": 5}),
+        r"open_set\.threshold: expected a number in \[0",
+    ),
+    "an unknown preprocessing function": (
+        lambda m: m["skeleton"]["preprocess"].update(function="os.system"),
+        r"skeleton\.preprocess\.function: expected one of",
+    ),
+    "frames as a string": (
+        lambda m: m["skeleton"]["preprocess"].update(frames="16"),
+        r"skeleton\.preprocess\.frames: expected an int",
+    ),
     "the layout as a number": (lambda m: m["skeleton"].update(layout=5), r"skeleton\.layout: expected an object"),
-    "a centre joint beyond the layout": (lambda m: m["skeleton"]["layout"].update(center_joint=99),
-                                         r"skeleton\.layout\.center_joint: they name joints beyond the layout's 25"),
-    "a bone beyond the layout": (lambda m: m["skeleton"]["layout"]["bones"].append([0, 30]),
-                                 r"skeleton\.layout\.bones: they name joints beyond"),
+    "a centre joint beyond the layout": (
+        lambda m: m["skeleton"]["layout"].update(center_joint=99),
+        r"skeleton\.layout\.center_joint: they name joints beyond the layout's 25",
+    ),
+    "a bone beyond the layout": (
+        lambda m: m["skeleton"]["layout"]["bones"].append([0, 30]),
+        r"skeleton\.layout\.bones: they name joints beyond",
+    ),
     "build without a command": (lambda m: m["build"].pop("command"), r"manifest\.build: lacks \['command'\]"),
     "build as a list": (lambda m: m.update(build=[]), r"manifest\.build: expected an object"),
     "an unknown top-level field": (lambda m: m.update(extra=1), r"unknown fields \['extra'\]"),
-    "a file outside the bundle": (lambda m: m["files"].update({"../x.onnx": "0" * 64}),
-                                  r"must name a file inside the bundle"),
-    "an absolute graph path": (lambda m: m["graphs"]["scorer"].update(file="/etc/passwd"),
-                               r"graphs\.scorer\.file: '/etc/passwd' must name a file inside the bundle"),
+    "a file outside the bundle": (
+        lambda m: m["files"].update({"../x.onnx": "0" * 64}),
+        r"must name a file inside the bundle",
+    ),
+    "an absolute graph path": (
+        lambda m: m["graphs"]["scorer"].update(file="/etc/passwd"),
+        r"graphs\.scorer\.file: '/etc/passwd' must name a file inside the bundle",
+    ),
     "the io spec as a string": (lambda m: m.update(io="x"), r"manifest\.io: expected an object"),
-    "a tensor dtype unknown": (lambda m: m["io"]["graphs"]["scorer"]["inputs"][0].update(dtype="float64"),
-                               r"inputs\[0\]\.dtype: expected one of"),
+    "a tensor dtype unknown": (
+        lambda m: m["io"]["graphs"]["scorer"]["inputs"][0].update(dtype="float64"),
+        r"inputs\[0\]\.dtype: expected one of",
+    ),
     "J as a float": (lambda m: m["scoring"].update(num_noises=2.0), r"scoring\.num_noises: expected an int"),
-    "a listed file nothing uses": (lambda m: m["files"].update({"notes.txt": "0" * 64}),
-                                   r"the files \['notes\.txt'\]: they are listed but no graph"),
+    "a listed file nothing uses": (
+        lambda m: m["files"].update({"notes.txt": "0" * 64}),
+        r"the files \['notes\.txt'\]: they are listed but no graph",
+    ),
 }
 
 
@@ -126,9 +155,13 @@ def test_malformed_fields_are_bundle_errors_naming_the_field(copy, edit):
 
 def test_malformed_json_and_nan_are_bundle_errors(copy):
     original = (copy / MANIFEST).read_text()
-    for text, match in (('{"a": NaN}', "NaN is not a json number"), ("[" * 100_000, "RecursionError"),
-                        ('{"a": 1, "a": 2}', r"repeated keys \['a'\]"), ("\xff\xfe", "not valid json"),
-                        ("[]", "not a json object")):
+    for text, match in (
+        ('{"a": NaN}', "NaN is not a json number"),
+        ("[" * 100_000, "RecursionError"),
+        ('{"a": 1, "a": 2}', r"repeated keys \['a'\]"),
+        ("\xff\xfe", "not valid json"),
+        ("[]", "not a json object"),
+    ):
         (copy / MANIFEST).write_bytes(text.encode("latin-1"))
         with pytest.raises(BundleError, match=match):
             load_manifest(copy)
@@ -142,7 +175,9 @@ def test_malformed_json_and_nan_are_bundle_errors(copy):
 def test_a_missing_build_command_does_not_mask_the_real_error(copy):
     """With build.command gone (a raw edit), the digest error is the one reported, with how to build a bundle."""
     raw_edit(copy, lambda m: m["build"].pop("command"))
-    with pytest.raises(BundleError, match="changed after the build.*Build a bundle with: python -m export.build_engine"):
+    with pytest.raises(
+        BundleError, match="changed after the build.*Build a bundle with: python -m export.build_engine"
+    ):
         load_manifest(copy)
 
 
@@ -213,8 +248,9 @@ def test_an_unlisted_external_data_file_is_refused(copy, tmp_path, monkeypatch):
     resolves external data in the bundle folder, never in the working directory."""
     onnx = pytest.importorskip("onnx")
     model = onnx.load(str(copy / "scorer_fp32.onnx"))
-    onnx.save_model(model, str(copy / "scorer_fp32.onnx"), save_as_external_data=True, location="w.bin",
-                    size_threshold=1024)
+    onnx.save_model(
+        model, str(copy / "scorer_fp32.onnx"), save_as_external_data=True, location="w.bin", size_threshold=1024
+    )
     data = json.loads((copy / MANIFEST).read_text())
     data["files"]["scorer_fp32.onnx"] = bundle_files.sha256_in(copy, "scorer_fp32.onnx")
     seal_manifest(copy, data)
@@ -241,7 +277,9 @@ def test_a_file_changed_after_loading_is_refused_when_read(copy):
     m = load_manifest(copy)
     with open(copy / "tables.npz", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(BundleError, match="tables.npz has sha256 .* changed after the build \\(or after the bundle was loaded\\)"):
+    with pytest.raises(
+        BundleError, match="tables.npz has sha256 .* changed after the build \\(or after the bundle was loaded\\)"
+    ):
         m.read_bytes("tables.npz")
 
 
@@ -273,7 +311,8 @@ def test_digest_argument_is_checked(runtime_bundle):
 
 def test_signed_bundles_load_only_with_their_key(copy, tmp_path):
     pytest.importorskip("cryptography")
-    from export.signing import keygen, main as signing_main
+    from export.signing import keygen
+    from export.signing import main as signing_main
 
     key, pub = keygen(tmp_path / "keys" / "robot")
     other_key, other_pub = keygen(tmp_path / "keys" / "other")
@@ -310,8 +349,9 @@ def test_every_file_of_a_bundle_has_the_ordinary_mode(runtime_bundle):
     os.umask(umask)
     files = [p for p in runtime_bundle.dir.rglob("*") if p.is_file()]
     assert any(p.name == "model.safetensors" for p in files)
-    assert {p.relative_to(runtime_bundle.dir).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == \
-        {p.relative_to(runtime_bundle.dir).as_posix(): oct(0o666 & ~umask) for p in files}
+    assert {p.relative_to(runtime_bundle.dir).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
+        p.relative_to(runtime_bundle.dir).as_posix(): oct(0o666 & ~umask) for p in files
+    }
 
 
 def test_an_external_data_graph_is_opened_from_a_private_checked_copy(copy, monkeypatch):
@@ -320,8 +360,13 @@ def test_an_external_data_graph_is_opened_from_a_private_checked_copy(copy, monk
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    onnx.save_model(onnx.load(str(copy / "scorer_fp32.onnx")), str(copy / "scorer_fp32.onnx"),
-                    save_as_external_data=True, location="w.bin", size_threshold=1024)
+    onnx.save_model(
+        onnx.load(str(copy / "scorer_fp32.onnx")),
+        str(copy / "scorer_fp32.onnx"),
+        save_as_external_data=True,
+        location="w.bin",
+        size_threshold=1024,
+    )
     data = json.loads((copy / MANIFEST).read_text())
     data["files"].update({f: bundle_files.sha256_in(copy, f) for f in ("scorer_fp32.onnx", "w.bin")})
     data["graphs"]["scorer"]["files"] = ["scorer_fp32.onnx", "w.bin"]
@@ -336,16 +381,19 @@ def test_an_external_data_graph_is_opened_from_a_private_checked_copy(copy, monk
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
     ZeroShotRecognizer.load(copy, threads=1, backend="onnxruntime")
-    (folder, mode, names), = opened
+    ((folder, mode, names),) = opened
     assert copy.resolve() not in folder.resolve().parents and folder.resolve() != copy.resolve()
     assert mode == 0o700 and names == ["scorer_fp32.onnx", "w.bin"]
     assert not folder.exists()  # deleted once the session was made
 
 
-@pytest.mark.parametrize("text, match", [
-    ('{"a": 1e400}', "out of the range of a float"),
-    ('{"verify": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"a": 1e400}', "out of the range of a float"),
+        ('{"verify": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
+    ],
+)
 def test_numbers_and_nesting_json_accepts_are_still_refused(copy, text, match):
     (copy / MANIFEST).write_text(text)
     with pytest.raises(BundleError, match=match):
@@ -362,12 +410,17 @@ def test_a_deeply_nested_signature_file_is_a_bundle_error(copy, tmp_path):
         ZeroShotRecognizer.load(copy, threads=1, public_key=pub)
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda m: m.update(open_set={"threshold": 10 ** 400, "num_classes": 5}),
-     r"open_set\.threshold: expected a finite number, got an int of 401 digits"),
-    (lambda m: m["build"].update(command="python -m x\nFAKE LOG LINE \x1b[31m"), r"build\.command: .* control"),
-    (lambda m: m["classes"]["names"].__setitem__(0, "n\u043ene of these"), "mixes CYRILLIC and LATIN"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            lambda m: m.update(open_set={"threshold": 10**400, "num_classes": 5}),
+            r"open_set\.threshold: expected a finite number, got an int of 401 digits",
+        ),
+        (lambda m: m["build"].update(command="python -m x\nFAKE LOG LINE \x1b[31m"), r"build\.command: .* control"),
+        (lambda m: m["classes"]["names"].__setitem__(0, "n\u043ene of these"), "mixes CYRILLIC and LATIN"),
+    ],
+)
 def test_resealed_values_a_json_reader_accepts_are_refused(copy, edit, match):
     sealed_edit(copy, edit)
     with pytest.raises(BundleError, match=match) as e:
@@ -375,8 +428,17 @@ def test_resealed_values_a_json_reader_accepts_are_refused(copy, edit, match):
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
 
 
-@pytest.mark.parametrize("field, value", [("hidden_size", 0), ("num_heads", 0), ("depth", 2 ** 70),
-                                          ("z_dim", 2 ** 70), ("mlp_ratio", -1.0), ("hidden_size", "32")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("hidden_size", 0),
+        ("num_heads", 0),
+        ("depth", 2**70),
+        ("z_dim", 2**70),
+        ("mlp_ratio", -1.0),
+        ("hidden_size", "32"),
+    ],
+)
 def test_the_torch_backend_refuses_a_resealed_model_config(copy, field, value):
     pytest.importorskip("torch")
     sealed_edit(copy, lambda m: m["model"]["denoiser"].update({field: value}))
@@ -396,8 +458,11 @@ def test_the_torch_backend_refuses_resealed_reference_weights_that_do_not_fit(co
     data = json.loads((copy / MANIFEST).read_text())
     data["files"][rel] = bundle_files.sha256_in(copy, rel)
     seal_manifest(copy, data)
-    with pytest.raises(BundleError, match=rf"reference/denoiser: .*1 shape mismatches: \['x_embedder.weight: "
-                                          rf"checkpoint \({D}, {Dz + 1}\) vs model \({D}, {Dz}\)'\]\)\. Rebuild") as e:
+    with pytest.raises(
+        BundleError,
+        match=rf"reference/denoiser: .*1 shape mismatches: \['x_embedder.weight: "
+        rf"checkpoint \({D}, {Dz + 1}\) vs model \({D}, {Dz}\)'\]\)\. Rebuild",
+    ) as e:
         ZeroShotRecognizer.load(copy, threads=1, backend="torch")
     assert "\n" not in str(e.value)
 
@@ -405,8 +470,10 @@ def test_the_torch_backend_refuses_resealed_reference_weights_that_do_not_fit(co
 def test_a_tables_archive_holds_only_the_scorer_tables_and_is_never_inflated(copy):
     with np.load(copy / "tables.npz") as z:
         tables = {n: z[n] for n in z.files}
-    for extra, match in (({"bomb": np.zeros(1 << 20, np.float32)}, r"it holds \['ada_c.npy'"),
-                         ({"ada_x": np.zeros((2, 2), np.float64)}, r"class table 'ada_x': it is float64 \(2, 2\)")):
+    for extra, match in (
+        ({"bomb": np.zeros(1 << 20, np.float32)}, r"it holds \['ada_c.npy'"),
+        ({"ada_x": np.zeros((2, 2), np.float64)}, r"class table 'ada_x': it is float64 \(2, 2\)"),
+    ):
         np.savez_compressed(copy / "tables.npz", **{**tables, **extra})
         data = json.loads((copy / MANIFEST).read_text())
         data["files"]["tables.npz"] = bundle_files.sha256_in(copy, "tables.npz")

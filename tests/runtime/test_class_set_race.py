@@ -4,6 +4,7 @@ Its label, index, scores and class list must agree with each other and with the 
 classes computed alone (a reference recognizer that holds every class), whatever the other threads
 select or add meanwhile.
 """
+
 from __future__ import annotations
 
 import threading
@@ -14,13 +15,18 @@ import numpy as np
 from tdsm_edge.runtime import ZeroShotRecognizer
 
 PREDICTORS, DURATION_S = 6, 4.0
-NEW = [("wave twice", "A person waves the right hand twice."), ("stamp foot", "A person stamps the left foot."),
-       ("nod", "A person nods the head up and down."), ("spin arms", "A person swings both arms in circles."),
-       ("lean left", "A person leans the upper body to the left."), ("squat", "A person squats down and stands up.")]
+NEW = [
+    ("wave twice", "A person waves the right hand twice."),
+    ("stamp foot", "A person stamps the left foot."),
+    ("nod", "A person nods the head up and down."),
+    ("spin arms", "A person swings both arms in circles."),
+    ("lean left", "A person leans the upper body to the left."),
+    ("squat", "A person squats down and stands up."),
+]
 
 
 def test_predictions_belong_to_one_class_snapshot_while_classes_change(text_bundle, runtime_bundle):
-    windows = runtime_bundle.windows(per_class=2, seed=5)                  # (10, 2, T, V, 3)
+    windows = runtime_bundle.windows(per_class=2, seed=5)  # (10, 2, T, V, 3)
     ref = ZeroShotRecognizer.load(text_bundle.dir, threads=1)
     ref.add_classes([n for n, _ in NEW], [d for _, d in NEW])
     want = {i: dict(zip(ref.classes, p.errors)) for i, p in enumerate(ref.predict_batch(list(windows)))}
@@ -77,8 +83,12 @@ def test_predictions_belong_to_one_class_snapshot_while_classes_change(text_bund
     assert changes["add"] == len(NEW) and changes["select"] > 100 and len(seen) > 300, (changes, len(seen))
     torn = []
     for i, p in seen:
-        ok = (len(p.errors) == len(p.classes) and p.index == int(np.argmin(p.errors)) and p.label == p.classes[p.index]
-              and np.allclose(p.errors, [want[i][c] for c in p.classes], rtol=1e-5, atol=1e-6))
+        ok = (
+            len(p.errors) == len(p.classes)
+            and p.index == int(np.argmin(p.errors))
+            and p.label == p.classes[p.index]
+            and np.allclose(p.errors, [want[i][c] for c in p.classes], rtol=1e-5, atol=1e-6)
+        )
         if not ok:
             torn.append((i, p.label, p.classes, p.errors))
     assert not torn, f"{len(torn)} of {len(seen)} predictions mix class sets, e.g. {torn[0]}"

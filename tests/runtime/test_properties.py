@@ -4,6 +4,7 @@ Hypothesis draws a *recipe* (which synthact window, its length, rank, joint/coor
 memory layout, special values, a seed); numpy builds the array from it, so an example costs one small
 call and a failure shrinks to a readable recipe. Regressions found this way are kept as `@example`s.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -29,6 +30,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 class Recipe(NamedTuple):
     """How to cut a malformed array out of a good synthact window (see `_window`)."""
+
     sample: int = 0
     T: int = 16
     shape: str = "MTV3"
@@ -39,13 +41,27 @@ class Recipe(NamedTuple):
 
 
 recipes = st.one_of(
-    st.builds(Recipe, st.integers(0, 4), st.sampled_from(LENGTHS), st.sampled_from(SHAPES),
-              st.sampled_from(DTYPES), st.sampled_from(SPECIALS), st.sampled_from(LAYOUTS), st.integers(0, 2**16)),
+    st.builds(
+        Recipe,
+        st.integers(0, 4),
+        st.sampled_from(LENGTHS),
+        st.sampled_from(SHAPES),
+        st.sampled_from(DTYPES),
+        st.sampled_from(SPECIALS),
+        st.sampled_from(LAYOUTS),
+        st.integers(0, 2**16),
+    ),
     # well-formed but for values and layout: these reach the graphs
-    st.builds(Recipe, st.integers(0, 4), st.sampled_from(LENGTHS), st.sampled_from(["MTV3", "TV3"]),
-              st.sampled_from(["float32", "float64", "float16"]),
-              st.sampled_from(["none", "zero_frame", "huge", "tiny", "extreme"]), st.sampled_from(LAYOUTS),
-              st.integers(0, 2**16)),
+    st.builds(
+        Recipe,
+        st.integers(0, 4),
+        st.sampled_from(LENGTHS),
+        st.sampled_from(["MTV3", "TV3"]),
+        st.sampled_from(["float32", "float64", "float16"]),
+        st.sampled_from(["none", "zero_frame", "huge", "tiny", "extreme"]),
+        st.sampled_from(LAYOUTS),
+        st.integers(0, 2**16),
+    ),
 )
 
 
@@ -70,8 +86,8 @@ def good(runtime_bundle) -> np.ndarray:
 
 def _window(good: np.ndarray, r: Recipe) -> np.ndarray:
     """The array a recipe describes."""
-    w = np.asarray(good[r.sample % len(good)])                             # (2, T0, V, 3)
-    base = np.resize(w, (2, r.T, V, 3)) if r.T > w.shape[1] else w[:, :r.T]  # (2, T, V, 3)
+    w = np.asarray(good[r.sample % len(good)])  # (2, T0, V, 3)
+    base = np.resize(w, (2, r.T, V, 3)) if r.T > w.shape[1] else w[:, : r.T]  # (2, T, V, 3)
     s = r.shape
     if s == "TV3":
         base = base[0]
@@ -79,12 +95,12 @@ def _window(good: np.ndarray, r: Recipe) -> np.ndarray:
         base = base[0, 0]
     elif s == "BMTV3":
         base = base[None]
-    elif s.startswith("V") and s != "V3":                                  # wrong joint count
+    elif s.startswith("V") and s != "V3":  # wrong joint count
         n = int(s[1:])
-        base = base[..., :n, :] if n <= V else np.concatenate([base, base[..., :n - V, :]], axis=-2)
-    elif s.startswith("C"):                                                # wrong coordinate count
+        base = base[..., :n, :] if n <= V else np.concatenate([base, base[..., : n - V, :]], axis=-2)
+    elif s.startswith("C"):  # wrong coordinate count
         n = int(s[1:])
-        base = base[..., :n] if n <= 3 else np.concatenate([base, base[..., :n - 3]], axis=-1)
+        base = base[..., :n] if n <= 3 else np.concatenate([base, base[..., : n - 3]], axis=-1)
     elif s == "T0":
         base = base[:, :0]
     elif s == "M0":
@@ -102,17 +118,17 @@ def _variant(base: np.ndarray, dtype: str, special: str, layout: str, seed: int)
         if special in ("nan", "inf", "-inf"):
             flat[i] = float(special)
         elif special == "huge":
-            a *= 1e30                                      # finite in float32, far beyond camera metres
+            a *= 1e30  # finite in float32, far beyond camera metres
         elif special == "extreme":
-            flat[i] = 3e38                                 # near float32's max: finite, but the graphs overflow
+            flat[i] = 3e38  # near float32's max: finite, but the graphs overflow
         elif special == "tiny":
             a *= 1e-30
         elif special == "overflow":
-            flat[i] = 1e300                                # finite float64, inf as float32
+            flat[i] = 1e300  # finite float64, inf as float32
         elif special == "all_zero":
             a[...] = 0
         elif special == "zero_frame" and a.ndim >= 3:
-            a[..., rng.integers(a.shape[-3]), :, :] = 0    # one frame (of every body) untracked
+            a[..., rng.integers(a.shape[-3]), :, :] = 0  # one frame (of every body) untracked
     if dtype in ("str", "object"):
         out = a.astype(dtype)
     else:
@@ -121,7 +137,7 @@ def _variant(base: np.ndarray, dtype: str, special: str, layout: str, seed: int)
     if layout == "fortran":
         out = np.asfortranarray(out)
     elif layout == "strided" and out.ndim:
-        out = np.repeat(out, 2, axis=0)[::2]               # a non-contiguous view, same values
+        out = np.repeat(out, 2, axis=0)[::2]  # a non-contiguous view, same values
     elif layout == "reversed" and out.ndim:
         out = out[::-1]
     return out
@@ -163,19 +179,26 @@ def test_predict_gives_a_valid_prediction_or_input_error(rec, good, r):
 
 @example(rs=[], form="array")  # was: np.stack([]) raised a bare ValueError for a (0, M, T, V, 3) array
 @example(rs=[Recipe(), Recipe(special="extreme")], form="list")  # one overflowing window refuses the batch
-@given(rs=st.lists(recipes, max_size=3),
-       form=st.sampled_from(["list", "list", "tuple", "array", "generator", "none", "dict"]))
+@given(
+    rs=st.lists(recipes, max_size=3),
+    form=st.sampled_from(["list", "list", "tuple", "array", "generator", "none", "dict"]),
+)
 @settings(max_examples=150, **SETTINGS)
 def test_predict_batch_gives_valid_predictions_or_input_error(rec, good, rs, form):
     ws = [_window(good, r) for r in rs]
     if form == "array":
         if not ws:
             batch = np.zeros((0, 2, 4, V, 3), np.float32)
-        else:                                              # stackable: equal shapes (else the first, repeated)
+        else:  # stackable: equal shapes (else the first, repeated)
             batch = np.stack(ws if len({w.shape for w in ws}) == 1 else [ws[0]] * len(ws))
     else:
-        batch = {"list": ws, "tuple": tuple(ws), "generator": (w for w in ws), "none": None,
-                 "dict": {"w": w for w in ws[:1]}}[form]
+        batch = {
+            "list": ws,
+            "tuple": tuple(ws),
+            "generator": (w for w in ws),
+            "none": None,
+            "dict": {"w": ws[0]} if ws else {},
+        }[form]
     out = _either(lambda: rec.predict_batch(batch))
     if out is not None:
         assert isinstance(out, list) and len(out) == len(ws)
@@ -184,9 +207,9 @@ def test_predict_batch_gives_valid_predictions_or_input_error(rec, good, rs, for
 
 
 class FeatureRecipe(NamedTuple):
-    form: str = "array"        # or "ragged", "none", "text", "nested_list" (not an array)
+    form: str = "array"  # or "ragged", "none", "text", "nested_list" (not an array)
     B: int = 2
-    shape: str = "BD"          # BD, D, BD-1, BD+1, B1D, scalar
+    shape: str = "BD"  # BD, D, BD-1, BD+1, B1D, scalar
     dtype: str = "float32"
     special: str = "none"
     layout: str = "c"
@@ -194,16 +217,28 @@ class FeatureRecipe(NamedTuple):
 
 
 feature_recipes = st.builds(
-    FeatureRecipe, st.sampled_from(("array",) * 6 + ("ragged", "none", "text", "nested_list")),
-    st.sampled_from([0, 1, 2, 5]), st.sampled_from(("BD",) * 4 + ("D", "BD-1", "BD+1", "B1D", "scalar")),
-    st.sampled_from(DTYPES), st.sampled_from(SPECIALS), st.sampled_from(LAYOUTS), st.integers(0, 2**16))
+    FeatureRecipe,
+    st.sampled_from(("array",) * 6 + ("ragged", "none", "text", "nested_list")),
+    st.sampled_from([0, 1, 2, 5]),
+    st.sampled_from(("BD",) * 4 + ("D", "BD-1", "BD+1", "B1D", "scalar")),
+    st.sampled_from(DTYPES),
+    st.sampled_from(SPECIALS),
+    st.sampled_from(LAYOUTS),
+    st.integers(0, 2**16),
+)
 
 
 def _features(r: FeatureRecipe, dz: int):
     if r.form != "array":
         return {"ragged": [[1.0] * dz, [1.0]], "none": None, "text": "z", "nested_list": [[0.5] * dz] * 2}[r.form]
-    shape = {"BD": (r.B, dz), "D": (dz,), "BD-1": (r.B, dz - 1), "BD+1": (r.B, dz + 1), "B1D": (r.B, 1, dz),
-             "scalar": ()}[r.shape]
+    shape = {
+        "BD": (r.B, dz),
+        "D": (dz,),
+        "BD-1": (r.B, dz - 1),
+        "BD+1": (r.B, dz + 1),
+        "B1D": (r.B, 1, dz),
+        "scalar": (),
+    }[r.shape]
     return _variant(np.random.default_rng(r.seed).normal(size=shape), r.dtype, r.special, r.layout, r.seed)
 
 
@@ -220,23 +255,30 @@ def test_score_features_gives_finite_errors_or_input_error(rec, r):
 
 
 @example(names=0)  # was: TypeError ('int' object is not iterable) instead of InputError
-@given(names=st.one_of(
-    st.none(), st.text(max_size=8), st.integers(), st.floats(allow_nan=True),
-    st.lists(st.one_of(st.sampled_from(["kick", "", "WAVE"]), st.integers(0, 6), st.none(), st.binary(max_size=3)),
-             max_size=4),
-    st.lists(st.integers(0, 4), max_size=6).map(tuple),   # indices into the bundle's names: subsets, repeats, ()
-    st.lists(st.integers(0, 4), min_size=1, max_size=5, unique=True).map(tuple),  # valid subsets, any order
-))
+@given(
+    names=st.one_of(
+        st.none(),
+        st.text(max_size=8),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.lists(
+            st.one_of(st.sampled_from(["kick", "", "WAVE"]), st.integers(0, 6), st.none(), st.binary(max_size=3)),
+            max_size=4,
+        ),
+        st.lists(st.integers(0, 4), max_size=6).map(tuple),  # indices into the bundle's names: subsets, repeats, ()
+        st.lists(st.integers(0, 4), min_size=1, max_size=5, unique=True).map(tuple),  # valid subsets, any order
+    )
+)
 @settings(max_examples=200, **SETTINGS)
 def test_set_active_classes_applies_or_raises_and_changes_nothing(rec, good, names):
     every = rec.all_classes
     if isinstance(names, tuple):
-        names = [every[n] for n in names]                 # real names (maybe repeated, maybe none)
+        names = [every[n] for n in names]  # real names (maybe repeated, maybe none)
     before = rec.classes
     try:
         got = _either(lambda: rec.set_active_classes(names))
         if got is None:
-            assert rec.classes == before                  # a refused call changes nothing
+            assert rec.classes == before  # a refused call changes nothing
         else:
             want = every if names is None else list(names)
             assert got == rec.classes == want
@@ -254,8 +296,16 @@ def test_set_active_classes_reads_an_iterable_once(rec):
 
 
 @example(k=True)  # was: taken as k=1 (bool is an int subclass); ActionStream refuses bools too
-@given(k=st.one_of(st.integers(-3, 12), st.booleans(), st.floats(), st.text(max_size=2), st.none(),
-                   st.sampled_from([np.int64(2), np.int32(0), np.float64(2.0), np.uint8(3)])))
+@given(
+    k=st.one_of(
+        st.integers(-3, 12),
+        st.booleans(),
+        st.floats(),
+        st.text(max_size=2),
+        st.none(),
+        st.sampled_from([np.int64(2), np.int32(0), np.float64(2.0), np.uint8(3)]),
+    )
+)
 @settings(max_examples=100, **SETTINGS)
 def test_topk_gives_the_k_best_or_input_error(rec, good, k):
     p = rec.predict(good[1])
@@ -278,23 +328,25 @@ frame_recipes = st.one_of(
 
 def _frame(good: np.ndarray, f: tuple):
     if f[0] == "good":
-        x = np.asarray(good[f[1], :, f[2]])                                 # (2, V, 3)
+        x = np.asarray(good[f[1], :, f[2]])  # (2, V, 3)
         return x[0] if f[3] else x
     if f[0] == "array":
         a = _window(good, f[1])
-        return a[..., 0, :, :] if a.ndim >= 3 and a.shape[-3] else a        # (M, V, 3) / (V, 3) from a window
-    return {"list": np.asarray(good[0, 0, 0]).tolist(), "none": None, "text": "frame",
-            "ragged": [[1.0, 2.0], [3.0]]}[f[0]]
+        return a[..., 0, :, :] if a.ndim >= 3 and a.shape[-3] else a  # (M, V, 3) / (V, 3) from a window
+    return {"list": np.asarray(good[0, 0, 0]).tolist(), "none": None, "text": "frame", "ragged": [[1.0, 2.0], [3.0]]}[
+        f[0]
+    ]
 
 
-@example(fs=[("array", Recipe(T=1, special="extreme"))] + [("good", 0, t, True) for t in range(5)],
-         window=4, stride=2)  # was: the refused window's InputError escaped from push
+@example(
+    fs=[("array", Recipe(T=1, special="extreme"))] + [("good", 0, t, True) for t in range(5)], window=4, stride=2
+)  # was: the refused window's InputError escaped from push
 @example(fs=[("array", Recipe(T=1, dtype="float64", special="overflow"))], window=1, stride=1)  # a cast warning leaked
 @given(fs=st.lists(frame_recipes, min_size=1, max_size=14), window=st.integers(1, 6), stride=st.integers(1, 3))
 @settings(max_examples=150, **SETTINGS)
 def test_stream_push_never_raises_for_bad_frames_and_counts_them(rec, good, fs, window, stride):
     stream = ActionStream(rec, window=window, stride=stride, log_every=10**6)
-    with warnings.catch_warnings():                      # storing a bad frame does not even warn
+    with warnings.catch_warnings():  # storing a bad frame does not even warn
         warnings.filterwarnings("error", "overflow encountered in cast", RuntimeWarning)
         for f in fs:
             p = stream.push(_frame(good, f))
@@ -308,10 +360,10 @@ def test_stream_push_never_raises_for_bad_frames_and_counts_them(rec, good, fs, 
 
 
 def test_stream_counts_a_window_the_recognizer_refuses(rec, good):
-    frames = [np.array(good[0, 0, t]) for t in range(6)]                 # (V, 3) each
-    frames[0][5, 0] = 3e38                                                 # finite, so the frame itself is valid
+    frames = [np.array(good[0, 0, t]) for t in range(6)]  # (V, 3) each
+    frames[0][5, 0] = 3e38  # finite, so the frame itself is valid
     stream = ActionStream(rec, window=4, stride=2)
-    out = [stream.push(f) for f in frames]                                 # windows end at pushes 4 and 6
+    out = [stream.push(f) for f in frames]  # windows end at pushes 4 and 6
     s = stream.stats
     assert (s.valid, s.windows_failed, s.windows_scored) == (6, 1, 1)
-    assert out[3] is None and out[5] is not None                           # the window without it is scored
+    assert out[3] is None and out[5] is not None  # the window without it is scored

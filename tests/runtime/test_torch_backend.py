@@ -1,4 +1,5 @@
 """The PyTorch backend and backend choice: same answers as ONNX Runtime from the bundle's reference weights."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
+from export.bundle_stage import seal_manifest
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime import backends as backends_mod
-from export.bundle_stage import seal_manifest
 
 RTOL = 1e-4
 

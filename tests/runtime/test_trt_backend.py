@@ -6,6 +6,7 @@ what our code does — plan choice, per-thread contexts, table uploads, batch an
 graph capture and replay — not TensorRT. With TensorRT and a GPU (`tensorrt` marker), a real plan is
 built and compared with onnxruntime.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,15 +21,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers.fake_tensorrt import fake_cudart, fake_tensorrt, write_plan
 
+from export.bundle_stage import seal_manifest
+from helpers.fake_tensorrt import fake_cudart, fake_tensorrt, write_plan
 from tdsm_edge.errors import BundleError, ConfigError, EngineIncompatibleError, InputError
 from tdsm_edge.runtime import ZeroShotRecognizer, cuda_memory
 from tdsm_edge.runtime.iospec import BATCH, CLASSES, IOSpec
 from tdsm_edge.runtime.manifest import MANIFEST, Manifest, load_manifest
 from tdsm_edge.runtime.ort_backend import OrtBackend
 from tdsm_edge.runtime.trt_backend import TrtBackend, rebuild_command
-from export.bundle_stage import seal_manifest
 
 RTOL, ATOL = 1e-6, 1e-7
 PATHS = ("cuda.bindings.runtime", "cuda.cudart")
@@ -63,15 +64,26 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
         graph = p["graph"]
         axes = {BATCH: p.get("batch"), CLASSES: p.get("classes")}
         axes = {a: r or (io.axes[a].min, io.axes[a].opt, io.axes[a].max) for a, r in axes.items()}
-        profile = {t.name: {k: list(t.shape({a: r[j] for a, r in axes.items()}))
-                            for j, k in enumerate(("min", "opt", "max"))} for t in io.graphs[graph].inputs}
+        profile = {
+            t.name: {k: list(t.shape({a: r[j] for a, r in axes.items()})) for j, k in enumerate(("min", "opt", "max"))}
+            for t in io.graphs[graph].inputs
+        }
         version = p.get("tensorrt_version", "10.3.0")
         name = f"{graph}_{data['precision']}.trt{version}.{i}.plan"
         blob = write_plan(dst / name, dst / data["graphs"][p.get("onnx", graph)]["file"], profile)
         digest = hashlib.sha256(blob).hexdigest()
-        data["plans"].append(dict(file=name, sha256=digest, graph=graph, precision=data["precision"],
-                                  tensorrt_version=version, gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
-                                  compute_capability=p.get("compute_capability", "8.7"), profile=profile))
+        data["plans"].append(
+            dict(
+                file=name,
+                sha256=digest,
+                graph=graph,
+                precision=data["precision"],
+                tensorrt_version=version,
+                gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
+                compute_capability=p.get("compute_capability", "8.7"),
+                profile=profile,
+            )
+        )
         data["files"][name] = digest
     seal_manifest(dst, data)
     return load_manifest(dst)
@@ -80,6 +92,7 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
 @pytest.fixture
 def bundle(runtime_bundle, tmp_path):
     """bundle(*plans, name=...) → the tiny bundle's Manifest with those fake plans (default: scorer + encoder)."""
+
     def make(*plans: dict, name: str = "trt") -> Manifest:
         return with_plans(runtime_bundle.dir, tmp_path / name, *(plans or ({"graph": "scorer"}, {"graph": "encoder"})))
 
@@ -112,8 +125,9 @@ def test_tensorrt_backend_equals_onnxruntime_end_to_end(fakes, bundle, runtime_b
     assert trt_rec._scorer.device == "TensorRT 10.3.0 on NVIDIA Fake GPU (compute 8.7), fp32"
     raw = runtime_bundle.windows(per_class=2, seed=3)  # 10 windows; the plans take batches of 1..4
     got, want = trt_rec.predict_batch(raw), ort_rec.predict_batch(raw)
-    np.testing.assert_allclose(np.stack([p.errors for p in got]), np.stack([p.errors for p in want]),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        np.stack([p.errors for p in got]), np.stack([p.errors for p in want]), rtol=RTOL, atol=ATOL
+    )
     assert [p.label for p in got] == [p.label for p in want]
     x = m.io.graphs["encoder"].input_names[0]
     assert executed(f, "encoder", x) == [4, 4, 2] and executed(f, "scorer", "z") == [4, 4, 2]
@@ -218,8 +232,11 @@ def test_fewer_classes_than_the_profile_min_are_padded(fakes, bundle, z):
 # ---------------------------------------------------------------- plan choice and compatibility
 def test_the_plan_built_for_this_machine_is_chosen(fakes, bundle):
     fakes()
-    m = bundle({"graph": "scorer", "gpu_name": "Orin (nvgpu)"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
-               {"graph": "scorer"})
+    m = bundle(
+        {"graph": "scorer", "gpu_name": "Orin (nvgpu)"},
+        {"graph": "scorer", "tensorrt_version": "10.12.0"},
+        {"graph": "scorer"},
+    )
     assert TrtBackend(m).record["file"] == m.plans[2]["file"]
 
 
@@ -229,8 +246,9 @@ def test_incompatible_or_missing_plans_name_the_rebuild_command(fakes, bundle):
     with pytest.raises(EngineIncompatibleError, match="GPU: the plan was built with Orin") as e:
         TrtBackend(orin)
     assert rebuild_command(orin) in str(e.value)
-    two = bundle({"graph": "scorer", "gpu_name": "Orin"}, {"graph": "scorer", "tensorrt_version": "10.12.0"},
-                 name="two")
+    two = bundle(
+        {"graph": "scorer", "gpu_name": "Orin"}, {"graph": "scorer", "tensorrt_version": "10.12.0"}, name="two"
+    )
     with pytest.raises(EngineIncompatibleError, match="none of the bundle's 2 TensorRT plans") as e:
         TrtBackend(two)
     assert "GPU:" in str(e.value) and "TensorRT version:" in str(e.value) and rebuild_command(two) in str(e.value)
@@ -244,8 +262,9 @@ def test_incompatible_or_missing_plans_name_the_rebuild_command(fakes, bundle):
 
 def test_another_tensorrt_version_is_refused(fakes, bundle):
     fakes(version="10.4.0")
-    with pytest.raises(EngineIncompatibleError, match="TensorRT version: the plan was built with 10.3.0, this "
-                                                      "machine has 10.4.0"):
+    with pytest.raises(
+        EngineIncompatibleError, match="TensorRT version: the plan was built with 10.3.0, this machine has 10.4.0"
+    ):
         TrtBackend(bundle({"graph": "scorer"}))
 
 
@@ -320,11 +339,13 @@ def test_without_cuda_graph_nothing_is_captured(fakes, bundle, z):
 
 # ---------------------------------------------------------------- imports
 def test_runtime_trt_modules_import_without_tensorrt_cuda_python_or_torch():
-    code = ("import sys; sys.modules.update({'tensorrt': None, 'cuda': None, 'torch': None}); "
-            "import tdsm_edge.runtime.trt_backend, tdsm_edge.runtime.trt_engine, tdsm_edge.runtime.cuda_memory as c; "
-            "assert c._cudart() is None; "
-            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'cuda', 'tensorrt', 'onnx') "
-            "and sys.modules[m] is not None], 'heavy import'; print('ok')")
+    code = (
+        "import sys; sys.modules.update({'tensorrt': None, 'cuda': None, 'torch': None}); "
+        "import tdsm_edge.runtime.trt_backend, tdsm_edge.runtime.trt_engine, tdsm_edge.runtime.cuda_memory as c; "
+        "assert c._cudart() is None; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'cuda', 'tensorrt', 'onnx') "
+        "and sys.modules[m] is not None], 'heavy import'; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -340,9 +361,17 @@ def test_real_tensorrt_plan_equals_onnxruntime(runtime_bundle, tmp_path, z):
     shutil.copytree(runtime_bundle.dir, dst)
     data = json.loads((dst / MANIFEST).read_text())
     b, k = data["io"]["axes"][BATCH], data["io"]["axes"][CLASSES]
-    record = build_plan(dst / data["graphs"]["scorer"]["file"], dst, graph="scorer", precision=data["precision"],
-                        min_batch=b["min"], opt_batch=b["opt"], max_batch=b["max"],
-                        classes=(k["min"], k["opt"], k["max"]), workspace_gb=0.25)
+    record = build_plan(
+        dst / data["graphs"]["scorer"]["file"],
+        dst,
+        graph="scorer",
+        precision=data["precision"],
+        min_batch=b["min"],
+        opt_batch=b["opt"],
+        max_batch=b["max"],
+        classes=(k["min"], k["opt"], k["max"]),
+        workspace_gb=0.25,
+    )
     data["plans"].append(record)
     data["files"][record["file"]] = record["sha256"]
     seal_manifest(dst, data)

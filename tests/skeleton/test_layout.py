@@ -1,4 +1,5 @@
 """The NTU-25 layout: joint order, bone tree, centre joint and mirror pairs."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,33 @@ from tdsm_edge.errors import DataError
 from tdsm_edge.skeleton import NTU25, available_layouts, load_layout
 from tdsm_edge.skeleton.layout import _HERE
 
-NTU_ORDER = ["SpineBase", "SpineMid", "Neck", "Head", "ShoulderLeft", "ElbowLeft", "WristLeft", "HandLeft",
-             "ShoulderRight", "ElbowRight", "WristRight", "HandRight", "HipLeft", "KneeLeft", "AnkleLeft",
-             "FootLeft", "HipRight", "KneeRight", "AnkleRight", "FootRight", "SpineShoulder", "HandTipLeft",
-             "ThumbLeft", "HandTipRight", "ThumbRight"]
+NTU_ORDER = [
+    "SpineBase",
+    "SpineMid",
+    "Neck",
+    "Head",
+    "ShoulderLeft",
+    "ElbowLeft",
+    "WristLeft",
+    "HandLeft",
+    "ShoulderRight",
+    "ElbowRight",
+    "WristRight",
+    "HandRight",
+    "HipLeft",
+    "KneeLeft",
+    "AnkleLeft",
+    "FootLeft",
+    "HipRight",
+    "KneeRight",
+    "AnkleRight",
+    "FootRight",
+    "SpineShoulder",
+    "HandTipLeft",
+    "ThumbLeft",
+    "HandTipRight",
+    "ThumbRight",
+]
 
 
 def test_joint_order_and_centre():
@@ -24,10 +48,10 @@ def test_joint_order_and_centre():
 def test_bones_form_a_tree_over_all_joints():
     assert len(NTU25.bones) == 24
     parent = {c: p for c, p in NTU25.bones}
-    assert len(parent) == 24                          # every joint but the root has one parent
+    assert len(parent) == 24  # every joint but the root has one parent
     (root,) = set(range(25)) - set(parent)
     assert NTU25.joint_names[root] == "SpineShoulder"
-    for j in range(25):                               # every joint reaches the root without a cycle
+    for j in range(25):  # every joint reaches the root without a cycle
         seen = set()
         while j != root:
             assert j not in seen

@@ -1,5 +1,6 @@
 """NTU RGB+D `.skeleton` reader: sample names, value-by-value parsing of generated files (0-3 bodies per
 frame, bodies tracked by ID), malformed files (error names file and line), body selection, missing lists."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,17 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tdsm_edge.errors import DataError, InputError
-from tdsm_edge.skeleton.ntu_reader import (SampleName, body_energy, load_missing_list, parse_sample_name,
-                                           read_skeleton, read_skeleton_file, select_bodies)
-
 from helpers import ntu_skeleton_writer as W
+from tdsm_edge.errors import DataError, InputError
+from tdsm_edge.skeleton.ntu_reader import (
+    SampleName,
+    body_energy,
+    load_missing_list,
+    parse_sample_name,
+    read_skeleton,
+    read_skeleton_file,
+    select_bodies,
+)
 
 V = 25
 BIG_ID = 72057594037931101  # a real-looking Kinect id: float64 cannot hold it exactly
 
 
 # ---- sample names -------------------------------------------------------------------------------
+
 
 def test_parse_sample_name_fields_and_label():
     s = parse_sample_name("S001C002P003R002A013")
@@ -26,8 +34,17 @@ def test_parse_sample_name_fields_and_label():
     assert parse_sample_name("/data/nturgb+d_skeletons/S032C003P106R002A120.skeleton") == SampleName(32, 3, 106, 2, 120)
 
 
-@pytest.mark.parametrize("bad", ["S001C002P003R002A13", "s001C002P003R002A013", "S001C002P003R002A013.txt",
-                                 "S001C002P003R002A013x", "notes.skeleton", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "S001C002P003R002A13",
+        "s001C002P003R002A013",
+        "S001C002P003R002A013.txt",
+        "S001C002P003R002A013x",
+        "notes.skeleton",
+        "",
+    ],
+)
 def test_parse_sample_name_rejects(bad):
     with pytest.raises(DataError, match="not an NTU RGB\\+D sample name.*SsssCcccPpppRrrrAaaa"):
         parse_sample_name(bad)
@@ -35,9 +52,10 @@ def test_parse_sample_name_rejects(bad):
 
 # ---- well-formed files, value by value ----------------------------------------------------------
 
+
 def test_single_body_value_by_value(tmp_path):
     rng = np.random.default_rng(0)
-    xyz = W.random_body(rng, 4)                                   # (4, 25, 3)
+    xyz = W.random_body(rng, 4)  # (4, 25, 3)
     path = W.write_skeleton(tmp_path / "a.skeleton", [[(BIG_ID, xyz[t])] for t in range(4)])
     f = read_skeleton_file(path)
     assert f.xyz.dtype == np.float32 and f.xyz.shape == (1, 4, V, 3)
@@ -51,10 +69,16 @@ def test_zero_one_two_three_bodies_tracked_by_id(tmp_path):
     rng = np.random.default_rng(1)
     A, B, C = (W.random_body(rng, 6) for _ in range(3))
     ida, idb, idc = BIG_ID, BIG_ID + 1, 5
-    frames = [[], [(ida, A[1])], [(ida, A[2]), (idb, B[2])], [(idb, B[3]), (idc, C[3]), (ida, A[3])],
-              [(idc, C[4]), (ida, A[4])], []]         # list order changes: tracks follow the bodyID
+    frames = [
+        [],
+        [(ida, A[1])],
+        [(ida, A[2]), (idb, B[2])],
+        [(idb, B[3]), (idc, C[3]), (ida, A[3])],
+        [(idc, C[4]), (ida, A[4])],
+        [],
+    ]  # list order changes: tracks follow the bodyID
     f = read_skeleton_file(W.write_skeleton(tmp_path / "b.skeleton", frames))
-    assert f.body_ids == (str(ida), str(idb), str(idc))          # order of first appearance
+    assert f.body_ids == (str(ida), str(idb), str(idc))  # order of first appearance
     assert f.bodies_per_frame.tolist() == [0, 1, 2, 3, 2, 0]
     on = {0: [1, 2, 3, 4], 1: [2, 3], 2: [3, 4]}
     for k, src in enumerate((A, B, C)):
@@ -95,10 +119,11 @@ def test_repeated_body_id_in_one_frame_gets_its_own_track(tmp_path):
 
 # ---- malformed files ----------------------------------------------------------------------------
 
+
 def _frames3():
     rng = np.random.default_rng(4)
     A, B = W.random_body(rng, 3), W.random_body(rng, 3)
-    return W.tracks_to_frames([(1, A, range(3)), (2, B, [1, 2])], 3)   # 1, 2, 2 bodies
+    return W.tracks_to_frames([(1, A, range(3)), (2, B, [1, 2])], 3)  # 1, 2, 2 bodies
 
 
 def _edit(frames, line: int, text: str | None) -> list[str]:
@@ -111,32 +136,59 @@ def _edit(frames, line: int, text: str | None) -> list[str]:
 
 
 F3 = _frames3()
-J5 = W.line_of(F3, 1, 1, joint=4)          # joint 5 of body 2 in frame 2
+J5 = W.line_of(F3, 1, 1, joint=4)  # joint 5 of body 2 in frame 2
 CASES = {
     # name: (lines, reported line, message fragment)
     "empty file": ([], 1, "the file ends after line 0, but the number of frames was expected"),
-    "cut inside a joint block": (_edit(F3, J5, None), J5, f"ends after line {J5 - 1}, but joint 5 of 25 of body 2 of 2 "
-                                 "in frame 2 was expected"),
-    "cut before a frame": (_edit(F3, W.line_of(F3, 2, 0) - 1, None), W.line_of(F3, 2, 0) - 1,
-                           "the number of bodies in frame 3 of 3 was expected"),
-    "cut after a joint count": (_edit(F3, W.line_of(F3, 1, 1, joint=0), None), W.line_of(F3, 1, 1, joint=0),
-                                "joint 1 of 25 of body 2 of 2 in frame 2"),
-    "non-numeric joint value": (_edit(F3, J5, "0.1 0.2 abc 1 2 3 4 0 0 0 1 2"), J5,
-                                "expected joint 5 of 25: 12 finite"),
+    "cut inside a joint block": (
+        _edit(F3, J5, None),
+        J5,
+        f"ends after line {J5 - 1}, but joint 5 of 25 of body 2 of 2 in frame 2 was expected",
+    ),
+    "cut before a frame": (
+        _edit(F3, W.line_of(F3, 2, 0) - 1, None),
+        W.line_of(F3, 2, 0) - 1,
+        "the number of bodies in frame 3 of 3 was expected",
+    ),
+    "cut after a joint count": (
+        _edit(F3, W.line_of(F3, 1, 1, joint=0), None),
+        W.line_of(F3, 1, 1, joint=0),
+        "joint 1 of 25 of body 2 of 2 in frame 2",
+    ),
+    "non-numeric joint value": (
+        _edit(F3, J5, "0.1 0.2 abc 1 2 3 4 0 0 0 1 2"),
+        J5,
+        "expected joint 5 of 25: 12 finite",
+    ),
     "11 joint values": (_edit(F3, J5, "0.1 0.2 0.3 1 2 3 4 0 0 0 1"), J5, "got 11 value"),
     "NaN coordinate": (_edit(F3, J5, "nan 0.2 0.3 1 2 3 4 0 0 0 1 2"), J5, "12 finite numbers"),
     "blank joint line": (_edit(F3, J5, ""), J5, "got an empty line"),
-    "24 joints": (_edit(F3, W.line_of(F3, 1, 1) + 1, "24"), W.line_of(F3, 1, 1) + 1,
-                  "has 24 joints; NTU RGB+D bodies have 25"),
-    "9-value info line": (_edit(F3, W.line_of(F3, 1, 1), "2 0 1 1 1 1 0 0.1 -0.2"), W.line_of(F3, 1, 1),
-                          "expected the info line of body 2 of 2 in frame 2: 10 numbers"),
-    "non-integer bodyID": (_edit(F3, W.line_of(F3, 1, 0), "7.5 0 1 1 1 1 0 0.1 -0.2 2"), W.line_of(F3, 1, 0),
-                           "bodyID an unsigned integer"),
-    "word as body count": (_edit(F3, W.line_of(F3, 1, 0) - 1, "two"), W.line_of(F3, 1, 0) - 1,
-                           "the number of bodies in frame 2 of 3 (one non-negative integer), got 1 value(s): 'two'"),
+    "24 joints": (
+        _edit(F3, W.line_of(F3, 1, 1) + 1, "24"),
+        W.line_of(F3, 1, 1) + 1,
+        "has 24 joints; NTU RGB+D bodies have 25",
+    ),
+    "9-value info line": (
+        _edit(F3, W.line_of(F3, 1, 1), "2 0 1 1 1 1 0 0.1 -0.2"),
+        W.line_of(F3, 1, 1),
+        "expected the info line of body 2 of 2 in frame 2: 10 numbers",
+    ),
+    "non-integer bodyID": (
+        _edit(F3, W.line_of(F3, 1, 0), "7.5 0 1 1 1 1 0 0.1 -0.2 2"),
+        W.line_of(F3, 1, 0),
+        "bodyID an unsigned integer",
+    ),
+    "word as body count": (
+        _edit(F3, W.line_of(F3, 1, 0) - 1, "two"),
+        W.line_of(F3, 1, 0) - 1,
+        "the number of bodies in frame 2 of 3 (one non-negative integer), got 1 value(s): 'two'",
+    ),
     "negative frame count": (_edit(F3, 1, "-3"), 1, "the number of frames (one non-negative integer)"),
-    "content after the last frame": (W.skeleton_lines(F3) + ["", "1"], len(W.skeleton_lines(F3)) + 2,
-                                     "unexpected content after the last frame: line 1 announces 3 frames"),
+    "content after the last frame": (
+        W.skeleton_lines(F3) + ["", "1"],
+        len(W.skeleton_lines(F3)) + 2,
+        "unexpected content after the last frame: line 1 announces 3 frames",
+    ),
 }
 
 
@@ -149,7 +201,7 @@ def test_malformed_file_error_names_file_and_line(tmp_path, case):
     msg = str(err.value)
     assert msg.startswith(f"{path}, line {line}: "), msg
     assert fragment in msg, msg
-    assert "re-extract" in msg                                   # says how to fix
+    assert "re-extract" in msg  # says how to fix
 
 
 def test_errors_come_in_file_order(tmp_path):
@@ -171,11 +223,12 @@ def test_non_ascii_and_missing_file(tmp_path):
 
 # ---- body selection -----------------------------------------------------------------------------
 
+
 def test_body_energy_uses_only_tracked_frames():
     x = np.zeros((2, 4, V, 3))
-    x[0, [0, 2], :, 0] = [[1.0], [3.0]]           # tracked in frames 0 and 2 only: x = 1 then 3
+    x[0, [0, 2], :, 0] = [[1.0], [3.0]]  # tracked in frames 0 and 2 only: x = 1 then 3
     x[0, [0, 2], :, 1:] = 5.0
-    x[1, 1] = 2.0                                  # tracked in a single frame
+    x[1, 1] = 2.0  # tracked in a single frame
     # variance of (1, 3) is 1 per joint -> 25; the absent frames must not count as zeros
     np.testing.assert_allclose(body_energy(x), [25.0, 0.0])
 
@@ -183,11 +236,11 @@ def test_body_energy_uses_only_tracked_frames():
 def test_select_keeps_the_two_most_active_bodies_most_active_first():
     rng = np.random.default_rng(5)
     T = 20
-    still = np.broadcast_to(rng.uniform(-3, 3, (1, V, 3)), (T, V, 3)).copy()   # large, motionless
+    still = np.broadcast_to(rng.uniform(-3, 3, (1, V, 3)), (T, V, 3)).copy()  # large, motionless
     mover = W.random_body(rng, T, speed=0.02)
     fast = np.zeros((T, V, 3), np.float32)
-    fast[5:15] = W.random_body(rng, 10, speed=0.2)                              # tracked for half the time
-    tracks = np.stack([still, mover, fast])                                      # (3, T, V, 3)
+    fast[5:15] = W.random_body(rng, 10, speed=0.2)  # tracked for half the time
+    tracks = np.stack([still, mover, fast])  # (3, T, V, 3)
     out = select_bodies(tracks)
     assert out.shape == (2, T, V, 3) and out.dtype == np.float32
     np.testing.assert_array_equal(out[0], fast)
@@ -200,9 +253,9 @@ def test_select_pads_and_breaks_ties_by_tracked_frames_then_order():
     assert one.shape == (2, 5, V, 3) and np.all(one[0] == 1) and not one[1].any()
     assert not select_bodies(np.zeros((0, 5, V, 3))).any()
     x = np.zeros((3, 4, V, 3))
-    x[0, 0] = 1.0                  # energy 0, 1 frame
-    x[1, :3] = 1.0                 # energy 0, 3 frames
-    x[2, 1:4] = 2.0                # energy 0, 3 frames, appears later
+    x[0, 0] = 1.0  # energy 0, 1 frame
+    x[1, :3] = 1.0  # energy 0, 3 frames
+    x[2, 1:4] = 2.0  # energy 0, 3 frames, appears later
     out = select_bodies(x)
     np.testing.assert_array_equal(out[0], x[1])
     np.testing.assert_array_equal(out[1], x[2] + x[0])  # x[0] never overlaps x[2]: a fragment of it
@@ -212,8 +265,8 @@ def test_select_merges_a_body_id_switch_into_one_slot():
     rng = np.random.default_rng(3)
     actor, other = W.random_body(rng, 6, speed=0.1), W.random_body(rng, 6, speed=0.05)
     x = np.zeros((3, 6, V, 3), np.float32)
-    x[0, :3], x[1, 3:] = actor[:3], actor[3:]   # Kinect re-assigned the actor's ID at frame 3
-    x[2] = other                                 # a second person tracked throughout
+    x[0, :3], x[1, 3:] = actor[:3], actor[3:]  # Kinect re-assigned the actor's ID at frame 3
+    x[2] = other  # a second person tracked throughout
     out = select_bodies(x)
     slots = {0: out[0], 1: out[1]}
     assert any(np.array_equal(v, actor) for v in slots.values())
@@ -230,7 +283,7 @@ def test_select_rejects_bad_input():
 def test_read_then_select_on_a_file(tmp_path):
     rng = np.random.default_rng(6)
     noise = np.zeros((8, V, 3), np.float32)
-    noise[4] = W.random_body(rng, 1)[0]                          # one-frame flicker
+    noise[4] = W.random_body(rng, 1)[0]  # one-frame flicker
     A, B = W.random_body(rng, 8, 0.05), W.random_body(rng, 8, 0.01)
     frames = W.tracks_to_frames([(3, noise, [4]), (1, B, range(8)), (2, A, range(8))], 8)
     out = select_bodies(read_skeleton(W.write_skeleton(tmp_path / "s.skeleton", frames)))
@@ -239,6 +292,7 @@ def test_read_then_select_on_a_file(tmp_path):
 
 
 # ---- official missing-skeleton lists ------------------------------------------------------------
+
 
 def test_missing_lists():
     n60, n120 = load_missing_list("ntu60"), load_missing_list("ntu120")
@@ -250,12 +304,16 @@ def test_missing_lists():
 
 
 def test_missing_lists_ship_with_the_package():
-    import tomllib
     from importlib.resources import files
+
+    import tomllib
 
     folder = files("tdsm_edge.skeleton") / "ntu_missing"
     names = {p.name for p in folder.iterdir()}
-    assert {"NTU_RGBD_samples_with_missing_skeletons_ids_only.txt", "README.txt",
-            "NTU_RGBD120_samples_with_missing_skeletons_ids_only.txt"} <= names
+    assert {
+        "NTU_RGBD_samples_with_missing_skeletons_ids_only.txt",
+        "README.txt",
+        "NTU_RGBD120_samples_with_missing_skeletons_ids_only.txt",
+    } <= names
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "**/*.txt" in pyproject["tool"]["setuptools"]["package-data"]["tdsm_edge"]

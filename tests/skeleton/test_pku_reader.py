@@ -1,4 +1,5 @@
 """PKU-MMD reader: files written in the published text format from known arrays, read back value by value."""
+
 from __future__ import annotations
 
 import logging
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 
 from tdsm_edge.errors import DataError
-from tdsm_edge.skeleton.pku_reader import (PkuSegment, list_pku_videos, pku_segments, read_pku_labels,
-                                           read_pku_skeleton)
+from tdsm_edge.skeleton.pku_reader import PkuSegment, list_pku_videos, pku_segments, read_pku_labels, read_pku_skeleton
 from tdsm_edge.skeleton.preprocess import preprocess_batch
 
 F, M, V = 12, 2, 25
@@ -35,7 +35,7 @@ def _write_skeleton(path, x: np.ndarray, sep: str = " ") -> None:
 def test_skeleton_values_match_value_by_value(tmp_path):
     x = _known()
     p = tmp_path / "0002-L.txt"
-    _write_skeleton(p, x, sep="  ")                  # runs of spaces are still one separator
+    _write_skeleton(p, x, sep="  ")  # runs of spaces are still one separator
     got = read_pku_skeleton(p)
     assert got.shape == (F, M, V, 3) and got.dtype == np.float32
     np.testing.assert_array_equal(got, x)
@@ -53,14 +53,17 @@ def test_skeleton_trailing_blank_lines_and_crlf(tmp_path):
     np.testing.assert_array_equal(read_pku_skeleton(p), x)
 
 
-@pytest.mark.parametrize("edit, pattern", [
-    (lambda ls: ls.__setitem__(2, ls[2] + " 0.5"), r"line 3: 151 values"),
-    (lambda ls: ls.__setitem__(4, " ".join(ls[4].split()[:-1])), r"line 5: 149 values"),
-    (lambda ls: ls.__setitem__(3, ls[3].replace(" ", ",")), r"line 4: 1 values.*not commas"),
-    (lambda ls: ls.__setitem__(1, ls[1].replace(ls[1].split()[9], "abc", 1)), r"line 2: value \d+ is 'abc'"),
-    (lambda ls: ls.__setitem__(8, ls[8].replace(ls[8].split()[0], "nan", 1)), r"line 9: NaN"),
-    (lambda ls: ls.insert(6, ""), r"line 7: 0 values.*blank"),
-])
+@pytest.mark.parametrize(
+    "edit, pattern",
+    [
+        (lambda ls: ls.__setitem__(2, ls[2] + " 0.5"), r"line 3: 151 values"),
+        (lambda ls: ls.__setitem__(4, " ".join(ls[4].split()[:-1])), r"line 5: 149 values"),
+        (lambda ls: ls.__setitem__(3, ls[3].replace(" ", ",")), r"line 4: 1 values.*not commas"),
+        (lambda ls: ls.__setitem__(1, ls[1].replace(ls[1].split()[9], "abc", 1)), r"line 2: value \d+ is 'abc'"),
+        (lambda ls: ls.__setitem__(8, ls[8].replace(ls[8].split()[0], "nan", 1)), r"line 9: NaN"),
+        (lambda ls: ls.insert(6, ""), r"line 7: 0 values.*blank"),
+    ],
+)
 def test_skeleton_errors_name_file_and_line(tmp_path, edit, pattern):
     p = tmp_path / "bad.txt"
     _write_skeleton(p, _known())
@@ -83,23 +86,26 @@ def test_skeleton_empty_or_missing(tmp_path):
 
 def test_labels_parse(tmp_path):
     p = tmp_path / "0002-L.txt"
-    p.write_text("1,2,4,1\n51, 5 , 12,2\n\n30,7,7,2\n")    # spaces around fields and a blank line are fine
+    p.write_text("1,2,4,1\n51, 5 , 12,2\n\n30,7,7,2\n")  # spaces around fields and a blank line are fine
     segs = read_pku_labels(p)
     assert segs == [PkuSegment(0, 2, 4, 1), PkuSegment(50, 5, 12, 2), PkuSegment(29, 7, 7, 2)]
     assert [s.line for s in segs] == [1, 2, 4]
     assert [s.num_frames for s in segs] == [3, 8, 1]
 
 
-@pytest.mark.parametrize("content, pattern", [
-    ("1,2,4,1\n3,5,9\n", r"line 2: '3,5,9' has 3 comma-separated fields"),
-    ("1,2,4,1\n1,2,4,1\n3,x,9,1\n", r"line 3: .*non-integer"),
-    ("3,2.5,9,1\n", r"line 1: .*non-integer"),
-    ("0,2,4,1\n", r"line 1: action id 0 is outside 1\.\.51"),
-    ("1,2,4,1\n52,2,4,1\n", r"line 2: action id 52"),
-    ("1,9,4,1\n", r"line 1: end frame 4 is before start frame 9"),
-    ("1,0,4,1\n", r"line 1: start frame 0 < 1"),
-    ("\n\n", r"is empty"),
-])
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        ("1,2,4,1\n3,5,9\n", r"line 2: '3,5,9' has 3 comma-separated fields"),
+        ("1,2,4,1\n1,2,4,1\n3,x,9,1\n", r"line 3: .*non-integer"),
+        ("3,2.5,9,1\n", r"line 1: .*non-integer"),
+        ("0,2,4,1\n", r"line 1: action id 0 is outside 1\.\.51"),
+        ("1,2,4,1\n52,2,4,1\n", r"line 2: action id 52"),
+        ("1,9,4,1\n", r"line 1: end frame 4 is before start frame 9"),
+        ("1,0,4,1\n", r"line 1: start frame 0 < 1"),
+        ("\n\n", r"is empty"),
+    ],
+)
 def test_label_errors_name_file_and_line(tmp_path, content, pattern):
     p = tmp_path / "lab.txt"
     p.write_text(content)
@@ -117,7 +123,7 @@ def test_segments_are_1_based_inclusive_and_preprocessable(tmp_path):
     assert [s.label for s, _ in out] == [2, 11, 6]
     (s0, a0), (_, a1), (_, a2) = out
     assert a0.shape == (M, 3, V, 3) and a0.dtype == np.float32 and a0.flags.c_contiguous
-    for t in range(3):                               # frames 2..4 (1-based) are rows 1..3
+    for t in range(3):  # frames 2..4 (1-based) are rows 1..3
         np.testing.assert_array_equal(a0[:, t], x[1 + t])
     np.testing.assert_array_equal(a1[:, 0], x[0])
     np.testing.assert_array_equal(a2[:, -1], x[F - 1])  # a segment may end on the last frame
@@ -137,7 +143,7 @@ def test_segment_past_the_end(tmp_path, caplog):
     seg, arr = out[1]
     assert seg.end == F and arr.shape[1] == 3 and "clipping" in caplog.text
     np.testing.assert_array_equal(arr[:, 0], x[9])
-    lp.write_text("2,13,14,1\n")                      # starts past the end: an error even when clipping
+    lp.write_text("2,13,14,1\n")  # starts past the end: an error even when clipping
     with pytest.raises(DataError, match="has 12 frames"):
         pku_segments(sp, lp, clip=True)
 

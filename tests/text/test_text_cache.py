@@ -1,4 +1,5 @@
 """Prompt sets, ClassText and the on-disk text cache, with a fast fake encoder (numpy only)."""
+
 from __future__ import annotations
 
 import logging

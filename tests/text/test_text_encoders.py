@@ -1,4 +1,5 @@
 """Real text encoders: MiniLM (bundled weights) and OpenCLIP ViT-B-32 (random weights saved to disk)."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,10 @@ PROMPTS = [
 
 
 def test_import_is_light():
-    code = "import sys, tdsm_edge.text; assert 'torch' not in sys.modules, 'torch imported'; " \
-           "assert 'transformers' not in sys.modules"
+    code = (
+        "import sys, tdsm_edge.text; assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'transformers' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

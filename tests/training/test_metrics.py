@@ -1,4 +1,5 @@
 """Tests for tdsm_edge.training.metrics: ZSL accuracies, confusion, GZSL calibration, mean ± std."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,18 @@ import pytest
 
 from tdsm_edge.errors import InputError
 from tdsm_edge.training.metrics import (
-    choose_gamma, confusion_matrix, format_mean_std, gzsl_accuracies, gzsl_report, mean_class_accuracy,
-    mean_std, per_class_accuracy, topk_accuracy, zsl_report,
+    _gzsl_sweep,  # internal: checked against the reference
+    choose_gamma,
+    confusion_matrix,
+    format_mean_std,
+    gzsl_accuracies,
+    gzsl_report,
+    mean_class_accuracy,
+    mean_std,
+    per_class_accuracy,
+    topk_accuracy,
+    zsl_report,
 )
-from tdsm_edge.training.metrics import _gzsl_sweep  # internal: checked against the reference
 
 
 def test_topk_matches_argmin_and_brute_force():
@@ -72,15 +81,19 @@ def _gzsl_problem(seed: int, n: int = 300, k_all: int = 8, bias: float = 0.5):
     labels = rng.integers(0, k_all, size=n)
     errors = rng.normal(1.0, 0.3, size=(n, k_all))
     errors[np.arange(n), labels] -= 0.8  # the true class is usually best ...
-    errors[:, seen_mask] -= bias        # ... but seen classes are favoured
+    errors[:, seen_mask] -= bias  # ... but seen classes are favoured
     return errors, labels, seen_mask
 
 
 def test_gzsl_accuracies_by_hand():
     seen_mask = np.array([True, True, False])
-    errors = np.array([[0.0, 1.0, 0.5],    # true 0 (seen)
-                       [0.0, 1.0, 0.2],    # true 2 (unseen), seen col 0 wins unless gamma > 0.2
-                       [1.0, 0.0, 0.9]])   # true 1 (seen)
+    errors = np.array(
+        [
+            [0.0, 1.0, 0.5],  # true 0 (seen)
+            [0.0, 1.0, 0.2],  # true 2 (unseen), seen col 0 wins unless gamma > 0.2
+            [1.0, 0.0, 0.9],
+        ]
+    )  # true 1 (seen)
     labels = np.array([0, 2, 1])
     assert gzsl_accuracies(errors, labels, seen_mask, 0.0) == (1.0, 0.0, 0.0)
     s, u, h = gzsl_accuracies(errors, labels, seen_mask, 0.3)

@@ -1,4 +1,5 @@
 """Tests for the evaluation figures (tdsm_edge.training.plots): valid PNGs, edge cases, atomic writes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,12 @@ def test_sweep_png_with_bands_and_chance(tmp_path):
 def test_training_curves_png(tmp_path):
     steps = np.arange(0, 3000, 10)
     loss = np.exp(-steps / 500) * 10 + 0.01 + 0.01 * np.random.default_rng(0).random(steps.size)
-    hist = {"step": steps.tolist(), "loss": loss.tolist(), "diffusion": (loss * 0.5).tolist(),
-            "triplet": (loss * 0.1).tolist()}
+    hist = {
+        "step": steps.tolist(),
+        "loss": loss.tolist(),
+        "diffusion": (loss * 0.5).tolist(),
+        "triplet": (loss * 0.1).tolist(),
+    }
     assert _is_png(plot_training_curves(hist, tmp_path / "curves.png"))
     assert _is_png(plot_training_curves({"loss": [1.0, 0.5]}, tmp_path / "short.png"))
     with pytest.raises(InputError):

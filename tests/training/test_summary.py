@@ -1,5 +1,6 @@
 """The seed summary (tdsm_edge/training/summary.py): means over seeds, Welch's test, twins told apart,
 ablation rows, feature rank; and the metrics it reads (twin pairs, feature rank)."""
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,13 @@ def _metrics(top1_tdsm, top1_base, confusion, ablations=None, rank=60.0):
     def method(top1):
         return {"zsl": {"top1": top1, "top5": 1.0, "confusion": confusion, "class_names": NAMES}}
 
-    m = {"num_unseen": 5, "chance": 0.2, "tdsm": method(top1_tdsm), "baseline": method(top1_base),
-         "test_feature_rank": {"rank": 64, "effective": rank, "dim": 64}}
+    m = {
+        "num_unseen": 5,
+        "chance": 0.2,
+        "tdsm": method(top1_tdsm),
+        "baseline": method(top1_base),
+        "test_feature_rank": {"rank": 64, "effective": rank, "dim": 64},
+    }
     if ablations:
         m["tdsm"]["ablations"] = ablations
     return m
@@ -68,7 +74,7 @@ def test_summary_welch_twins_ablations_and_rank(tmp_path):
     assert row["welch"] == w
     assert w["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
     va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 3  # Welch–Satterthwaite by hand
-    assert w["df"] == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2))
+    assert w["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
     assert w["diff"] == pytest.approx(np.mean(a) - np.mean(b)) and 0 < w["p"] < 0.2
     assert row["tdsm"]["twins_told_apart"]["mean"] == 1.0
     assert row["tdsm"]["ablation_fc_mean"]["mean"] == pytest.approx(0.5)

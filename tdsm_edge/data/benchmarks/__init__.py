@@ -13,12 +13,13 @@ their sources):
     unseen, seen = benchmarks.load_split("ntu60", "ru5")      # [10, 11, 19, 26, 56], 55 others
     benchmarks.SETTINGS["synse_ntu60_55_5"].paper_top1        # 86.49
 """
+
 from __future__ import annotations
 
 import csv
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -37,21 +38,29 @@ _CLASS_FILES: dict[str, str] = {"ntu60": "ntu120.csv", "ntu120": "ntu120.csv", "
 # split name -> (unseen file stem, seen file stem); `load_split` accepts exactly these names
 SPLITS: dict[str, dict[str, tuple[str, str]]] = {
     "ntu60": {
-        "ru5": ("ru5", "rs55"), "ru12": ("ru12", "rs48"),                          # SynSE
-        "ru20": ("ru20", "rs40"), "ru30": ("ru30", "rs30"),                        # PURLS
-        "smie1": ("ru5_smie1", "rs55_smie1"), "smie2": ("ru5_smie2", "rs55_smie2"),
-        "smie3": ("ru5_smie3", "rs55_smie3"),                                      # SMIE random
+        "ru5": ("ru5", "rs55"),
+        "ru12": ("ru12", "rs48"),  # SynSE
+        "ru20": ("ru20", "rs40"),
+        "ru30": ("ru30", "rs30"),  # PURLS
+        "smie1": ("ru5_smie1", "rs55_smie1"),
+        "smie2": ("ru5_smie2", "rs55_smie2"),
+        "smie3": ("ru5_smie3", "rs55_smie3"),  # SMIE random
     },
     "ntu120": {
-        "ru10": ("ru10", "rs110"), "ru24": ("ru24", "rs96"),                       # SynSE
-        "ru40": ("ru40", "rs80"), "ru60": ("ru60", "rs60"),                        # PURLS
-        "smie4": ("ru10_smie4", "rs110_smie4"), "smie5": ("ru10_smie5", "rs110_smie5"),
-        "smie6": ("ru10_smie6", "rs110_smie6"),                                    # SMIE random
+        "ru10": ("ru10", "rs110"),
+        "ru24": ("ru24", "rs96"),  # SynSE
+        "ru40": ("ru40", "rs80"),
+        "ru60": ("ru60", "rs60"),  # PURLS
+        "smie4": ("ru10_smie4", "rs110_smie4"),
+        "smie5": ("ru10_smie5", "rs110_smie5"),
+        "smie6": ("ru10_smie6", "rs110_smie6"),  # SMIE random
     },
     "pku51": {
-        "ru5": ("ru5", "rs46"), "ru12": ("ru12", "rs39"),                          # STAR 46/5, 39/12
-        "smie7": ("ru5_smie7", "rs46_smie7"), "smie8": ("ru5_smie8", "rs46_smie8"),
-        "smie9": ("ru5_smie9", "rs46_smie9"),                                      # SMIE random
+        "ru5": ("ru5", "rs46"),
+        "ru12": ("ru12", "rs39"),  # STAR 46/5, 39/12
+        "smie7": ("ru5_smie7", "rs46_smie7"),
+        "smie8": ("ru5_smie8", "rs46_smie8"),
+        "smie9": ("ru5_smie9", "rs46_smie9"),  # SMIE random
     },
 }
 
@@ -69,12 +78,12 @@ VAL_SPLITS: dict[str, dict[str, tuple[str, str]]] = {
 class BenchmarkSetting:
     """One zero-shot benchmark setting of the paper's tables."""
 
-    name: str                       # e.g. "synse_ntu60_55_5" (protocol, dataset, seen, unseen)
-    dataset: str                    # key of NUM_CLASSES
-    split: str                      # the split the config runs by default
-    splits: tuple[str, ...]         # every split of the setting (the protocol averages over them)
-    paper_top1: float | None        # TDSM top-1 % on the unseen classes; None: not reported in our source
-    config: str                     # file name under the repository's configs/
+    name: str  # e.g. "synse_ntu60_55_5" (protocol, dataset, seen, unseen)
+    dataset: str  # key of NUM_CLASSES
+    split: str  # the split the config runs by default
+    splits: tuple[str, ...]  # every split of the setting (the protocol averages over them)
+    paper_top1: float | None  # TDSM top-1 % on the unseen classes; None: not reported in our source
+    config: str  # file name under the repository's configs/
 
 
 def _setting(name: str, dataset: str, splits: tuple[str, ...], top1: float | None, config: str) -> BenchmarkSetting:
@@ -82,29 +91,34 @@ def _setting(name: str, dataset: str, splits: tuple[str, ...], top1: float | Non
 
 
 # the paper's numbers are those quoted in DESIGN.md ("Paper results")
-SETTINGS: dict[str, BenchmarkSetting] = {s.name: s for s in (
-    _setting("synse_ntu60_55_5", "ntu60", ("ru5",), 86.49, "ntu60_55_5.yaml"),
-    _setting("synse_ntu60_48_12", "ntu60", ("ru12",), 56.03, "ntu60_48_12.yaml"),
-    _setting("synse_ntu120_110_10", "ntu120", ("ru10",), 74.15, "ntu120_110_10.yaml"),
-    _setting("synse_ntu120_96_24", "ntu120", ("ru24",), 65.06, "ntu120_96_24.yaml"),
-    _setting("purls_ntu60_40_20", "ntu60", ("ru20",), 36.09, "ntu60_40_20.yaml"),
-    _setting("purls_ntu60_30_30", "ntu60", ("ru30",), 25.88, "ntu60_30_30.yaml"),
-    _setting("purls_ntu120_80_40", "ntu120", ("ru40",), 36.95, "ntu120_80_40.yaml"),
-    _setting("purls_ntu120_60_60", "ntu120", ("ru60",), 27.21, "ntu120_60_60.yaml"),
-    _setting("smie_ntu60_55_5", "ntu60", ("smie1", "smie2", "smie3"), None, "ntu60_smie.yaml"),
-    _setting("smie_ntu120_110_10", "ntu120", ("smie4", "smie5", "smie6"), None, "ntu120_smie.yaml"),
-    _setting("smie_pku51_46_5", "pku51", ("smie7", "smie8", "smie9"), 70.76, "pku51_46_5.yaml"),
-    _setting("star_pku51_39_12", "pku51", ("ru12",), None, "pku51_39_12.yaml"),
-)}
+SETTINGS: dict[str, BenchmarkSetting] = {
+    s.name: s
+    for s in (
+        _setting("synse_ntu60_55_5", "ntu60", ("ru5",), 86.49, "ntu60_55_5.yaml"),
+        _setting("synse_ntu60_48_12", "ntu60", ("ru12",), 56.03, "ntu60_48_12.yaml"),
+        _setting("synse_ntu120_110_10", "ntu120", ("ru10",), 74.15, "ntu120_110_10.yaml"),
+        _setting("synse_ntu120_96_24", "ntu120", ("ru24",), 65.06, "ntu120_96_24.yaml"),
+        _setting("purls_ntu60_40_20", "ntu60", ("ru20",), 36.09, "ntu60_40_20.yaml"),
+        _setting("purls_ntu60_30_30", "ntu60", ("ru30",), 25.88, "ntu60_30_30.yaml"),
+        _setting("purls_ntu120_80_40", "ntu120", ("ru40",), 36.95, "ntu120_80_40.yaml"),
+        _setting("purls_ntu120_60_60", "ntu120", ("ru60",), 27.21, "ntu120_60_60.yaml"),
+        _setting("smie_ntu60_55_5", "ntu60", ("smie1", "smie2", "smie3"), None, "ntu60_smie.yaml"),
+        _setting("smie_ntu120_110_10", "ntu120", ("smie4", "smie5", "smie6"), None, "ntu120_smie.yaml"),
+        _setting("smie_pku51_46_5", "pku51", ("smie7", "smie8", "smie9"), 70.76, "pku51_46_5.yaml"),
+        _setting("star_pku51_39_12", "pku51", ("ru12",), None, "pku51_39_12.yaml"),
+    )
+}
 
 
 def _check_dataset(dataset: str) -> None:
     if dataset not in NUM_CLASSES:
-        raise DataError(f"unknown benchmark dataset {dataset!r}; choose one of {', '.join(NUM_CLASSES)} "
-                        "(synthact has its own module, tdsm_edge.data.synthact).")
+        raise DataError(
+            f"unknown benchmark dataset {dataset!r}; choose one of {', '.join(NUM_CLASSES)} "
+            "(synthact has its own module, tdsm_edge.data.synthact)."
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _class_rows(dataset: str) -> tuple[tuple[str, str], ...]:
     """(name, description) per class, in index order, validated against NUM_CLASSES."""
     _check_dataset(dataset)
@@ -179,16 +193,20 @@ def load_split(dataset: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     _check_dataset(dataset)
     if name not in SPLITS[dataset]:
-        raise DataError(f"unknown {dataset} split {name!r}; available splits: {', '.join(SPLITS[dataset])} "
-                        "(see tdsm_edge/data/benchmarks/README.md).")
+        raise DataError(
+            f"unknown {dataset} split {name!r}; available splits: {', '.join(SPLITS[dataset])} "
+            "(see tdsm_edge/data/benchmarks/README.md)."
+        )
     n = NUM_CLASSES[dataset]
     u_stem, s_stem = SPLITS[dataset][name]
     unseen = _check_indices(_read_indices(dataset, u_stem), n, f"{dataset}/{u_stem}")
     if (SPLIT_DIR / dataset / f"{s_stem}.npy").is_file():
         seen = _check_indices(_read_indices(dataset, s_stem), n, f"{dataset}/{s_stem}")
         if np.intersect1d(unseen, seen).size or unseen.size + seen.size != n:
-            raise DataError(f"{dataset} split {name!r}: {u_stem} and {s_stem} must be disjoint and cover "
-                            f"0..{n - 1}; the files are damaged, reinstall tdsm-edge.")
+            raise DataError(
+                f"{dataset} split {name!r}: {u_stem} and {s_stem} must be disjoint and cover "
+                f"0..{n - 1}; the files are damaged, reinstall tdsm-edge."
+            )
     else:
         seen = np.setdiff1d(np.arange(n, dtype=np.int64), unseen)
     return unseen, seen
@@ -205,13 +223,17 @@ def load_val_split(dataset: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     seen = load_split(dataset, name)[1]
     if name not in VAL_SPLITS[dataset]:
-        raise DataError(f"{dataset} split {name!r} has no GZSL-gate validation files; splits that have one: "
-                        f"{', '.join(VAL_SPLITS[dataset]) or 'none'}.")
+        raise DataError(
+            f"{dataset} split {name!r} has no GZSL-gate validation files; splits that have one: "
+            f"{', '.join(VAL_SPLITS[dataset]) or 'none'}."
+        )
     n = NUM_CLASSES[dataset]
     v_stem, s_stem = VAL_SPLITS[dataset][name]
     v = _check_indices(_read_indices(dataset, v_stem), n, f"{dataset}/{v_stem}")
     s = _check_indices(_read_indices(dataset, s_stem), n, f"{dataset}/{s_stem}")
     if np.intersect1d(v, s).size or not np.array_equal(np.union1d(v, s), seen):
-        raise DataError(f"{dataset}: {v_stem} and {s_stem} must partition the seen classes of split {name!r}; "
-                        "the files are damaged, reinstall tdsm-edge.")
+        raise DataError(
+            f"{dataset}: {v_stem} and {s_stem} must partition the seen classes of split {name!r}; "
+            "the files are damaged, reinstall tdsm-edge."
+        )
     return v, s

@@ -19,11 +19,21 @@ The output folder holds
 Modules: `sources` (the plug-in interface of a recording source and its registry), `engine` (the
 resumable, parallel build), `folder` (reading and validating a finished build), `__main__` (the CLI).
 """
+
 from __future__ import annotations
 
 from .engine import build_dataset
 from .folder import COMPLETE, BuiltDataset, load_built, split_by_protocol
 from .sources import SOURCES, BuildItem, Listing, source_module
 
-__all__ = ["COMPLETE", "SOURCES", "BuildItem", "BuiltDataset", "Listing", "build_dataset", "load_built",
-           "source_module", "split_by_protocol"]
+__all__ = [
+    "COMPLETE",
+    "SOURCES",
+    "BuildItem",
+    "BuiltDataset",
+    "Listing",
+    "build_dataset",
+    "load_built",
+    "source_module",
+    "split_by_protocol",
+]

@@ -9,6 +9,7 @@ Deterministic by seed, generated on the fly with numpy (no downloads):
 See `classes.py` for the catalogue, `nuisance.py` for the difficulty knobs and `splits.py` for the
 zero-shot splits. CLI: python -m tdsm_edge.data.synthact --help
 """
+
 from __future__ import annotations
 
 from .classes import CLASSES, NUM_CLASSES, ActionClass, class_descriptions, class_names, find_class
@@ -16,5 +17,17 @@ from .generator import benchmark, generate
 from .nuisance import Nuisance
 from .splits import UNSEEN, load_split, make_splits
 
-__all__ = ["CLASSES", "NUM_CLASSES", "UNSEEN", "ActionClass", "Nuisance", "benchmark", "class_descriptions",
-           "class_names", "find_class", "generate", "load_split", "make_splits"]
+__all__ = [
+    "CLASSES",
+    "NUM_CLASSES",
+    "UNSEEN",
+    "ActionClass",
+    "Nuisance",
+    "benchmark",
+    "class_descriptions",
+    "class_names",
+    "find_class",
+    "generate",
+    "load_split",
+    "make_splits",
+]

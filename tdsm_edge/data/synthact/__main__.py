@@ -1,9 +1,10 @@
 """Command line for the synthact dataset: list classes, render samples, measure generation speed.
 
-    python -m tdsm_edge.data.synthact --list
-    python -m tdsm_edge.data.synthact --render "kick with left leg" --out kick.png
-    python -m tdsm_edge.data.synthact --bench
+python -m tdsm_edge.data.synthact --list
+python -m tdsm_edge.data.synthact --render "kick with left leg" --out kick.png
+python -m tdsm_edge.data.synthact --bench
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,9 @@ log = logging.getLogger("tdsm_edge.synthact")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tdsm_edge.data.synthact", description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tdsm_edge.data.synthact", description=__doc__.splitlines()[0], formatter_class=HelpFormatter
+    )
     p.add_argument("--list", action="store_true", help="print the classes and the splits they are unseen in")
     p.add_argument("--render", metavar="NAME_OR_INDEX", help="render one sample of this class")
     p.add_argument("--out", default="synthact_sample.png", help="output of --render: .png strip or .gif")
@@ -30,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=64, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="dataset seed")
     p.add_argument("--clean", action="store_true", help="render without nuisance (nominal subject, no noise)")
-    p.add_argument("--view", choices=("front", "side"), default="front",
-                   help="front: the camera view (subject's left on the image right); side: seen from the side")
+    p.add_argument(
+        "--view",
+        choices=("front", "side"),
+        default="front",
+        help="front: the camera view (subject's left on the image right); side: seen from the side",
+    )
     p.add_argument("--bench", action="store_true", help="measure generation speed (sequences per second)")
     p.add_argument("--bench-per-class", type=int, default=40, help="sequences per class in --bench")
     p.add_argument("--write-splits", action="store_true", help="regenerate the split files from splits.py")
@@ -52,7 +58,7 @@ def _render(key: str, out: str, sample: int, frames: int, seed: int, clean: bool
 
     c = find_class(key)
     X, _ = generate([c.index], sample + 1, seed, frames, Nuisance.clean() if clean else None)
-    seq = X[sample]                                    # (2, T, 25, 3)
+    seq = X[sample]  # (2, T, 25, 3)
     if out.lower().endswith(".gif"):
         path = render_gif(seq, out, title=c.name, view=view)
     else:
@@ -62,8 +68,10 @@ def _render(key: str, out: str, sample: int, frames: int, seed: int, clean: bool
 
 def _bench(per_class: int, frames: int) -> None:
     wall, cpu = benchmark(per_class, frames)
-    print(f"synthact: {wall:,.0f} sequences/s wall, {cpu:,.0f} sequences/s per CPU second "
-          f"({NUM_CLASSES * per_class} sequences of {frames} frames, best of 3, one thread)")
+    print(
+        f"synthact: {wall:,.0f} sequences/s wall, {cpu:,.0f} sequences/s per CPU second "
+        f"({NUM_CLASSES * per_class} sequences of {frames} frames, best of 3, one thread)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def body() -> None:
-        for flag, value, lo, hi in (("--frames", args.frames, 1, 10_000), ("--sample", args.sample, 0, 100_000),
-                                    ("--bench-per-class", args.bench_per_class, 1, 10_000)):
+        for flag, value, lo, hi in (
+            ("--frames", args.frames, 1, 10_000),
+            ("--sample", args.sample, 0, 100_000),
+            ("--bench-per-class", args.bench_per_class, 1, 10_000),
+        ):
             if not lo <= value <= hi:
                 raise ConfigError(f"{flag} must lie in [{lo}, {hi}], got {value}")
         if args.write_splits:

@@ -7,6 +7,7 @@ rotation is in a coordinate plane and is applied to the bone vectors directly (t
 change), which is much faster than multiplying 3x3 matrices per frame. Left limbs are computed as
 mirrored right limbs (lateral axis negated).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +20,25 @@ REFERENCE_HEIGHT = 1.75  # metres; the bone lengths below are for a subject of t
 
 # Bone lengths / offsets (metres) of the reference subject, Kinect-v2-like proportions.
 _BASE = {
-    "hip_w": 0.08, "hip_drop": 0.06, "spine_low": 0.28, "spine_up": 0.22, "neck": 0.07,
-    "head": 0.13, "head_fwd": 0.05, "shoulder_w": 0.17, "shoulder_drop": 0.03,
-    "upper_arm": 0.28, "forearm": 0.25, "hand": 0.07, "hand_tip": 0.06, "thumb": 0.05,
-    "thigh": 0.42, "shank": 0.40, "foot": 0.13, "foot_drop": 0.04, "ankle_h": 0.08,
+    "hip_w": 0.08,
+    "hip_drop": 0.06,
+    "spine_low": 0.28,
+    "spine_up": 0.22,
+    "neck": 0.07,
+    "head": 0.13,
+    "head_fwd": 0.05,
+    "shoulder_w": 0.17,
+    "shoulder_drop": 0.03,
+    "upper_arm": 0.28,
+    "forearm": 0.25,
+    "hand": 0.07,
+    "hand_tip": 0.06,
+    "thumb": 0.05,
+    "thigh": 0.42,
+    "shank": 0.40,
+    "foot": 0.13,
+    "foot_drop": 0.04,
+    "ankle_h": 0.08,
 }
 _GROUPS = {  # which proportion factor scales which lengths
     "arm": ("upper_arm", "forearm", "hand", "hand_tip", "thumb"),
@@ -32,7 +48,7 @@ _GROUPS = {  # which proportion factor scales which lengths
 }
 # NTU joint indices written by each chain
 ARM_JOINTS = ((4, 5, 6, 7, 21, 22), (8, 9, 10, 11, 23, 24))  # left, right: shoulder elbow wrist hand tip thumb
-LEG_JOINTS = ((12, 13, 14, 15), (16, 17, 18, 19))          # left, right: hip knee ankle foot
+LEG_JOINTS = ((12, 13, 14, 15), (16, 17, 18, 19))  # left, right: hip knee ankle foot
 _THUMB_DIR = np.array([0.0, -0.35, 0.94]) / np.linalg.norm([0.0, -0.35, 0.94])
 
 
@@ -46,7 +62,7 @@ def draw_subjects(d: Draws, height_range: tuple[float, float], proportion: float
     dims = {}
     for g, names in _GROUPS.items():
         for k in names:
-            dims[k] = _BASE[k] * factors[g]           # (n, 1)
+            dims[k] = _BASE[k] * factors[g]  # (n, 1)
     return dims
 
 
@@ -57,13 +73,13 @@ def _plane(a: np.ndarray, b: np.ndarray) -> tuple[int, int, float]:
 
 
 # The elementary rotations (see motion.py for the angle conventions).
-_FLEX = _plane(DOWN, FWD)       # limb forward (elbow: forearm forward; knee with a negative angle)
-_ABD = _plane(DOWN, RIGHT)      # limb sideways, away from the body (right side; left is mirrored)
-_HOR = _plane(FWD, -RIGHT)      # arm swung horizontally toward the midline
-_TWIST = _plane(FWD, RIGHT)     # upper arm about its long axis
-_PITCH = _plane(UP, FWD)        # spine / neck bent forward
-_ROLL = _plane(UP, RIGHT)       # spine / neck leaning to the right
-_YAW = _plane(FWD, RIGHT)       # turning to face the right
+_FLEX = _plane(DOWN, FWD)  # limb forward (elbow: forearm forward; knee with a negative angle)
+_ABD = _plane(DOWN, RIGHT)  # limb sideways, away from the body (right side; left is mirrored)
+_HOR = _plane(FWD, -RIGHT)  # arm swung horizontally toward the midline
+_TWIST = _plane(FWD, RIGHT)  # upper arm about its long axis
+_PITCH = _plane(UP, FWD)  # spine / neck bent forward
+_ROLL = _plane(UP, RIGHT)  # spine / neck leaning to the right
+_YAW = _plane(FWD, RIGHT)  # turning to face the right
 
 
 Vec = list  # [x, y, z]: three broadcast-compatible float64 arrays `(..., K)` (K vectors)
@@ -113,21 +129,26 @@ def _arms(pose: Pose, dims: dict) -> Vec:
     Joint order: shoulder, elbow, wrist, hand, tip, thumb. The upper-arm rotation is
     hor @ abd @ flex @ twist; the forearm adds the elbow flexion.
     """
-    fore = _vecs([(dims["forearm"], DOWN), (dims["hand"], DOWN), (dims["hand_tip"], DOWN),
-                  (dims["thumb"], _THUMB_DIR)])       # forearm frame, (n, 1, 4)
-    v = rotate(fore, trig(pose["elbow"]), _FLEX)      # (2, n, T, 4) in the upper-arm frame
-    v = _cat(_vecs([(dims["upper_arm"], DOWN)]), v)   # (2, n, T, 5): upper arm first
+    fore = _vecs(
+        [(dims["forearm"], DOWN), (dims["hand"], DOWN), (dims["hand_tip"], DOWN), (dims["thumb"], _THUMB_DIR)]
+    )  # forearm frame, (n, 1, 4)
+    v = rotate(fore, trig(pose["elbow"]), _FLEX)  # (2, n, T, 4) in the upper-arm frame
+    v = _cat(_vecs([(dims["upper_arm"], DOWN)]), v)  # (2, n, T, 5): upper arm first
     for key, plane in (("arm_twist", _TWIST), ("arm_flex", _FLEX), ("arm_abd", _ABD), ("arm_hor", _HOR)):
         v = rotate(v, trig(pose[key]), plane)
     sh = [dims["shoulder_w"] * RIGHT[a] + dims["shoulder_drop"] * DOWN[a] for a in range(3)]  # (n, 1)
     out = []
     for a in range(3):
-        seg = v[a]                                    # (2, n, T, 5)
+        seg = v[a]  # (2, n, T, 5)
         elbow = sh[a] + seg[..., 0]
         wrist = elbow + seg[..., 1]
         hand = wrist + seg[..., 2]
-        out.append(np.stack([np.broadcast_to(sh[a], elbow.shape), elbow, wrist, hand,
-                             hand + seg[..., 3], hand + seg[..., 4]], axis=-1))  # (2, n, T, 6)
+        out.append(
+            np.stack(
+                [np.broadcast_to(sh[a], elbow.shape), elbow, wrist, hand, hand + seg[..., 3], hand + seg[..., 4]],
+                axis=-1,
+            )
+        )  # (2, n, T, 6)
     out[0] = out[0] * np.array([-1.0, 1.0])[:, None, None, None]  # the left arm is the mirrored right arm
     return out
 
@@ -139,8 +160,8 @@ def _legs(pose: Pose, dims: dict) -> Vec:
     knee flexion (bending backward).
     """
     shank = _vecs([(dims["shank"], DOWN), [(dims["foot"], FWD), (dims["foot_drop"], DOWN)]])  # (n, 1, 2)
-    v = rotate(shank, trig(-pose["knee"]), _FLEX)     # (2, n, T, 2) in the thigh frame
-    v = _cat(_vecs([(dims["thigh"], DOWN)]), v)       # (2, n, T, 3): thigh first
+    v = rotate(shank, trig(-pose["knee"]), _FLEX)  # (2, n, T, 2) in the thigh frame
+    v = _cat(_vecs([(dims["thigh"], DOWN)]), v)  # (2, n, T, 3): thigh first
     v = rotate(rotate(v, trig(pose["hip_flex"]), _FLEX), trig(pose["hip_abd"]), _ABD)
     hip = [dims["hip_w"] * RIGHT[a] + dims["hip_drop"] * DOWN[a] for a in range(3)]  # (n, 1)
     out = []
@@ -149,7 +170,7 @@ def _legs(pose: Pose, dims: dict) -> Vec:
         ankle = knee + v[a][..., 1]
         out.append(np.stack([np.broadcast_to(hip[a], knee.shape), knee, ankle, ankle + v[a][..., 2]], axis=-1))
     out[0] = out[0] * np.array([-1.0, 1.0])[:, None, None, None]
-    return out                                        # (2, n, T, 4)
+    return out  # (2, n, T, 4)
 
 
 def _segment(v: Vec, pitch: tuple, roll: tuple, yaw: tuple) -> Vec:
@@ -167,21 +188,26 @@ def forward_kinematics(pose: Pose, dims: dict) -> np.ndarray:
     """
     n, T = pose["spine_pitch"].shape
     half = [trig(0.5 * pose[k]) for k in ("spine_pitch", "spine_roll", "spine_yaw")]
-    head = _segment(_vecs([[(dims["head"], UP), (dims["head_fwd"], FWD)]]), trig(pose["neck_pitch"]),
-                    trig(pose["neck_roll"]), trig(pose["neck_yaw"]))  # Neck->Head, (n, T, 1)
-    arms = _arms(pose, dims)                          # (2, n, T, 6)
-    upper = _cat(_vecs([(dims["spine_up"], UP), (dims["neck"], UP)]), head,
-                 [a[0] for a in arms], [a[1] for a in arms])  # (n, T, 15): from SpineShoulder's frame
-    upper = _segment(upper, *half)                    # now in the lower-spine frame
+    head = _segment(
+        _vecs([[(dims["head"], UP), (dims["head_fwd"], FWD)]]),
+        trig(pose["neck_pitch"]),
+        trig(pose["neck_roll"]),
+        trig(pose["neck_yaw"]),
+    )  # Neck->Head, (n, T, 1)
+    arms = _arms(pose, dims)  # (2, n, T, 6)
+    upper = _cat(
+        _vecs([(dims["spine_up"], UP), (dims["neck"], UP)]), head, [a[0] for a in arms], [a[1] for a in arms]
+    )  # (n, T, 15): from SpineShoulder's frame
+    upper = _segment(upper, *half)  # now in the lower-spine frame
     W = _segment(_cat(_vecs([(dims["spine_low"], UP)]), upper), *half)  # (n, T, 16) in the body frame
-    legs = _legs(pose, dims)                          # (2, n, T, 4), the pelvis frame is the body frame
+    legs = _legs(pose, dims)  # (2, n, T, 4), the pelvis frame is the body frame
     X = np.zeros((3, n, T, 25))
     for a in range(3):
         w, x = W[a], X[a]
-        x[..., 1] = w[..., 0]                         # SpineMid
-        x[..., 20] = x[..., 1] + w[..., 1]            # SpineShoulder
-        x[..., 2] = x[..., 20] + w[..., 2]            # Neck
-        x[..., 3] = x[..., 2] + w[..., 3]             # Head
+        x[..., 1] = w[..., 0]  # SpineMid
+        x[..., 20] = x[..., 1] + w[..., 1]  # SpineShoulder
+        x[..., 2] = x[..., 20] + w[..., 2]  # Neck
+        x[..., 3] = x[..., 2] + w[..., 3]  # Head
         x[..., list(ARM_JOINTS[0] + ARM_JOINTS[1])] = x[..., 20, None] + w[..., 4:]
         x[..., list(LEG_JOINTS[0])] = legs[a][0]
         x[..., list(LEG_JOINTS[1])] = legs[a][1]

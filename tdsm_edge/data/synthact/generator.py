@@ -6,10 +6,11 @@ stream is consumed by one call whose rows are the samples, so sample i of class 
 sequences. Computation is in float64; coordinates are rounded to 0.1 mm before the float32 cast,
 which absorbs last-ulp differences between CPUs' maths libraries.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,9 +38,9 @@ def _actor(cls: int, n: int, u: np.ndarray, nu: Nuisance, d: Draws, da: Draws) -
     """Body-frame joints `(n, T, 25, 3)` of the actor performing class `cls`."""
     T = u.shape[0]
     dims = draw_subjects(d, nu.height_range, nu.proportion)
-    dur = d.u(*nu.duration_range)                                   # (n, 1)
+    dur = d.u(*nu.duration_range)  # (n, 1)
     u0 = (1.0 - dur) * (nu.start_jitter * d.u() + 0.5 * (1.0 - nu.start_jitter))
-    p = phase(u, u0, dur)                                           # (n, T)
+    p = phase(u, u0, dur)  # (n, T)
     ctx = ActionContext(p=p, e=envelope(p, d.u(0.15, 0.3)), amp=d.u(*nu.amplitude_range), d=da)
     pose = new_pose(n, T)
     add_style(pose, d, u, nu)
@@ -67,7 +68,7 @@ def _quantize(X: np.ndarray) -> np.ndarray:
 def _class_block(cls: int, seed: int, nu: Nuisance, out: np.ndarray) -> None:
     """Write the camera-frame sequences of one class into `out (n, 2, frames, 25, 3)` float32 (zeros)."""
     n, frames = out.shape[0], out.shape[2]
-    u = np.linspace(0.0, 1.0, frames)                               # normalised clip time
+    u = np.linspace(0.0, 1.0, frames)  # normalised clip time
     d = Draws(_stream(seed, cls, _S_ACTOR), n, 320)
     da = Draws(_stream(seed, cls, _S_ACTION), n, 32)
     d2 = Draws(_stream(seed, cls, _S_SECOND), n, 256)
@@ -76,7 +77,7 @@ def _class_block(cls: int, seed: int, nu: Nuisance, out: np.ndarray) -> None:
     yaw = d.u(-1.0, 1.0) * nu.yaw_deg * DEG
     x0, depth, floor = d.u(-nu.lateral_m, nu.lateral_m), d.u(*nu.depth_range), d.u(*nu.floor_range)
     actor = add_jitter(place(_actor(cls, n, u, nu, d, da), yaw, x0, depth, floor), noise, nu.jitter_m)
-    actor[sensor_faults(d, n, frames, nu)] = 0.0                    # (n, T, V, 3)
+    actor[sensor_faults(d, n, frames, nu)] = 0.0  # (n, T, V, 3)
     out[:, 0] = _quantize(actor)
 
     # an idle second person beside the actor; its parameters are drawn for every row (so each
@@ -85,15 +86,22 @@ def _class_block(cls: int, seed: int, nu: Nuisance, out: np.ndarray) -> None:
     x2 = x0 + d2.sign() * d2.u(0.8, 1.3)
     depth2, yaw2 = depth + d2.u(-0.3, 0.6), d2.u(-40, 40) * DEG
     if present.size:
-        other = place(_bystander(present.size, u, nu, d2.take(present)), yaw2[present], x2[present],
-                      depth2[present], floor[present])              # (P, T, V, 3)
-        noise2 = np.stack([_stream(seed, cls, _S_NOISE2 + i).standard_normal(other.shape[1:], dtype=np.float32)
-                           for i in present])                        # per row: only present rows pay
+        other = place(
+            _bystander(present.size, u, nu, d2.take(present)),
+            yaw2[present],
+            x2[present],
+            depth2[present],
+            floor[present],
+        )  # (P, T, V, 3)
+        noise2 = np.stack(
+            [_stream(seed, cls, _S_NOISE2 + i).standard_normal(other.shape[1:], dtype=np.float32) for i in present]
+        )  # per row: only present rows pay
         out[present, 1] = _quantize(add_jitter(other, noise2, nu.jitter_m))
 
 
-def generate(class_ids: Sequence[int], per_class: int, seed: int, frames: int = 64,
-             nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    class_ids: Sequence[int], per_class: int, seed: int, frames: int = 64, nuisance: Nuisance | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Generate `per_class` sequences of each class, class-major.
 
     Args:
@@ -117,15 +125,17 @@ def generate(class_ids: Sequence[int], per_class: int, seed: int, frames: int = 
     ids = [int(c) for c in np.asarray(class_ids, dtype=np.int64).reshape(-1)]
     bad = [c for c in ids if not 0 <= c < NUM_CLASSES]
     if bad:
-        raise DataError(f"class indices {bad[:10]} are out of range: synthact has {NUM_CLASSES} classes "
-                        f"(0..{NUM_CLASSES - 1}); list them with python -m tdsm_edge.data.synthact --list.")
+        raise DataError(
+            f"class indices {bad[:10]} are out of range: synthact has {NUM_CLASSES} classes "
+            f"(0..{NUM_CLASSES - 1}); list them with python -m tdsm_edge.data.synthact --list."
+        )
     if int(per_class) < 1 or int(frames) < 2:
         raise DataError(f"per_class must be >= 1 and frames >= 2, got per_class={per_class}, frames={frames}.")
     nu = nuisance if nuisance is not None else Nuisance()
     n = int(per_class)
     X = np.zeros((len(ids) * n, NUM_BODIES, int(frames), NUM_JOINTS, 3), dtype=np.float32)
     for k, c in enumerate(ids):
-        _class_block(c, int(seed), nu, X[k * n:(k + 1) * n])
+        _class_block(c, int(seed), nu, X[k * n : (k + 1) * n])
     y = np.repeat(np.asarray(ids, dtype=np.int64), n)
     return X, y
 
@@ -136,7 +146,7 @@ def benchmark(per_class: int = 40, frames: int = 64, repeats: int = 3) -> tuple[
     Returns:
         (sequences per wall-clock second, sequences per CPU second of this process).
     """
-    generate(range(NUM_CLASSES), 2, 0, frames)        # warm-up (caches, lazy imports)
+    generate(range(NUM_CLASSES), 2, 0, frames)  # warm-up (caches, lazy imports)
     wall, cpu = float("inf"), float("inf")
     for rep in range(repeats):
         w, c = time.perf_counter(), time.process_time()

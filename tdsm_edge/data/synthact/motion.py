@@ -17,6 +17,7 @@ limb DOFs are `(2, n, T)` arrays, index 0 = the subject's LEFT limb, 1 = RIGHT; 
   spine_yaw / neck_yaw / root_yaw: turning to face the subject's right
 - root_x: shift toward the subject's right, root_z: forward, lift: extra height (jumps), metres.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -25,8 +26,18 @@ import numpy as np
 
 DEG = np.pi / 180.0
 LIMB_DOFS = ("arm_flex", "arm_abd", "arm_hor", "arm_twist", "elbow", "hip_flex", "hip_abd", "knee")
-BODY_DOFS = ("spine_pitch", "spine_roll", "spine_yaw", "neck_pitch", "neck_roll", "neck_yaw",
-             "root_yaw", "root_x", "root_z", "lift")
+BODY_DOFS = (
+    "spine_pitch",
+    "spine_roll",
+    "spine_yaw",
+    "neck_pitch",
+    "neck_roll",
+    "neck_yaw",
+    "root_yaw",
+    "root_x",
+    "root_z",
+    "lift",
+)
 Pose = dict  # name -> float64 array, (2, n, T) for LIMB_DOFS, (n, T) for BODY_DOFS
 
 
@@ -38,7 +49,7 @@ class Draws:
     """
 
     def __init__(self, rng: np.random.Generator, n: int, width: int) -> None:
-        self._table = rng.random((n, width))          # (n, width) float64 in [0, 1)
+        self._table = rng.random((n, width))  # (n, width) float64 in [0, 1)
         self._col = 0
 
     def u(self, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
@@ -46,16 +57,16 @@ class Draws:
         assert self._col < self._table.shape[1], "Draws table exhausted; increase its width"
         col = self._table[:, self._col]
         self._col += 1
-        return (lo + (hi - lo) * col)[:, None]        # (n, 1)
+        return (lo + (hi - lo) * col)[:, None]  # (n, 1)
 
     def block(self, k: int, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
         """Next k columns scaled to [lo, hi): `(n, k)` float64."""
         assert self._col + k <= self._table.shape[1], "Draws table exhausted; increase its width"
-        cols = self._table[:, self._col:self._col + k]
+        cols = self._table[:, self._col : self._col + k]
         self._col += k
-        return lo + (hi - lo) * cols                  # (n, k)
+        return lo + (hi - lo) * cols  # (n, k)
 
-    def take(self, rows: np.ndarray) -> "Draws":
+    def take(self, rows: np.ndarray) -> Draws:
         """The same table restricted to some rows (samples), continuing at the current column."""
         sub = Draws.__new__(Draws)
         sub._table, sub._col = self._table[rows], self._col
@@ -123,11 +134,10 @@ def bump(p: np.ndarray, a: float, b: float) -> np.ndarray:
 def _spline_basis(T: int, knots: int) -> np.ndarray:
     """Cubic B-spline basis `(knots, T)` on uniform knots spanning the clip, unit power at every t."""
     u = np.linspace(0.0, 1.0, T)
-    x = u * (knots - 3) + 1.5                         # knot coordinates; basis k is centred at k
+    x = u * (knots - 3) + 1.5  # knot coordinates; basis k is centred at k
     dist = np.abs(x[None, :] - np.arange(knots)[:, None])  # (knots, T)
-    B = np.where(dist < 1, 2 / 3 - dist ** 2 + dist ** 3 / 2,
-                 np.where(dist < 2, (2 - dist) ** 3 / 6, 0.0))
-    return B / np.sqrt((B ** 2).sum(axis=0, keepdims=True))
+    B = np.where(dist < 1, 2 / 3 - dist**2 + dist**3 / 2, np.where(dist < 2, (2 - dist) ** 3 / 6, 0.0))
+    return B / np.sqrt((B**2).sum(axis=0, keepdims=True))
 
 
 def smooth_noise(d: Draws, u: np.ndarray, channels: int = 1, knots: int = 5) -> np.ndarray:
@@ -136,10 +146,10 @@ def smooth_noise(d: Draws, u: np.ndarray, channels: int = 1, knots: int = 5) -> 
     A cubic B-spline through `knots` random control values (uniform, unit variance) spread over the
     clip; more knots = faster wiggles (about (knots - 3) / 2 cycles per clip at most).
     """
-    coef = d.block(channels * knots, -np.sqrt(3.0), np.sqrt(3.0))    # (n, channels * knots)
+    coef = d.block(channels * knots, -np.sqrt(3.0), np.sqrt(3.0))  # (n, channels * knots)
     n = coef.shape[0]
     out = coef.reshape(n * channels, knots) @ _spline_basis(u.shape[0], knots)  # (n * channels, T)
-    return out.reshape(n, channels, -1).transpose(1, 0, 2)          # (channels, n, T)
+    return out.reshape(n, channels, -1).transpose(1, 0, 2)  # (channels, n, T)
 
 
 def side_index(side: str) -> list[int]:

@@ -4,10 +4,11 @@ Each function receives the pose (see `motion.py` for the DOF conventions), an `A
 (phase, envelope, amplitude and its own random table) and the side/direction of the class, and
 adds its trajectory in place. Angles are written in degrees through `DEG`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -38,6 +39,7 @@ def _limb(pose: Pose, key: str, sides: list[int], value: np.ndarray) -> None:
 
 # ---- arms and hands -------------------------------------------------------------------------
 
+
 def raise_arm(pose: Pose, c: ActionContext, side: str) -> None:
     """Arm(s) lifted forward and up toward overhead, held, lowered."""
     s = side_index(side)
@@ -50,7 +52,7 @@ def wave(pose: Pose, c: ActionContext, side: str) -> None:
     s = side_index(side)
     _limb(pose, "arm_abd", s, c.d.u(70, 100) * DEG * c.e)
     _limb(pose, "arm_flex", s, c.d.u(0, 30) * DEG * c.e)
-    _limb(pose, "arm_twist", s, 90 * DEG * c.e)       # turns the elbow plane so the forearm points up
+    _limb(pose, "arm_twist", s, 90 * DEG * c.e)  # turns the elbow plane so the forearm points up
     swing = c.amp * c.d.u(20, 35) * osc(c.p, c.d.u(3, 5))
     _limb(pose, "elbow", s, (c.d.u(80, 105) + swing) * DEG * c.e)
 
@@ -58,7 +60,7 @@ def wave(pose: Pose, c: ActionContext, side: str) -> None:
 def circle_arm(pose: Pose, c: ActionContext, side: str) -> None:
     """Straight arm(s) turning 1-2 full circles about the shoulder, forward or backward."""
     s = side_index(side)
-    turns = c.d.integer(1, 2) * c.d.sign()            # whole circles, forward or backward
+    turns = c.d.integer(1, 2) * c.d.sign()  # whole circles, forward or backward
     _limb(pose, "arm_flex", s, 2 * np.pi * turns * ease(c.p))  # ends back at rest
     _limb(pose, "arm_abd", s, c.amp * c.d.u(10, 25) * DEG * c.e)
 
@@ -69,7 +71,7 @@ def punch(pose: Pose, c: ActionContext, side: str) -> None:
     _limb(pose, "arm_flex", both, c.d.u(45, 65) * DEG * c.e)  # guard: fists in front of the chest
     _limb(pose, "elbow", both, c.d.u(105, 125) * DEG * c.e)
     _limb(pose, "arm_hor", both, 25 * DEG * c.e)
-    b = pulses(c.p, c.d.integer(1, 3)) ** 2 * c.e      # sharp strikes
+    b = pulses(c.p, c.d.integer(1, 3)) ** 2 * c.e  # sharp strikes
     _limb(pose, "arm_flex", s, c.amp * 35 * DEG * b)
     _limb(pose, "elbow", s, -110 * DEG * b)
     _limb(pose, "arm_hor", s, -15 * DEG * b)
@@ -97,7 +99,7 @@ def clap(pose: Pose, c: ActionContext, side: str) -> None:
     both = side_index("both")
     _limb(pose, "arm_flex", both, c.d.u(65, 85) * DEG * c.e)
     _limb(pose, "elbow", both, c.d.u(30, 50) * DEG * c.e)
-    close = pulses(c.p, c.d.integer(3, 6))            # 0 = hands apart, 1 = hands together
+    close = pulses(c.p, c.d.integer(3, 6))  # 0 = hands apart, 1 = hands together
     _limb(pose, "arm_hor", both, (-10 + 27 * close * np.minimum(c.amp, 1.0)) * DEG * c.e)
 
 
@@ -107,7 +109,7 @@ def touch_head(pose: Pose, c: ActionContext, side: str) -> None:
     _limb(pose, "arm_abd", s, c.d.u(100, 120) * DEG * c.e)
     _limb(pose, "arm_twist", s, 90 * DEG * c.e)
     _limb(pose, "arm_hor", s, c.d.u(10, 35) * DEG * c.e)
-    rub = c.d.u(0, 8) * osc(c.p, c.d.u(2, 4))         # small scratching motion
+    rub = c.d.u(0, 8) * osc(c.p, c.d.u(2, 4))  # small scratching motion
     _limb(pose, "elbow", s, (c.d.u(130, 145) + rub) * DEG * c.e)
 
 
@@ -122,6 +124,7 @@ def shake_hand(pose: Pose, c: ActionContext, side: str) -> None:
 
 # ---- legs ------------------------------------------------------------------------------------
 
+
 def raise_leg(pose: Pose, c: ActionContext, side: str) -> None:
     """Knee lifted in front of the hip, held, put down."""
     s = side_index(side)
@@ -133,10 +136,10 @@ def raise_leg(pose: Pose, c: ActionContext, side: str) -> None:
 def kick(pose: Pose, c: ActionContext, side: str) -> None:
     """Knee chambered, then the leg extended forward-up in 1-2 kicks; the torso leans back."""
     s = side_index(side)
-    b = pulses(c.p, c.d.integer(1, 2)) ** 2 * c.e      # chamber -> extend -> chamber
+    b = pulses(c.p, c.d.integer(1, 2)) ** 2 * c.e  # chamber -> extend -> chamber
     _limb(pose, "hip_flex", s, c.d.u(15, 30) * DEG * c.e + c.amp * c.d.u(45, 65) * DEG * b)
     _limb(pose, "knee", s, c.d.u(50, 70) * DEG * (c.e - b))
-    pose["spine_pitch"] += -c.d.u(5, 15) * DEG * b     # lean back to balance
+    pose["spine_pitch"] += -c.d.u(5, 15) * DEG * b  # lean back to balance
     _limb(pose, "arm_abd", side_index("both"), c.d.u(5, 25) * DEG * c.e)
 
 
@@ -168,9 +171,9 @@ def stomp(pose: Pose, c: ActionContext, side: str) -> None:
 def hop(pose: Pose, c: ActionContext, side: str) -> None:
     """Standing on the side's leg (the other foot lifted behind), 3-5 small hops."""
     s, o = side_index(side), side_index(other_side(side))
-    _limb(pose, "knee", o, c.d.u(70, 100) * DEG * c.e)   # the free foot is lifted behind
+    _limb(pose, "knee", o, c.d.u(70, 100) * DEG * c.e)  # the free foot is lifted behind
     _limb(pose, "hip_flex", o, c.d.u(5, 30) * DEG * c.e)
-    w = -np.cos(2 * np.pi * c.d.integer(3, 5) * c.p)    # -1 crouch .. +1 flight
+    w = -np.cos(2 * np.pi * c.d.integer(3, 5) * c.p)  # -1 crouch .. +1 flight
     pose["lift"] += c.amp * c.d.u(0.05, 0.10) * np.maximum(w, 0) ** 2 * c.e
     _limb(pose, "knee", s, 30 * DEG * np.maximum(-w, 0) * c.e)
     _limb(pose, "hip_flex", s, 15 * DEG * np.maximum(-w, 0) * c.e)
@@ -186,11 +189,12 @@ def shake_leg(pose: Pose, c: ActionContext, side: str) -> None:
 
 # ---- head and torso --------------------------------------------------------------------------
 
+
 def nod(pose: Pose, c: ActionContext, side: str) -> None:
     """Head tipped forward 2-4 times."""
     pitch = c.amp * c.d.u(25, 40) * DEG * pulses(c.p, c.d.integer(2, 4)) * c.e
     pose["neck_pitch"] += pitch
-    pose["spine_pitch"] += 0.15 * pitch                # the upper body joins in a little
+    pose["spine_pitch"] += 0.15 * pitch  # the upper body joins in a little
 
 
 def shake_head(pose: Pose, c: ActionContext, side: str) -> None:
@@ -204,7 +208,7 @@ def turn_head(pose: Pose, c: ActionContext, side: str) -> None:
     """Head (and a little of the chest) turned to one side, held, turned back."""
     sg = side_sign(side)
     pose["neck_yaw"] += sg * c.amp * c.d.u(50, 80) * DEG * c.e
-    pose["spine_yaw"] += sg * c.d.u(10, 25) * DEG * c.e   # looking over the shoulder turns the chest too
+    pose["spine_yaw"] += sg * c.d.u(10, 25) * DEG * c.e  # looking over the shoulder turns the chest too
 
 
 def circle_head(pose: Pose, c: ActionContext, side: str) -> None:
@@ -221,7 +225,7 @@ def bend_torso(pose: Pose, c: ActionContext, side: str) -> None:
     if side == "forward":
         pitch = c.amp * c.d.u(45, 80) * DEG * c.e
         pose["spine_pitch"] += pitch
-        _limb(pose, "arm_flex", both, 0.8 * pitch)     # the arms keep hanging toward the floor
+        _limb(pose, "arm_flex", both, 0.8 * pitch)  # the arms keep hanging toward the floor
     else:
         roll = side_sign(side) * c.amp * c.d.u(20, 35) * DEG * c.e
         pose["spine_roll"] += roll
@@ -247,12 +251,13 @@ def circle_torso(pose: Pose, c: ActionContext, side: str) -> None:
 
 # ---- whole body ------------------------------------------------------------------------------
 
+
 def squat(pose: Pose, c: ActionContext, side: str) -> None:
     """Both knees bent (hips at half the knee angle keep the feet under the body), arms forward."""
     both = side_index("both")
     knee = c.amp * c.d.u(90, 120) * DEG * c.e
     _limb(pose, "knee", both, knee)
-    _limb(pose, "hip_flex", both, 0.5 * knee)          # knee = 2 x hip keeps the ankles under the hips
+    _limb(pose, "hip_flex", both, 0.5 * knee)  # knee = 2 x hip keeps the ankles under the hips
     pose["spine_pitch"] += c.d.u(15, 35) * DEG * c.e
     _limb(pose, "arm_flex", both, c.d.u(40, 85) * DEG * c.e)
 
@@ -260,9 +265,9 @@ def squat(pose: Pose, c: ActionContext, side: str) -> None:
 def jump(pose: Pose, c: ActionContext, side: str) -> None:
     """1-3 jumps on both feet, each preceded by a crouch; the arms swing up in flight."""
     both = side_index("both")
-    w = -np.cos(2 * np.pi * c.d.integer(1, 3) * c.p)   # -1 crouch .. +1 flight
+    w = -np.cos(2 * np.pi * c.d.integer(1, 3) * c.p)  # -1 crouch .. +1 flight
     up, down = np.maximum(w, 0) * c.e, np.maximum(-w, 0) * c.e
-    pose["lift"] += c.amp * c.d.u(0.12, 0.28) * up ** 2
+    pose["lift"] += c.amp * c.d.u(0.12, 0.28) * up**2
     _limb(pose, "knee", both, c.d.u(40, 60) * DEG * down)
     _limb(pose, "hip_flex", both, c.d.u(20, 30) * DEG * down)
     pose["spine_pitch"] += 15 * DEG * down
@@ -272,7 +277,7 @@ def jump(pose: Pose, c: ActionContext, side: str) -> None:
 def turn_around(pose: Pose, c: ActionContext, side: str) -> None:
     """Whole body turned by about 180 degrees with small alternating steps."""
     pose["root_yaw"] += c.d.sign() * c.d.u(160, 200) * DEG * ease(c.p)
-    w = osc(c.p, c.d.integer(2, 4))                    # small alternating steps
+    w = osc(c.p, c.d.integer(2, 4))  # small alternating steps
     for s, step in ((0, np.maximum(w, 0)), (1, np.maximum(-w, 0))):
         _limb(pose, "hip_flex", [s], 20 * DEG * step * c.e)
         _limb(pose, "knee", [s], 40 * DEG * step * c.e)
@@ -281,7 +286,7 @@ def turn_around(pose: Pose, c: ActionContext, side: str) -> None:
 def step(pose: Pose, c: ActionContext, side: str) -> None:
     """One step forward, back, left or right: the root moves, the legs lift in turn."""
     dist = c.amp * c.d.u(0.25, 0.45) * ease(c.p)
-    first, second = bump(c.p, 0.0, 0.6), bump(c.p, 0.4, 1.0)   # the leading, then the trailing leg
+    first, second = bump(c.p, 0.0, 0.6), bump(c.p, 0.4, 1.0)  # the leading, then the trailing leg
     if side in ("left", "right"):
         pose["root_x"] += side_sign(side) * dist
         lead, trail = side_index(side), side_index(other_side(side))
@@ -292,12 +297,13 @@ def step(pose: Pose, c: ActionContext, side: str) -> None:
         return
     fwd = side == "forward"
     pose["root_z"] += dist if fwd else -dist
-    left_first = c.d.bern(0.5)                        # (n, 1): forward/back steps start with either foot
+    left_first = c.d.bern(0.5)  # (n, 1): forward/back steps start with either foot
 
     def legs(lead: np.ndarray, trail: np.ndarray) -> np.ndarray:
         """(2, n, T): `lead` on the leading leg during the first bump, `trail` on the other later."""
-        return np.stack([np.where(left_first, lead * first, trail * second),
-                         np.where(left_first, trail * second, lead * first)])
+        return np.stack(
+            [np.where(left_first, lead * first, trail * second), np.where(left_first, trail * second, lead * first)]
+        )
 
     pose["hip_flex"] += legs((35 if fwd else -15) * DEG, (20 if fwd else -5) * DEG)
     pose["knee"] += legs(45 * DEG, 40 * DEG)
@@ -305,13 +311,31 @@ def step(pose: Pose, c: ActionContext, side: str) -> None:
 
 PrimitiveFn = Callable[[Pose, ActionContext, str], None]
 PRIMITIVE_FUNCS: dict[tuple[str, str], PrimitiveFn] = {
-    ("raise", "arm"): raise_arm, ("wave", "hand"): wave, ("circle", "arm"): circle_arm,
-    ("punch", "arm"): punch, ("reach", "arm"): reach, ("swing", "arm"): swing_arm,
-    ("clap", "hand"): clap, ("touch head", "hand"): touch_head, ("shake", "hand"): shake_hand,
-    ("raise", "leg"): raise_leg, ("kick", "leg"): kick, ("swing", "leg"): swing_leg,
-    ("circle", "leg"): circle_leg, ("stomp", "leg"): stomp, ("jump", "leg"): hop,
-    ("shake", "leg"): shake_leg, ("bend", "head"): nod, ("shake", "head"): shake_head,
-    ("turn", "head"): turn_head, ("circle", "head"): circle_head, ("bend", "torso"): bend_torso,
-    ("turn", "torso"): turn_torso, ("circle", "torso"): circle_torso, ("squat", "body"): squat,
-    ("jump", "body"): jump, ("turn", "body"): turn_around, ("step", "body"): step,
+    ("raise", "arm"): raise_arm,
+    ("wave", "hand"): wave,
+    ("circle", "arm"): circle_arm,
+    ("punch", "arm"): punch,
+    ("reach", "arm"): reach,
+    ("swing", "arm"): swing_arm,
+    ("clap", "hand"): clap,
+    ("touch head", "hand"): touch_head,
+    ("shake", "hand"): shake_hand,
+    ("raise", "leg"): raise_leg,
+    ("kick", "leg"): kick,
+    ("swing", "leg"): swing_leg,
+    ("circle", "leg"): circle_leg,
+    ("stomp", "leg"): stomp,
+    ("jump", "leg"): hop,
+    ("shake", "leg"): shake_leg,
+    ("bend", "head"): nod,
+    ("shake", "head"): shake_head,
+    ("turn", "head"): turn_head,
+    ("circle", "head"): circle_head,
+    ("bend", "torso"): bend_torso,
+    ("turn", "torso"): turn_torso,
+    ("circle", "torso"): circle_torso,
+    ("squat", "body"): squat,
+    ("jump", "body"): jump,
+    ("turn", "body"): turn_around,
+    ("step", "body"): step,
 }

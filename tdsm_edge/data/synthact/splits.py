@@ -13,6 +13,7 @@ the same list), named as the SynSE/TDSM NTU files (`ru{k}` unseen, `rs{K-k}` see
 The unseen lists are curated by name in `UNSEEN`; `make_splits()` turns them into index arrays and
 `write_splits()` regenerates the files (`python -m tdsm_edge.data.synthact --write-splits`).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,30 @@ SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 # split name -> unseen class names (spread over primitives and parts)
 UNSEEN: dict[str, tuple[str, ...]] = {
     "ru5": ("circle left leg", "circle right leg", "shake head", "turn around", "jump in place"),
-    "ru12": ("circle left leg", "circle right leg", "shake head", "hop on left leg", "hop on right leg",
-             "swing left arm", "swing right arm", "turn torso to the left", "turn torso to the right",
-             "raise left leg", "raise right leg", "circle head"),
-    "side5": ("wave left hand", "kick with right leg", "punch with left fist", "bend to the right",
-              "turn head to the left"),
+    "ru12": (
+        "circle left leg",
+        "circle right leg",
+        "shake head",
+        "hop on left leg",
+        "hop on right leg",
+        "swing left arm",
+        "swing right arm",
+        "turn torso to the left",
+        "turn torso to the right",
+        "raise left leg",
+        "raise right leg",
+        "circle head",
+    ),
+    "side5": (
+        "wave left hand",
+        "kick with right leg",
+        "punch with left fist",
+        "bend to the right",
+        "turn head to the left",
+    ),
 }
-COMPOSITIONAL = ("ru5", "ru12")   # splits whose unseen classes are new (primitive, part) pairs
-SIDE_ONLY = ("side5",)            # splits whose unseen classes differ from a seen class only by side
+COMPOSITIONAL = ("ru5", "ru12")  # splits whose unseen classes are new (primitive, part) pairs
+SIDE_ONLY = ("side5",)  # splits whose unseen classes differ from a seen class only by side
 
 
 def split_files(name: str) -> tuple[str, str]:
@@ -43,7 +60,7 @@ def split_files(name: str) -> tuple[str, str]:
     k = len(UNSEEN[name])
     if name.startswith("ru"):
         return f"ru{k}", f"rs{NUM_CLASSES - k}"
-    prefix = name[:-len(str(k))]                      # "side"
+    prefix = name[: -len(str(k))]  # "side"
     return f"ru_{prefix}{k}", f"rs_{prefix}{NUM_CLASSES - k}"
 
 
@@ -79,20 +96,26 @@ def load_split(name: str) -> tuple[np.ndarray, np.ndarray]:
         DataError: unknown split name (the message lists the valid ones) or a missing/corrupt file.
     """
     if name not in UNSEEN:
-        raise DataError(f"unknown synthact split {name!r}; valid splits are {', '.join(UNSEEN)} "
-                        "(see tdsm_edge/data/synthact/splits.py).")
+        raise DataError(
+            f"unknown synthact split {name!r}; valid splits are {', '.join(UNSEEN)} "
+            "(see tdsm_edge/data/synthact/splits.py)."
+        )
     arrays = []
     for stem in split_files(name):
         path = SPLIT_DIR / f"{stem}.npy"
         try:
             arrays.append(np.load(path, allow_pickle=False).astype(np.int64))
         except (OSError, ValueError) as e:
-            raise DataError(f"cannot read split file {path}: {e}. Regenerate the split files with "
-                            "python -m tdsm_edge.data.synthact --write-splits.") from e
+            raise DataError(
+                f"cannot read split file {path}: {e}. Regenerate the split files with "
+                "python -m tdsm_edge.data.synthact --write-splits."
+            ) from e
     unseen, seen = arrays
     if np.intersect1d(unseen, seen).size or unseen.size + seen.size != NUM_CLASSES:
-        raise DataError(f"split {name!r} files are inconsistent (overlapping or incomplete class sets); "
-                        "regenerate them with python -m tdsm_edge.data.synthact --write-splits.")
+        raise DataError(
+            f"split {name!r} files are inconsistent (overlapping or incomplete class sets); "
+            "regenerate them with python -m tdsm_edge.data.synthact --write-splits."
+        )
     return unseen, seen
 
 

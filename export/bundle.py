@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import KW_ONLY, asdict, dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,12 +115,15 @@ class BundleRequest:
                     "set of the bundle's classes), recorded for the runtime and re-encoded by the "
                     "build's check"
                 )
-        if not self.build_command:  # a library-built bundle: the command made from what `source` tells
-            object.__setattr__(
-                self,
-                "build_command",
-                default_build_command(self.out_dir, self.source, self.precision, self.batch, self.text_encoder),
-            )
+        self.command  # noqa: B018  (made now so a bad `source` fails before any work)
+
+    @property
+    def command(self) -> str:
+        """The command that rebuilds the bundle: `build_command`, or for a library-built bundle the one
+        made from what `source` tells (made when asked, so `dataclasses.replace` never keeps a stale one)."""
+        if self.build_command:
+            return self.build_command
+        return default_build_command(self.out_dir, self.source, self.precision, self.batch, self.text_encoder)
 
     @property
     def names(self) -> list[str]:
@@ -235,13 +238,9 @@ def _export_text_side(stage: BundleStage, r: BundleRequest) -> tuple[dict[str, E
 def _write_reference(stage: BundleStage, r: BundleRequest, noises) -> dict:
     """With `reference_weights`: the PyTorch weights under `reference/` (safetensors + npy), what the
     runtime's torch backend loads; returns their manifest record."""
-    from tdsm_edge.checkpoint import save_module
+    from tdsm_edge.models.folders import save_reference_denoiser
 
-    save_module(
-        stage.path("reference/denoiser"),
-        r.model.state_dict(),
-        {"kind": "tdsm_denoiser_reference", "denoiser": asdict(r.model.cfg)},
-    )
+    save_reference_denoiser(stage.path("reference/denoiser"), r.model)
     for name, a in (("feature_mean", r.stats.mean), ("feature_std", r.stats.std), ("noise_bank", noises.numpy())):
         np.save(stage.path(f"reference/{name}.npy"), np.ascontiguousarray(a, np.float32))
     out = dict(

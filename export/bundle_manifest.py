@@ -48,7 +48,7 @@ def bundle_manifest(
         format=FORMAT,
         name=r.out_dir.name,
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        build=dict(command=r.build_command, versions=_versions()),
+        build=dict(command=r.command, versions=_versions()),
         source=r.source or {},
         classes=dict(
             names=r.names,

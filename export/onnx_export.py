@@ -14,6 +14,7 @@ per compute dtype) for the engine manifest.
 from __future__ import annotations
 
 import copy
+import keyword
 import logging
 import warnings
 from collections import Counter
@@ -167,7 +168,7 @@ def _named_tables(scorer: FoldedScorer) -> torch.nn.Module:
     tdsm_edge/runtime/table_schema.py), so no table list is written by hand here.
     """
     names = tuple(scorer.names)
-    if not all(n.isidentifier() for n in names):
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
         raise ExportError(f"class table names must be identifiers, got {list(names)}")
     source = (
         f"def forward(self, z, {', '.join(names)}):\n"

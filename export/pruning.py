@@ -16,8 +16,8 @@ Cost, in denoiser rows (one row = one skeleton token + L text tokens through eve
     staged   B·K + B·keep·J        e.g. K = 60, J = 3, keep = 5: 180 → 75 rows per sample
                                    K = 5,  J = 3, keep = 2:  15 → 11
 plus a top-k and a gather. Each sample keeps its own classes, so stage 2 gathers per-sample rows of
-the class tables (`(B, keep, ...)` instead of the broadcast `(1, K, ...)`), so the extra memory is
-about `B·keep` rows of the tables, mostly `text_qkv0` (the paper
+the class tables (`(B, keep, ...)` instead of the broadcast `(1, K, ...)`); the adaLN tables are
+gathered one block at a time, so the extra memory is about `B·keep` rows of `text_qkv0` (the paper
 model: 35 × 2304 floats ≈ 0.3 MB per row in fp32). Both stages run the FoldedScorer's own
 forward pass (`FoldedScorer.score_rows`); no second scorer is built. Torch only (not an ONNX graph).
 """
@@ -74,7 +74,7 @@ class PrunedScorer(nn.Module):
         self.scorer, self.keep = scorer, int(keep)
 
     def forward(self, z: torch.Tensor, **tables: torch.Tensor) -> torch.Tensor:
-        K = int(tables["ada_x"].shape[0]) if "ada_x" in tables else 0
+        K = int(self.scorer.check_inputs(z, tables))
 
         def score_fn(zb: torch.Tensor, index: torch.Tensor | None, J: int) -> torch.Tensor:
             if index is None and J == self.scorer.num_noises:

@@ -36,12 +36,10 @@ from tdsm_edge.runtime.cuda_memory import gpu_info
 from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
 from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
 from tdsm_edge.runtime.iospec import AxisRange, IOSpec
-from tdsm_edge.runtime.manifest import check_plan_compat as _check_plan_compat
-from tdsm_edge.runtime.rebuild import DEFAULT_REBUILD
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
 
-__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "check_plan_compat", "plan_name", "profile_shapes"]
+__all__ = ["PRECISIONS", "TrtEngine", "build_plan", "plan_name", "profile_shapes"]
 
 log = logging.getLogger(__name__)
 
@@ -303,23 +301,6 @@ def build_plan(
         onnx=onnx_path.name,
         onnx_sha256=sha256_file(onnx_path),
     )
-
-
-# ---------------------------------------------------------------- compatibility
-def check_plan_compat(
-    record: dict,
-    trt_version: str,
-    gpu_name: str,
-    compute_capability,
-    rebuild_cmd: str = DEFAULT_REBUILD,
-    strict_gpu: bool = True,
-) -> None:
-    """Raise EngineIncompatibleError unless the plan `record` was built by this TensorRT version on this GPU.
-
-    `tdsm_edge.runtime.manifest.check_plan_compat` (the project's one implementation, torch- and
-    TensorRT-free) under this module's argument names; see it for the rules.
-    """
-    _check_plan_compat(record, trt_version, gpu_name, compute_capability, rebuild_cmd, strict_gpu)
 
 
 # ---------------------------------------------------------------- engine

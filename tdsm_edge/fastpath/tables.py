@@ -70,9 +70,10 @@ def fast_class_tables(
     K = check_tables(
         tables, TableDims(D, L, depth), "the fast scorer", fix="compute tables with tdsm_edge.models.class_tables"
     )
-    if dtype == torch.float32 and any(t.dtype != torch.float32 for t in tables.values()):
+    lower = [n for n, t in tables.items() if t.dtype != torch.float32]
+    if dtype == torch.float32 and lower:
         raise InputError(
-            "the class tables are not all float32 but this scorer computes in float32; pass the "
+            f"class table {lower[0]!r} is {tables[lower[0]].dtype} but this scorer computes in float32; pass the "
             "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))"
         )
     f32 = dict(device=device, dtype=torch.float32)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
-from tdsm_edge.models.denoiser import MASK_BIAS, TDSMDenoiser
+from tdsm_edge.models.denoiser import TDSMDenoiser, mask_bias
 from tdsm_edge.runtime.table_schema import PRECISION_DTYPES, TABLE_SPEC, table_dtype, table_names
 
 PRECISIONS: dict[str, torch.dtype] = {p: getattr(torch, dt) for p, dt in PRECISION_DTYPES.items()}
@@ -160,8 +160,7 @@ class ClassTablesGraph(nn.Module):
             return torch.zeros(K, 1 + L, dtype=torch.float32, device=device)
         if tuple(mask.shape) != (K, L):
             raise InputError(f"mask must be (K, L) = {(K, L)}, got {tuple(mask.shape)}")
-        valid = torch.cat([torch.ones(K, 1, dtype=torch.bool, device=device), mask.bool()], dim=1)  # (K, 1+L)
-        return torch.where(valid, 0.0, MASK_BIAS).to(torch.float32)  # (K, 1+L)
+        return mask_bias(mask)  # (K, 1+L)
 
 
 def linear_rows(lin: nn.Linear, start: int, stop: int) -> nn.Linear:

@@ -63,6 +63,14 @@ def timestep_sinusoid(t: torch.Tensor, dim: int = FREQ_EMBED_SIZE, max_period: i
     return emb
 
 
+def mask_bias(mask: torch.Tensor, n_skel: int = 1) -> torch.Tensor:
+    """`(N, n_skel+L) float32` additive key bias from a text mask `(N, L)` (True = real token): 0 for
+    the `n_skel` skeleton keys (always valid) and real tokens, MASK_BIAS for padding."""
+    N = mask.shape[0]
+    valid = torch.cat([torch.ones(N, n_skel, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
+    return torch.where(valid, 0.0, MASK_BIAS).to(torch.float32)  # (N, n_skel+L)
+
+
 class TimestepEmbedder(nn.Module):
     """`t (N,)` → `(N, D)` via the sinusoid and `mlp` = Linear, SiLU, Linear."""
 
@@ -266,12 +274,7 @@ class TDSMDenoiser(nn.Module):
         """
         if mask is None or not self.cfg.mask_text_padding:
             return None
-        N = mask.shape[0]
-        valid = torch.cat(
-            [torch.ones(N, n_skel, dtype=torch.bool, device=mask.device), mask.bool()], dim=1
-        )  # (N, n_skel+L)
-        bias = torch.where(valid, 0.0, MASK_BIAS).to(torch.float32)  # (N, n_skel+L)
-        return bias[:, None, None, :]  # (N, 1, 1, n_skel+L)
+        return mask_bias(mask, n_skel)[:, None, None, :]  # (N, 1, 1, n_skel+L)
 
     def forward(
         self,

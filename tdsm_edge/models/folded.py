@@ -7,7 +7,7 @@ computation over B × K × J rows, with every sample-independent quantity taken 
 
     folded into the scorer (buffers)         standardisation (mean, std), sqrt(ᾱ_t), sqrt(1−ᾱ_t),
                                              the noise bank, the diffusion target when it is ε
-    read from the class tables (tables.py)   every adaLN output, the final layer's shift/scale, the
+    read from the class tables               every adaLN output, the final layer's shift/scale, the
                                              text tokens entering block 0 and their q|k|v, the mask
     computed per (b, j) only, not per class  x_t, x_embedder(x_t), block 0's LayerNorm of it
     computed per row (b, k, j)               the skeleton token through every block; the text tokens
@@ -221,7 +221,7 @@ class FoldedScorer(nn.Module):
         Returns:
             `(B, K or k') float32` errors summed over the first J' noises.
         """
-        self._check(z, tables)
+        K = self.check_inputs(z, tables)
         J = self.num_noises if num_noises is None else int(num_noises)
         if not 1 <= J <= self.num_noises:
             raise InputError(f"num_noises must lie in [1, {self.num_noises}] (the scorer's bank), got {num_noises}")
@@ -231,7 +231,7 @@ class FoldedScorer(nn.Module):
         dt, net = self.dtype, self.net
         # a table as the grid reads it: (1, K, 1, ...) broadcast over samples, or (B, k', 1, ...) per sample
         grid = (lambda t: t[None, :, None]) if index is None else (lambda t: t[index][:, :, None])
-        K = tables["ada_x"].shape[0] if index is None else index.shape[1]
+        K = K if index is None else index.shape[1]
         noises = self.noises if J == self.num_noises else self.noises[:J]  # (J, Dz)
         zs = (z.float() - self.mean) / self.std  # (B, Dz) float32
         x_t = self.a * zs[:, None] + self.s * noises[None]  # (B, J, Dz) float32
@@ -239,13 +239,16 @@ class FoldedScorer(nn.Module):
 
         R = B * K * J
         bias = grid(tables["key_bias"]).expand(B, K, J, -1).reshape(R, 1, 1, -1)  # (R, 1, 1, 1+L)
-        ada_x = grid(tables["ada_x"])  # (1 or B, K, 1, depth, 6, D)
-        ada_c = grid(tables["ada_c"])  # (1 or B, K, 1, depth, 6, D)
+        if index is None:
+            ada_x, ada_c = grid(tables["ada_x"]), grid(tables["ada_c"])  # (1, K, 1, depth, 6, D) views
+            block_ada = lambda i: (ada_x[:, :, :, i], ada_c[:, :, :, i])  # (1, K, 1, 6, D) each
+        else:  # gathered one block at a time: B·k' rows of (6, D), not of (depth, 6, D)
+            block_ada = lambda i: (grid(tables["ada_x"][:, i]), grid(tables["ada_c"][:, i]))  # (B, k', 1, 6, D)
         text = grid(tables["text0"]) if "text0" in tables else None  # (1 or B, K, 1, L, D)
         text_qkv = grid(tables["text_qkv0"])  # (1 or B, K, 1, L, 3D or 2D)
         for i, block in enumerate(net["blocks"]):
             x, text = block(
-                x, text, ada_x[:, :, :, i], ada_c[:, :, :, i], bias, (B, K, J), dt, text_qkv if i == 0 else None
+                x, text, *block_ada(i), bias, (B, K, J), dt, text_qkv if i == 0 else None
             )  # (B, K, J, 1, D), (B, K, J, L, D) or None
 
         fin = grid(tables["ada_final"])  # (1 or B, K, 1, 2, D)
@@ -255,11 +258,12 @@ class FoldedScorer(nn.Module):
         err = (pred.float() - target).pow(2).mean(dim=-1)  # (B, K, J) float32
         return err.sum(dim=-1)  # (B, K or k')
 
-    def _check(self, z: torch.Tensor, tables: dict[str, torch.Tensor]) -> None:
-        """Names, static dims and dtypes of the inputs (the dynamic B and K are not checked)."""
+    def check_inputs(self, z: torch.Tensor, tables: dict[str, torch.Tensor]):
+        """Names, static dims and dtypes of the inputs (the dynamic B is not checked); returns K, the
+        tables' rows (as the tensors give it: symbolic under torch.export)."""
         if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
             raise InputError(f"z must be (B, Dz={self.cfg.z_dim}), got {tuple(z.shape)}")
-        check_tables(
+        return check_tables(
             tables,
             TableDims.of(self.cfg),
             "FoldedScorer",

@@ -11,10 +11,16 @@
         config.json                     {"kind": "shift_gcn", "encoder": EncoderConfig as a dict,
                                          "seen_classes": [S ints], "num_joints": V, "val_accuracy": float,
                                          "history": {...}, "seconds": float}
+    <bundle>/reference/denoiser/        save_reference_denoiser (export) → the torch backend
+        model.safetensors               the same state dict
+        config.json                     {"kind": "tdsm_denoiser_reference", "denoiser": DenoiserConfig as a dict}
+                                        (informative: the backend builds the model from the manifest's
+                                        sealed model section; the run config and statistics live there too)
+    <bundle>/reference/encoder/         the encoder folder above, copied as is
 
 A model is built from its (state dict, config) by `denoiser_from_state` / `encoder_from_state`: the
-folder loaders here read the files; the torch backend reads the same two files of a bundle's
-`reference/` through its hash-checked manifest and calls the same builders; the published converter
+folder loaders here read the files; the torch backend reads the two files of a bundle's
+`reference/` folders through its hash-checked manifest and calls the same builders; the published converter
 builds its model with `denoiser_from_state` too. The files themselves are written and read by
 `tdsm_edge.checkpoint` (safetensors + json, never pickle).
 """
@@ -43,6 +49,12 @@ def denoiser_from_state(state: dict, cfg: DenoiserConfig, where: str, fix: str =
     model = TDSMDenoiser(cfg)
     load_into(model, state, where, fix)
     return model.eval()
+
+
+def save_reference_denoiser(folder: str | Path, model: TDSMDenoiser) -> None:
+    """Write a bundle's `reference/denoiser` folder (see the module docstring): the weights and the denoiser
+    config only (the rest of the run stays in the bundle's manifest)."""
+    save_module(folder, model.state_dict(), {"kind": "tdsm_denoiser_reference", "denoiser": to_dict(model.cfg)})
 
 
 def save_denoiser(

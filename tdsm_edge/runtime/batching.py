@@ -43,6 +43,17 @@ def features(z, z_dim: int, dtype=np.float32) -> np.ndarray:
         return np.ascontiguousarray(z, dtype)
 
 
+def windows(x, window_shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """An encoder's input `x` checked as `(B, *window_shape)` preprocessed windows (`(B, 3, T, V, M)`)
+    and returned C-contiguous in `dtype`."""
+    x = np.ascontiguousarray(x, dtype)
+    if x.ndim != 1 + len(window_shape) or x.shape[1:] != tuple(window_shape):
+        raise InputError(
+            f"the encoder takes preprocessed windows (B, {', '.join(map(str, window_shape))}), got shape {x.shape}"
+        )
+    return x
+
+
 def batches(x: np.ndarray, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
     """`(n, part)`: chunks of at most `hi` rows, zero-padded up to `lo` rows (a fixed-batch graph):
     keep the first n output rows of each."""

@@ -159,6 +159,16 @@ class Manifest:
             raise self.error(f"{rel} cannot be read", str(e)) from e
         self._compare(rel, h.hexdigest())
 
+    def encoder_io(self):
+        """The encoder graph's IO (`GraphIO`); BundleError when the bundle was built from features only."""
+        if "encoder" not in self.graphs or "encoder" not in self.io.graphs:
+            raise self.error(
+                "no encoder graph",
+                "the bundle was built from features only, so it scores features "
+                "(score_features) but cannot encode skeleton windows",
+            )
+        return self.io.graphs["encoder"]
+
     def error(self, what: str, why: str) -> BundleError:
         return bundle_error(self.root, what, why, self.rebuild_command)
 
@@ -506,8 +516,7 @@ def check_plan_compat(
 
     A plan deserializes only on the exact TensorRT version that built it, holds kernels for one
     compute capability, and its tactics were timed on one GPU model, so all three must match; every
-    mismatch is listed. The project's one implementation (`export.tensorrt_build.check_plan_compat`
-    calls it); no TensorRT import.
+    mismatch is listed. No TensorRT import.
 
     Args:
         plan: the plan's manifest record (`tensorrt_version`, `gpu_name`, `compute_capability`, `file`).

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, InputError, require
+from tdsm_edge.errors import ConfigError, require
 
-from .batching import batches, features, row_limit, samples_per_call
+from .batching import batches, features, row_limit, samples_per_call, windows
 from .class_set import ClassSet, Snapshot
 from .iospec import BATCH
 from .manifest import Manifest, load_manifest, load_tables
@@ -245,14 +245,8 @@ class OrtEncoder:
 
     def __init__(self, manifest: Manifest, providers: str | Sequence[str] = "auto", threads: int | None = None) -> None:
         require("onnxruntime", extra="runtime")
-        if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
-            raise manifest.error(
-                "no encoder graph",
-                "the bundle was built from features only, so it scores features "
-                "(score_features) but cannot encode skeleton windows",
-            )
+        self.spec = manifest.encoder_io()
         self.manifest = manifest
-        self.spec = manifest.io.graphs["encoder"]
         self.batch = manifest.io.axes[BATCH]
         self.session = open_session(manifest, "encoder", threads, providers)
         check_session(manifest, "encoder", self.session)
@@ -261,12 +255,7 @@ class OrtEncoder:
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
-        x = np.ascontiguousarray(x, np.float32)
-        if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(
-                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                f"got shape {x.shape}"
-            )
+        x = windows(x, self.window_shape)
         out = [
             self.session.run(None, {self._x_name: part})[0][:n]
             for n, part in batches(x, self.batch.min, self.batch.max)

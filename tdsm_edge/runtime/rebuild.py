@@ -96,13 +96,37 @@ def command_options(command: str) -> dict[str, Any] | None:
 def with_options(command: str, **changes: Any) -> str:
     """`command` (a bundle's recorded build command) with `changes` made, e.g. `backend="tensorrt"`.
 
-    A command `command_options` cannot read (one a library caller wrote) gets the changed options
-    appended, so that the message still says what to add.
+    A command `command_options` cannot read (another launcher, an abbreviated or unknown option) keeps
+    its own words, minus any it holds of the changed options (`--backend X`, `--x` / `--no-x`), and
+    gets the changed options appended, so the message still says exactly what to run.
     """
     options = command_options(command)
-    if options is None:
+    if options is not None:
+        return build_command(**{**options, **changes})
+    try:
+        argv = shlex.split(command)
+    except ValueError:  # unbalanced quotes: leave it as written
         return f"{command} {shlex.join(_argv(changes))}"
-    return build_command(**{**options, **changes})
+    return shlex.join([*_without(argv, changes), *_argv(changes)])
+
+
+def _without(argv: list[str], dests) -> list[str]:
+    """`argv` minus the tokens of the options `dests` (a flag, `--flag=v`, its values, `--no-flag`)."""
+    drop = {OPTIONS[d][0]: OPTIONS[d][1] for d in dests if d in OPTIONS}
+    drop.update({"--no-" + f[2:]: SWITCH for f, kind in list(drop.items()) if kind == SWITCH})
+    out, i = [], 0
+    while i < len(argv):
+        flag, eq, _ = argv[i].partition("=")
+        kind = drop.get(flag)
+        i += 1
+        if kind is None:
+            out.append(argv[i - 1])
+        elif kind == VALUE and not eq:
+            i += 1  # its value
+        elif kind == VALUES and not eq:
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+    return out
 
 
 def _argv(options: dict[str, Any]) -> list[str]:
@@ -117,6 +141,8 @@ def _argv(options: dict[str, Any]) -> list[str]:
         if kind == SWITCH:
             argv.append(flag if value else "--no-" + flag[2:])
         elif kind == VALUES:
+            if isinstance(value, str):
+                raise TypeError(f"{dest} takes a sequence of values, got the string {value!r}")
             argv += [flag, *map(str, value)]
         else:
             argv += [flag, str(value)]

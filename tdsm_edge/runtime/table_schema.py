@@ -12,7 +12,7 @@ else is derived from it:
     export/onnx_export.py              the export wrapper's named arguments (`table_names`)
 
 Adding a table means: one `TableSpec` line here, and the forward passes that compute
-(`ClassTablesGraph.forward`) and read it (`FoldedScorer`, the fast path, the pruning probe).
+(`ClassTablesGraph.forward`) and read it (`FoldedScorer.score_rows`, the fast path).
 
 Scales are stored as `1 + scale` (modulate is `x·(1+scale)+shift`), so the rows of a modulation
 table are (shift_msa, 1+scale_msa, gate_msa, shift_mlp, 1+scale_mlp, gate_mlp).
@@ -131,22 +131,25 @@ def check_tables(tables: Mapping, dims: TableDims, who: str, precision: str | No
     first table's rows, as the tensor gives it).
     """
     want = table_dims(dims)
+    hint = f"; {fix}" if fix else ""
     if sorted(tables) != sorted(want):
-        raise InputError(f"{who} needs the class tables {list(want)}, got {sorted(tables)}")
+        raise InputError(f"{who} needs the class tables {list(want)}, got {sorted(tables)}{hint}")
     K = tables[next(iter(want))].shape[0]  # not int(): under torch.export that would make K static
+    if any(t.ndim < 1 for t in tables.values()) or any(tables[n].shape[0] != K for n in want):
+        rows = {n: tuple(tables[n].shape[:1]) for n in want}
+        raise InputError(f"the class tables must have one row per class, the same K in all, got rows {rows}{hint}")
     for name, shape in want.items():
         t = tables[name]
         dt = table_dtype(name, precision) if precision else "float"
         got = dtype_name(t)
         if (
             t.ndim != 1 + len(shape)
-            or t.shape[0] != K
             or tuple(t.shape[1:]) != shape
-            or not got.startswith("float")
+            or "float" not in got  # float16/32/64 and bfloat16
             or (precision and got != dt)
         ):
             raise InputError(
                 f"class table {name!r} must be (K={K}, {', '.join(map(str, shape))}) {dt}, got "
-                f"{tuple(t.shape)} {got}{'; ' + fix if fix else ''}"
+                f"{tuple(t.shape)} {got}{hint}"
             )
     return K

@@ -20,9 +20,9 @@ from io import BytesIO
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, InputError, require
+from tdsm_edge.errors import ConfigError, require
 
-from .batching import batches, features, row_limit, samples_per_call
+from .batching import batches, features, row_limit, samples_per_call, windows
 from .class_set import ClassSet, Snapshot
 from .manifest import Manifest, load_tables
 
@@ -210,12 +210,7 @@ class TorchEncoder:
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
-        x = np.ascontiguousarray(x, np.float32)
-        if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(
-                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                f"got shape {x.shape}"
-            )
+        x = windows(x, self.window_shape)
         with self._torch.inference_mode():
             return self.model.features(self._torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 

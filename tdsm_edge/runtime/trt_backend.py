@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, EngineIncompatibleError, InputError, MissingDependencyError
+from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError
 
-from .batching import batches, features
+from .batching import batches, features, windows
 from .class_set import ClassSet, Snapshot
 from .cuda_memory import CUDA_PYTHON_MISSING, _cudart, gpu_info
 from .manifest import Manifest, check_plan_compat, load_tables
@@ -195,14 +195,8 @@ class TrtEncoder:
     """The bundle's encoder plan: preprocessed windows `(B, 3, T, V, M)` → raw features `(B, Dz) float32`."""
 
     def __init__(self, manifest: Manifest, memory="cuda-python") -> None:
-        if "encoder" not in manifest.graphs or "encoder" not in manifest.io.graphs:
-            raise manifest.error(
-                "no encoder graph",
-                "the bundle was built from features only, so it scores features "
-                "(score_features) but cannot encode skeleton windows",
-            )
+        self.spec = manifest.encoder_io()
         self.manifest = manifest
-        self.spec = manifest.io.graphs["encoder"]
         opened = open_plan(manifest, "encoder", memory)
         self.engine, self.record, self.device = opened.engine, opened.record, opened.device
         x = self.spec.inputs[0]
@@ -213,12 +207,7 @@ class TrtEncoder:
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """`x (B, 3, T, V, M)` preprocessed windows → `(B, Dz) float32` raw features."""
-        x = np.ascontiguousarray(x, self.engine.dtypes[self._x_name])
-        if x.ndim != 5 or x.shape[1:] != self.window_shape:
-            raise InputError(
-                f"the encoder takes preprocessed windows (B, {', '.join(map(str, self.window_shape))}), "
-                f"got shape {x.shape}"
-            )
+        x = windows(x, self.window_shape, self.engine.dtypes[self._x_name])
         out = [self.engine.infer({self._x_name: part})[self._out][:n] for n, part in batches(x, *self.batch)]
         if not out:
             return np.zeros((0, int(self.spec.outputs[0].dims[1])), np.float32)

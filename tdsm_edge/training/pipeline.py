@@ -25,7 +25,7 @@ import numpy as np
 from ..config import RunConfig, load_config, replace, save_config, to_dict
 from ..errors import ConfigError
 from .distributed import DistInfo, barrier
-from .split_data import SplitData, dataset_classes, prepare_data  # noqa: F401  (re-exported)
+from .split_data import SplitData, dataset_classes, prepare_data
 
 log = logging.getLogger(__name__)
 

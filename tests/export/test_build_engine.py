@@ -293,3 +293,22 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
     with pytest.raises(EngineIncompatibleError, match="TensorRT version") as e:
         m.check_plan(m.plans[0], "10.7.0", "Orin", "8.7")
     assert m.rebuild_command in str(e.value)
+
+
+def test_a_command_the_builder_cannot_read_gets_its_changed_options_replaced_not_repeated():
+    from tdsm_edge.runtime.rebuild import build_command, with_options
+
+    other = "python3 -m export.build_engine --run r --backend onnxruntime --opset 18"  # other launcher, unknown flag
+    assert (
+        with_options(other, backend="tensorrt")
+        == "python3 -m export.build_engine --run r --opset 18 --backend tensorrt"
+    )
+    assert (
+        with_options("python3 -m export.build_engine --no-text-encoder --classes a b --prec fp16", text_encoder=True)
+        == "python3 -m export.build_engine --classes a b --prec fp16 --text-encoder"
+    )
+    assert with_options("python3 -m x --classes a b --backend=onnxruntime", classes=["c"], backend="tensorrt") == (
+        "python3 -m x --backend tensorrt --classes c"
+    )
+    with pytest.raises(TypeError, match="sequence"):
+        build_command(classes="wave")  # would spell --classes w a v e

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from export import tensorrt_build as tb
-from export.tensorrt_build import TrtEngine, build_plan, check_plan_compat, plan_name, profile_shapes
+from export.tensorrt_build import TrtEngine, build_plan, plan_name, profile_shapes
 from tdsm_edge.errors import (
     BundleError,
     ConfigError,
@@ -34,6 +34,7 @@ from tdsm_edge.runtime import (
     trt_engine,
 )
 from tdsm_edge.runtime.cuda_memory import _ok, cuda_device_count
+from tdsm_edge.runtime.manifest import check_plan_compat
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 REBUILD = "python -m export.build_engine --run runs/demo --out engines/demo --backend tensorrt"

@@ -134,3 +134,22 @@ def test_inputs_are_validated(tiny, stats):
         ClassTablesGraph(model, tiny.t, "int8")
     with pytest.raises(InputError):
         class_tables(model, torch.zeros(3, 5), torch.zeros(3, 6, 5), None, tiny.t)
+
+
+def test_the_table_schema_check_names_what_is_wrong(tiny):
+    from tdsm_edge.runtime.table_schema import TableDims, check_tables
+
+    tables = class_tables(tiny.model(), *tiny.text(4), t=tiny.t)
+    dims = TableDims.of(tiny.cfg)
+    assert check_tables(tables, dims, "test", "fp32") == 4
+    assert check_tables({n: t.numpy() for n, t in tables.items()}, dims, "test", "fp32") == 4  # numpy too
+    assert check_tables({n: t.bfloat16() for n, t in tables.items()}, dims, "test") == 4  # any float, no precision
+    bad_k = dict(tables, text0=tables["text0"][:3])
+    with pytest.raises(InputError, match=r"same K in all.*'text0': \(3,\)"):
+        check_tables(bad_k, dims, "test", fix="recompute them")
+    with pytest.raises(InputError, match="needs the class tables.*; recompute them"):
+        check_tables({n: t for n, t in tables.items() if n != "ada_c"}, dims, "test", fix="recompute them")
+    with pytest.raises(InputError, match="'text0' must be .* float32, got .* float16"):
+        check_tables(ClassTables.from_dict(tables).cast("fp16").as_dict(), dims, "test", "fp32")
+    with pytest.raises(InputError, match="'ada_x' must be"):
+        check_tables(dict(tables, ada_x=tables["ada_x"].long()), dims, "test")

@@ -36,8 +36,22 @@ TEXT_ENCODER_NAMES: tuple[str, ...] = (
 )
 
 
+class TokenRows:
+    """Shape accessors of a text-feature holder whose `local` is `(rows, L, D)`."""
+
+    local: np.ndarray
+
+    @property
+    def num_tokens(self) -> int:
+        return self.local.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.local.shape[2]
+
+
 @dataclass(frozen=True)
-class TextFeatures:
+class TextFeatures(TokenRows):
     """Features of P prompts from one text encoder, with L token slots each.
 
     Attributes:
@@ -67,14 +81,6 @@ class TextFeatures:
     @property
     def num_prompts(self) -> int:
         return self.local.shape[0]
-
-    @property
-    def num_tokens(self) -> int:
-        return self.local.shape[1]
-
-    @property
-    def dim(self) -> int:
-        return self.local.shape[2]
 
     @staticmethod
     def concat(parts: list[TextFeatures], num_tokens: int, dim: int) -> TextFeatures:

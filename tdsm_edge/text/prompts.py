@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tdsm_edge.errors import CheckpointError, ConfigError, require
-from tdsm_edge.text.base import TextEncoder, TextFeatures
+from tdsm_edge.text.base import TextEncoder, TextFeatures, TokenRows
 
 PROMPT_SETS: tuple[str, ...] = ("label", "description")
 _META_KEY = "tdsm_edge.class_text"
@@ -43,7 +43,7 @@ def prompt_texts(classes: Sequence[ClassPrompts], prompt_set: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ClassText:
+class ClassText(TokenRows):
     """Text features of K classes, prompt sets concatenated on channels.
 
     Attributes:
@@ -73,14 +73,6 @@ class ClassText:
     @property
     def num_classes(self) -> int:
         return self.local.shape[0]
-
-    @property
-    def num_tokens(self) -> int:
-        return self.local.shape[1]
-
-    @property
-    def dim(self) -> int:
-        return self.local.shape[2]
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ClassText:
         """Rows `indices` (class indices, in the given order) as a new ClassText."""

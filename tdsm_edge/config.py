@@ -75,6 +75,7 @@ class DenoiserConfig:
     cond_dim: int = 768  # text channels after concatenating prompt sets
     num_tokens: int = 16  # L: local text tokens
     mask_text_padding: bool = True  # mask padded text tokens in joint attention (published code: False)
+    attention: str = "joint"  # joint (published) | decoupled: text queries see text keys only (foldable per class)
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,7 @@ BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
 }
 ENUMS: dict[str, dict[str, tuple]] = {
     "text": {"global_norm": ("none", "l2")},
+    "denoiser": {"attention": ("joint", "decoupled")},
     "schedule": {"prediction": ("epsilon", "sample", "v_prediction"), "beta_schedule": ("scaled_linear", "linear")},
     "train": {"amp": ("none", "bf16", "fp16")},
     "data": {"dataset": DATASETS, "feature_pool": (None, "mean", "purls"), "protocol": ("xsub", "xview", "xset")},

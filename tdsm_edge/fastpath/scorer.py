@@ -86,6 +86,11 @@ class FastScorer:
         cuda_graphs: bool = True,
     ) -> None:
         dtype = precision_dtype(precision)
+        if folded.decoupled:
+            raise ConfigError(
+                "the GPU fast path does not run the decoupled denoiser yet; score it with the folded scorer "
+                "(the torch backend with fast=False, or ONNX Runtime / TensorRT)"
+            )
         if folded.dtype == torch.float16 and dtype == torch.float32:
             raise ConfigError(
                 "this FoldedScorer's weights are fp16; build the fp32 FastScorer from a fp32 FoldedScorer"

@@ -27,7 +27,7 @@ from torch import nn
 
 from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.denoiser import TDSMDenoiser, mask_bias
-from tdsm_edge.runtime.table_schema import PRECISION_DTYPES, TABLE_SPEC, table_dtype, table_names
+from tdsm_edge.runtime.table_schema import DECOUPLED, PRECISION_DTYPES, TABLE_SPEC, table_dtype, table_names
 
 PRECISIONS: dict[str, torch.dtype] = {p: getattr(torch, dt) for p, dt in PRECISION_DTYPES.items()}
 LN_EPS = 1e-6  # the denoiser's LayerNorm eps (published)
@@ -90,7 +90,11 @@ class ClassTablesGraph(nn.Module):
     Holds copies of the text-side weights (fc/fl embedders, every adaLN layer, block 0's qkv_c) in
     the compute dtype of `precision`, and t_emb(t) as a float32 constant computed at build (the
     timestep sinusoid and its MLP run once, in float32; nothing of t is left in the graph).
-    fp16: linears in fp16; c, SiLU and LayerNorm in float32; key_bias float32.
+    fp16: linears in fp16; c, SiLU, LayerNorm and the attention softmax in float32; key_bias float32.
+
+    A decoupled denoiser (`cfg.attention == "decoupled"`) runs its whole text stream here, once per
+    class (text queries attend to text keys only), and outputs every block's text keys|values
+    (`text_kv`) instead of block 0's text tokens and q|k|v.
     """
 
     def __init__(self, model: TDSMDenoiser, t: int, precision: str = "fp32") -> None:
@@ -100,7 +104,10 @@ class ClassTablesGraph(nn.Module):
         self.dtype = precision_dtype(precision)
         self.depth, self.num_tokens, self.cond_dim = cfg.depth, cfg.num_tokens, cfg.cond_dim
         self.uses_mask = bool(cfg.mask_text_padding)
-        self.names = table_names(cfg.depth)
+        self.names = table_names(cfg.depth, cfg.attention)
+        self.decoupled = cfg.attention == DECOUPLED
+        attn = model.blocks[0].attn
+        self.num_heads, self.head_dim, self.attn_scale = attn.num_heads, attn.head_dim, attn.scale
         self.t = int(t)
         with torch.no_grad():
             t_emb = model.t_embedder(torch.tensor([self.t], device=model.fl_pos_embed.device))  # (1, D)
@@ -123,6 +130,21 @@ class ClassTablesGraph(nn.Module):
                 qkv_c0=qkv_c0,
             )
         )
+        if self.decoupled:  # the text stream of every block; the last one only makes its keys|values
+            last = cfg.depth - 1
+            parts["text_blocks"] = nn.ModuleList(
+                nn.ModuleDict(
+                    dict(qkv_c=linear_rows(b.attn.qkv_c, D, 3 * D))
+                    if i == last
+                    else dict(
+                        qkv_c=copy.deepcopy(b.attn.qkv_c),
+                        proj_c=copy.deepcopy(b.attn.proj_c),
+                        mlp_c=copy.deepcopy(b.mlp_c),
+                    )
+                )
+                for i, b in enumerate(model.blocks)
+            )
+            del parts["qkv_c0"]
         self.parts = parts.to(self.dtype).requires_grad_(False)
         self.fl_pos_embed = nn.Parameter(model.fl_pos_embed.detach().to(self.dtype).clone(), requires_grad=False)
 
@@ -148,11 +170,40 @@ class ClassTablesGraph(nn.Module):
         ada_x = torch.stack([modulation(lin, 6) for lin in p["ada_x"]], dim=1)  # (K, depth, 6, D)
         ada_c = torch.stack([modulation(lin, 6) for lin in p["ada_c"]], dim=1)  # (K, depth, 6, D)
         ada_final = modulation(p["ada_final"], 2)  # (K, 2, D): shift, 1+scale
-        h = layer_norm(text0, dt) * ada_c[:, 0, 1:2] + ada_c[:, 0, 0:1]  # (K, L, D) modulated block-0 text
-        text_qkv0 = p["qkv_c0"](h)  # (K, L, 3D) or (K, L, 2D)
         key_bias = self.key_bias(mask, K, L, fl.device)  # (K, 1+L) float32
-        out = dict(text0=text0, text_qkv0=text_qkv0, key_bias=key_bias, ada_x=ada_x, ada_c=ada_c, ada_final=ada_final)
+        out = dict(key_bias=key_bias, ada_x=ada_x, ada_c=ada_c, ada_final=ada_final)
+        if self.decoupled:
+            out["text_kv"] = self.text_kv(text0, ada_c, key_bias[:, 1:])  # (K, depth, L, 2D)
+        else:
+            h = layer_norm(text0, dt) * ada_c[:, 0, 1:2] + ada_c[:, 0, 0:1]  # (K, L, D) modulated block-0 text
+            out.update(text0=text0, text_qkv0=p["qkv_c0"](h))  # text_qkv0 (K, L, 3D) or (K, L, 2D)
         return tuple(out[n] for n in self.names)
+
+    def text_kv(self, text: torch.Tensor, ada_c: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Decoupled only: the text stream through every block, once per class → keys|values `(K, depth, L, 2D)`.
+
+        Args:
+            text: `(K, L, D)` text tokens entering block 0; ada_c: `(K, depth, 6, D)` text-stream modulation;
+            bias: `(K, L) float32` key bias of the text keys (0 real, MASK_BIAS padded).
+        """
+        dt, (K, L, D) = self.dtype, text.shape
+        H, hd = self.num_heads, self.head_dim
+        kv = []
+        for i, blk in enumerate(self.parts["text_blocks"]):
+            a = ada_c[:, i]  # (K, 6, D): shift, 1+scale, gate × (msa, mlp)
+            h = layer_norm(text, dt) * a[:, 1:2] + a[:, 0:1]  # (K, L, D)
+            qkv = blk["qkv_c"](h)  # (K, L, 3D); (K, L, 2D) in the last block
+            kv.append(qkv[..., -2 * D :])  # (K, L, 2D) keys|values
+            if "proj_c" not in blk:  # the last block: nothing reads its text output
+                break
+            q, k, v = qkv.reshape(K, L, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (K, H, L, hd)
+            logits = (q * self.attn_scale) @ k.transpose(-2, -1)  # (K, H, L, L): text keys only
+            attn = (logits.float() + bias[:, None, None, :]).softmax(dim=-1).to(dt)  # float32 island
+            out = (attn @ v).transpose(1, 2).reshape(K, L, D)  # (K, L, D)
+            text = text + a[:, 2:3] * blk["proj_c"](out)  # (K, L, D)
+            h = layer_norm(text, dt) * a[:, 4:5] + a[:, 3:4]  # (K, L, D)
+            text = text + a[:, 5:6] * blk["mlp_c"](h)  # (K, L, D)
+        return torch.stack(kv, dim=1)  # (K, depth, L, 2D)
 
     def key_bias(self, mask: torch.Tensor | None, K: int, L: int, device: torch.device) -> torch.Tensor:
         """`(K, 1+L) float32`: 0 for the skeleton key and real tokens, MASK_BIAS for padding."""

@@ -20,6 +20,10 @@ Differences from the published module (none change the state dict):
 - optional padding mask for the text tokens (`cfg.mask_text_padding`; the published code has none).
 - the attention softmax always runs in float32 (identical in fp32; safer under fp16/bf16).
 - the local-token count L comes from `cfg.num_tokens` (published: fixed 35).
+- `cfg.attention = "decoupled"` (not published; default "joint"): text queries attend to text keys
+  only, so at a fixed t the whole text stream is a function of the class text alone and every
+  block's text keys/values fold into per-class tables (class_tables.py). The skeleton token still
+  attends to all 1 + L keys. Same modules and parameter names, so a TDSM checkpoint loads into it.
 """
 
 from __future__ import annotations
@@ -103,10 +107,12 @@ class JointAttention(nn.Module):
     """Joint multi-head attention over [skeleton tokens; text tokens] with per-stream weights.
 
     Written with explicit matmul + softmax (no SDPA) so it exports to plain ONNX ops.
+    decoupled: text queries attend to the text keys only (skeleton queries still see every key).
     """
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, decoupled: bool = False) -> None:
         super().__init__()
+        self.decoupled = decoupled
         if dim % num_heads:
             raise ConfigError(f"hidden_size ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
@@ -148,6 +154,10 @@ class JointAttention(nn.Module):
         logits = logits.float()
         if key_bias is not None:
             logits = logits + key_bias  # (B, H, N+L, N+L)
+        if self.decoupled and text_out:  # text query rows: the skeleton keys are masked out
+            text_rows = torch.arange(N + cond.shape[1], device=x.device)[:, None] >= N  # (N+L, 1)
+            skel_cols = torch.arange(N + cond.shape[1], device=x.device)[None, :] < N  # (1, N+L)
+            logits = logits.masked_fill(text_rows & skel_cols, MASK_BIAS)  # (B, H, N+L, N+L)
         attn = logits.softmax(dim=-1).to(v.dtype)
         out = attn @ v  # (B, H, N+L or N, hd)
         out = out.transpose(1, 2).reshape(B, out.shape[2], D)  # (B, N+L or N, D)
@@ -160,7 +170,7 @@ class JointAttention(nn.Module):
 class TDSMBlock(nn.Module):
     """One DiT block with separate skeleton (plain names) and text (`_c`) streams, adaLN-Zero."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, decoupled: bool = False) -> None:
         super().__init__()
         D = hidden_size
         hidden = int(D * mlp_ratio)
@@ -168,7 +178,7 @@ class TDSMBlock(nn.Module):
         self.norm2 = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.norm1_c = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.norm2_c = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.attn = JointAttention(D, num_heads)
+        self.attn = JointAttention(D, num_heads, decoupled)
         self.mlp = Mlp(D, hidden)
         self.mlp_c = Mlp(D, hidden)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
@@ -238,7 +248,10 @@ class TDSMDenoiser(nn.Module):
         self.fc_embedder = nn.Sequential(nn.Linear(cfg.cond_dim, D), nn.SiLU(), nn.Linear(D, D))
         self.fl_embedder = nn.Linear(cfg.cond_dim, D)
         self.fl_pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, D))
-        self.blocks = nn.ModuleList([TDSMBlock(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        if cfg.attention not in ("joint", "decoupled"):
+            raise ConfigError(f"denoiser.attention must be 'joint' or 'decoupled', got {cfg.attention!r}")
+        decoupled = cfg.attention == "decoupled"
+        self.blocks = nn.ModuleList([TDSMBlock(D, cfg.num_heads, cfg.mlp_ratio, decoupled) for _ in range(cfg.depth)])
         self.final_layer = FinalLayer(D, cfg.z_dim)
         self.initialize_weights()
 

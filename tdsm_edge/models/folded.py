@@ -38,13 +38,13 @@ from tdsm_edge.errors import ConfigError, InputError
 from tdsm_edge.models.class_tables import layer_norm, linear_rows, precision_dtype
 from tdsm_edge.models.denoiser import TDSMBlock, TDSMDenoiser
 from tdsm_edge.models.schedule import DDPMSchedule, diffusion_target
-from tdsm_edge.runtime.table_schema import TableDims, check_tables, table_dtype, table_names
+from tdsm_edge.runtime.table_schema import DECOUPLED, TableDims, check_tables, table_dtype, table_names
 
 
 class _FoldedBlock(nn.Module):
     """One denoiser block over the grid, reading its modulation from the class tables.
 
-    first: the text tokens' q|k|v come from the tables (`text_qkv0`), not from `qkv_c`.
+    first: the text tokens' q|k|v come from the tables (`text_qkv0`; a decoupled block's `text_kv`), not `qkv_c`.
     last: only the skeleton token's output is computed (no text queries, proj_c, mlp_c).
     """
 
@@ -148,7 +148,8 @@ class FoldedScorer(nn.Module):
             raise InputError(f"noises must be (J, Dz={Dz}), got {tuple(noises.shape)}")
         self.cfg, self.t, self.prediction = cfg, int(t), schedule.prediction
         self.precision, self.dtype = precision, precision_dtype(precision)
-        self.names = table_names(cfg.depth)
+        self.names = table_names(cfg.depth, cfg.attention)
+        self.decoupled = cfg.attention == DECOUPLED
         mean = np.zeros(Dz, np.float32) if stats is None else np.asarray(stats.mean, np.float32)
         std = np.ones(Dz, np.float32) if stats is None else np.asarray(stats.std, np.float32)
         if mean.shape != (Dz,) or std.shape != (Dz,):
@@ -164,7 +165,14 @@ class FoldedScorer(nn.Module):
         net = nn.ModuleDict(
             dict(
                 x_embedder=copy.deepcopy(model.x_embedder),
-                blocks=nn.ModuleList([_FoldedBlock(b, i == 0, i == last) for i, b in enumerate(model.blocks)]),
+                # decoupled: every block reads its text k|v from the tables and computes no text output,
+                # which is what the first-and-last block of the joint fold does
+                blocks=nn.ModuleList(
+                    [
+                        _FoldedBlock(b, i == 0 or self.decoupled, i == last or self.decoupled)
+                        for i, b in enumerate(model.blocks)
+                    ]
+                ),
                 final_linear=copy.deepcopy(model.final_layer.linear),
             )
         )
@@ -239,16 +247,24 @@ class FoldedScorer(nn.Module):
 
         R = B * K * J
         bias = grid(tables["key_bias"]).expand(B, K, J, -1).reshape(R, 1, 1, -1)  # (R, 1, 1, 1+L)
-        if index is None:
-            ada_x, ada_c = grid(tables["ada_x"]), grid(tables["ada_c"])  # (1, K, 1, depth, 6, D) views
-            block_ada = lambda i: (ada_x[:, :, :, i], ada_c[:, :, :, i])  # (1, K, 1, 6, D) each
-        else:  # gathered one block at a time: B·k' rows of (6, D), not of (depth, 6, D)
-            block_ada = lambda i: (grid(tables["ada_x"][:, i]), grid(tables["ada_c"][:, i]))  # (B, k', 1, 6, D)
+
+        def per_block(name: str):
+            """i → block i of a `(K, depth, ...)` table as the grid reads it (None when the variant has none)."""
+            if name not in tables:
+                return lambda i: None
+            if index is None:
+                whole = grid(tables[name])  # (1, K, 1, depth, ...): a view
+                return lambda i: whole[:, :, :, i]  # (1, K, 1, ...)
+            return lambda i: grid(tables[name][:, i])  # gathered one block at a time: (B, k', 1, ...)
+
+        ada_x, ada_c, text_kv = per_block("ada_x"), per_block("ada_c"), per_block("text_kv")
         text = grid(tables["text0"]) if "text0" in tables else None  # (1 or B, K, 1, L, D)
-        text_qkv = grid(tables["text_qkv0"])  # (1 or B, K, 1, L, 3D or 2D)
+        text_qkv0 = grid(tables["text_qkv0"]) if "text_qkv0" in tables else None  # (1 or B, K, 1, L, 3D or 2D)
         for i, block in enumerate(net["blocks"]):
+            # joint: block 0's text q|k|v are a table, later blocks compute them; decoupled: every block's k|v is
+            text_qkv = text_kv(i) if self.decoupled else (text_qkv0 if i == 0 else None)
             x, text = block(
-                x, text, *block_ada(i), bias, (B, K, J), dt, text_qkv if i == 0 else None
+                x, text, ada_x(i), ada_c(i), bias, (B, K, J), dt, text_qkv
             )  # (B, K, J, 1, D), (B, K, J, L, D) or None
 
         fin = grid(tables["ada_final"])  # (1 or B, K, 1, 2, D)

@@ -28,6 +28,7 @@ from tdsm_edge.errors import ConfigError, InputError
 # precision name → the dtype a COMPUTE table has in a scorer of that precision
 PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16"}
 COMPUTE, FLOAT32 = "compute", "float32"  # dtype rules: the scorer's precision, or float32 always
+JOINT, DECOUPLED = "joint", "decoupled"  # the denoiser's attention variants (DenoiserConfig.attention)
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,12 @@ class TableDims:
     hidden: int  # D
     tokens: int  # L, text tokens per class
     depth: int  # denoiser blocks
+    attention: str = JOINT  # JOINT (published TDSM) | DECOUPLED (text queries see text keys only)
 
     @classmethod
     def of(cls, cfg) -> TableDims:
-        """From a denoiser config (anything with hidden_size, num_tokens, depth)."""
-        return cls(int(cfg.hidden_size), int(cfg.num_tokens), int(cfg.depth))
+        """From a denoiser config (anything with hidden_size, num_tokens, depth[, attention])."""
+        return cls(int(cfg.hidden_size), int(cfg.num_tokens), int(cfg.depth), str(getattr(cfg, "attention", JOINT)))
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class TableSpec:
     dtype: str  # COMPUTE | FLOAT32
     meaning: str
     min_depth: int = 1  # the table exists only for denoisers at least this deep
+    attention: tuple[str, ...] = (JOINT, DECOUPLED)  # the variants that read it
 
 
 def _qkv0_width(d: TableDims) -> int:
@@ -70,12 +73,21 @@ TABLE_SPEC: dict[str, TableSpec] = {
             COMPUTE,
             "text tokens entering block 0 (fl_embedder + fl_pos_embed); absent when depth == 1",
             min_depth=2,
+            attention=(JOINT,),
         ),
         TableSpec(
             "text_qkv0",
             lambda d: (d.tokens, _qkv0_width(d)),
             COMPUTE,
             "block 0 text-stream q|k|v; k|v only when depth == 1",
+            attention=(JOINT,),
+        ),
+        TableSpec(
+            "text_kv",
+            lambda d: (d.depth, d.tokens, 2 * d.hidden),
+            COMPUTE,
+            "every block's text keys|values (the decoupled text stream depends on the class alone)",
+            attention=(DECOUPLED,),
         ),
         TableSpec(
             "key_bias",
@@ -95,20 +107,23 @@ TABLE_SPEC: dict[str, TableSpec] = {
             COMPUTE,
             "text-stream modulation per block, same layout; block 0's msa rows are already folded into "
             "text_qkv0 and the last block reads only its msa shift/scale",
+            attention=(JOINT,),
         ),
         TableSpec("ada_final", lambda d: (2, d.hidden), COMPUTE, "final layer (shift, 1+scale)"),
     )
 }
 
 
-def table_names(depth: int) -> tuple[str, ...]:
-    """The tables a denoiser of `depth` blocks reads, in graph-input order."""
-    return tuple(n for n, s in TABLE_SPEC.items() if depth >= s.min_depth)
+def table_names(depth: int, attention: str = JOINT) -> tuple[str, ...]:
+    """The tables a denoiser of `depth` blocks and `attention` variant reads, in graph-input order."""
+    if attention not in (JOINT, DECOUPLED):
+        raise ConfigError(f"denoiser attention {attention!r} is not one of {(JOINT, DECOUPLED)}")
+    return tuple(n for n, s in TABLE_SPEC.items() if depth >= s.min_depth and attention in s.attention)
 
 
 def table_dims(dims: TableDims) -> dict[str, tuple[int, ...]]:
     """Per-class dims (after K) of every table a denoiser of `dims` reads, in graph-input order."""
-    return {n: TABLE_SPEC[n].dims(dims) for n in table_names(dims.depth)}
+    return {n: TABLE_SPEC[n].dims(dims) for n in table_names(dims.depth, dims.attention)}
 
 
 def table_dtype(name: str, precision: str) -> str:

@@ -327,3 +327,35 @@ def test_text_side_needs_minilm_class_text(built, stats, tiny, tmp_path):
             )
         )
     assert not (tmp_path / "b").exists()
+
+
+def test_a_decoupled_bundle_is_written_and_scored_by_every_cpu_backend(tiny, stats, tmp_path):
+    """The decoupled variant through the same bundle, manifest, IO spec and backends as the teacher's."""
+    from tdsm_edge.runtime.recognizer import ZeroShotRecognizer
+
+    model, schedule, text = tiny.model(attention="decoupled"), DDPMSchedule(ScheduleConfig()), make_text(tiny)
+    for block in model.blocks:  # non-zero adaLN so every table matters
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.1)
+        torch.nn.init.normal_(block.adaLN_modulation_c[1].weight, std=0.1)
+    torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)
+    m = write_bundle(
+        BundleRequest(
+            tmp_path / "student",
+            model,
+            schedule,
+            stats,
+            text,
+            timestep=tiny.t,
+            num_noises=J,
+            noise_seed=NOISE_SEED,
+            run_config=RunConfig(),
+            build_command=COMMAND.format(out=tmp_path / "student", p="fp32"),
+        )
+    )
+    assert m.data["model"]["denoiser"]["attention"] == "decoupled"  # the manifest says which variant
+    assert m.io.graphs["scorer"].input_names == ["z", "text_kv", "key_bias", "ada_x", "ada_final"]
+    z = tiny.features(5).numpy()
+    ref = tdsm_errors(model, schedule, stats, z, text, J, 25, NOISE_SEED)  # the literal loop on the student
+    for backend in ("onnxruntime", "torch"):
+        rec = ZeroShotRecognizer.load(tmp_path / "student", backend=backend)
+        np.testing.assert_allclose(rec.score_features(z), ref, rtol=1e-4, atol=0, err_msg=backend)

@@ -180,3 +180,35 @@ def test_export_arguments_are_validated(built, tmp_path):
         export_scorer(scorer, tmp_path / "x.onnx", "fp32", example_batch=1)
     assert not (tmp_path / "x.onnx").exists()
     assert scorer.precision == "fp32"  # the fp16 export cast a copy
+
+
+def test_decoupled_graphs_round_trip_fp32_and_fp16(tiny, stats, tmp_path):
+    """The decoupled variant through the same export code: tables graph → scorer graph on ORT equals torch
+    (fp32), fp16 keeps its islands and the top-1; the scorer reads every block's text k|v as a table."""
+    model = tiny.model(attention="decoupled")
+    for block in model.blocks:  # non-zero adaLN so every table matters
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.1)
+        torch.nn.init.normal_(block.adaLN_modulation_c[1].weight, std=0.1)
+    torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)
+    scorer = FoldedScorer(model, DDPMSchedule(ScheduleConfig()), noise_bank(3, tiny.cfg.z_dim, 0), tiny.t, stats)
+    names = ["text_kv", "key_bias", "ada_x", "ada_final"]
+    rec = {p: export_scorer(scorer, tmp_path / f"scorer_{p}.onnx", p) for p in ("fp32", "fp16")}
+    tab = {p: export_tables(model, tmp_path / f"tables_{p}.onnx", tiny.t, p) for p in ("fp32", "fp16")}
+    assert [s.name for s in rec["fp32"].inputs] == ["z", *names]
+    assert [s.name for s in tab["fp32"].outputs] == names
+    check_fp16_islands(rec["fp16"].path)
+    fc, fl, mask = tiny.text(5, seed=2)
+    feeds = {"fc": fc.numpy(), "fl": fl.numpy(), "mask": mask.numpy()}
+    ref_tables = class_tables(model, fc, fl, mask, tiny.t)
+    got32 = dict(zip(names, session(tab["fp32"].path).run(names, feeds)))
+    for n in names:
+        np.testing.assert_allclose(got32[n], ref_tables[n].numpy(), rtol=1e-5, atol=1e-5, err_msg=n)
+    z = tiny.features(64, seed=5)
+    with torch.no_grad():
+        want = scorer(z, **ref_tables).numpy()
+    got = run_scorer(session(rec["fp32"].path), z, {k: torch.from_numpy(v) for k, v in got32.items()})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=0)
+    t16 = dict(zip(names, session(tab["fp16"].path).run(names, feeds)))
+    assert t16["text_kv"].dtype == np.float16 and t16["key_bias"].dtype == np.float32
+    got16 = run_scorer(session(rec["fp16"].path), z, {k: torch.from_numpy(v) for k, v in t16.items()})
+    assert (got16.argmin(1) == want.argmin(1)).mean() >= 0.95

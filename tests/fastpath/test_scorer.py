@@ -133,6 +133,8 @@ def test_inputs_are_validated(tiny, stats):
         FastScorer(copy.deepcopy(ref_scorer).to_precision_("fp16"), "fp32")
     with pytest.raises(ConfigError, match="backend"):
         FastScorer(ref_scorer, backend="cuda")
+    with pytest.raises(ConfigError, match="decoupled"):  # not built yet: said, not half-run
+        FastScorer(folded(tiny, stats, attention="decoupled")[1], "fp32")
 
 
 def test_importing_the_package_imports_neither_torch_nor_triton():

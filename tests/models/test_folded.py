@@ -68,7 +68,7 @@ def test_tables_names_shapes_and_dtypes(tiny):
     cfg, K = tiny.cfg, 4
     tables = class_tables(model, *tiny.text(K), t=tiny.t)
     D, L, depth = cfg.hidden_size, cfg.num_tokens, cfg.depth
-    assert list(tables) == list(TABLE_SPEC) == list(table_names(depth))
+    assert list(tables) == [n for n, s in TABLE_SPEC.items() if "joint" in s.attention] == list(table_names(depth))
     assert {n: tuple(v.shape) for n, v in tables.items()} == dict(
         text0=(K, L, D),
         text_qkv0=(K, L, 3 * D),
@@ -153,3 +153,41 @@ def test_the_table_schema_check_names_what_is_wrong(tiny):
         check_tables(ClassTables.from_dict(tables).cast("fp16").as_dict(), dims, "test", "fp32")
     with pytest.raises(InputError, match="'ada_x' must be"):
         check_tables(dict(tables, ada_x=tables["ada_x"].long()), dims, "test")
+
+
+DECOUPLED_CASES = [(True, "epsilon", 2), (False, "epsilon", 2), (True, "v_prediction", 3), (True, "epsilon", 1)]
+
+
+@pytest.mark.parametrize("masked,prediction,depth", DECOUPLED_CASES)
+def test_decoupled_folded_equals_its_literal_loop(tiny, stats, masked, prediction, depth):
+    """The decoupled variant: every block's text k|v folded per class, still the paper's loop on its model."""
+    model, schedule, scorer = setup(tiny, stats, prediction=prediction, depth=depth, attention="decoupled")
+    z, text = tiny.features(7), tiny.text(5, masked=masked)
+    ref = reference(model, schedule, stats, z, text, tiny.t)  # (B, K): model.forward, J × K calls
+    tables = class_tables(model, *text, t=tiny.t)
+    assert list(tables) == ["text_kv", "key_bias", "ada_x", "ada_final"]
+    D, L = tiny.cfg.hidden_size, tiny.cfg.num_tokens
+    assert tuple(tables["text_kv"].shape) == (5, depth, L, 2 * D)
+    with torch.no_grad():
+        got = scorer(z, **tables)  # (B, K)
+    assert ref.std(dim=1).min() > 1e-3 * ref.abs().max()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)
+    assert torch.equal(got.argmin(dim=1), ref.argmin(dim=1))
+
+
+def test_decoupled_is_another_model_with_the_same_weights(tiny, stats):
+    """Same parameters (a TDSM checkpoint loads as is), different attention: the errors change."""
+    joint, schedule, _ = setup(tiny, stats)
+    decoupled, _, _ = setup(tiny, stats, attention="decoupled")
+    decoupled.load_state_dict(joint.state_dict(), strict=True)
+    for block in joint.blocks:  # adaLN-zero init would hide the text stream's effect: give it weights
+        torch.nn.init.normal_(block.adaLN_modulation_c[1].weight, std=0.2)
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.2)
+    torch.nn.init.normal_(joint.final_layer.linear.weight, std=0.2)
+    decoupled.load_state_dict(joint.state_dict(), strict=True)
+    z, text = tiny.features(4), tiny.text(3)
+    a = reference(joint, schedule, stats, z, text, tiny.t)
+    b = reference(decoupled, schedule, stats, z, text, tiny.t)
+    assert not torch.allclose(a, b, rtol=1e-4)
+    with pytest.raises(ConfigError, match="attention"):
+        setup(tiny, stats, attention="sideways")

@@ -21,7 +21,7 @@ K, L, DC, DZ = 6, 4, 12, 16
 SEEN = np.array([0, 1, 2, 3])
 
 
-def _cfg(**train):
+def _cfg(attention="joint", **train):
     return config_from_dict(
         {
             "encoder": {"feature_dim": DZ},
@@ -34,6 +34,7 @@ def _cfg(**train):
                 "z_dim": DZ,
                 "cond_dim": DC,
                 "num_tokens": L,
+                "attention": attention,
             },
             "train": {"iterations": 12, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 0, "lr": 1e-3, **train},
         }
@@ -100,13 +101,16 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert cfg.train.iterations == 12 and stats.mean.shape == (DZ,)
 
 
-def test_training_reduces_loss(tmp_path):
+@pytest.mark.parametrize("attention", ["joint", "decoupled"])
+def test_training_reduces_loss(tmp_path, attention):
     # features that the class text determines almost exactly: the denoiser can learn to use the text
     g = np.random.default_rng(1)
     y = np.repeat(SEEN, 16)
     centers = g.normal(size=(K, DZ)).astype(np.float32) * 2
     z = centers[y] + 0.1 * g.normal(size=(len(y), DZ)).astype(np.float32)
-    _, hist = train_denoiser(z, y, _Text(), SEEN, _cfg(iterations=150, lr=3e-3), tmp_path, progress=False)
+    cfg = _cfg(attention, iterations=150, lr=3e-3)
+    model, hist = train_denoiser(z, y, _Text(), SEEN, cfg, tmp_path, progress=False)
+    assert model.cfg.attention == attention
     first, last = np.mean(hist["loss"][:3]), np.mean(hist["loss"][-3:])
     assert last < 0.8 * first, (first, last)
 

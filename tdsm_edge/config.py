@@ -92,6 +92,7 @@ class LossConfig:
     w_diffusion: float = 1.0  # w_d: weight of MSE(eps_hat_pos, eps)
     w_triplet: float = 1.0  # w_t: weight of the triplet term
     margin: float = 1.0  # triplet margin on per-sample errors
+    w_distill: float = 1.0  # w_s: weight of MSE(student, teacher prediction); only with a teacher (tdsm_edge.distill)
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,12 @@ BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
         "num_tokens": (1, 4096, False),
     },
     "schedule": {"num_steps": (1, 100_000, False), "beta_start": (0, 1, True), "beta_end": (0, 1, True)},
-    "loss": {"w_diffusion": (0, 1e6, False), "w_triplet": (0, 1e6, False), "margin": (0, 1e6, False)},
+    "loss": {
+        "w_diffusion": (0, 1e6, False),
+        "w_triplet": (0, 1e6, False),
+        "margin": (0, 1e6, False),
+        "w_distill": (0, 1e6, False),
+    },
     "train": {
         "iterations": (1, BIG, False),
         "batch_size": (2, BIG, False),

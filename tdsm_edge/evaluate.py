@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .config import apply_overrides, load_config, replace, save_config, validate
+    from .config import replace, validate
     from .errors import DataError
 
     def body() -> None:
         from .training.distributed import resolve_device
+        from .training.pipeline import trained_class_text, trained_config
 
         device = resolve_device(args.device)  # a bad --device fails before anything is read
         run = Path(args.run)
@@ -79,14 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train one first with python -m tdsm_edge.train."
             )
         root = seeds[0].parent.parent
-        if not (root / "config.yaml").is_file():
-            if not args.config:
-                raise DataError(
-                    f"{root} has no config.yaml; pass --config (e.g. the yaml the checkpoint was trained "
-                    "with) so its data, text and eval sections can be stored there."
-                )
-            save_config(load_config(args.config), root / "config.yaml")
-        cfg = apply_overrides(load_config(root / "config.yaml"), args.overrides)
+        cfg = trained_config(root, args.config, args.overrides)
         ev = cfg.eval
         changes = {
             k: v
@@ -100,18 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         cfg = replace(cfg, eval=replace(ev, **changes))
         validate(cfg)
-        from .text.prompts import ClassText
         from .training.evaluation import evaluate_seed
         from .training.split_data import seed_features, split_classes
         from .training.summary import summarize, summary_table, write_summary
 
-        text_path = root / "text" / "class_text.safetensors"
-        if text_path.is_file():
-            text = ClassText.load(text_path)
-        else:  # e.g. a converted published checkpoint: encode the class prompts once, as training would
-            from .training.pipeline import class_text_for
-
-            text = class_text_for(cfg, root)
+        text = trained_class_text(cfg, root)
         results: dict = {}
         for sd in seeds:
             split = sd.parent.name

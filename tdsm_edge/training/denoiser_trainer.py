@@ -131,8 +131,11 @@ def train_step(
     tables: ClassTextTensors,
     cfg: RunConfig,
     amp: Amp | None = None,
+    teacher=None,
 ) -> dict:
-    """One optimisation step on (this rank's shard of) a batch; returns the loss terms as floats."""
+    """One optimisation step on (this rank's shard of) a batch; returns the loss terms as floats.
+
+    teacher: a frozen denoiser whose predictions the model also learns (the distillation term)."""
     import torch
 
     from .loss import triplet_diffusion_loss
@@ -142,7 +145,17 @@ def train_step(
     scaler = amp.scaler if amp is not None else None
     with amp.autocast() if amp is not None else contextlib.nullcontext():
         out = triplet_diffusion_loss(
-            model, schedule, z, pos_text, neg_text, draw.t, draw.eps, cfg.loss, pos_label=labels, neg_label=draw.neg
+            model,
+            schedule,
+            z,
+            pos_text,
+            neg_text,
+            draw.t,
+            draw.eps,
+            cfg.loss,
+            pos_label=labels,
+            neg_label=draw.neg,
+            teacher=teacher,
         )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -157,7 +170,7 @@ def train_step(
         scaler.update()
     else:
         optimizer.step()
-    return {k: float(out[k].detach().float().mean()) for k in ("loss", "diffusion", "triplet")}
+    return {k: float(out[k].detach().float().mean()) for k in ("loss", "diffusion", "triplet", "distill")}
 
 
 def build_training(cfg: RunConfig, device: str):
@@ -186,11 +199,15 @@ def train_denoiser(
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    teacher=None,
+    init_state: dict | None = None,
 ):
     """Train the denoiser; write checkpoints under out_dir/checkpoints and the final model in out_dir.
 
     z_train: (N, Dz) raw skeleton features; y_train: (N,) global labels (all seen); class_text: a
     `ClassText` over ALL classes (global index order). Returns (model, history).
+    Distillation (`tdsm_edge.distill`): `init_state` starts the model from these weights (a teacher's:
+    same parameter names), `teacher` adds the term that matches its predictions (`cfg.loss.w_distill`).
     """
     import torch
     from tqdm.auto import tqdm
@@ -209,8 +226,13 @@ def train_denoiser(
     y_all = torch.from_numpy(np.asarray(y_train, np.int64)).to(device)
     tables = ClassTextTensors.from_class_text(class_text, device)
     model, schedule, opt, sched = build_training(cfg, device)
+    if init_state is not None:
+        load_into(model, init_state, "the initial weights (the teacher's)")
+    if teacher is not None:
+        teacher = teacher.to(device).eval().requires_grad_(False)
     amp = Amp(cfg.train.amp, device)
-    start, history = 0, {"step": [], "loss": [], "diffusion": [], "triplet": []}
+    terms_logged = ("loss", "diffusion", "triplet") + (("distill",) if teacher is not None else ())
+    start, history = 0, {"step": [], **{k: [] for k in terms_logged}}
     ckpt_root = out_dir / "checkpoints"
     if resume:
         last = latest_checkpoint(ckpt_root)
@@ -249,12 +271,12 @@ def train_denoiser(
         mine = StepDraw(
             draw.idx[part].to(device), draw.t[part].to(device), draw.eps[part].to(device), draw.neg[part].to(device)
         )
-        terms = train_step(net, schedule, opt, z_all[mine.idx], y_all[mine.idx], mine, tables, cfg, amp)
+        terms = train_step(net, schedule, opt, z_all[mine.idx], y_all[mine.idx], mine, tables, cfg, amp, teacher)
         sched.step()
         bar.update(1)
         if step % log_every == 0 or step == cfg.train.iterations - 1:
             history["step"].append(step)
-            for k in ("loss", "diffusion", "triplet"):
+            for k in terms_logged:
                 history[k].append(terms[k])
             bar.set_postfix(loss=f"{terms['loss']:.4f}", trip=f"{terms['triplet']:.4f}")
         every = cfg.train.checkpoint_every

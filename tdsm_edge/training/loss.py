@@ -6,6 +6,10 @@ class text (negative) from the SAME noised input x_t; then
 where e = per-sample mean squared error between the prediction and the schedule's target.
 As in the published code the triplet mean runs over the whole batch (masked terms count as 0),
 and the positive and negative passes run as one forward over a 2B batch.
+
+With a `teacher` (distillation, `python -m tdsm_edge.distill`; not in the paper) the loss adds
+    w_s · mean over both passes of mean_d (prediction − teacher's prediction on the same x_t, t, text)²
+so a decoupled student learns what its TDSM teacher predicts, positives and negatives alike.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def triplet_diffusion_loss(
     *,
     pos_label: torch.Tensor,
     neg_label: torch.Tensor,
+    teacher: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
     """Triplet diffusion loss for one batch.
 
@@ -57,10 +62,11 @@ def triplet_diffusion_loss(
         eps: `(B, Dz)` noise, shared by both passes.
         cfg: weights w_d, w_t and the margin.
         pos_label / neg_label: `(B,)` int class indices; the triplet term is zero where equal.
+        teacher: a denoiser run on the same inputs (no gradient); adds the `distill` term.
     Returns:
-        dict of tensors: `loss` (scalar, = w_d·diffusion + w_t·triplet, differentiable),
-        `diffusion` and `triplet` (unweighted scalar terms, differentiable), `e_pos` and
-        `e_neg` (`(B,)` per-sample errors, detached, for logging).
+        dict of tensors: `loss` (scalar, = w_d·diffusion + w_t·triplet [+ w_s·distill], differentiable),
+        `diffusion`, `triplet` and `distill` (unweighted scalar terms; distill is 0 without a teacher),
+        `e_pos` and `e_neg` (`(B,)` per-sample errors, detached, for logging).
     """
     B, Dz = z.shape
     if eps.shape != z.shape or t.shape != (B,):
@@ -74,7 +80,7 @@ def triplet_diffusion_loss(
     if len(pos_text) == 4:
         if pos_text[3].shape != (B,) or neg_text[3].shape != (B,):
             raise InputError(f"class-table text needs a ({B},) class index for the positive and the negative")
-        return _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label)
+        return _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label, teacher)
     fc_p, fl_p, m_p = pos_text
     fc_n, fl_n, m_n = neg_text
     if fc_p.shape != fc_n.shape or fl_p.shape != fl_n.shape or fc_p.shape[0] != B:
@@ -85,17 +91,25 @@ def triplet_diffusion_loss(
 
     x_t = schedule.add_noise(z, eps, t)  # (B, Dz)
     target = schedule.target(z, eps, t)  # (B, Dz)
-    pred = model(
+    args = (
         torch.cat([x_t, x_t], dim=0),  # (2B, Dz)
         torch.cat([t, t], dim=0),  # (2B,)
         torch.cat([fc_p, fc_n], dim=0),  # (2B, Dc)
         torch.cat([fl_p, fl_n], dim=0),  # (2B, L, Dc)
         _cat_masks(m_p, m_n, B, fl_p.shape[1], z.device),  # (2B, L) or None
-    )  # (2B, Dz)
-    return _terms(pred, target, pos_label, neg_label, cfg)
+    )
+    return _terms(model(*args), target, pos_label, neg_label, cfg, _teacher_pred(teacher, args, {}))
 
 
-def _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label):
+def _teacher_pred(teacher: nn.Module | None, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The teacher's prediction on the student's inputs `(2B, Dz)`, without gradient; None without a teacher."""
+    if teacher is None:
+        return None
+    with torch.no_grad():
+        return teacher(*args, **kwargs)
+
+
+def _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_label, neg_label, teacher=None):
     """Same loss with class tables: each class's text is embedded once per step (see TDSMDenoiser)."""
     fc, fl, mask, i_pos = pos_text
     i_neg = neg_text[3]
@@ -103,21 +117,22 @@ def _loss_from_tables(model, schedule, z, pos_text, neg_text, t, eps, cfg, pos_l
         raise InputError("with class tables, the positive and negative text must share the same tables")
     x_t = schedule.add_noise(z, eps, t)  # (B, Dz)
     target = schedule.target(z, eps, t)  # (B, Dz)
-    pred = model(
-        torch.cat([x_t, x_t], dim=0),
-        torch.cat([t, t], dim=0),
-        fc,
-        fl,
-        mask,
-        text_index=torch.cat([i_pos, i_neg], dim=0),
-    )  # (2B, Dz)
-    return _terms(pred, target, pos_label, neg_label, cfg)
+    args = (torch.cat([x_t, x_t], dim=0), torch.cat([t, t], dim=0), fc, fl, mask)
+    kwargs = dict(text_index=torch.cat([i_pos, i_neg], dim=0))
+    pred = model(*args, **kwargs)  # (2B, Dz)
+    return _terms(pred, target, pos_label, neg_label, cfg, _teacher_pred(teacher, args, kwargs))
 
 
 def _terms(
-    pred: torch.Tensor, target: torch.Tensor, pos_label: torch.Tensor, neg_label: torch.Tensor, cfg: LossConfig
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    pos_label: torch.Tensor,
+    neg_label: torch.Tensor,
+    cfg: LossConfig,
+    teacher_pred: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms from the stacked (positive; negative) predictions `(2B, Dz)` and the target `(B, Dz)`."""
+    """Loss terms from the stacked (positive; negative) predictions `(2B, Dz)` and the target `(B, Dz)`
+    (and the teacher's predictions `(2B, Dz)` on the same inputs, when distilling)."""
     B = target.shape[0]
     err = (pred.float() - torch.cat([target, target], dim=0).float()).pow(2).mean(dim=-1)  # (2B,)
     e_pos, e_neg = err[:B], err[B:]  # (B,), (B,)
@@ -126,7 +141,18 @@ def _terms(
     diffusion = e_pos.mean()  # == F.mse_loss(pred_pos, target): every sample has Dz elements
     triplet = (torch.clamp(e_pos - e_neg + cfg.margin, min=0.0) * differs).mean()
     loss = cfg.w_diffusion * diffusion + cfg.w_triplet * triplet
-    return {"loss": loss, "diffusion": diffusion, "triplet": triplet, "e_pos": e_pos.detach(), "e_neg": e_neg.detach()}
+    distill = torch.zeros((), device=pred.device)
+    if teacher_pred is not None:
+        distill = (pred.float() - teacher_pred.float()).pow(2).mean()  # both passes, every dimension
+        loss = loss + cfg.w_distill * distill
+    return {
+        "loss": loss,
+        "diffusion": diffusion,
+        "triplet": triplet,
+        "distill": distill,
+        "e_pos": e_pos.detach(),
+        "e_neg": e_neg.detach(),
+    }
 
 
 def sample_negatives(

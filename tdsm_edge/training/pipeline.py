@@ -37,6 +37,31 @@ def text_cache_dir() -> Path:
     return Path(os.environ.get("TDSM_CACHE_DIR", Path.home() / ".cache" / "tdsm_edge")) / "text"
 
 
+def trained_config(root: Path, config: str | None, overrides: list[str]) -> RunConfig:
+    """The RunConfig of a trained run folder (its config.yaml; a folder without one, e.g. a converted
+    published checkpoint, stores `config` there first) with `--set` overrides applied."""
+    from ..config import apply_overrides
+    from ..errors import DataError
+
+    if not (root / "config.yaml").is_file():
+        if not config:
+            raise DataError(
+                f"{root} has no config.yaml; pass --config (e.g. the yaml the checkpoint was trained "
+                "with) so its data, text and eval sections can be stored there."
+            )
+        save_config(load_config(config), root / "config.yaml")
+    return apply_overrides(load_config(root / "config.yaml"), overrides)
+
+
+def trained_class_text(cfg: RunConfig, root: Path):
+    """The class text a run was trained with (text/class_text.safetensors), or — for a converted published
+    checkpoint, which has none — the class prompts encoded once, as training would."""
+    from ..text.prompts import ClassText
+
+    path = root / "text" / "class_text.safetensors"
+    return ClassText.load(path) if path.is_file() else class_text_for(cfg, root)
+
+
 def class_text_for(cfg: RunConfig, root: Path):
     """Encode (or load) the class prompts of every class: ClassText (K, ...) in global order."""
     from ..text import get_text_encoder

@@ -1,0 +1,56 @@
+"""python -m tdsm_edge.distill on the tiny run: a decoupled student from a TDSM teacher, with resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tdsm_edge import distill
+from tdsm_edge.models.folders import load_denoiser
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    from helpers.tiny_run import train_tiny_run
+
+    root = tmp_path_factory.mktemp("distill")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TDSM_CACHE_DIR", str(root / "cache"))
+        run = train_tiny_run(root)
+    return run / "ru5" / "seed1"
+
+
+def test_the_student_starts_from_the_teacher_and_is_evaluated(teacher, tmp_path, capsys):
+    out = tmp_path / "student" / "ru5" / "seed1"
+    rc = distill.main(["--teacher", str(teacher), "--out", str(out), "--iterations", "8", "--no-progress"])
+    assert rc == 0
+    rec = json.loads((out / "distill.json").read_text())
+    teacher_top1 = json.loads((teacher / "metrics.json").read_text())["tdsm"]["zsl"]["top1"]
+    assert rec["teacher_top1"] == teacher_top1 and 0 <= rec["student_top1"] <= 1
+    assert rec["train"]["iterations"] == 8
+    assert "student (decoupled)" in capsys.readouterr().out
+    student, _, stats, cfg = load_denoiser(out / "denoiser")
+    t_model, _, t_stats, t_cfg = load_denoiser(teacher / "denoiser")
+    assert cfg.denoiser.attention == "decoupled" and t_cfg.denoiser.attention == "joint"
+    assert cfg.denoiser.hidden_size == t_cfg.denoiser.hidden_size  # same size, same parameter names
+    assert set(student.state_dict()) == set(t_model.state_dict())
+    # fine-tuned from the teacher: close to its weights, not equal (8 steps at the teacher's lr)
+    diff = [(student.state_dict()[k] - v).abs().max().item() for k, v in t_model.state_dict().items()]
+    assert 0 < max(diff) < 0.1
+    history = json.loads((out / "denoiser" / "config.json").read_text())["history"]
+    assert len(history["distill"]) == len(history["loss"]) > 0  # the distillation term was trained
+    assert (out / "metrics.json").is_file()
+    torch.testing.assert_close(torch.from_numpy(stats.mean), torch.from_numpy(t_stats.mean))  # same features
+
+
+def test_an_existing_student_folder_needs_resume_or_overwrite(teacher, tmp_path, caplog):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert distill.main(["--teacher", str(teacher), "--out", str(out), "--no-progress"]) == 2
+    assert "--resume" in caplog.text and (out / "notes.txt").is_file()
+    assert distill.main(["--teacher", str(teacher.parent), "--out", str(tmp_path / "x")]) == 2
+    assert "holds no trained denoiser" in caplog.text
+    assert distill.main(["--teacher", str(teacher), "--out", str(teacher)]) == 2

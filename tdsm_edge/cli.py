@@ -31,6 +31,18 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, help="logging detail")
 
 
+def add_overrides(parser: argparse.ArgumentParser, what: str) -> None:
+    """The repeatable `--set SECTION.KEY=VALUE` option (into `args.overrides`); `what` ends its help."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=f"override one config value (yaml syntax); repeatable. {what}",
+    )
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Log records to stderr with time, level and logger name."""
     logging.basicConfig(level=level, format=LOG_FORMAT)

@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, run_main, setup_logging
+from .cli import HelpFormatter, add_log_level, add_overrides, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,14 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--w-distill", type=float, default=None, help="weight of the distillation term (default: loss.w_distill)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a value of the teacher run's config (yaml syntax), e.g. --set data.features=PATH",
-    )
+    add_overrides(p, "The teacher run's config, e.g. --set data.features=PATH")
     p.add_argument("--config", default=None, help="config yaml for a teacher run folder that has none")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--resume", action="store_true", help="continue the student from its latest checkpoint")

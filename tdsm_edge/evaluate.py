@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, run_main, setup_logging
+from .cli import HelpFormatter, add_log_level, add_overrides, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,15 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep-timesteps", type=int, nargs="*", default=None, help="also evaluate these t and plot accuracy vs t"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a value of the run's config (yaml syntax), e.g. --set data.features=PATH; "
-        "repeatable. A run without config.yaml (a converted published checkpoint) gets the "
-        "--config file's.",
+    add_overrides(
+        p,
+        "The run's config, e.g. --set data.features=PATH; a run without config.yaml (a converted published checkpoint) gets the --config file's",
     )
     p.add_argument(
         "--config", default=None, help="config yaml to store in a run folder that has none (default: refuse)"

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, run_main, setup_logging
+from .cli import HelpFormatter, add_log_level, add_overrides, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an existing run: reuse finished stages, resume the denoiser from its latest checkpoint",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value (yaml syntax), e.g. --set data.features=/data/shift_ntu60_5_r "
-        "--set train.amp=bf16; repeatable",
-    )
+    add_overrides(p, 'E.g. --set data.features=/data/shift_ntu60_5_r --set train.amp=bf16')
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_log_level(p)

@@ -44,14 +44,16 @@ from tdsm_edge.runtime.table_schema import DECOUPLED, TableDims, check_tables, t
 class _FoldedBlock(nn.Module):
     """One denoiser block over the grid, reading its modulation from the class tables.
 
-    first: the text tokens' q|k|v come from the tables (`text_qkv0`; a decoupled block's `text_kv`), not `qkv_c`.
+    first: the text tokens' q|k|v come from the tables (`text_qkv0`), not from `qkv_c`.
     last: only the skeleton token's output is computed (no text queries, proj_c, mlp_c).
+    kv_table: a decoupled block (first and last): the text keys|values are the class table `text_kv`,
+        attended per class without copying them to every (sample, noise) row.
     """
 
-    def __init__(self, block: TDSMBlock, first: bool, last: bool) -> None:
+    def __init__(self, block: TDSMBlock, first: bool, last: bool, kv_table: bool = False) -> None:
         super().__init__()
         attn = block.attn
-        self.first, self.last = first, last
+        self.first, self.last, self.kv_table = first or kv_table, last or kv_table, kv_table
         self.num_heads, self.head_dim, self.scale = attn.num_heads, attn.head_dim, attn.scale
         D = attn.num_heads * attn.head_dim
         self.qkv, self.proj, self.mlp = (copy.deepcopy(m) for m in (attn.qkv, attn.proj, block.mlp))
@@ -94,20 +96,23 @@ class _FoldedBlock(nn.Module):
         D = self.num_heads * self.head_dim
         h = layer_norm(x, dtype) * ax[:, :, :, 1:2] + ax[:, :, :, 0:1]  # (B, K, J, 1, D)
         q, k, v = self._heads(self.qkv(h), 1, 3).unbind(0)  # each (R, H, 1, hd)
-        if self.first:  # text q|k|v are class constants: broadcast them to every (b, j)
-            parts = text_qkv.shape[-1] // D
-            qkv_c = self._heads(text_qkv.expand(B, K, J, L, parts * D), L, parts)  # (parts, R, H, L, hd)
+        if self.kv_table:
+            out = self._attend_kv_table(q, k, v, text_qkv, bias, grid, dtype)  # (B, K, J, 1, D)
         else:
-            hc = layer_norm(text, dtype) * ac[:, :, :, 1:2] + ac[:, :, :, 0:1]  # (B, K, J, L, D)
-            qkv_c = self._heads(self.qkv_c(hc), L, 2 if self.last else 3)  # (2 or 3, R, H, L, hd)
-        q = q if self.last else torch.cat((q, qkv_c[0]), dim=2)  # (R, H, 1 or 1+L, hd)
-        k = torch.cat((k, qkv_c[-2]), dim=2)  # (R, H, 1+L, hd)
-        v = torch.cat((v, qkv_c[-1]), dim=2)  # (R, H, 1+L, hd)
+            if self.first:  # text q|k|v are class constants: broadcast them to every (b, j)
+                parts = text_qkv.shape[-1] // D
+                qkv_c = self._heads(text_qkv.expand(B, K, J, L, parts * D), L, parts)  # (parts, R, H, L, hd)
+            else:
+                hc = layer_norm(text, dtype) * ac[:, :, :, 1:2] + ac[:, :, :, 0:1]  # (B, K, J, L, D)
+                qkv_c = self._heads(self.qkv_c(hc), L, 2 if self.last else 3)  # (2 or 3, R, H, L, hd)
+            q = q if self.last else torch.cat((q, qkv_c[0]), dim=2)  # (R, H, 1 or 1+L, hd)
+            k = torch.cat((k, qkv_c[-2]), dim=2)  # (R, H, 1+L, hd)
+            v = torch.cat((v, qkv_c[-1]), dim=2)  # (R, H, 1+L, hd)
 
-        logits = (q * self.scale) @ k.transpose(-2, -1)  # (R, H, 1 or 1+L, 1+L)
-        attn = (logits.float() + bias).softmax(dim=-1).to(dtype)  # float32 island
-        out = attn @ v  # (R, H, 1 or 1+L, hd)
-        out = out.transpose(1, 2).reshape(B, K, J, out.shape[2], D)  # (B, K, J, 1 or 1+L, D)
+            logits = (q * self.scale) @ k.transpose(-2, -1)  # (R, H, 1 or 1+L, 1+L)
+            attn = (logits.float() + bias).softmax(dim=-1).to(dtype)  # float32 island
+            out = attn @ v  # (R, H, 1 or 1+L, hd)
+            out = out.transpose(1, 2).reshape(B, K, J, out.shape[2], D)  # (B, K, J, 1 or 1+L, D)
 
         x = x + ax[:, :, :, 2:3] * self.proj(out[:, :, :, :1])  # (B, K, J, 1, D)
         h = layer_norm(x, dtype) * ax[:, :, :, 4:5] + ax[:, :, :, 3:4]  # (B, K, J, 1, D)
@@ -117,6 +122,37 @@ class _FoldedBlock(nn.Module):
         text = text + ac[:, :, :, 2:3] * self.proj_c(out[:, :, :, 1:])  # (B, K, J, L, D)
         h = layer_norm(text, dtype) * ac[:, :, :, 4:5] + ac[:, :, :, 3:4]  # (B, K, J, L, D)
         return x, text + ac[:, :, :, 5:6] * self.mlp_c(h)  # (B, K, J, L, D)
+
+    def _attend_kv_table(self, q, k, v, kv, bias, grid, dtype) -> torch.Tensor:
+        """The skeleton token's attention over [its own key; the class's L text keys from the table].
+
+        Args:
+            q, k, v: the skeleton token's `(R, H, 1, hd)`, R = B·K·J rows ordered (b, k, j).
+            kv: the class table `text_kv` of this block, `(Bt, K, 1, L, 2D)` (Bt = 1: every sample, or B).
+            bias: `(R, 1, 1, 1+L) float32` key bias.
+        Returns:
+            `(B, K, J, 1, D)`. With Bt = 1 the text keys and values are read once per (class, head) by a
+            `(B·J, hd) × (hd, L)` matmul: nothing is copied per sample or noise.
+        """
+        B, K, J = grid
+        H, hd = self.num_heads, self.head_dim
+        Bt, L, D = kv.shape[0], kv.shape[3], H * hd
+        kt = kv[:, :, 0, :, :D].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
+        vt = kv[:, :, 0, :, D:].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
+        qs = (q * self.scale).reshape(B, K, J, H, hd)  # (B, K, J, H, hd)
+        own = (qs.float() * k.reshape(B, K, J, H, hd).float()).sum(-1, keepdim=True)  # (B, K, J, H, 1) float32
+
+        def per_class(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            """`a (B, K, J, H, n) @ t (Bt, K, H, n, m)` → `(B, K, J, H, m)`, batched over (class, head)."""
+            if Bt == 1:
+                rows = a.permute(1, 3, 0, 2, 4).reshape(K, H, B * J, a.shape[-1])  # (K, H, B·J, n)
+                return (rows @ t[0]).reshape(K, H, B, J, -1).permute(2, 0, 3, 1, 4)  # (B, K, J, H, m)
+            return (a.permute(0, 1, 3, 2, 4) @ t).permute(0, 1, 3, 2, 4)  # per-sample tables (pruning)
+
+        logits = torch.cat([own, per_class(qs, kt.transpose(-2, -1)).float()], dim=-1)  # (B, K, J, H, 1+L)
+        attn = (logits + bias.reshape(B, K, J, 1, 1 + L)).softmax(dim=-1).to(dtype)  # float32 island
+        out = attn[..., :1] * v.reshape(B, K, J, H, hd) + per_class(attn[..., 1:], vt)  # (B, K, J, H, hd)
+        return out.reshape(B, K, J, 1, D)
 
 
 class FoldedScorer(nn.Module):
@@ -165,13 +201,9 @@ class FoldedScorer(nn.Module):
         net = nn.ModuleDict(
             dict(
                 x_embedder=copy.deepcopy(model.x_embedder),
-                # decoupled: every block reads its text k|v from the tables and computes no text output,
-                # which is what the first-and-last block of the joint fold does
+                # decoupled: every block reads its text k|v from the tables and computes no text output
                 blocks=nn.ModuleList(
-                    [
-                        _FoldedBlock(b, i == 0 or self.decoupled, i == last or self.decoupled)
-                        for i, b in enumerate(model.blocks)
-                    ]
+                    [_FoldedBlock(b, i == 0, i == last, kv_table=self.decoupled) for i, b in enumerate(model.blocks)]
                 ),
                 final_linear=copy.deepcopy(model.final_layer.linear),
             )

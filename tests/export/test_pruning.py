@@ -96,3 +96,18 @@ def test_staged_scores_calls_and_errors():
     assert calls == [(None, 1)] and got.tolist() == [[math.inf, 1.0, math.inf, 0.5]]
     with pytest.raises(ConfigError):
         staged_scores(score_fn, torch.zeros(1, 2), K=4, J_full=3, keep=0)
+
+
+def test_score_rows_of_a_decoupled_scorer_gathers_per_sample_text_tables(tiny, stats):
+    """The decoupled block's per-class attention also serves per-sample class subsets (staged pruning)."""
+    from tdsm_edge.config import ScheduleConfig
+    from tdsm_edge.models.schedule import DDPMSchedule
+    from tdsm_edge.scoring import noise_bank
+
+    model = tiny.model(attention="decoupled")
+    scorer = FoldedScorer(model, DDPMSchedule(ScheduleConfig()), noise_bank(3, tiny.cfg.z_dim, 0), tiny.t, stats)
+    tables, z = class_tables(model, *tiny.text(6), t=tiny.t), tiny.features(5)
+    idx = torch.tensor([[5, 0], [1, 1], [2, 4], [3, 0], [0, 5]])
+    with torch.no_grad():
+        full = scorer(z, **tables)
+        torch.testing.assert_close(scorer.score_rows(z, tables, idx), full.gather(1, idx), rtol=1e-5, atol=0)

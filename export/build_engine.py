@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
+from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, start_offline
 from tdsm_edge.errors import ConfigError, MissingDependencyError, installed
 from tdsm_edge.runtime.iospec import BATCH, AxisRange
 from tdsm_edge.runtime.rebuild import build_command
@@ -454,12 +453,10 @@ def _make_plan_builder(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    start_offline(args.log_level)
     if args.log_level != "DEBUG":  # the ONNX exporter's passes log every rewrite at INFO
         for name in ("onnxscript", "onnx_ir", "torch.onnx"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
     def run() -> None:
         print("\n" + format_report(build(args)))

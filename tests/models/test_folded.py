@@ -168,6 +168,8 @@ def test_decoupled_folded_equals_its_literal_loop(tiny, stats, masked, predictio
     assert list(tables) == ["text_kv", "key_bias", "ada_x", "ada_final"]
     D, L = tiny.cfg.hidden_size, tiny.cfg.num_tokens
     assert tuple(tables["text_kv"].shape) == (5, depth, L, 2 * D)
+    blocks = scorer.net["blocks"]  # the text stream lives in the tables: no block keeps its weights
+    assert all(b.qkv_c is None and b.proj_c is None and b.mlp_c is None for b in blocks)
     with torch.no_grad():
         got = scorer(z, **tables)  # (B, K)
     assert ref.std(dim=1).min() > 1e-3 * ref.abs().max()

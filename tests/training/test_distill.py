@@ -45,6 +45,31 @@ def test_the_student_starts_from_the_teacher_and_is_evaluated(teacher, tmp_path,
     torch.testing.assert_close(torch.from_numpy(stats.mean), torch.from_numpy(t_stats.mean))  # same features
 
 
+def test_resume_of_a_finished_student_only_evaluates_it(teacher, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert distill.main(["--teacher", str(teacher), "--out", str(out), "--iterations", "4", "--no-progress"]) == 0
+    weights = (out / "denoiser" / "model.safetensors").read_bytes()
+    seconds = json.loads((out / "distill.json").read_text())["seconds"]
+    assert distill.main(["--teacher", str(teacher), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert (out / "denoiser" / "model.safetensors").read_bytes() == weights  # not retrained
+    assert json.loads((out / "distill.json").read_text())["seconds"] == seconds
+
+
+def test_overwrite_never_deletes_the_teacher_or_its_run(teacher, tmp_path, caplog):
+    run_root = teacher.parent.parent
+    for out in (teacher, teacher.parent, run_root, teacher / "denoiser"):
+        assert distill.main(["--teacher", str(teacher), "--out", str(out), "--overwrite"]) == 2
+    assert "overlaps the teacher" in caplog.text
+    other = tmp_path / "seed"  # a trained seed folder elsewhere is not a student folder
+    (other / "encoder").mkdir(parents=True)
+    (other / "denoiser").mkdir()
+    assert distill.main(["--teacher", str(teacher), "--out", str(other), "--overwrite"]) == 2
+    assert "deletes only a student folder" in caplog.text and (other / "encoder").is_dir()
+    assert (teacher / "denoiser" / "model.safetensors").is_file() and (run_root / "config.yaml").is_file()
+    assert distill.main(["--teacher", str(teacher), "--out", str(tmp_path / "z"), "--iterations", "0"]) == 2
+    assert "iterations" in caplog.text
+
+
 def test_an_existing_student_folder_needs_resume_or_overwrite(teacher, tmp_path, caplog):
     out = tmp_path / "s"
     out.mkdir()

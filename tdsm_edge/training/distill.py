@@ -6,7 +6,7 @@ are the same — and is fine-tuned with the triplet diffusion loss plus a distil
 squared difference between its prediction and the teacher's on the same x_t, t and class text
 (`loss.w_distill`), for the positive and the negative pass alike. Not in the paper (issue 14).
 
-Student folder (`out`, laid out as a seed folder so `python -m tdsm_edge.evaluate` reads it):
+Student folder (`out`; `python -m tdsm_edge.evaluate --run <out> --config <the run's yaml>` re-evaluates it):
     <out>/denoiser/        the student (models/folders.py denoiser folder) + checkpoints/ while training
     <out>/metrics.json     its evaluation on the teacher's test features (as training writes it)
     <out>/distill.json     teacher vs student unseen top-1, the settings and the time it took

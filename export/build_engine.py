@@ -303,12 +303,19 @@ def build(args: argparse.Namespace) -> dict:
 
         load_private_key(args.sign_key)  # a bad key fails now, not after the build
     src = sources.resolve_run(args.run or sources.ensure_demo_run())  # no --run: the demo, trained if needed
-    out = Path(args.out) if args.out else Path("engines") / src.root.name
+    out = Path(args.out) if args.out else Path("engines") / src.name
     check_replaceable(out)
     log.info(
-        "run %s: split %s, seed %d → %s (backend %s, %s)", src.root, src.split, src.seed, out, backend, args.precision
+        "run %s: split %s, seed %d%s → %s (backend %s, %s)",
+        src.root,
+        src.split,
+        src.seed,
+        f", the decoupled student {src.student_dir}" if src.student_dir else "",
+        out,
+        backend,
+        args.precision,
     )
-    model, schedule, stats, cfg = load_denoiser(src.seed_dir / "denoiser")
+    model, schedule, stats, cfg = load_denoiser(src.denoiser_dir)
     text = sources.class_text(src)
     unseen, _ = split_classes(cfg.data.dataset, src.split)
     indices = sources.select_classes(list(text.names), unseen, args.classes, args.classes_file)
@@ -344,7 +351,7 @@ def build(args: argparse.Namespace) -> dict:
             run_config=cfg,
             source=src.to_dict(),
             class_indices=indices,
-            build_command=rebuild_command(args, src.seed_dir, out, backend, J, t, text_encoder),
+            build_command=rebuild_command(args, src.given, out, backend, J, t, text_encoder),
             plan_builder=_make_plan_builder(args) if backend == "tensorrt" else None,
             check=check,
             reference_weights=args.torch_weights,
@@ -385,7 +392,7 @@ def _tradeoff(src, cfg, out: Path) -> dict:
     from .tradeoff import load_seed_problem, measure_tradeoff, plot_tradeoff
 
     J, t, T = cfg.eval.num_noises, cfg.eval.timestep, cfg.schedule.num_steps
-    prob = load_seed_problem(src.seed_dir)
+    prob = load_seed_problem(src.seed_dir, denoiser_dir=src.denoiser_dir)
     K = prob.text.num_classes
     grid = [(1, t, K), (J, t, K), (J, t, 2), (max(J, 5), t, K), (J, max(0, t - 15), K), (J, min(T - 1, t + 15), K)]
     grid = list(dict.fromkeys(g for g in grid if g[2] <= K))

@@ -34,16 +34,32 @@ class RunSource:
     root: Path  # runs/<name>
     split: str
     seed: int
-    seed_dir: Path  # runs/<name>/<split>/seed<k>
+    seed_dir: Path  # runs/<name>/<split>/seed<k>: encoder, features (and the denoiser unless a student's)
     config: object  # RunConfig
+    student_dir: Path | None = None  # a distilled student (python -m tdsm_edge.distill) of seed_dir, or None
 
     @property
     def encoder_dir(self) -> Path | None:
         d = self.seed_dir / "encoder"
         return d if (d / "model.safetensors").is_file() else None
 
+    @property
+    def denoiser_dir(self) -> Path:
+        return (self.student_dir or self.seed_dir) / "denoiser"
+
+    @property
+    def given(self) -> Path:
+        """The seed folder named on the command line (the student's, for a student)."""
+        return self.student_dir or self.seed_dir
+
+    @property
+    def name(self) -> str:
+        """The run's name (the folder above the split): the default bundle name."""
+        return self.given.parent.parent.name if self.student_dir is not None else self.root.name
+
     def to_dict(self) -> dict:
-        return {"run": str(self.root), "split": self.split, "seed": self.seed, "seed_dir": str(self.seed_dir)}
+        d = {"run": str(self.root), "split": self.split, "seed": self.seed, "seed_dir": str(self.seed_dir)}
+        return d | ({"student_dir": str(self.student_dir)} if self.student_dir is not None else {})
 
 
 def is_trained(seed_dir: Path) -> bool:
@@ -58,11 +74,24 @@ def _seed_number(p: Path) -> int:
 
 
 def resolve_run(path: str | Path) -> RunSource:
-    """A run folder (its first trained split/seed: the config's split first, then by name and seed)
-    or a seed folder (`runs/<name>/<split>/seed<k>`)."""
+    """A run folder (its first trained split/seed: the config's split first, then by name and seed),
+    a seed folder (`runs/<name>/<split>/seed<k>`), or a distilled student's folder (its denoiser with
+    the teacher seed's encoder, features, config and class text)."""
+    from dataclasses import replace
+
     from tdsm_edge.config import load_config
+    from tdsm_edge.training.distill import teacher_of
 
     path = Path(path)
+    teacher = teacher_of(path)
+    if teacher is not None:
+        src = resolve_run(teacher)
+        if not is_trained(path):
+            raise ConfigError(
+                f"student {str(path)!r} has not finished training (denoiser/model.safetensors missing); "
+                f"continue it with python -m tdsm_edge.distill --teacher {teacher} --out {path} --resume"
+            )
+        return replace(src, student_dir=path)
     if is_trained(path) and _seed_number(path) >= 0:
         root, split, seed_dir = path.parent.parent, path.parent.name, path
     elif (path / "config.yaml").is_file():

@@ -60,8 +60,11 @@ def default_configs(
     return [(J, t, k) for J in noises for t in timesteps for k in keeps if not (J == 1 and k < K)]
 
 
-def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProblem:
-    """Denoiser, unseen class text and ztest features of a trained seed folder."""
+def load_seed_problem(
+    run_seed_dir: str | Path, device: str = "cpu", denoiser_dir: str | Path | None = None
+) -> SeedProblem:
+    """Denoiser, unseen class text and ztest features of a trained seed folder (`denoiser_dir`: another
+    denoiser on the same features, e.g. a distilled student's; default the seed's own)."""
     from tdsm_edge.config import load_config, noise_seed
     from tdsm_edge.models.folders import load_denoiser
     from tdsm_edge.text.prompts import ClassText
@@ -74,7 +77,7 @@ def load_seed_problem(run_seed_dir: str | Path, device: str = "cpu") -> SeedProb
             "denoiser/); train one with python -m tdsm_edge.train."
         )
     root, split = seed_dir.parent.parent, seed_dir.parent.name
-    model, schedule, stats, cfg = load_denoiser(seed_dir / "denoiser", device)
+    model, schedule, stats, cfg = load_denoiser(Path(denoiser_dir or seed_dir / "denoiser"), device)
     train_seed = cfg.train.seed  # this seed folder's model seed (the run's config.yaml holds the default one)
     if (root / "config.yaml").is_file():  # what python -m tdsm_edge.evaluate uses
         cfg = load_config(root / "config.yaml")

@@ -62,13 +62,20 @@ def one_line(message: object) -> str:
     return re.sub(r"\s*\n\s*", " ", str(message)).strip()
 
 
-def run_main(body: Callable[[], int | None], log: logging.Logger, interrupted: str = "interrupted") -> int:
+def _said(message: str | Callable[[], str]) -> str:
+    return message() if callable(message) else message
+
+
+def run_main(
+    body: Callable[[], int | None], log: logging.Logger, interrupted: str | Callable[[], str] = "interrupted"
+) -> int:
     """Run a command's body so that no user error ends in a traceback.
 
     A TdsmError (what, why, how to fix) or an OSError on a path the user named (missing, a file where a
     folder is needed, no permission, a full disk) is logged as one line and exits 2; Ctrl-C or SIGTERM
-    (what systemd and docker send) logs `interrupted` (say what was kept and how to continue) and exits
-    130, also when a library wrapped the interrupt in its own error. Returns the exit status.
+    (what systemd and docker send) logs `interrupted` (say what was kept and how to continue; a callable
+    is asked at that moment, for a message that depends on what was written) and exits 130, also when a
+    library wrapped the interrupt in its own error. Returns the exit status.
     """
     from tdsm_edge.errors import TdsmError
 
@@ -81,10 +88,10 @@ def run_main(body: Callable[[], int | None], log: logging.Logger, interrupted: s
         rc = body()
         return 0 if rc is None else int(rc)
     except KeyboardInterrupt:
-        log.error("%s", one_line(interrupted))
+        log.error("%s", one_line(_said(interrupted)))
         return 130
     except TdsmError as e:
-        log.error("%s", one_line(interrupted if _caused_by_interrupt(e) else e))
+        log.error("%s", one_line(_said(interrupted) if _caused_by_interrupt(e) else e))
         return 130 if _caused_by_interrupt(e) else 2
     except OSError as e:
         where = f" {str(e.filename)!r}" if e.filename else ""

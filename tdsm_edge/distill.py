@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_overrides(p, "The teacher run's config, e.g. --set data.features=PATH")
     p.add_argument("--config", default=None, help="config yaml for a teacher run folder that has none")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="the comparison without distillation: the decoupled variant from random weights, triplet "
+        "diffusion loss only, on the teacher's features (default: off, start from the teacher)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the student from its latest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete an existing student folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -97,18 +103,33 @@ def main(argv: list[str] | None = None) -> int:
             device=device,
             resume=args.resume,
             progress=not args.no_progress,
+            from_scratch=args.from_scratch,
         )
         t = rec["teacher_top1"]
         took = f", {rec['seconds']:.0f} s" if rec["seconds"] is not None else ""
-        print(f"\nDistilled {teacher} → {out} ({rec['train']['iterations']} iterations{took})")
+        how = "Trained from scratch beside" if args.from_scratch else "Distilled"
+        print(f"\n{how} {teacher} → {out} ({rec['train']['iterations']} iterations{took})")
         print(f"  unseen top-1: student (decoupled) {100 * rec['student_top1']:.1f}%", end="")
         print(f", teacher (TDSM) {100 * t:.1f}%" if t is not None else ", teacher not evaluated (no metrics.json)")
 
-    return run_main(
-        body,
-        logging.getLogger("tdsm_edge"),
-        interrupted="interrupted; the student's latest checkpoint is kept: run the same command with --resume",
-    )
+    return run_main(body, logging.getLogger("tdsm_edge"), interrupted=lambda: interrupted_message(Path(args.out)))
+
+
+def interrupted_message(out: Path) -> str:
+    """What Ctrl-C left in the student's folder and how to go on: only a checkpoint can be resumed."""
+    from .checkpoint import latest_checkpoint
+
+    denoiser = out / "denoiser"
+    if (denoiser / "model.safetensors").is_file():
+        return "interrupted; the student is saved: run the same command with --resume to evaluate it"
+    if latest_checkpoint(denoiser / "checkpoints") is not None:
+        return "interrupted; the student's latest checkpoint is kept: run the same command with --resume"
+    if out.is_dir() and any(out.iterdir()):
+        return (
+            "interrupted before the student's first checkpoint (every train.checkpoint_every steps), so there "
+            "is nothing to resume: run the same command with --overwrite"
+        )
+    return "interrupted before the student's first checkpoint; nothing was kept: run the same command again"
 
 
 def _is_student(folder: Path) -> bool:

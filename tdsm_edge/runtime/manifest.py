@@ -47,6 +47,7 @@ from .integrity import DIGEST_FIELD, SIGNATURE_FILE, check_pinned_digest, manife
 from .iospec import CLASSES, TABLES_GRAPH, TEXT_GRAPH, IOSpec
 from .manifest_schema import MANIFEST_SCHEMA
 from .rebuild import DEFAULT_REBUILD
+from .table_schema import DECOUPLED, JOINT, table_names
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,23 @@ def _short(v) -> str:
     return s if len(s) <= 80 else s[:77] + "…"
 
 
+def _check_variant(m: Manifest, tables: list[str]) -> None:
+    """model.denoiser names a variant (attention) and depth whose class tables are the scorer's inputs."""
+    den = m.data["model"]["denoiser"]
+    attention, depth = den.get("attention", JOINT), den.get("depth")
+    if attention not in (JOINT, DECOUPLED):
+        raise m.error("model.denoiser.attention", f"{_short(attention)} is not one of {[JOINT, DECOUPLED]}")
+    if type(depth) is not int or not 1 <= depth <= 1024:
+        raise m.error("model.denoiser.depth", f"{_short(depth)} is not a whole number of blocks from 1 to 1024")
+    want = list(table_names(depth, attention))
+    if want != tables:
+        raise m.error(
+            "model.denoiser",
+            f"a {attention} denoiser of depth {depth} reads the class tables {want}, but the scorer's IO spec "
+            f"reads {tables}",
+        )
+
+
 def _check_consistency(m: Manifest) -> None:
     """What the schema cannot say alone: fields that must agree with each other."""
     data, io = m.data, m.io
@@ -377,6 +395,7 @@ def _check_consistency(m: Manifest) -> None:
         raise m.error(
             "the class tables", f"tables.npz holds {data['tables']['names']} but the scorer's IO spec reads {tables}"
         )
+    _check_variant(m, tables)
     for what, values in (
         ("classes.indices", data["classes"].get("indices")),
         ("classes.descriptions", data["classes"].get("descriptions")),

@@ -9,17 +9,20 @@ squared difference between its prediction and the teacher's on the same x_t, t a
 Student folder (`out`; `python -m tdsm_edge.evaluate --run <out> --config <the run's yaml>` re-evaluates it):
     <out>/denoiser/        the student (models/folders.py denoiser folder) + checkpoints/ while training
     <out>/metrics.json     its evaluation on the teacher's test features (as training writes it)
-    <out>/distill.json     teacher vs student unseen top-1, the settings and the time it took
+    <out>/distill.json     teacher vs student unseen top-1, the settings, the time it took, and where the
+                           teacher is (`teacher_of`: its encoder, features, config and class text serve the
+                           student too, e.g. python -m export.build_engine --run <out>)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 from ..config import RunConfig, replace, to_dict
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ def distill_seed(
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    from_scratch: bool = False,
 ) -> dict:
     """Train and evaluate the decoupled student of one trained seed folder; returns the distill.json record.
 
@@ -71,6 +75,8 @@ def distill_seed(
         iterations, lr, w_distill: None = the teacher's train.iterations / train.lr and loss.w_distill.
         overrides: `--set` values applied to the teacher's config before those (train, loss, …).
         resume: continue from the student's latest checkpoint; a student already saved is only evaluated.
+        from_scratch: the comparison without a teacher: random initial weights (the teacher's model seed)
+            and the triplet diffusion loss alone, on the same features and for as many iterations.
     """
     from ..models.folders import load_denoiser
     from .evaluation import evaluate_seed
@@ -83,9 +89,12 @@ def distill_seed(
     split = teacher_dir.parent.name
     unseen, seen = split_classes(run_cfg.data.dataset, split)
     feats = seed_features(run_cfg, teacher_dir, unseen, len(class_text.names))
-    cfg = student_config(teacher_cfg, iterations, lr, w_distill, overrides)
+    if from_scratch and w_distill:
+        raise ConfigError("--from-scratch trains without the teacher: leave --w-distill out (it would be ignored)")
+    cfg = student_config(teacher_cfg, iterations, lr, 0.0 if from_scratch else w_distill, overrides)
     log.info(
-        "distilling %s into a decoupled student: %d iterations, w_distill %g",
+        "%s %s: %d iterations, w_distill %g",
+        "training from scratch the decoupled variant beside" if from_scratch else "distilling into a decoupled student",
         teacher_dir,
         cfg.train.iterations,
         cfg.loss.w_distill,
@@ -97,16 +106,18 @@ def distill_seed(
         before = out_dir / "distill.json"
         seconds = float(read_json(before)["seconds"]) if before.is_file() else None  # its training time
     else:
-        _train(feats, class_text, seen, cfg, out_dir, device, resume, progress, teacher)
+        _train(feats, class_text, seen, cfg, out_dir, device, resume, progress, None if from_scratch else teacher)
         seconds = time.perf_counter() - t0
     metrics = evaluate_seed(out_dir, feats, class_text, unseen, run_cfg.eval, device)
     record = {
         "teacher": str(teacher_dir),
+        "teacher_relative": os.path.relpath(teacher_dir.resolve(), out_dir.resolve()),  # moves with the runs
         "split": split,
         "student_top1": metrics["tdsm"]["zsl"]["top1"],
         "teacher_top1": _teacher_top1(teacher_dir),
         "train": to_dict(cfg.train),
         "w_distill": cfg.loss.w_distill,
+        "from_scratch": from_scratch,
         "seconds": seconds,
     }
     write_json(out_dir / "distill.json", record)
@@ -127,7 +138,7 @@ def _train(feats, class_text, seen, cfg, out_dir: Path, device, resume: bool, pr
         resume=resume,
         progress=progress,
         teacher=teacher,
-        init_state=teacher.state_dict(),
+        init_state=None if teacher is None else teacher.state_dict(),
     )
 
 
@@ -137,3 +148,31 @@ def _teacher_top1(teacher_dir: Path) -> float | None:
     if not path.is_file():
         return None
     return float(read_json(path)["tdsm"]["zsl"]["top1"])
+
+
+def teacher_of(student_dir: str | Path) -> Path | None:
+    """The teacher seed folder of a student folder (one with distill.json), or None for any other folder.
+
+    Looked up beside the student first (distill.json's `teacher_relative`, so a runs/ tree moved as a
+    whole still resolves), then as recorded. DataError when the teacher is gone.
+    """
+    student_dir = Path(student_dir)
+    record_path = student_dir / "distill.json"
+    if not record_path.is_file() or not (student_dir / "denoiser").is_dir():
+        return None
+    try:
+        record = read_json(record_path)
+    except ValueError as e:
+        raise DataError(f"{record_path} is not valid JSON ({e}); distil the student again") from e
+    tried = []
+    for key, base in (("teacher_relative", student_dir), ("teacher", Path.cwd())):
+        value = record.get(key) if isinstance(record, dict) else None
+        if isinstance(value, str) and value:
+            path = Path(os.path.normpath(base / value))
+            if (path / "denoiser").is_dir():
+                return path
+            tried.append(str(path))
+    raise DataError(
+        f"{student_dir} is a distilled student but its teacher's seed folder is gone (looked in {tried}); the "
+        "student reads the teacher's encoder, features and class text: put the teacher back, or distil again"
+    )

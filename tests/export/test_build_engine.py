@@ -6,7 +6,9 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import shlex
+import shutil
 
 import numpy as np
 import pytest
@@ -312,3 +314,59 @@ def test_a_command_the_builder_cannot_read_gets_its_changed_options_replaced_not
     )
     with pytest.raises(TypeError, match="sequence"):
         build_command(classes="wave")  # would spell --classes w a v e
+
+
+def test_a_distilled_student_folder_builds_a_verified_bundle_that_adds_classes(tiny_run, tmp_path, caplog):
+    """python -m export.build_engine --run <student>: the student's denoiser with its teacher's encoder,
+    features and class text; the bundle says it is decoupled, verifies, and adds classes from text."""
+    from tdsm_edge import distill
+    from tdsm_edge.errors import DataError
+    from tdsm_edge.runtime import ZeroShotRecognizer
+    from tdsm_edge.training.distill import teacher_of
+
+    teacher = tiny_run / "ru5" / "seed1"
+    student = tmp_path / "runs" / "tiny_student" / "ru5" / "seed1"
+    assert distill.main(["--teacher", str(teacher), "--out", str(student), "--iterations", "4", "--no-progress"]) == 0
+    assert teacher_of(student) == teacher and teacher_of(teacher) is None
+    src = sources.resolve_run(student)
+    assert (src.seed_dir, src.student_dir, src.denoiser_dir) == (teacher, student, student / "denoiser")
+    assert src.encoder_dir == teacher / "encoder" and src.name == "tiny_student"
+    out = tmp_path / "engines" / "student"
+    argv = ["--run", str(student), "--out", str(out), "--batch", "4", "--no-tradeoff", "--log-level", "WARNING"]
+    assert build_engine.main(argv) == 0
+    m = load_manifest(out)
+    assert m.data["model"]["denoiser"]["attention"] == "decoupled"
+    assert m.io.graphs["scorer"].input_names[1] == "text_kv"
+    assert m.data["source"]["student_dir"] == str(student) and m.data["source"]["seed_dir"] == str(teacher)
+    assert m.rebuild_command.startswith(f"python -m export.build_engine --run {student} --out {out}")
+    v = m.data["verify"]
+    assert v["passed"] and v["scorer"]["max_rel_err"] <= 1e-4 and v["text"]["max_rel_err"] <= 1e-3
+    # classes from text on the student bundle: both CPU backends score the added class alike
+    z = np.load(teacher / "features" / "ztest.npy")[:6].astype(np.float32)
+    scores = {}
+    for backend in ("onnxruntime", "torch"):
+        rec = ZeroShotRecognizer.load(out, threads=1, backend=backend)
+        rec.add_classes(["wave twice"], ["A person raises the right hand and waves it twice."])
+        assert rec.classes[-1] == "wave twice"
+        scores[backend] = rec.score_features(z)
+    np.testing.assert_allclose(scores["onnxruntime"], scores["torch"], rtol=1e-4, atol=0)
+    # a student whose teacher is gone says so; moving the whole runs tree keeps the link
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "tiny").symlink_to(tiny_run)  # the teacher's run, as it would sit beside the student's
+    shutil.copytree(tmp_path / "runs" / "tiny_student", moved / "tiny_student")
+    rec = json.loads((student / "distill.json").read_text())
+    assert rec["teacher_relative"] == os.path.relpath(teacher.resolve(), student.resolve())
+    (moved / "tiny_student" / "ru5" / "seed1" / "distill.json").write_text(
+        json.dumps(rec | {"teacher_relative": "../../../tiny/ru5/seed1", "teacher": "nowhere/ru5/seed1"})
+    )
+    assert teacher_of(moved / "tiny_student" / "ru5" / "seed1") == moved / "tiny" / "ru5" / "seed1"
+    (moved / "tiny_student" / "ru5" / "seed1" / "distill.json").write_text(
+        json.dumps(rec | {"teacher_relative": "../../../gone/ru5/seed1", "teacher": "nowhere/ru5/seed1"})
+    )
+    with pytest.raises(DataError, match="its teacher's seed folder is gone"):
+        sources.resolve_run(moved / "tiny_student" / "ru5" / "seed1")
+    with caplog.at_level(logging.ERROR):
+        argv = ["--run", str(moved / "tiny_student" / "ru5" / "seed1"), "--out", str(tmp_path / "x")]
+        assert build_engine.main(argv) == 2
+    assert "teacher's seed folder is gone" in caplog.text and not (tmp_path / "x").exists()

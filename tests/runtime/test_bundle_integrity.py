@@ -442,8 +442,30 @@ def test_resealed_values_a_json_reader_accepts_are_refused(copy, edit, match):
 def test_the_torch_backend_refuses_a_resealed_model_config(copy, field, value):
     pytest.importorskip("torch")
     sealed_edit(copy, lambda m: m["model"]["denoiser"].update({field: value}))
-    with pytest.raises(BundleError, match=f"the model section: cannot rebuild the denoiser config.*{field}"):
+    # depth is checked with the variant for every backend (model.denoiser.depth), the rest when torch rebuilds
+    match = rf"(the model section: cannot rebuild the denoiser config.*{field}|model\.denoiser\.{field}: )"
+    with pytest.raises(BundleError, match=match):
         ZeroShotRecognizer.load(copy, threads=1, backend="torch")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("decoupled", r"model\.denoiser: a decoupled denoiser of depth \d+ reads the class tables \[.*'text_kv'"),
+        ("sideways", r"model\.denoiser\.attention: 'sideways' is not one of \['joint', 'decoupled'\]"),
+        (None, r"model\.denoiser\.attention: None is not one of"),
+    ],
+)
+def test_a_resealed_variant_that_does_not_fit_the_scorer_is_refused(copy, backend, value, match):
+    """The manifest says which variant a bundle holds; a variant whose tables are not the scorer's inputs
+    is refused at load, on every backend (before: ORT loaded it, torch gave a raw KeyError)."""
+    if backend == "torch":
+        pytest.importorskip("torch")
+    sealed_edit(copy, lambda m: m["model"]["denoiser"].update(attention=value))
+    with pytest.raises(BundleError, match=match) as e:
+        ZeroShotRecognizer.load(copy, threads=1, backend=backend)
+    assert "\n" not in str(e.value)
 
 
 def test_the_torch_backend_refuses_resealed_reference_weights_that_do_not_fit(copy):

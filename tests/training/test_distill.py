@@ -79,3 +79,37 @@ def test_an_existing_student_folder_needs_resume_or_overwrite(teacher, tmp_path,
     assert distill.main(["--teacher", str(teacher.parent), "--out", str(tmp_path / "x")]) == 2
     assert "holds no trained denoiser" in caplog.text
     assert distill.main(["--teacher", str(teacher), "--out", str(teacher)]) == 2
+
+
+def test_from_scratch_trains_the_variant_without_the_teacher(teacher, tmp_path, caplog, monkeypatch):
+    from tdsm_edge.training import denoiser_trainer
+
+    calls, train = [], denoiser_trainer.train_denoiser
+    monkeypatch.setattr(denoiser_trainer, "train_denoiser", lambda *a, **k: calls.append(k) or train(*a, **k))
+    out = tmp_path / "scratch"
+    argv = ["--teacher", str(teacher), "--out", str(out), "--iterations", "4", "--no-progress", "--from-scratch"]
+    assert distill.main(argv) == 0
+    assert calls[0]["teacher"] is None and calls[0]["init_state"] is None  # random weights, no teacher term
+    rec = json.loads((out / "distill.json").read_text())
+    assert rec["from_scratch"] is True and rec["w_distill"] == 0
+    _, _, _, cfg = load_denoiser(out / "denoiser")
+    assert cfg.denoiser.attention == "decoupled"
+    history = json.loads((out / "denoiser" / "config.json").read_text())["history"]
+    assert "distill" not in history  # no teacher term
+    assert distill.main(argv[:4] + ["--from-scratch", "--w-distill", "1", "--overwrite"]) == 2
+    assert "--from-scratch trains without the teacher" in caplog.text
+
+
+def test_an_interrupt_says_what_can_be_resumed(tmp_path):
+    out = tmp_path / "s"
+    assert "run the same command again" in distill.interrupted_message(out)
+    (out / "denoiser").mkdir(parents=True)
+    assert "nothing to resume" in distill.interrupted_message(out) and "--overwrite" in distill.interrupted_message(out)
+    step = out / "denoiser" / "checkpoints" / "step_00000010"
+    step.mkdir(parents=True)
+    (step / "model.safetensors").write_bytes(b"")
+    assert "nothing to resume" in distill.interrupted_message(out)  # an incomplete checkpoint is not one
+    (step / "train_state.json").write_text("{}")
+    assert "latest checkpoint is kept" in distill.interrupted_message(out)
+    (out / "denoiser" / "model.safetensors").write_bytes(b"")
+    assert "the student is saved" in distill.interrupted_message(out)

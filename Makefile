@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
 demo: $(STAMP)
 	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 ru12 $(DEMO_FLAGS)
-	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --out engines/demo
+	$(PY) -m tdsm_edge.distill --teacher runs/demo/ru5/seed1 --out runs/demo_decoupled/ru5/seed1 $(DEMO_FLAGS)
+	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --prefer-student runs/demo_decoupled/ru5/seed1 --out engines/demo
 	$(PY) examples/robot.py
 
 # the guard rails (ruff lint + format check, import contracts of pyproject.toml), the test suite, then
@@ -38,4 +39,4 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" --benchmark-disable benchmarks
 
 clean:
-	rm -rf runs/demo engines/demo engines/demo.report .pytest_cache
+	rm -rf runs/demo runs/demo_decoupled engines/demo engines/demo.report .pytest_cache

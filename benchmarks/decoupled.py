@@ -7,7 +7,13 @@ reference — the paper's literal loop (`score_reference`) where that is afforda
 and small, B = 1 of paper), else the torch FoldedScorer, which tests/models/test_folded.py pins to
 the loop — then both are timed in the same run, interleaved, one ORT thread. Also per preset: matmul
 GFLOP per call counted by torch's FlopCounterMode on the scorer the graph was exported from, the
-graph's weight bytes (ONNX initializers) and the student's class-table bytes per class.
+graph's weight bytes (ONNX initializers) and each variant's class-table bytes per class. Where the
+literal loop is the reference, its own time (torch, one thread) is reported beside the graphs.
+
+Jetson AGX Orin estimate (an ESTIMATE, not a measurement): a roofline from the counted matmul FLOPs
+and the bytes one call must stream, with the data-sheet figures of shared/reference/ANCHORS.md —
+204.8 GB/s memory, FP16 tensor throughput taken at a realistic 20 TFLOPS (of ≈ 42 dense peak); fp16
+bytes = half the fp32 graph's weights plus K classes' tables. Estimate = max(compute, memory).
 
     python -m benchmarks.decoupled --presets tiny small paper --out docs/benchmarks_cpu/decoupled.json
 """
@@ -25,7 +31,16 @@ import numpy as np
 from benchmarks.problem import NOISE_SEED, TIMESTEP, build_problem, check_against_reference
 
 J = 3
-CASES = ((1, 5), (64, 5), (1, 24), (64, 24), (64, 60))  # (B, K)
+CASES = ((1, 5), (64, 5), (1, 24), (64, 24), (1, 60), (64, 60))  # (B, K)
+ORIN_BYTES_PER_S = 204.8e9  # Jetson AGX Orin 64 GB memory bandwidth (data sheet; ANCHORS.md)
+ORIN_FLOPS = 20e12  # FP16 tensor FLOP/s at a realistic share of the ≈ 42 TFLOPS dense peak (ANCHORS.md)
+
+
+def orin_estimate_ms(gflop: float, weight_bytes_fp32: int, table_bytes_per_class_fp32: int, K: int) -> dict:
+    """Roofline estimate of one fp16 call on a Jetson AGX Orin: compute ms, memory ms and their max."""
+    compute = gflop * 1e9 / ORIN_FLOPS * 1e3
+    memory = (weight_bytes_fp32 + K * table_bytes_per_class_fp32) / 2 / ORIN_BYTES_PER_S * 1e3
+    return {"compute_ms": compute, "memory_ms": memory, "ms": max(compute, memory)}
 
 
 def _variants(p):
@@ -58,7 +73,19 @@ def _weight_bytes(path: Path) -> int:
     )
 
 
-def measure(preset: str, repeats: int, tmp: Path, literal_max_rows: int, cases=CASES) -> dict:
+def measure(
+    preset: str,
+    repeats: int,
+    tmp: Path,
+    literal_max_rows: int,
+    cases=CASES,
+    rounds: int = 2,
+    warmup: int = 1,
+    check_samples: int | None = None,
+) -> dict:
+    """One preset's graphs and cases. rounds: interleaved teacher/student medians (the lower kept);
+    check_samples: check the first N samples' rows against the reference (rows are independent per
+    sample; None = all) — for cases whose reference would take minutes."""
     import onnxruntime as ort
     import torch
 
@@ -89,32 +116,43 @@ def measure(preset: str, repeats: int, tmp: Path, literal_max_rows: int, cases=C
         z = p.features(B)
         case: dict = {"B": B, "K": K}
         calls = {}
+        n = B if check_samples is None else min(B, check_samples)
         for name, (model, scorer, sess, tables) in run.items():
             feeds = {"z": z, **{k: v[:K].numpy() for k, v in tables.items()}}
             errors = sess.run(["errors"], feeds)[0]  # (B, K)
             zt = torch.from_numpy(z)
             with torch.no_grad():
-                if B * K * J <= literal_max_rows:
-                    zs = torch.from_numpy(p.stats.apply(z))
-                    ref, against = (
-                        score_reference(model, p.schedule, zs, (fc[:K], fl[:K], mask[:K]), noises, TIMESTEP),
-                        "loop",
-                    )
+                if n * K * J <= literal_max_rows:
+                    zs = torch.from_numpy(p.stats.apply(z[:n]))
+                    text_k = (fc[:K], fl[:K], mask[:K])
+                    ref, against = score_reference(model, p.schedule, zs, text_k, noises, TIMESTEP), "loop"
+                    if name == "teacher" and n == B:  # the paper's loop, timed once per case
+                        loop = lambda m=model, zs=zs, t=text_k: score_reference(m, p.schedule, zs, t, noises, TIMESTEP)  # noqa: E731
+                        case["loop_ms"] = median_ms(loop, min(repeats, 3), warmup=0, max_s=30)
                 else:
-                    ref, against = scorer(zt, **{k: v[:K] for k, v in tables.items()}), "folded-torch"
-            case[f"{name}_check"] = {"against": against, **check_against_reference(errors, ref.numpy())}
+                    ref, against = scorer(zt[:n], **{k: v[:K] for k, v in tables.items()}), "folded-torch"
+            case[f"{name}_check"] = {
+                "against": against,
+                "samples": n,
+                **check_against_reference(errors[:n], ref.numpy()),
+            }
             case[f"{name}_gflop"] = _flops(scorer, zt, {k: v[:K] for k, v in tables.items()})
             calls[name] = lambda s=sess, f=feeds: s.run(["errors"], f)
-        for name in ("teacher", "student", "teacher", "student"):  # interleaved: drift hits both alike
-            case.setdefault(f"{name}_ms", []).append(median_ms(calls[name], repeats, warmup=1, max_s=30))
+        for name in ("teacher", "student") * rounds:  # interleaved: drift hits both alike
+            case.setdefault(f"{name}_ms", []).append(median_ms(calls[name], repeats, warmup=warmup, max_s=30))
         for name in ("teacher", "student"):
             case[f"{name}_ms"] = min(case[f"{name}_ms"])
+            g = out["graphs"][name]
+            case[f"{name}_orin"] = orin_estimate_ms(
+                case[f"{name}_gflop"], g["weight_bytes"], g["table_bytes_per_class"], K
+            )
         case["speedup"] = case["teacher_ms"] / case["student_ms"]
         case["flop_ratio"] = case["teacher_gflop"] / case["student_gflop"]
         out["cases"].append(case)
+        loop = f"  loop {case['loop_ms']:.1f} ms" if "loop_ms" in case else ""
         print(
             f"{preset:5s} B={B:3d} K={K:3d}: teacher {case['teacher_ms']:9.2f} ms  student {case['student_ms']:8.2f} ms"
-            f"  ×{case['speedup']:5.1f}  (GFLOP {case['teacher_gflop']:.3f} → {case['student_gflop']:.3f}, "
+            f"  ×{case['speedup']:5.1f}{loop}  (GFLOP {case['teacher_gflop']:.3f} → {case['student_gflop']:.3f}, "
             f"×{case['flop_ratio']:.1f}; checked against {case['teacher_check']['against']})",
             flush=True,
         )
@@ -123,17 +161,21 @@ def measure(preset: str, repeats: int, tmp: Path, literal_max_rows: int, cases=C
 
 def markdown(results: list[dict]) -> str:
     lines = [
-        "| preset | B | K | teacher ms | student ms | speed-up | GFLOP teacher → student | weights MB teacher → student | student tables KB / class |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| preset | B | K | paper's loop ms | teacher ms | student ms | speed-up | GFLOP teacher → student "
+        "| weights MB teacher → student | tables KB / class teacher → student "
+        "| Jetson AGX Orin fp16 ESTIMATE ms teacher → student |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         g = r["graphs"]
         for c in r["cases"]:
+            loop = f"{c['loop_ms']:.2f}" if "loop_ms" in c else "—"
             lines.append(
-                f"| {r['preset']} | {c['B']} | {c['K']} | {c['teacher_ms']:.2f} | {c['student_ms']:.2f} | "
+                f"| {r['preset']} | {c['B']} | {c['K']} | {loop} | {c['teacher_ms']:.2f} | {c['student_ms']:.2f} | "
                 f"×{c['speedup']:.1f} | {c['teacher_gflop']:.3f} → {c['student_gflop']:.3f} | "
                 f"{g['teacher']['weight_bytes'] / 1e6:.1f} → {g['student']['weight_bytes'] / 1e6:.1f} | "
-                f"{g['student']['table_bytes_per_class'] / 1e3:.1f} |"
+                f"{g['teacher']['table_bytes_per_class'] / 1e3:.1f} → {g['student']['table_bytes_per_class'] / 1e3:.1f} | "
+                f"{c['teacher_orin']['ms']:.2f} → {c['student_orin']['ms']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -159,6 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="B,K",
         help="(batch, classes) cases; the paper preset's teacher needs ~6 GFLOP per row (B·K·J rows)",
     )
+    p.add_argument(
+        "--rounds", type=int, default=2, help="interleaved teacher/student medians per case, lower kept (default: 2)"
+    )
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls before each median (default: 1)")
+    p.add_argument(
+        "--check-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="check only the first N samples' rows against the reference (default: all)",
+    )
     p.add_argument("--out", default=None, help="also write the results as JSON here (and a .md beside it)")
     args = p.parse_args(argv)
     try:
@@ -166,11 +219,18 @@ def main(argv: list[str] | None = None) -> int:
         assert all(len(c) == 2 and min(c) >= 1 for c in cases)
     except (ValueError, AssertionError):
         p.error(f"--cases takes B,K pairs of positive ints, e.g. 1,5 64,24; got {args.cases}")
+    if args.rounds < 1 or args.warmup < 0 or args.repeats < 1 or (args.check_samples or 1) < 1:
+        p.error("--rounds and --repeats must be at least 1, --warmup and --check-samples not negative / at least 1")
     import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        results = [measure(pr, args.repeats, Path(tmp), args.literal_max_rows, cases) for pr in args.presets]
+        results = [
+            measure(
+                pr, args.repeats, Path(tmp), args.literal_max_rows, cases, args.rounds, args.warmup, args.check_samples
+            )
+            for pr in args.presets
+        ]
     table = markdown(results)
     print("\n" + table)
     if args.out:

@@ -4,6 +4,7 @@ from tdsm_edge import ActionStream, ZeroShotRecognizer
 from tdsm_edge.data.synthact import generate  # stands in for a pose estimator (numpy only)
 
 rec = ZeroShotRecognizer.load("engines/demo")  # digest, schema, files checked (digest=... pins one build)
+print(f"engines/demo: {rec.variant} denoiser ({'the distilled student' if rec.variant == 'decoupled' else 'TDSM'})")
 rec.add_classes(["wave right hand"], ["A person raises the right hand and waves it from side to side."])
 rec.set_open_set()  # "none of these" below the margin calibrated at export
 stream = ActionStream(rec, window=64, stride=32)

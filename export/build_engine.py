@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder (its first trained split/seed) or seed folder runs/NAME/SPLIT/seedK "
         "(default: the demo run runs/demo, trained first if needed)",
     )
+    p.add_argument(
+        "--prefer-student",
+        default=None,
+        metavar="DIR",
+        help="a decoupled student of the --run seed (python -m tdsm_edge.distill): build from it when its "
+        "unseen top-1 on the VALIDATION features is at most 1 point below its teacher's, else from the "
+        "teacher (default: none; make demo passes the demo's student)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="bundle folder (default: engines/<run name>)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="graph precision")
     p.add_argument(
@@ -303,6 +311,10 @@ def build(args: argparse.Namespace) -> dict:
 
         load_private_key(args.sign_key)  # a bad key fails now, not after the build
     src = sources.resolve_run(args.run or sources.ensure_demo_run())  # no --run: the demo, trained if needed
+    choice = None
+    if args.prefer_student:
+        src, choice = sources.prefer_student(src, Path(args.prefer_student))
+        log.info("%s", choice)
     out = Path(args.out) if args.out else Path("engines") / src.name
     check_replaceable(out)
     log.info(
@@ -367,7 +379,14 @@ def build(args: argparse.Namespace) -> dict:
         triton = write_triton_repo(out, args.triton_repo, max_batch_size=args.batch, backend=backend)
         log.info("Triton model repository: %s", triton)
     tradeoff = _tradeoff(src, cfg, out) if args.tradeoff else None
-    return {"bundle": out, "backend": backend, "manifest": manifest, "triton": triton, "tradeoff": tradeoff}
+    return {
+        "bundle": out,
+        "backend": backend,
+        "manifest": manifest,
+        "triton": triton,
+        "tradeoff": tradeoff,
+        "choice": choice,
+    }
 
 
 def _class_descriptions(cfg, names, indices: list[int]) -> list[str]:

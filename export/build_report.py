@@ -8,6 +8,8 @@ import numpy as np
 from tdsm_edge.runtime.iospec import BATCH
 from tdsm_edge.timing import median_ms
 
+VARIANTS = {"joint": "TDSM (joint attention)", "decoupled": "decoupled student (text K/V folded per class)"}
+
 
 def format_report(result: dict) -> str:
     """The short table printed at the end of a build."""
@@ -23,6 +25,9 @@ def format_report(result: dict) -> str:
         f"| classes ({len(m.class_names)}) | {', '.join(m.class_names)} |",
         f"| scoring | t={m.data['scoring']['timestep']}, J={m.data['scoring']['num_noises']}, "
         f"batch {m.io.axes[BATCH].min}..{m.io.axes[BATCH].max} |",
+        f"| denoiser | {VARIANTS[m.data['model']['denoiser'].get('attention', 'joint')]}"
+        + (f"; {result['choice']}" if result.get("choice") else "")
+        + " |",
     ]
     for rel in m.data["files"]:
         lines.append(f"| {rel} | {(out / rel).stat().st_size / 1e6:.2f} MB |")

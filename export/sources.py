@@ -120,6 +120,40 @@ def resolve_run(path: str | Path) -> RunSource:
     return RunSource(root, split, _seed_number(seed_dir), seed_dir, load_config(root / "config.yaml"))
 
 
+STUDENT_BAR = 0.01  # a student replaces its teacher at most this much below it on validation (issue 14)
+
+
+def prefer_student(teacher: RunSource, student_dir: Path) -> tuple[RunSource, str]:
+    """The student's source when its validation unseen top-1 (distill.json) is at most STUDENT_BAR below
+    its teacher's, else the teacher's; and a line saying which and why. ConfigError when `student_dir`
+    is not a finished student of that teacher or its record has no validation measurement."""
+    from tdsm_edge.io import read_json
+    from tdsm_edge.training.distill import teacher_of
+
+    if teacher.student_dir is not None:
+        raise ConfigError(
+            f"--run {teacher.given} is itself a student; --prefer-student takes the teacher's seed as --run"
+        )
+    owner = teacher_of(student_dir)
+    if owner is None or owner.resolve() != teacher.seed_dir.resolve():
+        raise ConfigError(
+            f"--prefer-student {student_dir} is not a distilled student of {teacher.seed_dir} (no distill.json "
+            f"naming it); make one with python -m tdsm_edge.distill --teacher {teacher.seed_dir} --out {student_dir}"
+        )
+    v = read_json(student_dir / "distill.json").get("validation") or {}
+    s, t = v.get("student_top1"), v.get("teacher_top1")
+    if not isinstance(s, float) or not isinstance(t, float):
+        raise ConfigError(
+            f"{student_dir}/distill.json has no validation top-1 of the student and its teacher (an older "
+            f"record, or a run without validation features); measure it with python -m tdsm_edge.distill "
+            f"--teacher {teacher.seed_dir} --out {student_dir} --resume"
+        )
+    said = f"validation unseen top-1: decoupled student {100 * s:.1f} %, teacher (TDSM) {100 * t:.1f} %"
+    if s >= t - STUDENT_BAR:
+        return resolve_run(student_dir), f"building the decoupled student {student_dir} ({said}: within 1 point)"
+    return teacher, f"building the teacher {teacher.seed_dir}, not its student ({said}: more than 1 point below)"
+
+
 def class_text(src: RunSource):
     """The run's encoded class prompts (every class, global order)."""
     from tdsm_edge.text.prompts import ClassText

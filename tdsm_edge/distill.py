@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the comparison without distillation: the decoupled variant from random weights, triplet "
         "diffusion loss only, on the teacher's features (default: off, start from the teacher)",
     )
-    p.add_argument("--resume", action="store_true", help="continue the student from its latest checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the student from its latest checkpoint, only evaluate a finished one, or start one "
+        "when the folder holds none (as train --resume)",
+    )
     p.add_argument("--overwrite", action="store_true", help="delete an existing student folder first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_log_level(p)
@@ -83,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"--overwrite deletes only a student folder (one holding distill.json or a denoiser/ "
                     f"and no encoder/ or features/); {out} is not one: delete it yourself or pick another --out"
                 )
-        if args.resume and not (out / "denoiser").is_dir():
-            raise ConfigError(f"--resume: {out} holds no student to continue; run without --resume")
         if args.overwrite and out.exists():
             shutil.rmtree(out)
         root = teacher.parent.parent

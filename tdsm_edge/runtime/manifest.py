@@ -87,6 +87,11 @@ class Manifest:
         return str(self.data["precision"])
 
     @property
+    def variant(self) -> str:
+        """The denoiser variant: "joint" (TDSM) or "decoupled" (the student); checked at load."""
+        return str(self.data["model"]["denoiser"].get("attention", JOINT))
+
+    @property
     def graphs(self) -> dict[str, dict]:
         return dict(self.data["graphs"])
 

@@ -130,6 +130,11 @@ class ZeroShotRecognizer:
         """The bundle digest ("sha256:…"): pin it with `load(path, digest=...)`."""
         return self.manifest.digest
 
+    @property
+    def variant(self) -> str:
+        """The bundle's denoiser: "joint" (TDSM as published) or "decoupled" (the distilled student)."""
+        return self.manifest.variant
+
     # ------------------------------------------------------------ classes
     @property
     def classes(self) -> list[str]:

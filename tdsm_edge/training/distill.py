@@ -9,7 +9,9 @@ squared difference between its prediction and the teacher's on the same x_t, t a
 Student folder (`out`; `python -m tdsm_edge.evaluate --run <out> --config <the run's yaml>` re-evaluates it):
     <out>/denoiser/        the student (models/folders.py denoiser folder) + checkpoints/ while training
     <out>/metrics.json     its evaluation on the teacher's test features (as training writes it)
-    <out>/distill.json     teacher vs student unseen top-1, the settings, the time it took, and where the
+    <out>/distill.json     teacher vs student unseen top-1 on the test features and on the VALIDATION
+                           features (`validation`: what a choice between the two may read), the settings,
+                           the time it took, and where the
                            teacher is (`teacher_of`: its encoder, features, config and class text serve the
                            student too, e.g. python -m export.build_engine --run <out>)
 """
@@ -20,6 +22,8 @@ import logging
 import os
 import time
 from pathlib import Path
+
+import numpy as np
 
 from ..config import RunConfig, replace, to_dict
 from ..errors import ConfigError, DataError
@@ -74,7 +78,8 @@ def distill_seed(
         run_cfg: the run's config (data, text and eval sections); class_text: its `ClassText`.
         iterations, lr, w_distill: None = the teacher's train.iterations / train.lr and loss.w_distill.
         overrides: `--set` values applied to the teacher's config before those (train, loss, …).
-        resume: continue from the student's latest checkpoint; a student already saved is only evaluated.
+        resume: continue from the student's latest checkpoint (start when there is none); a student
+            already saved is only evaluated.
         from_scratch: the comparison without a teacher: random initial weights (the teacher's model seed)
             and the triplet diffusion loss alone, on the same features and for as many iterations.
     """
@@ -106,15 +111,24 @@ def distill_seed(
         before = out_dir / "distill.json"
         seconds = float(read_json(before)["seconds"]) if before.is_file() else None  # its training time
     else:
+        from ..checkpoint import latest_checkpoint
+
+        resume = resume and latest_checkpoint(out_dir / "denoiser" / "checkpoints") is not None  # else start
         _train(feats, class_text, seen, cfg, out_dir, device, resume, progress, None if from_scratch else teacher)
         seconds = time.perf_counter() - t0
     metrics = evaluate_seed(out_dir, feats, class_text, unseen, run_cfg.eval, device)
+    validation = {
+        name: validation_top1(folder / "denoiser", feats, class_text, unseen, run_cfg.eval, device)
+        for name, folder in (("teacher", teacher_dir), ("student", out_dir))
+    }
     record = {
         "teacher": str(teacher_dir),
         "teacher_relative": os.path.relpath(teacher_dir.resolve(), out_dir.resolve()),  # moves with the runs
         "split": split,
         "student_top1": metrics["tdsm"]["zsl"]["top1"],
         "teacher_top1": _teacher_top1(teacher_dir),
+        "validation": {f"{k}_top1": v for k, v in validation.items()}
+        | {"samples": int(np.isin(feats.val_label, unseen).sum()) if feats.val is not None else 0},
         "train": to_dict(cfg.train),
         "w_distill": cfg.loss.w_distill,
         "from_scratch": from_scratch,
@@ -122,6 +136,34 @@ def distill_seed(
     }
     write_json(out_dir / "distill.json", record)
     return record
+
+
+def validation_top1(denoiser_dir: Path, feats, class_text, unseen, eval_cfg, device: str = "cpu") -> float | None:
+    """Unseen top-1 (ZSL, among the unseen classes) of a denoiser folder on the unseen-class samples of
+    the VALIDATION features, scored as evaluation scores the test set; None when there are none."""
+    from ..config import noise_seed
+    from ..models.folders import load_denoiser
+    from .evaluation import tdsm_errors
+
+    if feats.val is None:
+        return None
+    keep = np.isin(feats.val_label, unseen)
+    if not keep.any():
+        return None
+    model, schedule, stats, cfg = load_denoiser(denoiser_dir, device)
+    errors = tdsm_errors(
+        model,
+        schedule,
+        stats,
+        np.asarray(feats.val[keep], np.float32),
+        class_text.subset(unseen),
+        eval_cfg.num_noises,
+        eval_cfg.timestep,
+        noise_seed(eval_cfg, cfg.train.seed),
+        eval_cfg.batch_size,
+        device,
+    )
+    return float((np.asarray(unseen)[errors.argmin(1)] == feats.val_label[keep]).mean())
 
 
 def _train(feats, class_text, seen, cfg, out_dir: Path, device, resume: bool, progress: bool, teacher) -> None:

@@ -40,7 +40,7 @@ def test_cli_exports_a_verified_fp32_bundle(cli_bundle, tiny_run):
     out, printed = cli_bundle
     m = load_manifest(out)
     unseen = [27, 28, 36, 47, 48]  # synthact ru5, the default class set
-    assert m.data["classes"]["indices"] == unseen and m.precision == "fp32"
+    assert m.data["classes"]["indices"] == unseen and m.precision == "fp32" and m.variant == "joint"
     assert m.data["source"]["seed_dir"] == str(tiny_run / "ru5" / "seed1")
     v = m.data["verify"]
     assert v["passed"] and v["scorer"]["max_rel_err"] <= 1e-4 and v["samples"] == 30  # 6 per unseen class
@@ -333,7 +333,11 @@ def test_a_distilled_student_folder_builds_a_verified_bundle_that_adds_classes(t
     assert src.encoder_dir == teacher / "encoder" and src.name == "tiny_student"
     out = tmp_path / "engines" / "student"
     argv = ["--run", str(student), "--out", str(out), "--batch", "4", "--no-tradeoff", "--log-level", "WARNING"]
-    assert build_engine.main(argv) == 0
+    printed = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+        assert build_engine.main(argv) == 0
+    assert "| denoiser | decoupled student" in "\n".join(printed)
     m = load_manifest(out)
     assert m.data["model"]["denoiser"]["attention"] == "decoupled"
     assert m.io.graphs["scorer"].input_names[1] == "text_kv"
@@ -347,9 +351,28 @@ def test_a_distilled_student_folder_builds_a_verified_bundle_that_adds_classes(t
     for backend in ("onnxruntime", "torch"):
         rec = ZeroShotRecognizer.load(out, threads=1, backend=backend)
         rec.add_classes(["wave twice"], ["A person raises the right hand and waves it twice."])
-        assert rec.classes[-1] == "wave twice"
+        assert rec.classes[-1] == "wave twice" and rec.variant == "decoupled"
         scores[backend] = rec.score_features(z)
     np.testing.assert_allclose(scores["onnxruntime"], scores["torch"], rtol=1e-4, atol=0)
+    # --prefer-student: the student when its validation top-1 is at most 1 point below its teacher's
+    rec = json.loads((student / "distill.json").read_text())
+    v = rec["validation"]
+    assert v["samples"] > 0 and 0 <= v["student_top1"] <= 1 and 0 <= v["teacher_top1"] <= 1
+    teacher_src = sources.resolve_run(teacher)
+    for s_top1, t_top1, picked in ((0.50, 0.51, student), (0.50, 0.5101, teacher), (0.7, 0.5, student)):
+        (student / "distill.json").write_text(
+            json.dumps(rec | {"validation": v | {"student_top1": s_top1, "teacher_top1": t_top1}})
+        )
+        src, why = sources.prefer_student(teacher_src, student)
+        assert src.given == picked and ("within 1 point" in why) == (picked == student), why
+    (student / "distill.json").write_text(json.dumps(rec | {"validation": {}}))
+    with pytest.raises(ConfigError, match="no validation top-1.*--resume"):
+        sources.prefer_student(teacher_src, student)
+    with pytest.raises(ConfigError, match="not a distilled student of"):
+        sources.prefer_student(teacher_src, teacher)
+    with pytest.raises(ConfigError, match="is itself a student"):
+        sources.prefer_student(src, student)
+    (student / "distill.json").write_text(json.dumps(rec))
     # a student whose teacher is gone says so; moving the whole runs tree keeps the link
     moved = tmp_path / "moved"
     moved.mkdir()

@@ -219,8 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         assert all(len(c) == 2 and min(c) >= 1 for c in cases)
     except (ValueError, AssertionError):
         p.error(f"--cases takes B,K pairs of positive ints, e.g. 1,5 64,24; got {args.cases}")
-    if args.rounds < 1 or args.warmup < 0 or args.repeats < 1 or (args.check_samples or 1) < 1:
-        p.error("--rounds and --repeats must be at least 1, --warmup and --check-samples not negative / at least 1")
+    if (
+        args.rounds < 1
+        or args.repeats < 1
+        or args.warmup < 0
+        or (args.check_samples is not None and args.check_samples < 1)
+    ):
+        p.error("--rounds, --repeats and --check-samples must be at least 1, --warmup at least 0")
     import torch
 
     torch.set_num_threads(1)

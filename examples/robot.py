@@ -4,7 +4,6 @@ from tdsm_edge import ActionStream, ZeroShotRecognizer
 from tdsm_edge.data.synthact import generate  # stands in for a pose estimator (numpy only)
 
 rec = ZeroShotRecognizer.load("engines/demo")  # digest, schema, files checked (digest=... pins one build)
-print(f"engines/demo: {rec.variant} denoiser ({'the distilled student' if rec.variant == 'decoupled' else 'TDSM'})")
 rec.add_classes(["wave right hand"], ["A person raises the right hand and waves it from side to side."])
 rec.set_open_set()  # "none of these" below the margin calibrated at export
 stream = ActionStream(rec, window=64, stride=32)
@@ -13,4 +12,4 @@ for frame in np.concatenate([clip[0] for clip in clips]):  # (25, 3) camera coor
     pred = stream.push(frame)  # a Prediction every 32 frames once 64 are in, else None
     if pred is not None:
         print(f"{pred.label:18s} margin {pred.margin:.3f}  {pred.latency_ms:5.1f} ms")
-print(rec.backend, stream.stats)
+print(rec.backend, rec.variant, stream.stats)  # variant: "decoupled" = the distilled student, "joint" = TDSM

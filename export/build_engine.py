@@ -315,7 +315,7 @@ def build(args: argparse.Namespace) -> dict:
     if args.prefer_student:
         src, choice = sources.prefer_student(src, Path(args.prefer_student))
         log.info("%s", choice)
-    out = Path(args.out) if args.out else Path("engines") / src.name
+    out = Path(args.out) if args.out else Path("engines") / (src.root.name if args.prefer_student else src.name)
     check_replaceable(out)
     log.info(
         "run %s: split %s, seed %d%s → %s (backend %s, %s)",

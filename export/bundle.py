@@ -336,7 +336,7 @@ def default_build_command(
 ) -> str:
     """A build_engine command line reproducing a library-built bundle (as far as `source` tells)."""
     return rebuild.build_command(
-        run=(source or {}).get("seed_dir") or None,
+        run=(source or {}).get("student_dir") or (source or {}).get("seed_dir") or None,
         out=out_dir,
         precision=precision,
         batch=batch.max,

@@ -54,8 +54,12 @@ class RunSource:
 
     @property
     def name(self) -> str:
-        """The run's name (the folder above the split): the default bundle name."""
-        return self.given.parent.parent.name if self.student_dir is not None else self.root.name
+        """The default bundle name: the run's (the folder above the split); for a student, its own run's
+        (or the student folder's name when it is not laid out as <run>/<split>/seed<k>)."""
+        if self.student_dir is None:
+            return self.root.name
+        real = self.student_dir.resolve()
+        return real.parent.parent.name if _seed_number(real) >= 0 and real.parent.parent.name else real.name
 
     def to_dict(self) -> dict:
         d = {"run": str(self.root), "split": self.split, "seed": self.seed, "seed_dir": str(self.seed_dir)}
@@ -140,16 +144,18 @@ def prefer_student(teacher: RunSource, student_dir: Path) -> tuple[RunSource, st
             f"--prefer-student {student_dir} is not a distilled student of {teacher.seed_dir} (no distill.json "
             f"naming it); make one with python -m tdsm_edge.distill --teacher {teacher.seed_dir} --out {student_dir}"
         )
-    v = read_json(student_dir / "distill.json").get("validation") or {}
-    s, t = v.get("student_top1"), v.get("teacher_top1")
-    if not isinstance(s, float) or not isinstance(t, float):
+    record = read_json(student_dir / "distill.json")  # a JSON object: teacher_of checked it
+    v = record.get("validation")
+    v = v if isinstance(v, dict) else {}
+    s, t, n = v.get("student_top1"), v.get("teacher_top1"), v.get("samples")
+    if not all(isinstance(x, float) and 0 <= x <= 1 for x in (s, t)):
         raise ConfigError(
             f"{student_dir}/distill.json has no validation top-1 of the student and its teacher (an older "
             f"record, or a run without validation features); measure it with python -m tdsm_edge.distill "
             f"--teacher {teacher.seed_dir} --out {student_dir} --resume"
         )
-    said = f"validation unseen top-1: decoupled student {100 * s:.1f} %, teacher (TDSM) {100 * t:.1f} %"
-    if s >= t - STUDENT_BAR:
+    said = f"validation unseen top-1 ({n} samples): decoupled student {100 * s:.1f} %, teacher (TDSM) {100 * t:.1f} %"
+    if s + STUDENT_BAR + 1e-9 >= t:  # 1e-9: exactly 1 point below is within (float rounding of k/n)
         return resolve_run(student_dir), f"building the decoupled student {student_dir} ({said}: within 1 point)"
     return teacher, f"building the teacher {teacher.seed_dir}, not its student ({said}: more than 1 point below)"
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from .config import validate
         from .errors import ConfigError, DataError
-        from .training.distill import distill_seed
+        from .training.distill import distill_seed, is_student, teacher_of
         from .training.distributed import resolve_device
         from .training.pipeline import trained_class_text, trained_config
 
@@ -83,10 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and any(out.iterdir()):
             if not (args.resume or args.overwrite):
                 raise ConfigError(f"{out} is not empty; pass --resume to continue it or --overwrite to start again")
-            if args.overwrite and not _is_student(out):
+            if not is_student(out):
+                flag = "--overwrite deletes" if args.overwrite else "--resume continues"
                 raise ConfigError(
-                    f"--overwrite deletes only a student folder (one holding distill.json or a denoiser/ "
-                    f"and no encoder/ or features/); {out} is not one: delete it yourself or pick another --out"
+                    f"{flag} only a student folder (one holding distill.json or a denoiser/ and no encoder/, "
+                    f"features/ or config.yaml); {out} is not one: pick another --out"
+                )
+            owner = teacher_of(out) if args.resume else None
+            if owner is not None and owner.resolve() != teacher.resolve():
+                raise ConfigError(
+                    f"{out} is the student of {owner}, not of --teacher {teacher}; pass that teacher, or "
+                    "--overwrite to distil this one instead"
                 )
         if args.overwrite and out.exists():
             shutil.rmtree(out)
@@ -121,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 def interrupted_message(out: Path) -> str:
     """What Ctrl-C left in the student's folder and how to go on: only a checkpoint can be resumed."""
     from .checkpoint import latest_checkpoint
+    from .training.distill import student_saved
 
     denoiser = out / "denoiser"
-    if (denoiser / "model.safetensors").is_file():
+    if student_saved(out):
         return "interrupted; the student is saved: run the same command with --resume to evaluate it"
     if latest_checkpoint(denoiser / "checkpoints") is not None:
         return "interrupted; the student's latest checkpoint is kept: run the same command with --resume"
@@ -133,13 +141,6 @@ def interrupted_message(out: Path) -> str:
             "is nothing to resume: run the same command with --overwrite"
         )
     return "interrupted before the student's first checkpoint; nothing was kept: run the same command again"
-
-
-def _is_student(folder: Path) -> bool:
-    """A folder this command wrote: distill.json or a denoiser/, and none of a trained seed's other folders."""
-    if (folder / "encoder").exists() or (folder / "features").exists() or (folder / "config.yaml").exists():
-        return False
-    return (folder / "distill.json").is_file() or (folder / "denoiser").is_dir()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ VALUE, VALUES, SWITCH = "value", "values", "switch"  # `--x V`, `--x V1 V2 …` 
 # argparse dest → (flag, kind), in the order a command names them
 OPTIONS: dict[str, tuple[str, str]] = {
     "run": ("--run", VALUE),
+    "prefer_student": ("--prefer-student", VALUE),
     "out": ("--out", VALUE),
     "precision": ("--precision", VALUE),
     "backend": ("--backend", VALUE),

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..config import RunConfig, replace, to_dict
 from ..errors import ConfigError, DataError
-from ..io import read_json, write_json
+from ..io import read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,20 @@ def distill_seed(
         cfg.loss.w_distill,
     )
     t0 = time.perf_counter()
-    done = (out_dir / "denoiser" / "model.safetensors").is_file() and (out_dir / "denoiser" / "config.json").is_file()
-    if resume and done:
+    teacher_sha = sha256_file(teacher_dir / "denoiser" / "model.safetensors")
+    before = _record(out_dir)
+    if before.get("teacher_sha256") not in (None, teacher_sha):
+        raise ConfigError(
+            f"the teacher {teacher_dir} was retrained since {out_dir} was distilled from it (its weights "
+            "differ); distil it again with --overwrite"
+        )
+    seconds = before.get("seconds") if isinstance(before.get("seconds"), (int, float)) else None
+    if resume and student_saved(out_dir):
         log.info("%s holds a finished student: evaluating it only", out_dir)
-        before = out_dir / "distill.json"
-        seconds = float(read_json(before)["seconds"]) if before.is_file() else None  # its training time
+        _, _, _, cfg = load_denoiser(out_dir / "denoiser", device)  # the settings it was trained with
+        if cfg.denoiser.attention != "decoupled":
+            raise DataError(f"{out_dir} holds a {cfg.denoiser.attention} denoiser, not a decoupled student")
+        from_scratch = bool(before.get("from_scratch", from_scratch))
     else:
         from ..checkpoint import latest_checkpoint
 
@@ -124,6 +133,8 @@ def distill_seed(
     record = {
         "teacher": str(teacher_dir),
         "teacher_relative": os.path.relpath(teacher_dir.resolve(), out_dir.resolve()),  # moves with the runs
+        "teacher_absolute": str(teacher_dir.resolve()),
+        "teacher_sha256": teacher_sha,  # the weights it was distilled from: a retrained teacher is noticed
         "split": split,
         "student_top1": metrics["tdsm"]["zsl"]["top1"],
         "teacher_top1": _teacher_top1(teacher_dir),
@@ -192,26 +203,61 @@ def _teacher_top1(teacher_dir: Path) -> float | None:
     return float(read_json(path)["tdsm"]["zsl"]["top1"])
 
 
-def teacher_of(student_dir: str | Path) -> Path | None:
-    """The teacher seed folder of a student folder (one with distill.json), or None for any other folder.
+def is_student(folder: str | Path) -> bool:
+    """A folder python -m tdsm_edge.distill wrote: distill.json or a denoiser/, and none of a trained
+    seed's other folders (encoder/, features/) nor a run's config.yaml."""
+    folder = Path(folder)
+    if any((folder / n).exists() for n in ("encoder", "features", "config.yaml")):
+        return False
+    return (folder / "distill.json").is_file() or (folder / "denoiser").is_dir()
 
-    Looked up beside the student first (distill.json's `teacher_relative`, so a runs/ tree moved as a
-    whole still resolves), then as recorded. DataError when the teacher is gone.
+
+def student_saved(folder: str | Path) -> bool:
+    """The student finished training: its denoiser's weights and config are written."""
+    d = Path(folder) / "denoiser"
+    return (d / "model.safetensors").is_file() and (d / "config.json").is_file()
+
+
+def _record(student_dir: Path) -> dict:
+    """distill.json as a dict ({} when absent); DataError when it is not a JSON object."""
+    path = student_dir / "distill.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e}); distil the student again with --overwrite") from e
+    if not isinstance(record, dict):
+        raise DataError(f"{path} is not a JSON object; distil the student again with --overwrite")
+    return record
+
+
+def teacher_of(student_dir: str | Path) -> Path | None:
+    """The teacher seed folder of a student folder (`is_student` with distill.json), or None for any
+    other folder.
+
+    Looked up beside the student first (distill.json's `teacher_relative`, from the student's real
+    path, so a runs/ tree moved as a whole still resolves), then at the absolute path recorded, then
+    as typed. DataError when the teacher is gone or is itself a student (a loop).
     """
     student_dir = Path(student_dir)
-    record_path = student_dir / "distill.json"
-    if not record_path.is_file() or not (student_dir / "denoiser").is_dir():
+    if not (student_dir / "distill.json").is_file() or not (student_dir / "denoiser").is_dir():
         return None
-    try:
-        record = read_json(record_path)
-    except ValueError as e:
-        raise DataError(f"{record_path} is not valid JSON ({e}); distil the student again") from e
+    if not is_student(student_dir):
+        return None
+    record = _record(student_dir)
     tried = []
-    for key, base in (("teacher_relative", student_dir), ("teacher", Path.cwd())):
-        value = record.get(key) if isinstance(record, dict) else None
+    keys = (("teacher_relative", student_dir.resolve()), ("teacher_absolute", Path("/")), ("teacher", Path.cwd()))
+    for key, base in keys:
+        value = record.get(key)
         if isinstance(value, str) and value:
             path = Path(os.path.normpath(base / value))
             if (path / "denoiser").is_dir():
+                if path.resolve() == student_dir.resolve() or is_student(path):
+                    raise DataError(
+                        f"{student_dir}/distill.json names {path} as its teacher, which is a student itself "
+                        "(or the same folder); distil from a trained TDSM seed folder again"
+                    )
                 return path
             tried.append(str(path))
     raise DataError(

@@ -112,4 +112,42 @@ def test_an_interrupt_says_what_can_be_resumed(tmp_path):
     (step / "train_state.json").write_text("{}")
     assert "latest checkpoint is kept" in distill.interrupted_message(out)
     (out / "denoiser" / "model.safetensors").write_bytes(b"")
+    assert "latest checkpoint is kept" in distill.interrupted_message(out)  # saved = weights AND config
+    (out / "denoiser" / "config.json").write_text("{}")
     assert "the student is saved" in distill.interrupted_message(out)
+
+
+def test_resume_starts_a_missing_student_and_refuses_folders_that_are_not_its_students(teacher, tmp_path, caplog):
+    out = tmp_path / "fresh"  # what make demo does on a fresh clone: --resume with nothing to resume
+    assert (
+        distill.main(["--teacher", str(teacher), "--out", str(out), "--iterations", "2", "--no-progress", "--resume"])
+        == 0
+    )
+    rec = json.loads((out / "distill.json").read_text())
+    assert rec["teacher_sha256"].startswith("sha256:") or len(rec["teacher_sha256"]) == 64
+    # a finished student whose record lost its training time (an interrupted evaluation): resumed again
+    (out / "distill.json").write_text(json.dumps(rec | {"seconds": None}))
+    assert distill.main(["--teacher", str(teacher), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert json.loads((out / "distill.json").read_text())["seconds"] is None
+    # --resume never adopts a trained seed folder, nor another teacher's student
+    assert (
+        distill.main(["--teacher", str(teacher), "--out", str(teacher.parent.parent / "ru5" / "seed1"), "--resume"])
+        == 2
+    )
+    other = tmp_path / "other_teacher" / "ru5" / "seed1"
+    other.mkdir(parents=True)
+    (other / "denoiser").symlink_to(teacher / "denoiser")
+    caplog.clear()
+    assert distill.main(["--teacher", str(other), "--out", str(out), "--resume"]) == 2
+    assert "is the student of" in caplog.text
+    seed = tmp_path / "seedlike"
+    (seed / "features").mkdir(parents=True)
+    (seed / "denoiser").mkdir()
+    caplog.clear()
+    assert distill.main(["--teacher", str(teacher), "--out", str(seed), "--resume"]) == 2
+    assert "--resume continues only a student folder" in caplog.text
+    # a retrained teacher is noticed
+    (out / "distill.json").write_text(json.dumps(rec | {"teacher_sha256": "0" * 64}))
+    caplog.clear()
+    assert distill.main(["--teacher", str(teacher), "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "was retrained since" in caplog.text

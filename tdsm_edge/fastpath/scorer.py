@@ -18,6 +18,12 @@ Same numbers as `FoldedScorer` (it is built from one), computed on a different l
                         tokens and their q|k|v from the tables; in the last block only the skeleton
                         query, the text k|v and the skeleton MLP run (nothing reads the rest)
 
+The decoupled student (`attention: decoupled`) has no text stream per row: the buffer is the skeleton
+token alone `(R, 1, D)`, the same fused LayerNorm / residual / GELU kernels run on it, and each block's
+attention is `attend_kv_table` (tdsm_edge.models.folded) over [its own key; the class's L text keys
+from the table `text_kv`], one `(B·J, hd) × (hd, L)` matmul per (class, head): no text key is copied
+per sample or noise.
+
 Precision (fp16): weights, GEMMs, the residual stream and attention in fp16; LayerNorm, modulate,
 residual adds, GELU, softmax (inside SDPA) and the error reduction in float32; standardisation and
 x_t in float32. "fp32" runs the same layout in float32 (an exactness check: it equals FoldedScorer
@@ -36,7 +42,7 @@ from tdsm_edge.fastpath import kernels as kn
 from tdsm_edge.fastpath.graphs import GraphCache
 from tdsm_edge.fastpath.tables import FastClassTables, FastTablesCache, fast_class_tables
 from tdsm_edge.models.class_tables import ClassTables, precision_dtype
-from tdsm_edge.models.folded import FoldedScorer
+from tdsm_edge.models.folded import FoldedScorer, attend_kv_table
 from tdsm_edge.models.schedule import diffusion_target
 
 
@@ -86,11 +92,6 @@ class FastScorer:
         cuda_graphs: bool = True,
     ) -> None:
         dtype = precision_dtype(precision)
-        if folded.decoupled:
-            raise ConfigError(
-                "the GPU fast path does not run the decoupled denoiser yet; score it with the folded scorer "
-                "(the torch backend with fast=False, or ONNX Runtime / TensorRT)"
-            )
         if folded.dtype == torch.float16 and dtype == torch.float32:
             raise ConfigError(
                 "this FoldedScorer's weights are fp16; build the fp32 FastScorer from a fp32 FoldedScorer"
@@ -102,6 +103,8 @@ class FastScorer:
         self.device = torch.device(device) if device is not None else next(folded.net.parameters()).device
         self.prediction, self.t = folded.prediction, folded.t
         self.D, self.H, self.L, self.depth = cfg.hidden_size, cfg.num_heads, cfg.num_tokens, cfg.depth
+        self.decoupled, self.attention = folded.decoupled, cfg.attention  # decoupled: the skeleton token alone
+        self.scale = float(folded.net["blocks"][0].scale)  # 1/√head_dim
         f32 = dict(device=self.device, dtype=torch.float32)
         self.mean, self.std = folded.mean.to(**f32), folded.std.to(**f32)  # (Dz,)
         self.noises = folded.noises.to(**f32)  # (J, Dz)
@@ -157,7 +160,7 @@ class FastScorer:
         )
 
     def _convert(self, tables: dict[str, torch.Tensor]) -> FastClassTables:
-        return fast_class_tables(tables, self.depth, self.D, self.L, self.dtype, self.device)
+        return fast_class_tables(tables, self.depth, self.D, self.L, self.dtype, self.device, self.attention)
 
     def prepare(self, tables: dict[str, torch.Tensor] | ClassTables) -> FastClassTables:
         """The class tables in the fast layout on this device (cached per class set)."""
@@ -191,7 +194,7 @@ class FastScorer:
         x_t = torch.add(self.s_noises, zs[:, None], alpha=self.a)  # (B, J, Dz) float32: a·zs + s·ε
         x_emb = F.linear(x_t.to(dt), self.x_w, self.x_b)  # (B, J, D): once per (b, j), not per class
 
-        S_x = S if tab.text0 is not None else 1  # depth 1: only the skeleton token is carried
+        S_x = S if tab.text0 is not None else 1  # depth 1 or decoupled: only the skeleton token is carried
         x = torch.empty(R, S_x, D, dtype=dt, device=z.device)  # the joint residual stream
         grid = x.view(B, K, J, S_x, D)
         grid[:, :, :, 0] = x_emb[:, None]  # (B, K, J, D) ← (B, 1, J, D)
@@ -203,7 +206,11 @@ class FastScorer:
         # each block ends on a residual add that is applied together with the next LayerNorm (the next
         # block's, or the final layer's): `pending` = (x view, branch output, gate, bias) not yet added
         pending = None
-        for i, w in enumerate(self.blocks):
+        if self.decoupled:  # every block: one skeleton token against its class's cached text keys|values
+            bias = tab.mask[:, :S].float()[None, :, None, None]  # (1, K, 1, 1, 1+L)
+            for i, w in enumerate(self.blocks):
+                pending = self._kv_block_forward(x, pending, w, tab.ada[:, i], tab.text_kv[:, i], bias, (B, K, J))
+        for i, w in enumerate(self.blocks if not self.decoupled else ()):
             pending = self._block_forward(x, pending, w, tab.ada[:, i], tab.text_qkv0, mask, (B, K, J))
         xs, y, gate, bias = pending  # the skeleton token's last MLP residual
         h = kn.residual_ln_modulate_(xs, y, gate, tab.ada_final, J, K, bias=bias, backend=self.backend)  # (R, 1, D)
@@ -231,6 +238,40 @@ class FastScorer:
         bias = None if mask is None else mask[:, None, None, :S].expand(R, H, Sq, S)  # aligned row stride S_pad
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (R, H, Sq, hd); softmax in float32
         return o.transpose(1, 2).reshape(R, Sq, H * hd)  # a view for the fused kernels' (R, Sq, H, hd) layout
+
+    def _kv_block_forward(
+        self,
+        x: torch.Tensor,
+        pending: tuple | None,
+        w: _Block,
+        ada: torch.Tensor,
+        kv: torch.Tensor,
+        bias: torch.Tensor,
+        grid: tuple[int, int, int],
+    ) -> tuple:
+        """One decoupled block on the skeleton stream `x (R, 1, D)`, modified in place.
+
+        Args:
+            pending: the previous block's last residual (x view, y, gate, bias), None for block 0.
+            ada: this block's skeleton modulation `(K, 1, 6, D)` float32.
+            kv: this block's class table `text_kv` `(K, L, 2D)`; bias: the key bias `(1, K, 1, 1, 1+L)` float32.
+        Returns:
+            This block's last residual, to be applied with the next LayerNorm.
+        """
+        B, K, J = grid
+        R, D, H, be = B * K * J, self.D, self.H, self.backend
+        msa, gate_msa, mlp, gate_mlp = ada[:, :, 0:2], ada[:, :, 2], ada[:, :, 3:5], ada[:, :, 5]
+        if pending is None:
+            h = kn.ln_modulate(x, msa, J, K, backend=be)  # (R, 1, D)
+        else:
+            xp, y, gate, bias_prev = pending
+            h = kn.residual_ln_modulate_(xp, y, gate, msa, J, K, bias=bias_prev, backend=be)  # (R, 1, D)
+        q, k, v = F.linear(h.view(R, D), w.qkv_w, w.qkv_b).view(R, 3, H, 1, D // H).unbind(1)  # each (R, H, 1, hd)
+        o = attend_kv_table(q, k, v, kv[None, :, None], bias, grid, self.scale, x.dtype)  # (B, K, J, 1, D)
+        y = F.linear(o.reshape(R, D), w.proj_w).view(R, 1, D)
+        h = kn.residual_ln_modulate_(x, y, gate_msa, mlp, J, K, bias=w.proj_b, backend=be)  # (R, 1, D)
+        u = kn.bias_gelu_(F.linear(h.view(R, D), w.fc1_w).view(R, 1, -1), w.fc1_b, backend=be)  # (R, 1, 4D)
+        return x, F.linear(u.view(R, -1), w.fc2_w).view(R, 1, D), gate_mlp, w.fc2_b
 
     def _block_forward(
         self,

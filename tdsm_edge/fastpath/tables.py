@@ -12,6 +12,11 @@ the key bias in the form SDPA takes:
                                               padded; S_pad = 1+L rounded up to 16 so SDPA's fused
                                               kernels take it without re-padding it every call
 
+The decoupled student (`attention: decoupled`) carries the skeleton token alone: `ada` holds the
+skeleton stream only, `(K, depth, 1, 6, D)`, there is no text0 / text_qkv0, and every block's text
+keys|values come from
+    text_kv     (K, depth, L, 2D)   compute   (its schema: tdsm_edge.runtime.table_schema)
+
 The modulation tables stay float32 even in fp16 mode: they are tiny (read per row from L2) and
 1 + scale rounded to fp16 would cost ~5e-4 relative on every modulated activation for nothing.
 """
@@ -25,7 +30,7 @@ import torch
 
 from tdsm_edge.errors import InputError
 from tdsm_edge.models.class_tables import ClassTables
-from tdsm_edge.runtime.table_schema import TableDims, check_tables
+from tdsm_edge.runtime.table_schema import JOINT, TableDims, check_tables
 
 MASK_ALIGN = 16  # SDPA's memory-efficient kernel re-pads a bias whose row stride is not a multiple of this
 
@@ -36,10 +41,11 @@ class FastClassTables:
 
     ada: torch.Tensor
     ada_final: torch.Tensor
-    text_qkv0: torch.Tensor
+    text_qkv0: torch.Tensor | None
     mask: torch.Tensor
     has_mask: bool
     text0: torch.Tensor | None = None
+    text_kv: torch.Tensor | None = None  # decoupled only
 
     @property
     def num_classes(self) -> int:
@@ -60,7 +66,13 @@ class FastClassTables:
 
 
 def fast_class_tables(
-    tables: dict[str, torch.Tensor], depth: int, D: int, L: int, dtype: torch.dtype, device: torch.device
+    tables: dict[str, torch.Tensor],
+    depth: int,
+    D: int,
+    L: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    attention: str = JOINT,
 ) -> FastClassTables:
     """Convert `class_tables(...)` output (fp32, or fp16 for a fp16 scorer) to `FastClassTables`.
 
@@ -68,7 +80,10 @@ def fast_class_tables(
     (that would claim a precision the tables no longer have).
     """
     K = check_tables(
-        tables, TableDims(D, L, depth), "the fast scorer", fix="compute tables with tdsm_edge.models.class_tables"
+        tables,
+        TableDims(D, L, depth, attention),
+        "the fast scorer",
+        fix="compute tables with tdsm_edge.models.class_tables",
     )
     lower = [n for n, t in tables.items() if t.dtype != torch.float32]
     if dtype == torch.float32 and lower:
@@ -77,7 +92,8 @@ def fast_class_tables(
             "float32 tables of class_tables(...) (not ClassTables.cast('fp16'))"
         )
     f32 = dict(device=device, dtype=torch.float32)
-    ada = torch.stack([tables["ada_x"], tables["ada_c"]], dim=2).to(**f32).contiguous()  # (K, depth, 2, 6, D)
+    streams = [tables["ada_x"]] + ([tables["ada_c"]] if attention == JOINT else [])
+    ada = torch.stack(streams, dim=2).to(**f32).contiguous()  # (K, depth, 2 or 1, 6, D)
     ada_final = tables["ada_final"].to(**f32)[:, None].contiguous()  # (K, 1, 2, D)
     S = 1 + L
     S_pad = -(-S // MASK_ALIGN) * MASK_ALIGN
@@ -85,13 +101,15 @@ def fast_class_tables(
     mask = torch.zeros(K, S_pad, device=device, dtype=dtype)
     mask[:, :S] = key_bias.to(dtype)  # fp16: MASK_BIAS (-1e9) rounds to -inf; exp(-inf) = 0 as exp(-1e9) does
     text0 = tables["text0"].to(device, dtype).contiguous() if "text0" in tables else None
+    on_device = lambda name: tables[name].to(device, dtype).contiguous() if name in tables else None  # noqa: E731
     return FastClassTables(
         ada=ada,
         ada_final=ada_final,
-        text_qkv0=tables["text_qkv0"].to(device, dtype).contiguous(),
+        text_qkv0=on_device("text_qkv0"),
         mask=mask,
         has_mask=bool((key_bias != 0).any()),
         text0=text0,
+        text_kv=on_device("text_kv"),
     )
 
 

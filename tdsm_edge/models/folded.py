@@ -99,7 +99,8 @@ class _FoldedBlock(nn.Module):
         h = layer_norm(x, dtype) * ax[:, :, :, 1:2] + ax[:, :, :, 0:1]  # (B, K, J, 1, D)
         q, k, v = self._heads(self.qkv(h), 1, 3).unbind(0)  # each (R, H, 1, hd)
         if self.kv_table:
-            out = self._attend_kv_table(q, k, v, text_qkv, bias, grid, dtype)  # (B, K, J, 1, D)
+            key_bias = bias.reshape(B, K, J, 1, 1 + L)
+            out = attend_kv_table(q, k, v, text_qkv, key_bias, grid, self.scale, dtype)  # (B, K, J, 1, D)
         else:
             if self.first:  # text q|k|v are class constants: broadcast them to every (b, j)
                 parts = text_qkv.shape[-1] // D
@@ -125,36 +126,39 @@ class _FoldedBlock(nn.Module):
         h = layer_norm(text, dtype) * ac[:, :, :, 4:5] + ac[:, :, :, 3:4]  # (B, K, J, L, D)
         return x, text + ac[:, :, :, 5:6] * self.mlp_c(h)  # (B, K, J, L, D)
 
-    def _attend_kv_table(self, q, k, v, kv, bias, grid, dtype) -> torch.Tensor:
-        """The skeleton token's attention over [its own key; the class's L text keys from the table].
 
-        Args:
-            q, k, v: the skeleton token's `(R, H, 1, hd)`, R = B·K·J rows ordered (b, k, j).
-            kv: the class table `text_kv` of this block, `(Bt, K, 1, L, 2D)` (Bt = 1: every sample, or B).
-            bias: `(R, 1, 1, 1+L) float32` key bias.
-        Returns:
-            `(B, K, J, 1, D)`. With Bt = 1 the text keys and values are read once per (class, head) by a
-            `(B·J, hd) × (hd, L)` matmul: nothing is copied per sample or noise.
-        """
-        B, K, J = grid
-        H, hd = self.num_heads, self.head_dim
-        Bt, L, D = kv.shape[0], kv.shape[3], H * hd
-        kt = kv[:, :, 0, :, :D].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
-        vt = kv[:, :, 0, :, D:].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
-        qs = (q * self.scale).reshape(B, K, J, H, hd)  # (B, K, J, H, hd)
-        own = (qs.float() * k.reshape(B, K, J, H, hd).float()).sum(-1, keepdim=True)  # (B, K, J, H, 1) float32
+def attend_kv_table(q, k, v, kv, bias, grid, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """The skeleton token's attention over [its own key; the class's L text keys from the table]
+    (the decoupled variant; the folded scorer and the GPU fast path both run this).
 
-        def per_class(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            """`a (B, K, J, H, n) @ t (Bt, K, H, n, m)` → `(B, K, J, H, m)`, batched over (class, head)."""
-            if Bt == 1:
-                rows = a.permute(1, 3, 0, 2, 4).reshape(K, H, B * J, a.shape[-1])  # (K, H, B·J, n)
-                return (rows @ t[0]).reshape(K, H, B, J, -1).permute(2, 0, 3, 1, 4)  # (B, K, J, H, m)
-            return (a.permute(0, 1, 3, 2, 4) @ t).permute(0, 1, 3, 2, 4)  # per-sample tables (pruning)
+    Args:
+        q, k, v: the skeleton token's `(R, H, 1, hd)`, R = B·K·J rows ordered (b, k, j).
+        kv: the class table `text_kv` of this block, `(Bt, K, 1, L, 2D)` (Bt = 1: every sample, or B).
+        bias: the key bias, float32, broadcastable to `(B, K, J, 1, 1+L)` (0 real, MASK_BIAS or -inf padded).
+        scale: 1/√hd; dtype: the compute dtype (logits and softmax in float32).
+    Returns:
+        `(B, K, J, 1, D)`. With Bt = 1 the text keys and values are read once per (class, head) by a
+        `(B·J, hd) × (hd, L)` matmul: nothing is copied per sample or noise.
+    """
+    B, K, J = grid
+    H, hd = q.shape[1], q.shape[3]
+    Bt, L, D = kv.shape[0], kv.shape[3], H * hd
+    kt = kv[:, :, 0, :, :D].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
+    vt = kv[:, :, 0, :, D:].reshape(Bt, K, L, H, hd).permute(0, 1, 3, 2, 4)  # (Bt, K, H, L, hd)
+    qs = (q * scale).reshape(B, K, J, H, hd)  # (B, K, J, H, hd)
+    own = (qs.float() * k.reshape(B, K, J, H, hd).float()).sum(-1, keepdim=True)  # (B, K, J, H, 1) float32
 
-        logits = torch.cat([own, per_class(qs, kt.transpose(-2, -1)).float()], dim=-1)  # (B, K, J, H, 1+L)
-        attn = (logits + bias.reshape(B, K, J, 1, 1 + L)).softmax(dim=-1).to(dtype)  # float32 island
-        out = attn[..., :1] * v.reshape(B, K, J, H, hd) + per_class(attn[..., 1:], vt)  # (B, K, J, H, hd)
-        return out.reshape(B, K, J, 1, D)
+    def per_class(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """`a (B, K, J, H, n) @ t (Bt, K, H, n, m)` → `(B, K, J, H, m)`, batched over (class, head)."""
+        if Bt == 1:
+            rows = a.permute(1, 3, 0, 2, 4).reshape(K, H, B * J, a.shape[-1])  # (K, H, B·J, n)
+            return (rows @ t[0]).reshape(K, H, B, J, -1).permute(2, 0, 3, 1, 4)  # (B, K, J, H, m)
+        return (a.permute(0, 1, 3, 2, 4) @ t).permute(0, 1, 3, 2, 4)  # per-sample tables (pruning)
+
+    logits = torch.cat([own, per_class(qs, kt.transpose(-2, -1)).float()], dim=-1)  # (B, K, J, H, 1+L)
+    attn = (logits + bias).softmax(dim=-1).to(dtype)  # float32 island
+    out = attn[..., :1] * v.reshape(B, K, J, H, hd) + per_class(attn[..., 1:], vt)  # (B, K, J, H, hd)
+    return out.reshape(B, K, J, 1, D)
 
 
 class FoldedScorer(nn.Module):

@@ -96,8 +96,7 @@ class TorchBackend:
                 f"it holds {noises.shape[0]} noises, the manifest's scoring section says J={s['num_noises']}",
             )
         stats = FeatureStats(_npy(manifest, ref["feature_mean"]), _npy(manifest, ref["feature_std"]))
-        decoupled = model.cfg.attention == "decoupled"  # the GPU fast path does not run it yet
-        self.fast = (on_gpu and not decoupled) if fast is None else bool(fast)
+        self.fast = on_gpu if fast is None else bool(fast)  # both variants (the student: skeleton token alone)
         # the fast path takes a fp32 folded scorer and fp32 tables and casts them itself
         folded_precision = "fp32" if self.fast else self.precision
         folded = FoldedScorer(model, schedule, noises, int(s["timestep"]), stats, folded_precision).eval()

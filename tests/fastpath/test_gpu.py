@@ -30,15 +30,18 @@ def test_triton_kernels_on_cuda_match_torch(name):
     torch.testing.assert_close(got.cpu(), run_case(kernel_cases()[name], "torch"), **tol)  # and the CPU result
 
 
-def _problem(tiny, stats, depth=2):
-    model = tiny.model(depth=depth)
+def _problem(tiny, stats, depth=2, attention="joint"):
+    model = tiny.model(depth=depth, attention=attention)
+    for block in model.blocks if attention == "decoupled" else ():  # non-zero adaLN: every table matters
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.1)
     folded = FoldedScorer(model, DDPMSchedule(ScheduleConfig()), noise_bank(3, tiny.cfg.z_dim, 0), tiny.t, stats).eval()
     return model, folded
 
 
+@pytest.mark.parametrize("attention", ["joint", "decoupled"])
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
-def test_graph_replay_equals_eager_and_the_fp32_reference(tiny, stats, precision):
-    model, folded = _problem(tiny, stats)
+def test_graph_replay_equals_eager_and_the_fp32_reference(tiny, stats, precision, attention):
+    model, folded = _problem(tiny, stats, attention=attention)
     tables = class_tables(model, *tiny.text(6, seed=3), t=tiny.t)
     z = tiny.features(300, seed=4)
     with torch.no_grad():

@@ -46,6 +46,31 @@ def test_fp32_layout_equals_folded(tiny, stats, depth, masked, prediction):
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("depth,masked", [(1, True), (2, False), (3, True)])
+def test_decoupled_fp32_equals_folded_and_fp16_agrees(tiny, stats, depth, masked):
+    """The decoupled student on the fast path: the skeleton token alone against each class's cached
+    text keys|values; fp32 equal to the folded scorer (itself pinned to the student's literal loop)."""
+    model = tiny.model(attention="decoupled", depth=depth)
+    for block in model.blocks:  # non-zero adaLN so every table matters
+        torch.nn.init.normal_(block.adaLN_modulation[1].weight, std=0.1)
+    schedule = DDPMSchedule(ScheduleConfig())
+    ref_scorer = FoldedScorer(model, schedule, noise_bank(J, tiny.cfg.z_dim, 0), tiny.t, stats).eval()
+    tables = class_tables(model, *tiny.text(5, masked=masked), t=tiny.t)
+    assert "text_kv" in tables and "text_qkv0" not in tables
+    z = tiny.features(200, seed=5)
+    with torch.no_grad():
+        ref = ref_scorer(z, **tables)
+    fast = FastScorer(ref_scorer, "fp32")
+    got = fast(z, tables)
+    assert fast.prepare(tables).text_kv.shape == (5, depth, tiny.cfg.num_tokens, 2 * tiny.cfg.hidden_size)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)
+    half = FastScorer(ref_scorer, "fp16")(z, tables)
+    torch.testing.assert_close(half, ref, rtol=3e-3, atol=0)
+    assert (half.argmin(1) == ref.argmin(1)).float().mean() >= 0.995
+    with pytest.raises(InputError, match="text_kv"):  # the joint tables are not the student's
+        fast(z, class_tables(tiny.model(depth=depth), *tiny.text(5), t=tiny.t))
+
+
 def test_fp16_agrees_with_fp32_reference(tiny, stats):
     """Real fp16 (CPU half GEMMs and SDPA) with float32 islands: close, and the same top-1 on 400 samples."""
     model, ref_scorer = folded(tiny, stats)
@@ -133,8 +158,6 @@ def test_inputs_are_validated(tiny, stats):
         FastScorer(copy.deepcopy(ref_scorer).to_precision_("fp16"), "fp32")
     with pytest.raises(ConfigError, match="backend"):
         FastScorer(ref_scorer, backend="cuda")
-    with pytest.raises(ConfigError, match="decoupled"):  # not built yet: said, not half-run
-        FastScorer(folded(tiny, stats, attention="decoupled")[1], "fp32")
 
 
 def test_importing_the_package_imports_neither_torch_nor_triton():

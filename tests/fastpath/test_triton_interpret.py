@@ -56,7 +56,7 @@ def test_triton_kernel_matches_torch(interpreted, name):
 def test_triton_fast_scorer_matches_folded_fp32(interpreted, name):
     got = interpreted[f"scorer/{name}"]
     fallback, ref = scorer_case(name, "torch")
-    precision = SCORER_CASES[name][3]
+    precision = SCORER_CASES[name][3]  # (…, attention): the decoupled student's cases too
     rtol = 1e-5 if precision == "fp32" else 3e-3
     torch.testing.assert_close(got, ref, rtol=rtol, atol=0)
     torch.testing.assert_close(got, fallback, rtol=rtol, atol=0)  # both backends of the same layout

@@ -85,11 +85,13 @@ def run_case(case: dict, backend: str) -> torch.Tensor:
 
 
 # the FastScorer cases the interpreter worker runs: name → (depth, masked, prediction, precision)
-SCORER_CASES = {
-    "d2_masked_fp16": (2, True, "epsilon", "fp16"),
-    "d2_masked_fp32": (2, True, "epsilon", "fp32"),
-    "d1_unmasked_fp16": (1, False, "epsilon", "fp16"),
-    "d3_v_fp16": (3, True, "v_prediction", "fp16"),
+SCORER_CASES = {  # (depth, masked, prediction, precision, attention)
+    "d2_masked_fp16": (2, True, "epsilon", "fp16", "joint"),
+    "d2_masked_fp32": (2, True, "epsilon", "fp32", "joint"),
+    "d1_unmasked_fp16": (1, False, "epsilon", "fp16", "joint"),
+    "d3_v_fp16": (3, True, "v_prediction", "fp16", "joint"),
+    "decoupled_d2_masked_fp32": (2, True, "epsilon", "fp32", "decoupled"),
+    "decoupled_d3_masked_fp16": (3, True, "epsilon", "fp16", "decoupled"),
 }
 
 
@@ -103,8 +105,8 @@ def scorer_case(name: str, backend: str | None, B: int = 5, K: int = 4):
     from tdsm_edge.models.schedule import DDPMSchedule
     from tdsm_edge.scoring import noise_bank
 
-    depth, masked, prediction, precision = SCORER_CASES[name]
-    model = randomized_model(depth=depth)
+    depth, masked, prediction, precision, attention = SCORER_CASES[name]
+    model = randomized_model(depth=depth, attention=attention)
     schedule = DDPMSchedule(ScheduleConfig(prediction=prediction))
     folded = FoldedScorer(model, schedule, noise_bank(3, TINY.z_dim, 0), T_SCORE, feature_stats()).eval()
     tables = class_tables(model, *class_text(K, masked=masked), t=T_SCORE)

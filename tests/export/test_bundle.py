@@ -359,3 +359,13 @@ def test_a_decoupled_bundle_is_written_and_scored_by_every_cpu_backend(tiny, sta
     for backend in ("onnxruntime", "torch"):
         rec = ZeroShotRecognizer.load(tmp_path / "student", backend=backend)
         np.testing.assert_allclose(rec.score_features(z), ref, rtol=1e-4, atol=0, err_msg=backend)
+        assert rec.variant == "decoupled"
+    # the Triton repository serves the student through the same writer: z → errors, the tables baked in
+    import onnxruntime as ort
+
+    from export.triton import write_triton_repo
+
+    model_dir = write_triton_repo(tmp_path / "student", tmp_path / "repo", max_batch_size=8)
+    served = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in served.get_inputs()] == ["z"]
+    np.testing.assert_allclose(served.run(["errors"], {"z": z})[0], ref, rtol=1e-4, atol=0)

@@ -107,6 +107,7 @@ def measure(
         export_scorer(scorer, path, "fp32")
         so = ort.SessionOptions()
         so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.enable_cpu_mem_arena = False  # the paper teacher's B = 64 intermediates are GBs: free them per call
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         tables = {k: v for k, v in class_tables(model, fc, fl, mask, TIMESTEP).items()}
         table_bytes = sum(v[0].numel() * v.element_size() for v in tables.values())
@@ -136,7 +137,9 @@ def measure(
                 "samples": n,
                 **check_against_reference(errors[:n], ref.numpy()),
             }
-            case[f"{name}_gflop"] = _flops(scorer, zt, {k: v[:K] for k, v in tables.items()})
+            # counted on one sample, times B: every op of the folded graph is per sample (exact, and the
+            # paper teacher's B = 64 call would hold tens of GB of activations in torch)
+            case[f"{name}_gflop"] = B * _flops(scorer, zt[:1], {k: v[:K] for k, v in tables.items()})
             calls[name] = lambda s=sess, f=feeds: s.run(["errors"], f)
         for name in ("teacher", "student") * rounds:  # interleaved: drift hits both alike
             case.setdefault(f"{name}_ms", []).append(median_ms(calls[name], repeats, warmup=warmup, max_s=30))

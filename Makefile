@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 # pass OVERWRITE=1 to start again.
 DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
 demo: $(STAMP)
-	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 ru12 $(DEMO_FLAGS)
+	$(PY) -m tdsm_edge.train --config configs/demo.yaml --splits ru5 $(DEMO_FLAGS)
 	$(PY) -m tdsm_edge.distill --teacher runs/demo/ru5/seed1 --out runs/demo_decoupled/ru5/seed1 $(DEMO_FLAGS)
 	$(PY) -m export.build_engine --run runs/demo/ru5/seed1 --prefer-student runs/demo_decoupled/ru5/seed1 --out engines/demo
 	$(PY) examples/robot.py

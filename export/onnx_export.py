@@ -32,6 +32,9 @@ from tdsm_edge.runtime.iospec import BATCH, CLASSES, scorer_io
 log = logging.getLogger(__name__)
 
 OPSET = 18
+# the IR version written: ONNX Runtime 1.17 (the oldest pyproject declares) loads IR <= 9, and refuses the
+# exporter's IR 10; opset 18 needs IR >= 8, and these graphs use nothing newer (checked by onnx.checker)
+IR_VERSION = 8
 BATCH_AXIS, CLASS_AXIS = BATCH, CLASSES  # the IO spec's axis names
 # ops that must compute in float32 inside a fp16 graph, and the ones that must really be fp16
 FP32_ISLAND_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum")
@@ -241,6 +244,10 @@ def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, prec
             program.save(str(path), external_data=external_data)
     except Exception as e:  # the exporter raises many types; name the graph and keep the cause
         raise ExportError(f"exporting the {precision} {graph} graph to {path} failed: {e}") from e
+    header = onnx.load(str(path), load_external_data=False)  # weights stay where they are
+    if header.ir_version > IR_VERSION:
+        header.ir_version = IR_VERSION
+        onnx.save_model(header, str(path))
     proto = onnx.load(str(path))
     onnx.checker.check_model(str(path))
     if precision == "fp16":

@@ -254,7 +254,12 @@ def build_plan(
     cache_path = Path(timing_cache) if timing_cache is not None else None
     if cache_path is not None:
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(blob), False)  # ignore_mismatch=False
+        cache = config.create_timing_cache(blob)
+        if cache is None or not config.set_timing_cache(cache, False):  # ignore_mismatch=False
+            raise ExportError(
+                f"TensorRT {trt.__version__} refused the timing cache {cache_path} (written by another TensorRT "
+                "version or GPU, or damaged); delete it, or pass another --timing-cache"
+            )
 
     log.info(
         "building %s %s plan from %s (TensorRT %s, %s, %s)",
@@ -278,9 +283,13 @@ def build_plan(
     out = Path(out_dir) / plan_name(graph, precision, trt.__version__)
     with atomic_path(out) as tmp:  # a failed write never leaves a partial plan under the final name
         tmp.write_bytes(data)
-    if cache_path is not None:
+    cache = config.get_timing_cache() if cache_path is not None else None
+    blob = cache.serialize() if cache is not None else None  # either may be None: nothing to save then
+    if blob is not None:
         with atomic_path(cache_path) as tmp:
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()).cast("B"))
+            tmp.write_bytes(memoryview(blob).cast("B"))
+    elif cache_path is not None:
+        log.warning("TensorRT returned no timing cache after the build; %s was not updated", cache_path)
     log.info("wrote %s (%.1f MB) in %.1f s", out, data.nbytes / 1e6, seconds)
     return dict(
         file=out.name,

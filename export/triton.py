@@ -187,7 +187,9 @@ def config_pbtxt(
     header: str = "",
 ) -> str:
     """Triton's model configuration (protobuf text). inputs/outputs: (name, numpy dtype name, dims
-    without the batch axis)."""
+    without the batch axis). ConfigError on values Triton would refuse to load (preferred batch sizes
+    outside 1..max_batch_size, a non-positive instance count, a negative queue delay)."""
+    check_batching(max_batch_size, preferred_batch_sizes, instance_count, max_queue_delay_us)
 
     def q(s: str) -> str:
         return json.dumps(str(s), ensure_ascii=False)
@@ -217,6 +219,24 @@ def config_pbtxt(
         f"instance_group [\n  {{\n    count: {int(instance_count)}\n    kind: {instance_kind}\n  }}\n]",
     ]
     return "\n".join(parts) + "\n"
+
+
+def check_batching(
+    max_batch_size: int, preferred: list[int] | None, instance_count: int = 1, max_queue_delay_us: int = 0
+) -> None:
+    """Triton's rules for the batching fields we write (it refuses to load a model breaking them)."""
+    if isinstance(max_batch_size, bool) or int(max_batch_size) < 1:
+        raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size!r}")
+    bad = [b for b in preferred or () if isinstance(b, bool) or not 1 <= int(b) <= int(max_batch_size)]
+    if bad:
+        raise ConfigError(
+            f"preferred batch sizes {bad} lie outside 1..max_batch_size={max_batch_size}: Triton refuses to load "
+            "such a model; pass sizes up to the max batch, or raise max_batch_size"
+        )
+    if int(instance_count) < 1 or int(max_queue_delay_us) < 0:
+        raise ConfigError(
+            f"instance_count must be >= 1 and max_queue_delay_us >= 0, got {instance_count} and {max_queue_delay_us}"
+        )
 
 
 # ---------------------------------------------------------------- repository writers
@@ -257,6 +277,7 @@ def write_triton_model(
             "max_batch_size must be >= 1: the served graph batches z along its first axis "
             "(the class tables are constants inside it, so there is no unbatched input left)"
         )
+    check_batching(max_batch_size, preferred_batch_sizes, instance_count, max_queue_delay_us)  # before any work
     if instance_kind not in ("KIND_GPU", "KIND_CPU") or (backend == "tensorrt" and instance_kind != "KIND_GPU"):
         raise ConfigError(f"instance_kind must be KIND_GPU or KIND_CPU (KIND_GPU for TensorRT), got {instance_kind!r}")
     if any(not str(n).strip() or "\n" in str(n) for n in class_names):

@@ -251,7 +251,11 @@ class TrtEngine:
                 self._drop_graphs(slot)  # they hold the old address
                 slot.ptrs[name], slot.capacity[name] = slot.mem.alloc(need), need
                 slot.tags.pop(name, None)
-                slot.context.set_tensor_address(name, slot.ptrs[name])
+                if not slot.context.set_tensor_address(name, slot.ptrs[name]):  # False: TensorRT refused it
+                    raise DeviceError(
+                        f"TensorRT refused the device address of {name!r} for {self.plan_path} (a buffer "
+                        "TensorRT cannot use, e.g. misaligned); reload the bundle, and report it if it persists"
+                    )
         return self
 
     def infer(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from export.onnx_export import check_fp16_islands, export_scorer, export_tables  # noqa: E402
+from export.onnx_export import IR_VERSION, check_fp16_islands, export_scorer, export_tables  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import ConfigError, ExportError  # noqa: E402
 from tdsm_edge.models.class_tables import class_tables  # noqa: E402
@@ -82,6 +84,18 @@ def test_records_describe_the_graphs(built, tiny):
     assert rec["fp32"].fp16_ops == {} and rec["fp16"].fp32_ops["Softmax"] == cfg.depth
     tables = rec["tables_fp32"]
     assert [s.name for s in tables.inputs] == ["fc", "fl", "mask"] and [s.name for s in tables.outputs] == TABLES
+
+
+def test_graphs_are_written_at_an_ir_version_the_oldest_declared_onnxruntime_loads(built):
+    """ONNX Runtime 1.17 (pyproject's floor) refuses IR 10, which the exporter writes (issue 15,
+    finding 3): every graph is saved at IR 8 (opset 18's own), and still passes the full checker."""
+    _, _, rec = built
+    for r in rec.values():
+        proto = onnx.load(r.path)
+        assert proto.ir_version == IR_VERSION == 8, r.path
+        onnx.checker.check_model(proto, full_check=True)
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"onnxruntime>=1.17"' in pyproject  # raise IR_VERSION only with this floor (1.18 loads IR 10)
 
 
 def test_attention_is_written_in_the_fusable_pattern(built):

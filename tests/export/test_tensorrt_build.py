@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -190,9 +191,10 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
 
         def set_timing_cache(self, cache, ignore_mismatch):
             calls["ignore_mismatch"] = ignore_mismatch
+            return not (cache.blob == b"other-gpu" and not ignore_mismatch)  # TensorRT: False when refused
 
         def get_timing_cache(self):
-            return self.cache
+            return None if calls.get("no_cache_out") else self.cache  # TensorRT may return None
 
     class Profile:
         def __init__(self):
@@ -420,6 +422,7 @@ def _fake_engine(mem: _HostMemory):
 
         def set_tensor_address(self, name, ptr):
             self.addr[name] = ptr
+            return True
 
         def execute_async_v3(self, stream):
             assert stream == mem.stream
@@ -575,3 +578,20 @@ def test_real_build_and_run_matches_numpy(tmp_path):
     ref = (z.astype(np.float16).astype(np.float32) @ w.astype(np.float32)) @ bt.astype(np.float32)
     np.testing.assert_allclose(out, ref, rtol=2e-2, atol=2e-2)
     eng.close()
+
+
+def test_a_refused_timing_cache_is_an_error_and_a_missing_one_is_not_saved(tmp_path, fake, caplog):
+    """TensorRT's set_timing_cache returns False for a cache of another version / GPU, and
+    get_timing_cache may give None: neither may pass silently (issue 15, finding 7)."""
+    calls, install = fake
+    install()
+    onnx_path = _tiny_onnx(tmp_path / "scorer_fp16.onnx")
+    cache = _touch(tmp_path / "timing.cache", b"other-gpu")
+    with pytest.raises(ExportError, match="refused the timing cache"):
+        build_plan(onnx_path, tmp_path / "out", classes=(1, 5, 5), opt_batch=4, max_batch=4, timing_cache=cache)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing built
+    cache.write_bytes(b"old")
+    calls["no_cache_out"] = True
+    with caplog.at_level(logging.WARNING):
+        build_plan(onnx_path, tmp_path / "out", classes=(1, 5, 5), opt_batch=4, max_batch=4, timing_cache=cache)
+    assert "returned no timing cache" in caplog.text and cache.read_bytes() == b"old"

@@ -288,3 +288,20 @@ def test_a_foreign_model_folder_is_never_replaced(bundle, tmp_path):
     (tmp_path / "file_repo").write_text("x")
     with pytest.raises(BundleError, match="is a file"):
         write_triton_model(m.path("scorer"), tables, None, tmp_path / "file_repo", class_names=list(NAMES))
+
+
+@pytest.mark.parametrize(
+    "max_batch, preferred, extra",
+    [(8, [16, 32], {}), (8, [0, 4], {}), (4, [4], {"instance_count": 0}), (4, None, {"max_queue_delay_us": -1})],
+)
+def test_batching_values_triton_refuses_are_refused_here(bundle, tmp_path, max_batch, preferred, extra):
+    """Triton refuses to load a model whose preferred batch sizes exceed max_batch_size (issue 15,
+    finding 6): refused before anything is written, in the writer and in config_pbtxt itself."""
+    m, _ = bundle
+    with pytest.raises(ConfigError, match="preferred batch sizes|instance_count"):
+        write_triton_repo(m.root, tmp_path / "repo", max_batch_size=max_batch, preferred_batch_sizes=preferred, **extra)
+    assert not (tmp_path / "repo").exists()
+    with pytest.raises(ConfigError):
+        config_pbtxt("m", "onnxruntime_onnx", max_batch, [], [], preferred_batch_sizes=preferred, **extra)
+    ok = config_pbtxt("m", "onnxruntime_onnx", 32, [], [], preferred_batch_sizes=[8, 32])
+    assert "preferred_batch_size: [ 8, 32 ]" in ok

@@ -29,6 +29,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+CUDA_ALIGN = 256  # cudaMalloc's alignment guarantee; TensorRT requires it of tensor addresses
+
 
 # ---------------------------------------------------------------- cuda-python's runtime module
 class cudaError_t(enum.IntEnum):
@@ -149,7 +151,9 @@ def fake_cudart(
 
     def cudaMalloc(nbytes):
         count("cudaMalloc")
-        buf = np.zeros(int(nbytes), np.uint8)
+        raw = np.zeros(int(nbytes) + CUDA_ALIGN, np.uint8)  # cudaMalloc aligns to at least 256 bytes
+        skip = -raw.ctypes.data % CUDA_ALIGN
+        buf = raw[skip : skip + int(nbytes)]
         with lock:
             buffers[buf.ctypes.data] = buf
         return ok, buf.ctypes.data
@@ -310,6 +314,8 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             return tuple(sizes.get(d, -1) if isinstance(d, str) else d for d in self.engine.dims[name])
 
         def set_tensor_address(self, name, ptr):
+            if int(ptr) % CUDA_ALIGN:  # TensorRT refuses a misaligned address (returns False)
+                return False
             self.addr[name] = int(ptr)
             return True
 

@@ -382,3 +382,16 @@ def test_real_tensorrt_plan_equals_onnxruntime(runtime_bundle, tmp_path, z):
         for _ in range(2):
             np.testing.assert_allclose(scorer.errors(z), want, rtol=1e-3, atol=1e-4)
         scorer.close()
+
+
+def test_a_device_address_tensorrt_refuses_is_an_error_not_ignored(fakes, bundle, z, monkeypatch):
+    """set_tensor_address returns False for an address TensorRT cannot use (issue 15, finding 7); the
+    fake refuses a misaligned one as TensorRT does, and the backend says so instead of running on."""
+    from tdsm_edge.errors import DeviceError
+
+    f = fakes()
+    m = bundle()
+    malloc = f.rt.cudaMalloc
+    monkeypatch.setattr(f.rt, "cudaMalloc", lambda n: (lambda r: (r[0], r[1] + 16))(malloc(int(n) + 16)))
+    with pytest.raises(DeviceError, match="refused the device address"):
+        TrtBackend(m).errors(z[:2])

@@ -35,6 +35,11 @@ class DeviceError(TdsmError, RuntimeError):
     """A CUDA call or an engine's execution on the GPU failed."""
 
 
+class DriverMismatchError(ConfigError):
+    """A GPU library (cuda-python) was built for a newer CUDA than the installed NVIDIA driver runs: not
+    "no GPU" — the fix is the package version that matches the driver."""
+
+
 class InputError(TdsmError, ValueError):
     """An input array has the wrong shape, dtype or values."""
 

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from tdsm_edge import errors
-from tdsm_edge.errors import ConfigError, EngineIncompatibleError, MissingDependencyError
+from tdsm_edge.errors import ConfigError, DriverMismatchError, EngineIncompatibleError, MissingDependencyError
 
 from .class_set import ClassSet, Snapshot
 from .manifest import Manifest
@@ -115,13 +115,24 @@ def open_backend(
             except (MissingDependencyError, ConfigError, EngineIncompatibleError) as e:  # e.g. no GPU
                 if b == usable[-1]:
                     raise
-                level = logging.WARNING if isinstance(e, EngineIncompatibleError) else logging.INFO
-                log.log(level, "backend %s cannot run here (%s); trying the next", b, e)
+                # a mismatch to fix, or a GPU the user asked for: said at WARNING; an absent GPU is routine
+                loud = isinstance(e, (EngineIncompatibleError, DriverMismatchError)) or _asks_for_gpu(device, providers)
+                log.log(
+                    logging.WARNING if loud else logging.INFO, "backend %s cannot run here (%s); trying the next", b, e
+                )
     reason = unavailable_reason(manifest, backend)
     if reason is not None:
         err = MissingDependencyError if not installed(backend) else ConfigError
         raise err(f"backend={backend!r} cannot run this bundle: {reason}. Or use backend='auto'")
     return backend, *_open(manifest, backend, threads, providers, device, cuda_graph)
+
+
+def _asks_for_gpu(device, providers) -> bool:
+    """device="cuda…" or GPU execution providers: the user expects a GPU backend."""
+    names = [providers] if isinstance(providers, str) else list(providers or ())
+    return str(device).startswith("cuda") or any(
+        str(p).lower().startswith(("cuda", "tensorrt")) for p in names if p != "auto"
+    )
 
 
 def _open(manifest: Manifest, backend: str, threads, providers, device, cuda_graph):

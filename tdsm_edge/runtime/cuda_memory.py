@@ -18,13 +18,14 @@ from contextlib import suppress
 
 import numpy as np
 
-from tdsm_edge.errors import ConfigError, DeviceError, MissingDependencyError, installed
+from tdsm_edge.errors import ConfigError, DeviceError, DriverMismatchError, MissingDependencyError, installed
 
 CUDA_PYTHON_MISSING = (
     "cuda-python is not installed, and TensorRT device buffers need it: pip install cuda-python "
     "(>= 12; on a Jetson use the wheel matching JetPack's CUDA, e.g. cuda-python==12.6.*)"
 )
 _RUNTIME_MODULES = ("cuda.bindings.runtime", "cuda.cudart")  # cuda-python >= 12.6 / 13, then <= 12.x
+INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: the CUDA runtime is newer than the driver
 
 
 def _cudart():
@@ -64,7 +65,38 @@ def cuda_device_count() -> int:
         err, *rest = rt.cudaGetDeviceCount()
     except (RuntimeError, OSError):  # cuda-python 12.2: "Failed to dlopen libcuda.so.1" without a driver
         return 0
+    if int(err) == INSUFFICIENT_DRIVER:
+        raise DriverMismatchError(driver_mismatch_message(rt))
     return int(rest[0]) if err == rt.cudaError_t.cudaSuccess and rest and rest[0] else 0
+
+
+def driver_mismatch_message(rt) -> str:
+    """What cudaErrorInsufficientDriver means and which cuda-python to install instead."""
+    from importlib import metadata
+
+    wheel = next((f"{d} {metadata.version(d)}" for d in ("cuda-python", "cuda-bindings") if installed_dist(d)), "?")
+    driver = None
+    with suppress(Exception):
+        err, version = rt.cudaDriverGetVersion()
+        driver = f"{int(version) // 1000}.{int(version) % 1000 // 10}" if int(err) == 0 and int(version) else None
+    major = driver.split(".")[0] if driver else "<the driver's CUDA major>"
+    return (
+        f"the NVIDIA driver here runs CUDA {driver or 'older than this cuda-python'}, but {wheel} needs a newer "
+        f"one (cudaErrorInsufficientDriver): this is a version mismatch, not a missing GPU. Install the "
+        f"cuda-python that matches the driver: pip install 'cuda-python=={major}.*' (JetPack 6: CUDA 12.6), "
+        "or update the driver"
+    )
+
+
+def installed_dist(name: str) -> bool:
+    """Whether the distribution `name` is installed (its metadata is readable)."""
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def gpu_info() -> tuple[str, str]:

@@ -36,6 +36,7 @@ CUDA_ALIGN = 256  # cudaMalloc's alignment guarantee; TensorRT requires it of te
 class cudaError_t(enum.IntEnum):
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorInsufficientDriver = 35
     cudaErrorNoDevice = 100
     cudaErrorStreamCaptureUnsupported = 900
 
@@ -71,7 +72,8 @@ def fake_cudart(
 ) -> types.ModuleType:
     """A module with the cuda-python runtime calls cuda_memory.py makes, over numpy "device" memory.
 
-    devices: how many GPUs it reports; 0 → cudaErrorNoDevice; "no-driver" → cudaGetDeviceCount raises.
+    devices: how many GPUs it reports; 0 → cudaErrorNoDevice; "no-driver" → cudaGetDeviceCount raises;
+        "old-driver" → cudaErrorInsufficientDriver (a cuda-python newer than the CUDA 12.2 driver).
     """
     rt = types.ModuleType(name)
     rt.__spec__ = importlib.machinery.ModuleSpec(name, None)
@@ -118,9 +120,16 @@ def fake_cudart(
         count("cudaGetDeviceCount")
         if devices == "no-driver":  # what cuda-python 12.2 does without libcuda
             raise RuntimeError("Failed to dlopen libcuda.so.1")
+        if devices == "old-driver":  # cuda-python 13 on a CUDA 12 driver (JetPack 6)
+            return cudaError_t.cudaErrorInsufficientDriver, 0
         return (ok, devices) if devices else (cudaError_t.cudaErrorNoDevice, 0)
 
+    def cudaDriverGetVersion():
+        return ok, 12020 if devices == "old-driver" else 13000
+
     def cudaGetDevice():
+        if devices == "old-driver":
+            return cudaError_t.cudaErrorInsufficientDriver, 0
         return (ok, 0) if devices and devices != "no-driver" else (cudaError_t.cudaErrorNoDevice, 0)
 
     def cudaGetDeviceProperties(index):
@@ -216,6 +225,7 @@ def fake_cudart(
 
     for f in (
         cudaGetDeviceCount,
+        cudaDriverGetVersion,
         cudaGetDevice,
         cudaGetDeviceProperties,
         cudaStreamCreateWithFlags,

@@ -277,6 +277,36 @@ def test_no_cuda_gpu_is_a_config_error_and_auto_moves_on(fakes, bundle, devices)
     assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
 
 
+def test_a_cuda_python_newer_than_the_driver_is_told_apart_from_no_gpu(fakes, bundle, caplog):
+    """cuda-bindings 13 on a CUDA 12 driver returns cudaErrorInsufficientDriver (issue 15, finding 4): the
+    error names the mismatch and the wheel to install; auto moves on, but says so at WARNING."""
+    import logging
+
+    from tdsm_edge.errors import DriverMismatchError
+
+    fakes(devices="old-driver")
+    m = bundle()
+    with pytest.raises(DriverMismatchError, match=r"CUDA 12\.2.*not a missing GPU.*cuda-python==12\.\*"):
+        TrtBackend(m)
+    with caplog.at_level(logging.WARNING, logger="tdsm_edge"):
+        assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"
+    assert any(r.levelno == logging.WARNING and "not a missing GPU" in r.getMessage() for r in caplog.records)
+
+
+def test_a_skipped_gpu_backend_is_a_warning_when_a_gpu_was_asked_for(fakes, bundle, caplog):
+    import logging
+
+    fakes(devices=0)
+    m = bundle()
+    with caplog.at_level(logging.INFO, logger="tdsm_edge"):
+        assert ZeroShotRecognizer.load(m.root, threads=1).backend == "onnxruntime"  # no GPU asked: routine
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "cannot run here" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tdsm_edge"):
+        ZeroShotRecognizer.load(m.root, threads=1, providers="cuda")
+    assert any(r.levelno == logging.WARNING and "tensorrt cannot run here" in r.getMessage() for r in caplog.records)
+
+
 def test_real_cuda_python_without_a_gpu_lets_auto_move_on(bundle, monkeypatch):
     if cuda_memory._cudart() is None:
         pytest.skip("cuda-python is not installed")

@@ -159,6 +159,36 @@ def _network_flags(trt, precision: str) -> tuple[int, str]:
     return 0, "fp32_weak_typing"
 
 
+WEAK_FP16 = "fp16_weak_typed_norm_fp32"  # the fallback when a strongly typed parse fails (see build_plan)
+
+
+def _parse(trt, builder, flags: int, onnx_path: Path, logger) -> tuple[object, object, list[str]]:
+    """A network with `flags` parsed from the graph: (network, parser, errors; [] when it parsed)."""
+    network = builder.create_network(flags)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if parser.parse_from_file(str(onnx_path)):
+        return network, parser, []
+    return (
+        network,
+        parser,
+        [str(parser.get_error(i)) for i in range(parser.num_errors)] or list(logger.errors) or ["no reason given"],
+    )
+
+
+def _pin_normalization_fp32(trt, network) -> int:
+    """Weak typing: every normalization layer computes and outputs in float32 (the fp32 islands the
+    fp16 export keeps for LayerNorm); returns how many were pinned."""
+    n = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type == trt.LayerType.NORMALIZATION:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            n += 1
+    return n
+
+
 # ---------------------------------------------------------------- build
 def build_plan(
     onnx_path: str | Path,
@@ -192,7 +222,7 @@ def build_plan(
         allow_tf32: leave TF32 on for float32 matmuls (off by default: fp32 means fp32).
     Returns:
         The plan record: file, sha256, bytes, graph, precision, precision_mode ("strongly_typed" |
-        "fp16_flag_fallback" | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
+        "fp16_flag_fallback" | "fp16_weak_typed_norm_fp32" (a strongly typed parse failed) | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
         profile, workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx, onnx_sha256.
     """
     if precision not in PRECISIONS:
@@ -218,10 +248,21 @@ def build_plan(
     logger = _make_logger(trt)
     builder = trt.Builder(logger)
     flags, mode = _network_flags(trt, precision)
-    network = builder.create_network(flags)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors
+    network, parser, errors = _parse(trt, builder, flags, onnx_path, logger)  # parser: kept alive with the network
+    if errors and mode == "strongly_typed" and precision == "fp16":
+        # onnx-tensorrt 10.1 sets a compute precision on LayerNormalization, which strongly typed networks
+        # refuse; later parsers guard it (unknown for JetPack 6's 10.3). Fall back, and say so.
+        log.warning(
+            "TensorRT %s could not parse %s as a strongly typed network (%s); building fp16 with weak typing "
+            "and the normalization layers pinned to fp32 instead: the record says precision_mode=%r",
+            trt.__version__,
+            onnx_path.name,
+            errors[0],
+            WEAK_FP16,
+        )
+        flags, mode = 0, WEAK_FP16
+        network, parser, errors = _parse(trt, builder, flags, onnx_path, logger)
+    if errors:
         raise ExportError(
             f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  "
             + "\n  ".join(errors)
@@ -236,6 +277,13 @@ def build_plan(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = int(opt_level)
+    if mode == WEAK_FP16:
+        config.set_flag(trt.BuilderFlag.FP16)
+        obey = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+        if obey is not None:
+            config.set_flag(obey)
+        pinned = _pin_normalization_fp32(trt, network)
+        log.info("pinned %d normalization layers to fp32", pinned)
     if mode == "fp16_flag_fallback":
         log.warning(
             "TensorRT %s has no STRONGLY_TYPED networks: building fp16 with BuilderFlag.FP16 (weak typing); "

@@ -65,26 +65,33 @@ def cuda_device_count() -> int:
         err, *rest = rt.cudaGetDeviceCount()
     except (RuntimeError, OSError):  # cuda-python 12.2: "Failed to dlopen libcuda.so.1" without a driver
         return 0
-    if int(err) == INSUFFICIENT_DRIVER:
-        raise DriverMismatchError(driver_mismatch_message(rt))
+    if int(err) == INSUFFICIENT_DRIVER:  # also what cuda-bindings 13 says with no driver at all
+        driver = driver_cuda_version(rt)
+        if driver is None:
+            return 0  # no driver: no GPU
+        raise DriverMismatchError(driver_mismatch_message(driver))
     return int(rest[0]) if err == rt.cudaError_t.cudaSuccess and rest and rest[0] else 0
 
 
-def driver_mismatch_message(rt) -> str:
-    """What cudaErrorInsufficientDriver means and which cuda-python to install instead."""
+def driver_cuda_version(rt) -> str | None:
+    """The CUDA version the installed NVIDIA driver runs ("12.2"), or None without a driver."""
+    with suppress(Exception):
+        err, version = rt.cudaDriverGetVersion()
+        if int(err) == 0 and version and int(version) > 0:
+            return f"{int(version) // 1000}.{int(version) % 1000 // 10}"
+    return None
+
+
+def driver_mismatch_message(driver: str) -> str:
+    """What cudaErrorInsufficientDriver with a driver present means, and which cuda-python to install."""
     from importlib import metadata
 
     wheel = next((f"{d} {metadata.version(d)}" for d in ("cuda-python", "cuda-bindings") if installed_dist(d)), "?")
-    driver = None
-    with suppress(Exception):
-        err, version = rt.cudaDriverGetVersion()
-        driver = f"{int(version) // 1000}.{int(version) % 1000 // 10}" if int(err) == 0 and int(version) else None
-    major = driver.split(".")[0] if driver else "<the driver's CUDA major>"
+    major = driver.split(".")[0]
     return (
-        f"the NVIDIA driver here runs CUDA {driver or 'older than this cuda-python'}, but {wheel} needs a newer "
-        f"one (cudaErrorInsufficientDriver): this is a version mismatch, not a missing GPU. Install the "
-        f"cuda-python that matches the driver: pip install 'cuda-python=={major}.*' (JetPack 6: CUDA 12.6), "
-        "or update the driver"
+        f"the NVIDIA driver here runs CUDA {driver}, but {wheel} needs a newer one (cudaErrorInsufficientDriver): "
+        f"this is a version mismatch, not a missing GPU. Install the cuda-python that matches the driver: "
+        f"pip install 'cuda-python=={major}.*' (JetPack 6: CUDA 12.6), or update the driver"
     )
 
 

@@ -150,9 +150,10 @@ class _Enum(enum.IntEnum):
     A = 0
     B = 1
     C = 2
+    D = 3
 
 
-def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES", engine=None):
+def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES", engine=None, strict_norm=False):
     """The parts of the TensorRT 10 Python API that build_plan / TrtEngine touch, recording calls."""
 
     class ILogger:
@@ -203,11 +204,24 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
         def set_shape(self, name, lo, opt, hi):
             self.shapes[name] = (list(lo), list(opt), list(hi))
 
+    class Layer:
+        def __init__(self, kind):
+            self.type, self.precision, self.num_outputs, self.outputs = kind, None, 1, {}
+
+        def set_output_type(self, i, t):
+            self.outputs[i] = t
+
     class Network:
         def __init__(self, flags):
-            calls["network_flags"], self.inputs = flags, []
+            calls["network_flags"], self.inputs, self.flags = flags, [], flags
+            self.layers = [Layer("MATMUL"), Layer("NORM"), Layer("NORM")]
+            calls.setdefault("networks", []).append(self)
 
         num_inputs = property(lambda self: len(self.inputs))
+        num_layers = property(lambda self: len(self.layers))
+
+        def get_layer(self, i):
+            return self.layers[i]
 
         def get_input(self, i):
             return SimpleNamespace(name=self.inputs[i])
@@ -240,9 +254,14 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
 
             g = onnx.load(path).graph
             self.network.inputs = [v.name for v in g.input]
+            if strict_norm and self.network.flags:  # onnx-tensorrt 10.1 on a strongly typed network
+                self.num_errors, self.norm = 1, True
+                return False
             return parse_ok
 
         def get_error(self, i):
+            if getattr(self, "norm", False):
+                return "In node 3 (LayerNormalization): setPrecision is not allowed in a strongly typed network"
             return f"In node {i}: UNSUPPORTED_NODE: fake op"
 
     class Runtime:
@@ -261,7 +280,9 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
         OnnxParser=OnnxParser,
         Runtime=Runtime,
         NetworkDefinitionCreationFlag=flags,
-        BuilderFlag=SimpleNamespace(FP16=_Enum.B, TF32=_Enum.C),
+        BuilderFlag=SimpleNamespace(FP16=_Enum.B, TF32=_Enum.C, OBEY_PRECISION_CONSTRAINTS=_Enum.D),
+        LayerType=SimpleNamespace(NORMALIZATION="NORM"),
+        float32="float32",
         MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
         TensorIOMode=SimpleNamespace(INPUT="IN", OUTPUT="OUT"),
         nptype=lambda t: t,
@@ -595,3 +616,25 @@ def test_a_refused_timing_cache_is_an_error_and_a_missing_one_is_not_saved(tmp_p
     with caplog.at_level(logging.WARNING):
         build_plan(onnx_path, tmp_path / "out", classes=(1, 5, 5), opt_batch=4, max_batch=4, timing_cache=cache)
     assert "returned no timing cache" in caplog.text and cache.read_bytes() == b"old"
+
+
+def test_a_strongly_typed_parse_that_fails_on_layernorm_falls_back_and_says_so(tmp_path, fake, caplog):
+    """onnx-tensorrt 10.1 rejects LayerNormalization in strongly typed networks (issue 15, finding 5):
+    the build retries weakly typed, FP16 with the normalization layers pinned to fp32, logs why, and
+    records the path it took; a fp32 build or a second failure is still an error."""
+    calls, install = fake
+    install(strict_norm=True)
+    with caplog.at_level(logging.WARNING):
+        rec = build_plan(_tiny_onnx(tmp_path / "s.onnx"), tmp_path / "out", classes=5, opt_batch=4, max_batch=4)
+    assert rec["precision_mode"] == tb.WEAK_FP16 == "fp16_weak_typed_norm_fp32"
+    assert "LayerNormalization" in caplog.text and "fp16_weak_typed_norm_fp32" in caplog.text
+    strong, weak = calls["networks"]
+    assert strong.flags != 0 and weak.flags == 0  # tried strongly typed first
+    assert calls["set_flag"] == [_Enum.B, _Enum.D]  # FP16 + OBEY_PRECISION_CONSTRAINTS
+    norms = [layer for layer in weak.layers if layer.type == "NORM"]
+    assert all(layer.precision == "float32" and layer.outputs == {0: "float32"} for layer in norms)
+    assert [layer.precision for layer in weak.layers if layer.type != "NORM"] == [None]
+    calls.clear()
+    install(strict_norm=True, parse_ok=False)
+    with pytest.raises(ExportError, match="could not parse"):
+        build_plan(_tiny_onnx(tmp_path / "t.onnx"), tmp_path / "out2", classes=5, opt_batch=4, max_batch=4)

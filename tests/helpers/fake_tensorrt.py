@@ -73,7 +73,8 @@ def fake_cudart(
     """A module with the cuda-python runtime calls cuda_memory.py makes, over numpy "device" memory.
 
     devices: how many GPUs it reports; 0 → cudaErrorNoDevice; "no-driver" → cudaGetDeviceCount raises;
-        "old-driver" → cudaErrorInsufficientDriver (a cuda-python newer than the CUDA 12.2 driver).
+        "old-driver" → cudaErrorInsufficientDriver (a cuda-python newer than the CUDA 12.2 driver);
+        "no-driver-13" → cudaErrorInsufficientDriver with no driver (driver version 0), as cuda-bindings 13 says.
     """
     rt = types.ModuleType(name)
     rt.__spec__ = importlib.machinery.ModuleSpec(name, None)
@@ -120,15 +121,15 @@ def fake_cudart(
         count("cudaGetDeviceCount")
         if devices == "no-driver":  # what cuda-python 12.2 does without libcuda
             raise RuntimeError("Failed to dlopen libcuda.so.1")
-        if devices == "old-driver":  # cuda-python 13 on a CUDA 12 driver (JetPack 6)
+        if devices in ("old-driver", "no-driver-13"):  # cuda-python 13 on a CUDA 12 driver, or on none at all
             return cudaError_t.cudaErrorInsufficientDriver, 0
         return (ok, devices) if devices else (cudaError_t.cudaErrorNoDevice, 0)
 
     def cudaDriverGetVersion():
-        return ok, 12020 if devices == "old-driver" else 13000
+        return ok, {"old-driver": 12020, "no-driver-13": 0}.get(devices, 13000)
 
     def cudaGetDevice():
-        if devices == "old-driver":
+        if devices in ("old-driver", "no-driver-13"):
             return cudaError_t.cudaErrorInsufficientDriver, 0
         return (ok, 0) if devices and devices != "no-driver" else (cudaError_t.cudaErrorNoDevice, 0)
 

@@ -268,7 +268,7 @@ def test_another_tensorrt_version_is_refused(fakes, bundle):
         TrtBackend(bundle({"graph": "scorer"}))
 
 
-@pytest.mark.parametrize("devices", [0, "no-driver"])
+@pytest.mark.parametrize("devices", [0, "no-driver", "no-driver-13"])
 def test_no_cuda_gpu_is_a_config_error_and_auto_moves_on(fakes, bundle, devices):
     fakes(devices=devices)
     m = bundle()

@@ -13,12 +13,9 @@ per compute dtype) for the engine manifest.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import keyword
 import logging
-import signal
-import threading
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -222,39 +219,6 @@ def _check_args(precision: str, example_batch: int, example_classes: int) -> Non
         )
 
 
-@contextlib.contextmanager
-def noticing_interrupts():
-    """Ctrl-C / SIGTERM inside the block is re-raised when the block returns normally.
-
-    torch.onnx.export tries several capture strategies and moves to the next when one fails; torch.export
-    reports a KeyboardInterrupt as its own error, so a Ctrl-C landing there could be swallowed and the
-    build go on. The signal is remembered here, handed to the previous handler as usual, and raised
-    again afterwards. Main thread only (signals are delivered there); elsewhere a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum, frame):
-        caught.append(signum)
-        before = previous[signum]
-        if callable(before):
-            before(signum, frame)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for s in previous:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, before in previous.items():
-            signal.signal(s, before)
-    if caught:
-        raise KeyboardInterrupt(f"signal {caught[0]} during the ONNX export")
-
-
 def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, precision, external_data) -> ExportRecord:
     onnx = require("onnx", extra="export")
     require("onnxscript", extra="export")
@@ -264,7 +228,7 @@ def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, prec
         nbytes = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
         external_data = nbytes > _EXTERNAL_DATA_BYTES
     try:
-        with noticing_interrupts(), warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad():
             warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
             program = torch.onnx.export(
                 module,

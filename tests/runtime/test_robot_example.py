@@ -42,4 +42,4 @@ def test_example_runs_without_torch_on_a_bundle_like_the_demos(text_bundle):
         "none of these",
     }
     assert all(ln[:18].strip() in labels for ln in preds), preds
-    assert lines[-1].startswith("onnxruntime StreamStats(pushed=128")
+    assert lines[-1].startswith("onnxruntime joint StreamStats(pushed=128")  # backend, variant (the TDSM test bundle)

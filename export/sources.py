@@ -131,8 +131,7 @@ def prefer_student(teacher: RunSource, student_dir: Path) -> tuple[RunSource, st
     """The student's source when its validation unseen top-1 (distill.json) is at most STUDENT_BAR below
     its teacher's, else the teacher's; and a line saying which and why. ConfigError when `student_dir`
     is not a finished student of that teacher or its record has no validation measurement."""
-    from tdsm_edge.io import read_json
-    from tdsm_edge.training.distill import teacher_of
+    from tdsm_edge.training.distill import distill_record, teacher_of
 
     if teacher.student_dir is not None:
         raise ConfigError(
@@ -144,7 +143,7 @@ def prefer_student(teacher: RunSource, student_dir: Path) -> tuple[RunSource, st
             f"--prefer-student {student_dir} is not a distilled student of {teacher.seed_dir} (no distill.json "
             f"naming it); make one with python -m tdsm_edge.distill --teacher {teacher.seed_dir} --out {student_dir}"
         )
-    record = read_json(student_dir / "distill.json")  # a JSON object: teacher_of checked it
+    record = distill_record(student_dir)
     v = record.get("validation")
     v = v if isinstance(v, dict) else {}
     s, t, n = v.get("student_top1"), v.get("teacher_top1"), v.get("samples")

@@ -88,7 +88,7 @@ def distill_seed(
     from .split_data import seed_features, split_classes
 
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
-    teacher, _, _, teacher_cfg = load_denoiser(teacher_dir / "denoiser", device)
+    teacher, teacher_schedule, teacher_stats, teacher_cfg = load_denoiser(teacher_dir / "denoiser", device)
     if teacher_cfg.denoiser.attention != "joint":
         raise DataError(f"{teacher_dir} holds a {teacher_cfg.denoiser.attention} denoiser; the teacher must be TDSM")
     split = teacher_dir.parent.name
@@ -106,7 +106,7 @@ def distill_seed(
     )
     t0 = time.perf_counter()
     teacher_sha = sha256_file(teacher_dir / "denoiser" / "model.safetensors")
-    before = _record(out_dir)
+    before = distill_record(out_dir)
     if before.get("teacher_sha256") not in (None, teacher_sha):
         raise ConfigError(
             f"the teacher {teacher_dir} was retrained since {out_dir} was distilled from it (its weights "
@@ -126,9 +126,10 @@ def distill_seed(
         _train(feats, class_text, seen, cfg, out_dir, device, resume, progress, None if from_scratch else teacher)
         seconds = time.perf_counter() - t0
     metrics = evaluate_seed(out_dir, feats, class_text, unseen, run_cfg.eval, device)
+    student = load_denoiser(out_dir / "denoiser", device)  # the teacher is loaded already
     validation = {
-        name: validation_top1(folder / "denoiser", feats, class_text, unseen, run_cfg.eval, device)
-        for name, folder in (("teacher", teacher_dir), ("student", out_dir))
+        name: validation_top1(loaded, feats, class_text, unseen, run_cfg.eval, device)
+        for name, loaded in (("teacher", (teacher, teacher_schedule, teacher_stats, teacher_cfg)), ("student", student))
     }
     record = {
         "teacher": str(teacher_dir),
@@ -149,11 +150,11 @@ def distill_seed(
     return record
 
 
-def validation_top1(denoiser_dir: Path, feats, class_text, unseen, eval_cfg, device: str = "cpu") -> float | None:
-    """Unseen top-1 (ZSL, among the unseen classes) of a denoiser folder on the unseen-class samples of
-    the VALIDATION features, scored as evaluation scores the test set; None when there are none."""
+def validation_top1(loaded, feats, class_text, unseen, eval_cfg, device: str = "cpu") -> float | None:
+    """Unseen top-1 (ZSL, among the unseen classes) of a loaded denoiser (load_denoiser's (model,
+    schedule, stats, cfg)) on the unseen-class samples of the VALIDATION features, scored as evaluation
+    scores the test set; None when there are none."""
     from ..config import noise_seed
-    from ..models.folders import load_denoiser
     from .evaluation import tdsm_errors
 
     if feats.val is None:
@@ -161,7 +162,7 @@ def validation_top1(denoiser_dir: Path, feats, class_text, unseen, eval_cfg, dev
     keep = np.isin(feats.val_label, unseen)
     if not keep.any():
         return None
-    model, schedule, stats, cfg = load_denoiser(denoiser_dir, device)
+    model, schedule, stats, cfg = loaded
     errors = tdsm_errors(
         model,
         schedule,
@@ -218,9 +219,9 @@ def student_saved(folder: str | Path) -> bool:
     return (d / "model.safetensors").is_file() and (d / "config.json").is_file()
 
 
-def _record(student_dir: Path) -> dict:
-    """distill.json as a dict ({} when absent); DataError when it is not a JSON object."""
-    path = student_dir / "distill.json"
+def distill_record(student_dir: str | Path) -> dict:
+    """A student folder's distill.json as a dict ({} when absent); DataError when it is not a JSON object."""
+    path = Path(student_dir) / "distill.json"
     if not path.is_file():
         return {}
     try:
@@ -241,11 +242,11 @@ def teacher_of(student_dir: str | Path) -> Path | None:
     as typed. DataError when the teacher is gone or is itself a student (a loop).
     """
     student_dir = Path(student_dir)
-    if not (student_dir / "distill.json").is_file() or not (student_dir / "denoiser").is_dir():
+    if not (
+        is_student(student_dir) and (student_dir / "distill.json").is_file() and (student_dir / "denoiser").is_dir()
+    ):
         return None
-    if not is_student(student_dir):
-        return None
-    record = _record(student_dir)
+    record = distill_record(student_dir)
     tried = []
     keys = (("teacher_relative", student_dir.resolve()), ("teacher_absolute", Path("/")), ("teacher", Path.cwd()))
     for key, base in keys:

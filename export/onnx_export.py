@@ -252,7 +252,8 @@ def _export(module, args, kwargs, dynamic, output_names, axes, path, graph, prec
     onnx.checker.check_model(str(path))
     if precision == "fp16":
         check_fp16_islands(proto)
-    files = [str(path)] + sorted(str(path.parent / loc) for loc in _external_locations(proto))
+    # the side files from the header: onnx.load with external data clears the tensors' locations
+    files = [str(path)] + sorted(str(path.parent / loc) for loc in _external_locations(header))
     record = _record(proto, graph, str(path), precision, axes, files)
     log.info("exported %s %s graph to %s: %d nodes", precision, graph, path, sum(record.op_counts.values()))
     return record

@@ -164,6 +164,7 @@ WEAK_FP16 = "fp16_weak_typed_norm_fp32"  # the fallback when a strongly typed pa
 
 def _parse(trt, builder, flags: int, onnx_path: Path, logger) -> tuple[object, object, list[str]]:
     """A network with `flags` parsed from the graph: (network, parser, errors; [] when it parsed)."""
+    logger.errors.clear()  # only this parse's messages (a fallback parse follows a failed one)
     network = builder.create_network(flags)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
     if parser.parse_from_file(str(onnx_path)):

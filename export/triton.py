@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import shutil
 import tempfile
@@ -221,19 +222,30 @@ def config_pbtxt(
     return "\n".join(parts) + "\n"
 
 
+INT32_MAX = 2**31 - 1  # Triton's int32 fields
+
+
 def check_batching(
     max_batch_size: int, preferred: list[int] | None, instance_count: int = 1, max_queue_delay_us: int = 0
 ) -> None:
     """Triton's rules for the batching fields we write (it refuses to load a model breaking them)."""
-    if isinstance(max_batch_size, bool) or int(max_batch_size) < 1:
-        raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size!r}")
-    bad = [b for b in preferred or () if isinstance(b, bool) or not 1 <= int(b) <= int(max_batch_size)]
+
+    def whole(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not whole(max_batch_size) or not 1 <= max_batch_size <= INT32_MAX:
+        raise ConfigError(f"max_batch_size must be a whole number from 1 to {INT32_MAX}, got {max_batch_size!r}")
+    if preferred is not None and not isinstance(preferred, (list, tuple)):
+        raise ConfigError(f"preferred batch sizes must be a list of whole numbers, got {preferred!r}")
+    bad = [b for b in preferred or () if not whole(b) or not 1 <= b <= max_batch_size]
     if bad:
         raise ConfigError(
             f"preferred batch sizes {bad} lie outside 1..max_batch_size={max_batch_size}: Triton refuses to load "
             "such a model; pass sizes up to the max batch, or raise max_batch_size"
         )
-    if int(instance_count) < 1 or int(max_queue_delay_us) < 0:
+    if not (whole(instance_count) and 1 <= instance_count <= INT32_MAX) or not (
+        whole(max_queue_delay_us) and 0 <= max_queue_delay_us < 2**63
+    ):
         raise ConfigError(
             f"instance_count must be >= 1 and max_queue_delay_us >= 0, got {instance_count} and {max_queue_delay_us}"
         )
@@ -272,11 +284,6 @@ def write_triton_model(
         raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if plan_path is not None and backend != "tensorrt":
         raise ConfigError("plan_path is only used by backend='tensorrt'")
-    if int(max_batch_size) < 1:
-        raise ConfigError(
-            "max_batch_size must be >= 1: the served graph batches z along its first axis "
-            "(the class tables are constants inside it, so there is no unbatched input left)"
-        )
     check_batching(max_batch_size, preferred_batch_sizes, instance_count, max_queue_delay_us)  # before any work
     if instance_kind not in ("KIND_GPU", "KIND_CPU") or (backend == "tensorrt" and instance_kind != "KIND_GPU"):
         raise ConfigError(f"instance_kind must be KIND_GPU or KIND_CPU (KIND_GPU for TensorRT), got {instance_kind!r}")

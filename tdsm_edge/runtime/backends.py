@@ -129,7 +129,9 @@ def open_backend(
 
 def _asks_for_gpu(device, providers) -> bool:
     """device="cuda…" or GPU execution providers: the user expects a GPU backend."""
-    names = [providers] if isinstance(providers, str) else list(providers or ())
+    names = (
+        [providers] if isinstance(providers, str) else list(providers) if isinstance(providers, (list, tuple)) else []
+    )
     return str(device).startswith("cuda") or any(
         str(p).lower().startswith(("cuda", "tensorrt")) for p in names if p != "auto"
     )

@@ -252,6 +252,8 @@ class TrtEngine:
                 slot.ptrs[name], slot.capacity[name] = slot.mem.alloc(need), need
                 slot.tags.pop(name, None)
                 if not slot.context.set_tensor_address(name, slot.ptrs[name]):  # False: TensorRT refused it
+                    slot.mem.free(slot.ptrs.pop(name))  # never leave a buffer the context does not hold
+                    slot.capacity.pop(name, None)
                     raise DeviceError(
                         f"TensorRT refused the device address of {name!r} for {self.plan_path} (a buffer "
                         "TensorRT cannot use, e.g. misaligned); reload the bundle, and report it if it persists"

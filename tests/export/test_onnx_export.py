@@ -226,3 +226,13 @@ def test_decoupled_graphs_round_trip_fp32_and_fp16(tiny, stats, tmp_path):
     assert t16["text_kv"].dtype == np.float16 and t16["key_bias"].dtype == np.float32
     got16 = run_scorer(session(rec["fp16"].path), z, {k: torch.from_numpy(v) for k, v in t16.items()})
     assert (got16.argmin(1) == want.argmin(1)).mean() >= 0.95
+
+
+def test_a_graph_with_its_weights_in_a_side_file_lists_that_file(built, tiny, tmp_path):
+    """onnx.load with external data clears the tensors' locations: the record must still list the side
+    file (the manifest hashes it and the runtime opens such a graph from a path)."""
+    _, scorer, _ = built
+    rec = export_scorer(scorer, tmp_path / "s.onnx", "fp32", external_data=True)
+    assert len(rec.files) == 2 and all(Path(f).is_file() for f in rec.files), rec.files
+    assert onnx.load(str(tmp_path / "s.onnx"), load_external_data=False).ir_version == IR_VERSION
+    session(tmp_path / "s.onnx")  # loads from the path with its side file

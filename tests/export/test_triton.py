@@ -292,13 +292,21 @@ def test_a_foreign_model_folder_is_never_replaced(bundle, tmp_path):
 
 @pytest.mark.parametrize(
     "max_batch, preferred, extra",
-    [(8, [16, 32], {}), (8, [0, 4], {}), (4, [4], {"instance_count": 0}), (4, None, {"max_queue_delay_us": -1})],
+    [
+        (8, [16, 32], {}),
+        (8, [0, 4], {}),
+        (4, [4], {"instance_count": 0}),
+        (4, None, {"max_queue_delay_us": -1}),
+        (8, "12", {}),
+        (8, [2.5], {}),
+        (4, None, {"instance_count": True}),
+    ],
 )
 def test_batching_values_triton_refuses_are_refused_here(bundle, tmp_path, max_batch, preferred, extra):
     """Triton refuses to load a model whose preferred batch sizes exceed max_batch_size (issue 15,
     finding 6): refused before anything is written, in the writer and in config_pbtxt itself."""
     m, _ = bundle
-    with pytest.raises(ConfigError, match="preferred batch sizes|instance_count"):
+    with pytest.raises(ConfigError, match="preferred batch sizes|instance_count|max_batch_size"):
         write_triton_repo(m.root, tmp_path / "repo", max_batch_size=max_batch, preferred_batch_sizes=preferred, **extra)
     assert not (tmp_path / "repo").exists()
     with pytest.raises(ConfigError):

@@ -422,6 +422,10 @@ def test_a_device_address_tensorrt_refuses_is_an_error_not_ignored(fakes, bundle
     f = fakes()
     m = bundle()
     malloc = f.rt.cudaMalloc
+    free = f.rt.cudaFree
     monkeypatch.setattr(f.rt, "cudaMalloc", lambda n: (lambda r: (r[0], r[1] + 16))(malloc(int(n) + 16)))
-    with pytest.raises(DeviceError, match="refused the device address"):
-        TrtBackend(m).errors(z[:2])
+    monkeypatch.setattr(f.rt, "cudaFree", lambda p: free(int(p) - 16))  # the refused buffer is freed
+    backend = TrtBackend(m)
+    for _ in range(2):  # a retry is refused again, never run on a buffer the context does not hold
+        with pytest.raises(DeviceError, match="refused the device address"):
+            backend.errors(z[:2])

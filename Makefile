@@ -1,5 +1,5 @@
 # The two set-up commands of the README: `make demo` and `make test`.
-# Each creates or updates .venv itself; re-running is cheap (a stamp file tracks pyproject.toml).
+# Each creates or updates .venv itself; re-running is cheap (a stamp file tracks pyproject.toml and this file).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,11 +12,16 @@ export TOKENIZERS_PARALLELISM := false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Triton's ModelConfig schema for the tests (tests/helpers/triton_schema.py): only its generated protobuf
+# module is used, so the wheel goes in without its dependencies (their pins clash with onnx's).
+TRITON_SCHEMA := tritonclient==2.73.0
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install --quiet -e ".[runtime,train,export,sign,dev]"
+	$(PY) -m pip install --quiet --no-deps "$(TRITON_SCHEMA)"
 	touch $(STAMP)
 
 # Re-running reuses finished stages (--resume) and reprints the table; edit configs/demo.yaml and

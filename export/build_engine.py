@@ -21,6 +21,7 @@ from tdsm_edge.runtime.rebuild import build_command
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 from .build_report import format_report
+from .tensorrt_build import MAX_PROFILES
 
 log = logging.getLogger("export.build_engine")
 
@@ -39,12 +40,12 @@ MAX_BATCH = 65_536  # the IO spec's batch axis max a bundle may declare
 MAX_NOISES = 4096  # as the config's eval.num_noises (tdsm_edge.config.BOUNDS) and the manifest schema
 
 # backend-specific options: argparse dest → flag. Every other option applies to every backend.
-BACKEND_OPTIONS = {"workspace": "--workspace", "timing_cache": "--timing-cache"}
+BACKEND_OPTIONS = {"workspace": "--workspace", "timing_cache": "--timing-cache", "trt_contexts": "--trt-contexts"}
 CAPABILITIES: dict[str, Capability] = {
     "onnxruntime": Capability(("fp32", "fp16"), (), "onnxruntime", "ONNX graphs, tables"),
     "tensorrt": Capability(
         ("fp32", "fp16"),
-        ("workspace", "timing_cache"),
+        ("workspace", "timing_cache", "trt_contexts"),
         "tensorrt>=10, CUDA GPU",
         "ONNX graphs, tables, a plan per graph",
     ),
@@ -116,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="TensorRT timing cache, read and updated (tensorrt only; default: none)",
+    )
+    p.add_argument(
+        "--trt-contexts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TensorRT execution contexts that may run a plan at once, one optimization profile each "
+        "(tensorrt only; default: 1, so calls from several threads take turns; each extra one lengthens "
+        "the build and holds its own activation memory when used)",
     )
     p.add_argument(
         "--noises", type=int, default=None, metavar="J", help="noise-bank size J (default: the run's eval.num_noises)"
@@ -213,6 +223,10 @@ def validate(args: argparse.Namespace, backend: str) -> None:
                 f"{flag} is not supported by the {backend} backend{why}; only by: {', '.join(others)}. "
                 f"Drop {flag}, or choose --backend {others[0]}."
             )
+    if args.trt_contexts is not None and not 1 <= args.trt_contexts <= MAX_PROFILES:
+        raise ConfigError(
+            f"--trt-contexts must lie in [1, {MAX_PROFILES}] (contexts that may run a plan at once), got {args.trt_contexts}"
+        )
     if not 1 <= args.batch <= MAX_BATCH or (args.noises is not None and not 1 <= args.noises <= MAX_NOISES):
         raise ConfigError(
             f"--batch must lie in [1, {MAX_BATCH}] and --noises in [1, {MAX_NOISES}], got {args.batch} "
@@ -458,6 +472,8 @@ def _make_plan_builder(args: argparse.Namespace):
     def plan_builder(stage_dir: Path, onnx: dict, io) -> list[dict]:
         b, k = io.axes[BATCH], io.axes.get("classes")
         extra = {} if args.workspace is None else {"workspace_gb": args.workspace}
+        if args.trt_contexts is not None:
+            extra["profiles"] = args.trt_contexts
         return [
             build_plan(
                 path,

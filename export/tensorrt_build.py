@@ -1,9 +1,9 @@
 """TensorRT plans for the exported graphs: the builder (TensorRT 10.x API).
 
 `build_plan` turns an ONNX graph into a plan and returns its manifest record; `TrtEngine` is the
-runtime's runner (`tdsm_edge/runtime/trt_engine.py`: load / activate / allocate / infer, one
-execution context per thread) with the `build` stage added, so that one Engine class goes through
-every stage as in NVIDIA's TensorRT demo/Diffusion.
+runtime's runner (`tdsm_edge/runtime/trt_engine.py`: load / activate / allocate / infer over a pool
+of execution contexts, one optimization profile each) with the `build` stage added, so that one
+Engine class goes through every stage as in NVIDIA's TensorRT demo/Diffusion.
 
 Precision: the FP16 graph from `onnx_export.export_scorer(..., "fp16")` already carries its types
 (fp16 compute, float32 islands), so the plan is built from a STRONGLY_TYPED network that takes
@@ -61,6 +61,19 @@ def plan_name(graph: str, precision: str, trt_version: str) -> str:
 
 
 # ---------------------------------------------------------------- optimization profile
+MAX_PROFILES = 16  # contexts that may run one plan at once; each copy of the profile is tuned and stored
+
+
+def check_profiles(profiles) -> int:
+    """`profiles` (copies of the optimization profile) as an int in 1..MAX_PROFILES, or ConfigError."""
+    if isinstance(profiles, bool) or not isinstance(profiles, (int, np.integer)) or not 1 <= profiles <= MAX_PROFILES:
+        raise ConfigError(
+            f"the number of TensorRT execution contexts (optimization profiles) must be a whole number in "
+            f"1..{MAX_PROFILES}, got {profiles!r}"
+        )
+    return int(profiles)
+
+
 def _triple(what: str, value) -> tuple[int, int, int]:
     """(min, opt, max) from an int (fixed) or a 3-sequence; 1 <= min <= opt <= max."""
     t = (value,) * 3 if isinstance(value, (int, np.integer)) else tuple(value)
@@ -206,6 +219,7 @@ def build_plan(
     timing_cache: str | Path | None = None,
     dynamic_inputs: dict | None = None,
     allow_tf32: bool = False,
+    profiles: int = 1,
 ) -> dict:
     """Build a TensorRT plan from an exported ONNX graph and return its manifest record.
 
@@ -221,16 +235,20 @@ def build_plan(
         timing_cache: a file; loaded if it exists, and saved (atomically) after the build.
         dynamic_inputs: name → (min, opt, max) shapes, for inputs with other dynamic axes.
         allow_tf32: leave TF32 on for float32 matmuls (off by default: fp32 means fp32).
+        profiles: identical copies of the optimization profile (1..MAX_PROFILES): how many execution
+            contexts may run the plan at once (TensorRT: contexts in concurrent use need separate profiles).
+            Each copy lengthens the build and the plan; each running context holds its own activations.
     Returns:
         The plan record: file, sha256, bytes, graph, precision, precision_mode ("strongly_typed" |
         "fp16_flag_fallback" | "fp16_weak_typed_norm_fp32" (a strongly typed parse failed) | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
-        profile, workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx, onnx_sha256.
+        profile, profiles, workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx, onnx_sha256.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
     if not 0 <= int(opt_level) <= 5 or not workspace_gb > 0:
         raise ConfigError(f"opt_level must be 0..5 and workspace_gb > 0, got {opt_level}, {workspace_gb}")
     batch = _triple("(min_batch, opt_batch, max_batch)", (min_batch, opt_batch, max_batch))
+    profiles = check_profiles(profiles)
     trt = _import_trt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -295,11 +313,12 @@ def build_plan(
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
     if tf32 is not None and not allow_tf32:
         config.clear_flag(tf32)
-    opt = builder.create_optimization_profile()
-    for name, s in profile.items():
-        opt.set_shape(name, s["min"], s["opt"], s["max"])
-    if config.add_optimization_profile(opt) < 0:
-        raise ExportError(f"TensorRT rejected the optimization profile {profile}")
+    for index in range(profiles):  # identical copies: one per execution context that may run at once
+        opt = builder.create_optimization_profile()
+        for name, s in profile.items():
+            opt.set_shape(name, s["min"], s["opt"], s["max"])
+        if config.add_optimization_profile(opt) != index:
+            raise ExportError(f"TensorRT rejected optimization profile {index} ({profile})")
     cache_path = Path(timing_cache) if timing_cache is not None else None
     if cache_path is not None:
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
@@ -351,6 +370,7 @@ def build_plan(
         gpu_name=gpu_name,
         compute_capability=capability,
         profile=profile,
+        profiles=profiles,
         workspace_bytes=workspace,
         opt_level=int(opt_level),
         tf32=bool(tf32 is not None and allow_tf32),

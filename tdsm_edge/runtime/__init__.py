@@ -15,7 +15,7 @@ Modules:
     ort_backend.py  `OrtBackend`, `OrtEncoder`: a bundle's graphs on ONNX Runtime (TensorRT EP > CUDA EP > CPU)
     torch_backend.py `TorchBackend`, `TorchEncoder`: the bundle's reference weights in PyTorch (CPU / CUDA graphs)
     trt_backend.py  `TrtBackend`, `TrtEncoder`: a bundle's TensorRT plans (the one built for this TensorRT + GPU)
-    trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, one execution context per thread
+    trt_engine.py   `TrtEngine`: load / activate / allocate / infer a plan, a pool of contexts (one profile each)
     batching.py     `features`, `batches`, `row_limit`: input checks, batch chunks (graph range, CPU row budget) for every backend
     cuda_memory.py  device buffers, streams and CUDA graphs through cuda-python (torch as a fallback), `gpu_info`
     stream.py       `ActionStream`: frames pushed one at a time → sliding window, stride, score smoothing

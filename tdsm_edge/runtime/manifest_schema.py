@@ -308,6 +308,7 @@ _PLAN = Obj(
         "precision": Str(PRECISIONS),
         "precision_mode": Str(),
         "profile": Json(),
+        "profiles": Int(1, 64),  # identical copies of the profile: contexts that may run at once (default 1)
         "workspace_bytes": Opt(Int(0)),
         "opt_level": Int(0, 5),
         "tf32": Bool(),

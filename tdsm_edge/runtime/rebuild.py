@@ -36,6 +36,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "classes_file": ("--classes-file", VALUE),
     "workspace": ("--workspace", VALUE),
     "timing_cache": ("--timing-cache", VALUE),
+    "trt_contexts": ("--trt-contexts", VALUE),
     "verify": ("--verify", SWITCH),
     "open_set_accept": ("--open-set-accept", VALUE),
     "torch_weights": ("--torch-weights", SWITCH),

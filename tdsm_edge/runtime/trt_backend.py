@@ -10,14 +10,17 @@ loaded (EngineIncompatibleError naming the rebuild command when none does; Confi
 bundle has no plan for the graph or no CUDA GPU is visible, so that backend="auto" moves on).
 
 Per call the scorer takes ONE class-set snapshot; its tables go to the device once per snapshot
-version and thread (each thread has its own execution context, stream and buffers over one shared
-engine: a context is not thread-safe, and one thread's class change must not overwrite buffers
-another thread's call is reading). Batches are cut to the plan's profile (chunks of at most its
-max, zero-padded up to its min; padding rows dropped); class tables below the profile's class min
-are padded with copies of the first row (their columns dropped); more active classes than the
-profile's max is an error naming the rebuild command. `cuda_graph=True` captures each (B, K) call
-shape in a CUDA graph after one warm-up enqueue and replays it (see trt_engine.py for TensorRT's
-rules: shapes set before capture, fixed buffer addresses — buffers are sized for the profile's max).
+version and execution context. Threads follow TensorRT's contract (trt_engine.py): a plan built with
+P optimization profiles (`python -m export.build_engine ... --trt-contexts P`, default 1) runs up to P
+calls at once, each on its own context, stream and buffers over one shared engine; further calls wait
+for a free context. Batches are cut to the plan's profile (chunks of at most its max, zero-padded up
+to its min; padding rows dropped); class tables below the profile's class min are padded with copies
+of the first row (their columns dropped); more active classes than the profile's max is an error
+naming the rebuild command. `cuda_graph=True` captures the call shape (B, K) in a CUDA graph on the
+context after one warm-up enqueue and replays it while the shape stays; every chunk of a call is
+padded to the call's one chunk shape, so a steady B (a control loop's) replays on every call and a
+change of B or of the active class count re-captures once (TensorRT's rule: a graph is valid only for
+the shapes it was captured with; buffers are sized for the profile's max, so addresses stay fixed).
 
 numpy only at import; `tensorrt` and cuda-python are imported when a scorer / encoder is made.
 """
@@ -79,7 +82,7 @@ def plan_for(manifest: Manifest, graph: str, trt_version: str, gpu_name: str, co
 
 @dataclass(frozen=True)
 class OpenPlan:
-    engine: TrtEngine  # loaded; contexts are made per thread on first use
+    engine: TrtEngine  # loaded; its contexts are made on first use
     record: dict  # the plan's manifest record
     device: str  # "TensorRT 10.3.0 on <GPU> (compute 8.7)"
 
@@ -104,6 +107,8 @@ def open_plan(manifest: Manifest, graph: str, memory="cuda-python") -> OpenPlan:
                 for t in want
                 if str(engine.dtypes[t.name]) != t.dtype
             ]
+    if engine.profiles != record.get("profiles", 1):
+        problems.append(f"it has {engine.profiles} optimization profiles, the record says {record.get('profiles', 1)}")
     if problems:
         engine.close()
         raise manifest.error(
@@ -119,7 +124,7 @@ class TrtBackend:
 
     Args:
         manifest: a loaded, checked bundle manifest with a scorer plan for this machine.
-        cuda_graph: capture each (B, K) call shape in a CUDA graph and replay it.
+        cuda_graph: capture the (B, K) call shape in a CUDA graph per context and replay it while it stays.
         memory: device memory: "cuda-python" (default) or "torch" (no CUDA graphs), see cuda_memory.py.
     """
 
@@ -163,9 +168,12 @@ class TrtBackend:
         if len(z) == 0:
             return np.zeros((0, K), np.float32)
         tables = self._tables(snap)
-        cached = {n: snap.version for n in tables}  # uploaded once per version (and thread)
+        cached = {n: snap.version for n in tables}  # uploaded once per version (and context)
+        lo, hi = self.batch
+        if self.cuda_graph:  # one chunk shape per call: the context's graph is re-captured only when B or K change
+            lo = max(lo, min(len(z), hi))
         out = []
-        for n, part in batches(z, *self.batch):
+        for n, part in batches(z, lo, hi):
             errors = self.engine.infer({self._z_name: part, **tables}, cached=cached, graph=self.cuda_graph)
             out.append(errors[self._out][:n, :K])  # (n, K): padded rows and classes dropped
         return np.concatenate(out).astype(np.float32, copy=False)
@@ -187,7 +195,7 @@ class TrtBackend:
         return padded[1]
 
     def close(self) -> None:
-        """Free every thread's device buffers and contexts, and the engine."""
+        """Free every context's device buffers and the engine."""
         self.engine.close()
 
 

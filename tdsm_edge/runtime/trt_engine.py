@@ -1,4 +1,4 @@
-"""Running a TensorRT plan (TensorRT 10.x API): load / activate / allocate / infer, one context per thread.
+"""Running a TensorRT plan (TensorRT 10.x API): load / activate / allocate / infer over a pool of contexts.
 
     eng = TrtEngine("engines/demo/scorer_fp16.trt10.3.0.plan")
     eng.load(expected_record=plan_record, rebuild_cmd="python -m export.build_engine ...")  # checked first
@@ -7,16 +7,26 @@
 The stages follow NVIDIA's TensorRT demo/Diffusion `Engine` (the builder half, `build`, lives in
 `export/tensorrt_build.py`, which subclasses this):
     load      plan → ONE deserialized engine (after the manifest record's sha256 / TensorRT / GPU checks)
-    activate  this thread's execution context + device-memory helper (one CUDA stream)
-    allocate  input shapes → this thread's device buffers; buffers only grow, so addresses stay put
+    activate  one execution context of the pool + its device-memory helper (one CUDA stream)
+    allocate  input shapes → that context's device buffers; buffers only grow, so addresses stay put
     infer     numpy → device → execute_async_v3 (or a CUDA graph replay) → numpy
 
-An execution context is not thread-safe, so each thread gets its own (threading.local) over the
-shared engine, with its own stream and buffers; `close()` frees every thread's. Inputs named in
-`cached` are uploaded only when their tag changes (a scorer's class tables: once per class-set
-version). With `graph=True` each set of input shapes is captured once in a CUDA graph — after one
-ordinary enqueue, as TensorRT asks (the first enqueue after a shape change does work a capture cannot
-hold) — and replayed with this context's shapes set to the captured ones.
+Threads, by TensorRT's contract ("each execution context in concurrent use must use a separate
+optimization profile" on a dynamic-shape engine, and a context is not thread-safe): a plan built with
+P identical optimization profiles (`build_plan(..., profiles=P)`) gets a pool of at most P contexts,
+context i on profile i (set_optimization_profile_async). A call takes a free context for its whole
+run and gives it back; when all P are busy it waits for one. A single-profile plan (the default)
+therefore runs one call at a time, from any number of threads. Each context has its own stream,
+buffers and tags (inputs named in `cached` are uploaded only when the tag its buffer holds changes: a
+scorer's class tables, once per class-set version and context). Memory: the weights are shared; each
+context holds its own activation memory and IO buffers.
+
+CUDA graphs (`graph=True`): one graph per context, valid only while that context keeps the input
+shapes it was captured with. A shape change drops the context's graph (TensorRT's rule: re-capture
+after a shape change; a graph replayed after the context ran other shapes is undefined); the next
+call enqueues once with the new shapes — the first enqueue after a shape change does work a capture
+cannot hold — then captures. Callers keep one shape per call to benefit (trt_backend.py pads every
+chunk of a call to one shape).
 
 numpy only at import: `tensorrt` and cuda-python (or torch) are imported inside functions.
 """
@@ -28,6 +38,7 @@ import importlib
 import logging
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,15 +109,17 @@ def make_logger(trt):
 
 @dataclass
 class _Slot:
-    """One thread's execution state over the shared engine."""
+    """One execution context of the pool, used by one call at a time."""
 
     context: object  # trt.IExecutionContext (not thread-safe)
     mem: object  # device-memory helper with its own stream
+    profile: int  # the optimization profile this context owns (no other context of the engine uses it)
     ptrs: dict[str, int] = field(default_factory=dict)  # tensor name -> device address
     capacity: dict[str, int] = field(default_factory=dict)  # tensor name -> bytes allocated there
     shapes: dict[str, tuple] = field(default_factory=dict)  # every IO tensor's current shape
     tags: dict[str, object] = field(default_factory=dict)  # cached input -> tag of what its buffer holds
-    graphs: dict[tuple, object] = field(default_factory=dict)  # input shapes -> executable CUDA graph
+    graph: object = None  # the executable CUDA graph of the current input shapes (dropped when they change)
+    captures: int = 0  # CUDA graphs captured on this context so far
 
 
 class TrtEngine:
@@ -115,9 +128,9 @@ class TrtEngine:
     Args:
         plan_path: the plan file (or give it to `load`).
         memory: "auto" | "cuda-python" | "torch" (see `cuda_memory.device_memory`; one helper per
-            thread), a zero-argument factory of helpers, or one helper object shared by every thread.
-        reserve_max: a thread's first activation allocates buffers for the profile's max shapes, so
-            no later call reallocates (or invalidates its CUDA graphs).
+            context), a zero-argument factory of helpers, or one helper object shared by every context.
+        reserve_max: a context's first activation allocates buffers for the profile's max shapes, so
+            no later call reallocates.
     """
 
     def __init__(self, plan_path: str | Path | None = None, memory="auto", reserve_max: bool = False) -> None:
@@ -127,9 +140,11 @@ class TrtEngine:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.dtypes: dict[str, np.dtype] = {}
-        self._local = threading.local()
-        self._slots: list[_Slot] = []
-        self._lock = threading.Lock()
+        self.profiles = 1  # optimization profiles in the plan = contexts that may run at once
+        self._slots: list[_Slot] = []  # every context made (context i owns profile i)
+        self._free: list[_Slot] = []  # those no call holds now
+        self._making: set[int] = set()  # profiles of the contexts being made now
+        self._cond = threading.Condition()
 
     # ------------------------------------------------------------ load (once, shared)
     def load(
@@ -170,50 +185,103 @@ class TrtEngine:
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.profiles = max(1, int(getattr(self.engine, "num_optimization_profiles", 1)))
         self.plan_path, self.record = path, expected_record or self.record
         return self
 
-    def profile(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """(min, opt, max) shape of input `name` in the plan's optimization profile 0."""
+    def profile(self, name: str, index: int = 0) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) shape of input `name` in the plan's optimization profile `index` (all are alike)."""
         if self.engine is None:
             raise BundleError("TrtEngine.profile() needs a loaded plan: call load() first")
-        return tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, 0))
+        return tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, index))
 
-    # ------------------------------------------------------------ per thread
+    # ------------------------------------------------------------ the pool of contexts
     @property
-    def context(self):
-        """The calling thread's execution context (None before it activated)."""
-        slot = getattr(self._local, "slot", None)
-        return slot.context if slot is not None else None
+    def contexts(self) -> int:
+        """Execution contexts made so far (at most `profiles`)."""
+        return len(self._slots)
 
     @property
-    def shapes(self) -> dict[str, tuple]:
-        """The calling thread's current IO shapes."""
-        slot = getattr(self._local, "slot", None)
-        return dict(slot.shapes) if slot is not None else {}
+    def captures(self) -> int:
+        """CUDA graphs captured so far, over every context."""
+        return sum(s.captures for s in self._slots)
 
     def activate(self, reserve: bool | None = None) -> TrtEngine:
-        """Create the calling thread's execution context and device-memory helper (once per thread).
+        """Make sure one execution context is ready (the first of the pool; more are made on demand).
 
-        reserve: allocate buffers for the profile's max shapes now (default: `reserve_max`).
+        reserve: allocate its buffers for the profile's max shapes now (default: `reserve_max`).
         """
-        if self.engine is None:
-            raise BundleError("TrtEngine.activate() needs a loaded plan: call load() first")
-        if getattr(self._local, "slot", None) is not None:
-            return self
-        with self._lock:  # contexts are made one at a time; each is then used by its thread only
-            context = self.engine.create_execution_context()
+        with self._use(reserve):
+            pass
+        return self
+
+    @contextmanager
+    def _use(self, reserve: bool | None = None):
+        """Hold a free context for the block: an idle one, a new one on an unused profile while fewer than
+        `profiles` exist, else wait until a call gives one back."""
+        with self._cond:
+            while True:
+                if self.engine is None:
+                    raise BundleError("this TensorRT plan is not loaded (or was closed): load() it first")
+                if self._free or len(self._slots) + len(self._making) < self.profiles:
+                    break
+                self._cond.wait()
+            if self._free:
+                slot = self._free.pop()
+            else:
+                slot = None
+                taken = {s.profile for s in self._slots} | self._making
+                index = min(set(range(self.profiles)) - taken)  # a profile no other context uses
+                self._making.add(index)
+                engine = self.engine
+        if slot is None:
+            try:
+                slot = self._new_slot(engine, index, reserve)
+            finally:
+                with self._cond:
+                    self._making.discard(index)
+                    closed = self.engine is None
+                    if slot is not None and not closed:
+                        self._slots.append(slot)
+                    self._cond.notify()
+            if closed:
+                self._release(slot)
+                raise BundleError("this TensorRT plan was closed while a call was starting")
+        try:
+            yield slot
+        finally:
+            with self._cond:
+                kept = any(s is slot for s in self._slots)  # False: close() ran meanwhile
+                if kept:
+                    self._free.append(slot)
+                self._cond.notify()
+            if not kept:
+                self._release(slot)
+
+    def _new_slot(self, engine, index: int, reserve: bool | None) -> _Slot:
+        """A new execution context of `engine` on optimization profile `index`, with its own stream."""
+        context = engine.create_execution_context()
         if context is None:
             raise DeviceError(
                 f"TensorRT could not create an execution context for {self.plan_path} (out of GPU memory?)"
             )
-        slot = _Slot(context, self._new_memory())
-        self._local.slot = slot
-        with self._lock:
-            self._slots.append(slot)
+        slot = _Slot(context, self._new_memory(), index)
+        if self.profiles > 1:
+            if not context.set_optimization_profile_async(index, slot.mem.stream):
+                slot.mem.close()
+                raise DeviceError(
+                    f"TensorRT refused optimization profile {index} of {self.plan_path} for a new execution context "
+                    f"(the plan has {self.profiles}); reload the bundle, and report it if it persists"
+                )
+            slot.mem.sync()
         if self.reserve_max if reserve is None else reserve:
-            self.allocate({n: self.profile(n)[2] for n in self.inputs})
-        return self
+            try:
+                self._allocate(slot, {n: self.profile(n, index)[2] for n in self.inputs})
+            except Exception:
+                self._release(slot)
+                raise
+        log.debug("execution context on profile %d of %d for %s", index, self.profiles, self.plan_path)
+        return slot
 
     def _new_memory(self):
         if isinstance(self.memory, str):
@@ -222,22 +290,23 @@ class TrtEngine:
             return self.memory()
         return self.memory  # one helper object, shared (single-threaded use, tests)
 
-    def _slot(self, what: str) -> _Slot:
-        slot = getattr(self._local, "slot", None)
-        if slot is None:
-            raise BundleError(f"TrtEngine.{what}() needs this thread's execution context: call activate() first")
-        return slot
-
     def allocate(self, shapes: dict[str, tuple]) -> TrtEngine:
-        """Set this thread's input shapes; (re)allocate only the buffers too small for them."""
-        slot = self._slot("allocate")
+        """Set these input shapes on a free context and allocate the buffers too small for them (at the
+        first call: the one context `activate` made, which a single-threaded caller keeps using)."""
+        with self._use() as slot:
+            self._allocate(slot, shapes)
+        return self
+
+    def _allocate(self, slot: _Slot, shapes: dict[str, tuple]) -> None:
         if sorted(shapes) != sorted(self.inputs):
             raise InputError(f"allocate() needs a shape for exactly the inputs {self.inputs}, got {sorted(shapes)}")
-        for name in self.inputs:
-            shape = tuple(int(d) for d in shapes[name])
+        new = {name: tuple(int(d) for d in shapes[name]) for name in self.inputs}
+        if any(slot.shapes.get(n) != s for n, s in new.items()):
+            self._drop_graph(slot)  # TensorRT: a graph is valid only for the shapes it was captured with
+        for name, shape in new.items():
             if not slot.context.set_input_shape(name, shape):
                 slot.shapes.clear()  # the context may hold some of the new shapes: set them all next time
-                lo, _, hi = self.profile(name)
+                lo, _, hi = self.profile(name, slot.profile)
                 raise InputError(
                     f"{name} shape {shape} is outside the plan's profile {lo} .. {hi}; rebuild with a larger profile"
                 )
@@ -248,7 +317,6 @@ class TrtEngine:
             if slot.capacity.get(name, 0) < need:
                 if name in slot.ptrs:
                     slot.mem.free(slot.ptrs.pop(name))
-                self._drop_graphs(slot)  # they hold the old address
                 slot.ptrs[name], slot.capacity[name] = slot.mem.alloc(need), need
                 slot.tags.pop(name, None)
                 if not slot.context.set_tensor_address(name, slot.ptrs[name]):  # False: TensorRT refused it
@@ -258,18 +326,17 @@ class TrtEngine:
                         f"TensorRT refused the device address of {name!r} for {self.plan_path} (a buffer "
                         "TensorRT cannot use, e.g. misaligned); reload the bundle, and report it if it persists"
                     )
-        return self
 
     def infer(
         self, feed: dict[str, np.ndarray], cached: dict[str, object] | None = None, graph: bool = False
     ) -> dict[str, np.ndarray]:
-        """Run once on the calling thread's context (activated on first use).
+        """Run once on a free context of the pool (made on first use; waits while all are busy).
 
         Args:
             feed: every input name → an array of the plan's dtype for it.
             cached: input name → a tag naming its content (e.g. a class-set version): the array is
-                uploaded only when this thread's buffer holds another tag.
-            graph: run through a CUDA graph captured for these input shapes (captured on first use).
+                uploaded only when the context's buffer holds another tag.
+            graph: run through the context's CUDA graph for these input shapes (captured when there is none).
         Returns:
             output name → a new numpy array.
         """
@@ -281,25 +348,26 @@ class TrtEngine:
                 f"input dtypes {bad} differ from the plan's "
                 f"{ {n: str(self.dtypes[n]) for n in bad} }; cast them to what the graph declares"
             )
-        slot = getattr(self._local, "slot", None) or self.activate()._local.slot
         arrays = {n: np.ascontiguousarray(a) for n, a in feed.items()}
-        if any(slot.shapes.get(n) != a.shape for n, a in arrays.items()):
-            self.allocate({n: a.shape for n, a in arrays.items()})
         cached = cached or {}
-        for name, arr in arrays.items():
-            tag = cached.get(name)
-            if tag is not None and slot.tags.get(name) == tag:
-                continue  # this thread's buffer already holds it
-            slot.mem.to_device(slot.ptrs[name], arr)
-            slot.tags[name] = tag
-        if graph:
-            self._replay(slot)
-        else:
-            self._enqueue(slot)
-        out = {n: np.empty(slot.shapes[n], self.dtypes[n]) for n in self.outputs}
-        for name, arr in out.items():
-            slot.mem.to_host(arr, slot.ptrs[name])
-        slot.mem.sync()
+        with self._use() as slot:
+            if any(slot.shapes.get(n) != a.shape for n, a in arrays.items()):
+                self._allocate(slot, {n: a.shape for n, a in arrays.items()})
+            for name, arr in arrays.items():
+                tag = cached.get(name)
+                if tag is not None and slot.tags.get(name) == tag:
+                    continue  # this context's buffer already holds it
+                slot.tags[name] = None  # unknown until the copy below has run
+                slot.mem.to_device(slot.ptrs[name], arr)
+                slot.tags[name] = tag
+            if graph:
+                self._replay(slot)
+            else:
+                self._enqueue(slot)
+            out = {n: np.empty(slot.shapes[n], self.dtypes[n]) for n in self.outputs}
+            for name, arr in out.items():
+                slot.mem.to_host(arr, slot.ptrs[name])
+            slot.mem.sync()
         return out
 
     def _enqueue(self, slot: _Slot) -> None:
@@ -307,39 +375,53 @@ class TrtEngine:
             raise DeviceError(f"TensorRT execution of {self.plan_path} failed (see the TensorRT log above)")
 
     def _replay(self, slot: _Slot) -> None:
-        """Launch the CUDA graph of the current input shapes, capturing it first if there is none."""
+        """Launch the context's CUDA graph, capturing it first if its shapes changed since (or never captured)."""
         if not hasattr(slot.mem, "capture"):
             raise ConfigError(
                 f"CUDA graphs need cuda-python device memory; {type(slot.mem).__name__} cannot capture "
                 "them (pip install cuda-python, or run without cuda_graph)"
             )
-        key = tuple(slot.shapes[n] for n in self.inputs)
-        exe = slot.graphs.get(key)
-        if exe is None:
+        if slot.graph is None:
             self._enqueue(slot)  # TensorRT: one enqueue after a shape change before capturing
-            exe = slot.mem.capture(lambda: self._enqueue(slot))
-            slot.graphs[key] = exe
-            log.debug("captured a CUDA graph of %s for input shapes %s", self.plan_path, key)
-        slot.mem.launch(exe)
+            slot.graph = slot.mem.capture(lambda: self._enqueue(slot))
+            slot.captures += 1
+            log.debug(
+                "captured a CUDA graph of %s for input shapes %s (context %d)",
+                self.plan_path,
+                [slot.shapes[n] for n in self.inputs],
+                slot.profile,
+            )
+        slot.mem.launch(slot.graph)
 
-    def _drop_graphs(self, slot: _Slot) -> None:
-        for exe in slot.graphs.values():
-            slot.mem.destroy_graph(exe)
-        slot.graphs.clear()
+    def _drop_graph(self, slot: _Slot) -> None:
+        if slot.graph is not None:
+            slot.mem.destroy_graph(slot.graph)
+            slot.graph = None
+
+    def _release(self, slot: _Slot) -> None:
+        self._drop_graph(slot)
+        for ptr in slot.ptrs.values():
+            slot.mem.free(ptr)
+        slot.ptrs.clear()
+        slot.mem.close()
+        slot.context = None
 
     def close(self) -> None:
-        """Free every thread's graphs, buffers and stream; drop the contexts and the engine."""
-        with self._lock:
-            slots, self._slots = self._slots, []
-        for slot in slots:
-            self._drop_graphs(slot)
-            for ptr in slot.ptrs.values():
-                slot.mem.free(ptr)
-            slot.ptrs.clear()
-            slot.mem.close()
-            slot.context = None
-        self._local = threading.local()
-        self.engine = self._runtime = None
+        """Free every idle context's graph, buffers and stream, and drop the engine. A call still running
+        keeps its context until it returns (then that context is freed); calls waiting for one fail."""
+        with self._cond:
+            busy = [s for s in self._slots if not any(s is f for f in self._free)]
+            idle, self._slots, self._free = self._free, [], []
+            self.engine = self._runtime = None
+            self._cond.notify_all()
+        if busy:
+            log.debug(
+                "closing %s with %d call(s) running: their contexts are freed when they return",
+                self.plan_path,
+                len(busy),
+            )
+        for slot in idle:
+            self._release(slot)
 
     def __enter__(self) -> TrtEngine:
         return self

@@ -102,6 +102,8 @@ def test_the_runtime_command_builder_spells_every_cli_option(tmp_path):
         "1.5",
         "--timing-cache",
         "t.cache",
+        "--trt-contexts",
+        "2",
         "--no-verify",
         "--open-set-accept",
         "0.9",
@@ -167,6 +169,10 @@ def test_unsupported_option_for_the_backend_is_an_error(tiny_run, tmp_path, capl
         build_engine.validate(args, "onnxruntime")
     build_engine.validate(args, "tensorrt")  # the table says tensorrt takes it
     assert set(build_engine.CAPABILITIES["tensorrt"].options) == set(build_engine.BACKEND_OPTIONS)
+    for n in ("0", "17"):
+        args = build_engine.build_parser().parse_args(["--trt-contexts", n])
+        with pytest.raises(ConfigError, match=r"--trt-contexts must lie in \[1, 16\]"):
+            build_engine.validate(args, "tensorrt")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -275,6 +281,8 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
             "4",
             "--workspace",
             "1.5",
+            "--trt-contexts",
+            "3",
             "--no-verify",
             "--log-level",
             "WARNING",
@@ -290,7 +298,9 @@ def test_tensorrt_backend_puts_plans_and_their_machine_in_the_manifest(tiny_run,
     scorer_call = calls[0]
     assert (scorer_call["min_batch"], scorer_call["opt_batch"], scorer_call["max_batch"]) == (1, 2, 4)
     assert scorer_call["classes"] == (1, 5, 5 + ADDED_CLASSES) and scorer_call["workspace_gb"] == 1.5
+    assert {c["profiles"] for c in calls} == {3}  # one profile per context that may run at once
     assert "--backend tensorrt" in m.rebuild_command and "--workspace 1.5" in m.rebuild_command
+    assert "--trt-contexts 3" in m.rebuild_command
     m.check_plan(m.plans[0], "10.3.0", "Orin", "8.7")
     with pytest.raises(EngineIncompatibleError, match="TensorRT version") as e:
         m.check_plan(m.plans[0], "10.7.0", "Orin", "8.7")

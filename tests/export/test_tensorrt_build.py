@@ -183,7 +183,9 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
 
         def add_optimization_profile(self, p):
             calls["profile"] = p.shapes
-            return 0
+            self.profiles = [*getattr(self, "profiles", []), p.shapes]
+            calls["profiles"] = self.profiles  # this build's
+            return len(self.profiles) - 1  # TensorRT returns the new profile's index
 
         def create_timing_cache(self, blob):
             calls["cache_in"] = bytes(blob)
@@ -367,7 +369,20 @@ def test_build_plan_records_everything_and_writes_only_the_plan(tmp_path, fake):
     assert calls["opt_level"] == 4 and calls["cache_in"] == b"old" and calls["ignore_mismatch"] is False
     assert cache.read_bytes() == b"old+new"
     assert rec["onnx"] == onnx_path.name and len(rec["onnx_sha256"]) == 64
+    assert rec["profiles"] == 1 and len(calls["profiles"]) == 1
     json.dumps(rec)  # manifest-ready
+
+
+def test_build_plan_adds_one_identical_profile_per_concurrent_context(tmp_path, fake):
+    """TensorRT: contexts in concurrent use need separate optimization profiles (issue 15, finding 1)."""
+    calls, install = fake
+    install()
+    rec = build_plan(_tiny_onnx(tmp_path / "s.onnx"), tmp_path, classes=5, profiles=3)
+    assert rec["profiles"] == 3 and len(calls["profiles"]) == 3
+    assert all(p == calls["profiles"][0] for p in calls["profiles"])
+    for bad in (0, 17, 2.0, True, "2"):
+        with pytest.raises(ConfigError, match="execution contexts"):
+            build_plan(_tiny_onnx(tmp_path / "t.onnx"), tmp_path, classes=5, profiles=bad)
 
 
 def test_build_plan_fp16_flag_fallback_is_recorded(tmp_path, fake):

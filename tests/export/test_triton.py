@@ -1,13 +1,13 @@
 """Triton model repository: layout, config.pbtxt against the served graph, and the served graph's numbers.
 
-One tiny bundle is written with export.bundle (one scorer export, ~10 s); the repository is checked
-by parsing config.pbtxt and comparing it with the ONNX graph in the repository, and the served graph
-(tables baked in, clients send only z) is run with onnxruntime against the bundle's scorer.
+Tiny bundles are written with export.bundle (fp32 and fp16, one scorer export each, ~10 s); the
+repository is checked by parsing config.pbtxt with Triton's own ModelConfig schema (tests/helpers/
+triton_schema.py: tritonclient's generated protobuf), applying the server's load-time rules the writer
+relies on, and comparing it with the ONNX graph in the repository; the served graph (tables baked in,
+clients send only z) is run with onnxruntime against the bundle's scorer.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ pytest.importorskip("onnxscript")
 
 from export.bundle import BundleRequest, write_bundle  # noqa: E402
 from export.triton import bake_tables, config_pbtxt, write_triton_model, write_triton_repo  # noqa: E402
+from helpers.triton_schema import parse_config, require_schema, server_rules, type_name  # noqa: E402
 from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError  # noqa: E402
 from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
@@ -29,12 +30,9 @@ NAMES = ("wave", "kick", "sit down", "jump", "clap")
 TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny, stats, tmp_path_factory):
-    """A fp32 bundle of the tiny model with K=5 classes (manifest, scorer graph, tables.npz)."""
+def _write(tiny, stats, out, precision):
     fc, fl, mask = tiny.text(K)
     text = ClassText(fc.numpy(), (fl * mask[..., None]).numpy(), mask.numpy(), NAMES, "test", ("label",))
-    out = tmp_path_factory.mktemp("bundle") / "demo"
     write_bundle(
         BundleRequest(
             out,
@@ -44,12 +42,24 @@ def bundle(tiny, stats, tmp_path_factory):
             text,
             timestep=tiny.t,
             num_noises=3,
-            precision="fp32",
+            precision=precision,
             build_command="python -m export.build_engine --out demo",
         )
     )
     m = load_manifest(out)
     return m, load_tables(m)
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny, stats, tmp_path_factory):
+    """A fp32 bundle of the tiny model with K=5 classes (manifest, scorer graph, tables.npz)."""
+    return _write(tiny, stats, tmp_path_factory.mktemp("bundle") / "demo", "fp32")
+
+
+@pytest.fixture(scope="module")
+def bundle16(tiny, stats, tmp_path_factory):
+    """The same as a fp16 bundle."""
+    return _write(tiny, stats, tmp_path_factory.mktemp("bundle16") / "demo16", "fp16")
 
 
 def session(path) -> ort.InferenceSession:
@@ -58,43 +68,7 @@ def session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-# ---------------------------------------------------------------- a tiny protobuf-text reader for config.pbtxt
-def parse_pbtxt(text: str) -> dict:
-    """Protobuf text format subset: `name: scalar`, `name { ... }`, `name: { ... }`, `name [ a, b ]`.
-    Every field maps to a list of values (fields may repeat); messages are dicts."""
-    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.sub(r"#[^\n]*", "", text))
-    pos = 0
-
-    def value():
-        nonlocal pos
-        tok = tokens[pos]
-        pos += 1
-        if tok == "{":
-            return message("}")
-        if tok == "[":
-            items = []
-            while tokens[pos] != "]":
-                items.append(value())
-                pos += tokens[pos] == ","
-            pos += 1
-            return items
-        if tok.startswith('"'):
-            return tok[1:-1]
-        return int(tok) if re.fullmatch(r"-?\d+", tok) else tok
-
-    def message(end):
-        nonlocal pos
-        out: dict = {}
-        while pos < len(tokens) and tokens[pos] != end:
-            name = tokens[pos]
-            pos += 1 + (tokens[pos + 1] == ":")
-            out.setdefault(name, []).append(value())
-        pos += 1
-        return out
-
-    return message(None)
-
-
+# ---------------------------------------------------------------- helpers
 def graph_io(path):
     """(inputs, outputs) of an ONNX graph as {name: (elem type, dims)}, initializers excluded."""
     g = onnx.load(str(path)).graph
@@ -104,6 +78,12 @@ def graph_io(path):
         return v.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
 
     return {v.name: spec(v) for v in g.input if v.name not in weights}, {v.name: spec(v) for v in g.output}
+
+
+def served_io(model_dir) -> dict:
+    """{name: (TYPE_* name, dims)} of every input and output of the served ONNX graph."""
+    inputs, outputs = graph_io(model_dir / "1" / "model.onnx")
+    return {n: (TRITON_TYPES[elem], dims) for n, (elem, dims) in {**inputs, **outputs}.items()}
 
 
 # ---------------------------------------------------------------- tests
@@ -120,27 +100,67 @@ def test_repository_layout_and_config_match_the_served_graph(bundle, tmp_path, t
     assert [p.name for p in (tmp_path / "repo").iterdir()] == ["tdsm_scorer"]  # no staging folder left
     assert (model_dir / "labels.txt").read_text().splitlines() == list(NAMES)
 
-    cfg = parse_pbtxt((model_dir / "config.pbtxt").read_text())
-    assert cfg["name"] == ["tdsm_scorer"] and cfg["platform"] == ["onnxruntime_onnx"]
-    assert cfg["max_batch_size"] == [32]
-    assert cfg["dynamic_batching"][0]["max_queue_delay_microseconds"] == [250]
-    assert cfg["instance_group"][0][0] == {"count": [1], "kind": ["KIND_GPU"]}
-    assert cfg["version_policy"] == [{"latest": [{"num_versions": [1]}]}]
+    cfg = parse_config((model_dir / "config.pbtxt").read_text())  # Triton's schema: unknown fields fail
+    pb2 = require_schema()
+    assert cfg.name == "tdsm_scorer" and cfg.platform == "onnxruntime_onnx"
+    assert cfg.max_batch_size == 32
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 250
+    assert [(g.count, g.kind) for g in cfg.instance_group] == [(1, pb2.ModelInstanceGroup.KIND_GPU)]
+    assert cfg.version_policy.WhichOneof("policy_choice") == "latest" and cfg.version_policy.latest.num_versions == 1
 
     inputs, outputs = graph_io(model_dir / "1" / "model.onnx")
     assert list(inputs) == ["z"]  # the clients' only input: the tables are constants now
     assert list(outputs) == ["errors", "scores"]
-    for section, graph in (("input", inputs), ("output", outputs)):
-        entries = {e["name"][0]: e for e in cfg[section][0]}
-        assert list(entries) == list(graph)
-        for name, (elem, dims) in graph.items():
-            assert dims[0] == "batch"  # max_batch_size > 0: Triton adds the batch axis itself
-            assert entries[name]["data_type"] == [TRITON_TYPES[elem]]
-            assert entries[name]["dims"] == [dims[1:]]
-    entries = {e["name"][0]: e for e in cfg["output"][0]}
-    assert entries["errors"]["dims"] == [[K]] and inputs["z"][1] == ["batch", tiny.cfg.z_dim]
-    assert "label_filename" not in entries["errors"]  # top-k of errors would be the worst classes
-    assert entries["scores"]["label_filename"] == ["labels.txt"]
+    assert [e.name for e in cfg.input] == list(inputs) and [e.name for e in cfg.output] == list(outputs)
+    assert server_rules(cfg, model_dir, served_io(model_dir)) == []  # types, dims (batch axis implicit), labels
+    entries = {e.name: e for e in cfg.output}
+    assert list(entries["errors"].dims) == [K] and inputs["z"][1] == ["batch", tiny.cfg.z_dim]
+    assert entries["errors"].label_filename == ""  # top-k of errors would be the worst classes
+    assert entries["scores"].label_filename == "labels.txt"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorrt"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_configs_pass_tritons_schema_and_load_rules(bundle, bundle16, tmp_path, precision, backend):
+    """Issue 15: every config this writer makes, fp32 and fp16, for both platforms, parsed by Triton's own
+    ModelConfig schema and checked against the served graph as the server would at load time."""
+    m, _ = bundle if precision == "fp32" else bundle16
+    extra = {}
+    if backend == "tensorrt":
+        plan = tmp_path / "served.plan"
+        plan.write_bytes(b"PLAN")  # the config does not depend on the plan's bytes
+        extra = {"backend": "tensorrt", "plan_path": plan}
+    model_dir = write_triton_repo(
+        m.root, tmp_path / "repo", max_batch_size=16, preferred_batch_sizes=[4, 16], instance_count=2, **extra
+    )
+    cfg = parse_config((model_dir / "config.pbtxt").read_text())
+    assert cfg.platform == ("tensorrt_plan" if backend == "tensorrt" else "onnxruntime_onnx")
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 16] and cfg.instance_group[0].count == 2
+    # a plan repository holds no ONNX: compare with the served graph of the same bundle's ONNX repository
+    io = served_io(write_triton_repo(m.root, tmp_path / "onnx_of") if backend == "tensorrt" else model_dir)
+    assert server_rules(cfg, model_dir, io) == []
+    assert type_name(cfg.input[0].data_type) == "TYPE_FP32"  # z stays float32 in the fp16 graph too
+
+
+def test_the_schema_check_catches_what_triton_refuses(bundle, tmp_path):
+    """The checks above can fail: Triton's parser refuses an unknown field; the load rules catch a preferred
+    batch size above the max, a wrong type or dims, and a missing label file."""
+    from google.protobuf.text_format import ParseError
+
+    m, _ = bundle
+    model_dir = write_triton_repo(m.root, tmp_path / "repo", max_batch_size=8)
+    text = (model_dir / "config.pbtxt").read_text()
+    io = served_io(model_dir)
+    with pytest.raises(ParseError, match="no field named"):
+        parse_config(text + "\nmax_batch: 8\n")
+    cfg = parse_config(text)
+    cfg.dynamic_batching.preferred_batch_size.extend([16])
+    cfg.output[0].data_type = require_schema().TYPE_FP16
+    cfg.input[0].dims[0] += 1
+    (model_dir / "labels.txt").unlink()
+    problems = " | ".join(server_rules(cfg, model_dir, io))
+    for expected in ("preferred_batch_size 16 outside", "TYPE_FP16 in the config", "dims", "missing label file"):
+        assert expected in problems, problems
 
 
 @pytest.mark.parametrize("B", [1, 4])
@@ -253,9 +273,9 @@ def test_tensorrt_backend_with_a_given_plan(bundle, tmp_path):
         preferred_batch_sizes=[8, 16],
     )
     assert (model_dir / "1" / "model.plan").read_bytes() == b"PLAN" and not (model_dir / "1" / "model.onnx").exists()
-    cfg = parse_pbtxt((model_dir / "config.pbtxt").read_text())
-    assert cfg["platform"] == ["tensorrt_plan"] and cfg["dynamic_batching"][0]["preferred_batch_size"] == [[8, 16]]
-    assert [e["name"][0] for e in cfg["input"][0]] == ["z"]
+    cfg = parse_config((model_dir / "config.pbtxt").read_text())
+    assert cfg.platform == "tensorrt_plan" and list(cfg.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert [e.name for e in cfg.input] == ["z"]
 
 
 def test_config_text_is_stable():
@@ -270,9 +290,9 @@ def test_config_text_is_stable():
         header="hello",
     )
     assert text.startswith("# hello\nname: \"m\"\n")
-    cfg = parse_pbtxt(text)
-    assert cfg["instance_group"][0][0] == {"count": [2], "kind": ["KIND_CPU"]}
-    assert cfg["output"][0][1]["label_filename"] == ["labels.txt"] and "label_filename" not in cfg["output"][0][0]
+    cfg = parse_config(text)
+    assert [(g.count, g.kind) for g in cfg.instance_group] == [(2, require_schema().ModelInstanceGroup.KIND_CPU)]
+    assert cfg.output[1].label_filename == "labels.txt" and cfg.output[0].label_filename == ""
 
 
 def test_a_foreign_model_folder_is_never_replaced(bundle, tmp_path):

@@ -9,8 +9,12 @@ like CUDA where our code could get it wrong:
     - copies are bounds-checked against the allocation they touch (a wrong size or dtype fails);
     - during stream capture, work is recorded instead of run; a host<->device copy there is an
       error (pageable memory cannot be captured); a launched graph replays the recorded work;
-    - a captured enqueue replayed while its context holds other input shapes is an error (a graph is
-      only valid for the binding state it was captured with).
+    - a captured enqueue replayed after its context's input shapes changed is an error, even when they
+      were set back since (a graph is valid only for the shapes it was captured with: TensorRT asks
+      for a re-capture after a shape change);
+    - two execution contexts of one engine running on the same optimization profile is an error
+      (TensorRT: contexts in concurrent use need separate profiles). Stricter than TensorRT, which
+      objects only when the uses overlap in time: the fake cannot see that, so it refuses any sharing.
 Every call worth asserting on is counted in `calls` / recorded in `log`.
 """
 
@@ -277,9 +281,11 @@ class TensorIOMode(enum.IntEnum):
     OUTPUT = 2
 
 
-def write_plan(path: Path, onnx_path: Path, profile: dict) -> bytes:
-    """A fake plan: json naming the ONNX graph the fake engine runs and its profile {input: {min, opt, max}}."""
-    data = json.dumps({"onnx": str(Path(onnx_path).resolve()), "profile": profile}, sort_keys=True).encode()
+def write_plan(path: Path, onnx_path: Path, profile: dict, profiles: int = 1) -> bytes:
+    """A fake plan: json naming the ONNX graph the fake engine runs, its profile {input: {min, opt, max}} and
+    how many identical copies of that profile it holds."""
+    spec = {"onnx": str(Path(onnx_path).resolve()), "profile": profile, "profiles": int(profiles)}
+    data = json.dumps(spec, sort_keys=True).encode()
     Path(path).write_bytes(data)
     return data
 
@@ -305,12 +311,29 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
     class Context:
         def __init__(self, engine):
             self.engine, self.shapes, self.addr, self.threads, self.streams = engine, {}, {}, set(), set()
+            self.profile = 0  # TensorRT's default; another context may own it already
+            self.epoch = 0  # bumped by every input-shape change: work enqueued before it must not run after
+
+        def set_optimization_profile_async(self, index, stream_handle):
+            rt.stream_of(stream_handle)
+            eng = self.engine
+            with lock:
+                if not 0 <= int(index) < eng.num_optimization_profiles or eng.owner.get(int(index), self) is not self:
+                    return False  # TensorRT: "Profile i has been chosen by another IExecutionContext"
+                if eng.owner.get(self.profile) is self:
+                    del eng.owner[self.profile]
+                eng.owner[int(index)] = self
+            self.profile, self.shapes = int(index), {}  # a profile change invalidates the input shapes
+            self.epoch += 1
+            return True
 
         def set_input_shape(self, name, shape):
             lo, _, hi = self.engine.profile[name]
             shape = tuple(int(d) for d in shape)
             if len(shape) != len(lo) or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
                 return False
+            if self.shapes.get(name) != shape:
+                self.epoch += 1
             self.shapes[name] = shape
             return True
 
@@ -334,16 +357,22 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             eng = self.engine
             with lock:
                 trt.calls["execute_async_v3"] += 1
+                owner = eng.owner.setdefault(self.profile, self)
+            assert owner is self, (
+                f"two execution contexts ran on optimization profile {self.profile}: TensorRT requires a separate "
+                "profile for each context in concurrent use"
+            )
             self.threads.add(threading.get_ident())
             self.streams.add(int(stream_handle))
             shapes = {n: self.shapes[n] for n in eng.inputs}  # TensorRT bakes shapes and addresses into the work
             addr = dict(self.addr)
             out_shapes = {n: self.get_tensor_shape(n) for n in eng.outputs}
-            thread = threading.get_ident()
+            thread, epoch = threading.get_ident(), self.epoch
 
             def run():
-                assert {n: self.shapes[n] for n in eng.inputs} == shapes, (
-                    "work replayed while the context holds other input shapes than when it was enqueued"
+                assert self.epoch == epoch, (
+                    "work replayed after its context's input shapes changed (a CUDA graph must be re-captured "
+                    "after a shape change, even if the shapes were set back)"
                 )
                 feed = {
                     n: rt.device(addr[n], int(np.prod(s)) * eng.np[n].itemsize).view(eng.np[n]).reshape(s)
@@ -370,7 +399,8 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             self.dtype = {a.name: _ORT[a.type] for a in (*ins, *outs)}
             self.np = {n: np.dtype(_NP[t]) for n, t in self.dtype.items()}
             self.profile = {n: tuple(tuple(p[k]) for k in ("min", "opt", "max")) for n, p in spec["profile"].items()}
-            self.contexts = []
+            self.num_optimization_profiles = int(spec.get("profiles", 1))
+            self.contexts, self.owner = [], {}  # owner: profile index -> the one context that may use it
 
         num_io_tensors = property(lambda self: len(self.inputs) + len(self.outputs))
 
@@ -384,7 +414,7 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             return self.dtype[name]
 
         def get_tensor_profile_shape(self, name, index):
-            assert index == 0
+            assert 0 <= index < self.num_optimization_profiles, f"no optimization profile {index}"
             return [list(s) for s in self.profile[name]]
 
         def create_execution_context(self):

@@ -55,7 +55,8 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
     """A copy of bundle `src` at `dst` with fake plans recorded in its manifest (hashed like every file).
 
     Each plan: graph, and optionally batch / classes (min, opt, max) for its profile (default: the IO
-    spec's axes), tensorrt_version, gpu_name, compute_capability, onnx (the graph whose ONNX it runs).
+    spec's axes), profiles (identical copies of it, default 1), tensorrt_version, gpu_name,
+    compute_capability, onnx (the graph whose ONNX it runs).
     """
     shutil.copytree(src, dst)
     data = json.loads((dst / MANIFEST).read_text())
@@ -70,7 +71,8 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
         }
         version = p.get("tensorrt_version", "10.3.0")
         name = f"{graph}_{data['precision']}.trt{version}.{i}.plan"
-        blob = write_plan(dst / name, dst / data["graphs"][p.get("onnx", graph)]["file"], profile)
+        profiles = p.get("profiles", 1)
+        blob = write_plan(dst / name, dst / data["graphs"][p.get("onnx", graph)]["file"], profile, profiles)
         digest = hashlib.sha256(blob).hexdigest()
         data["plans"].append(
             dict(
@@ -82,6 +84,7 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
                 gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
                 compute_capability=p.get("compute_capability", "8.7"),
                 profile=profile,
+                profiles=profiles,
             )
         )
         data["files"][name] = digest
@@ -167,37 +170,96 @@ def test_class_tables_go_to_the_device_once_per_class_set_version(fakes, bundle,
     assert f.rt.calls["cudaMalloc"] == len(tables) + 2  # buffers sized for the profile max once: never regrown
 
 
-def test_each_thread_runs_its_own_context_and_stream_over_one_engine(fakes, bundle, z):
-    f = fakes()
-    m = bundle({"graph": "scorer"})
-    scorer = TrtBackend(m)
-    full = OrtBackend(m, "cpu", 1).errors(z)
-    n, barrier, results, errors = 4, threading.Barrier(4), [], []
+def _hammer(scorer, z, threads: int = 4, calls: int = 3) -> list[np.ndarray]:
+    """`calls` scorer.errors(z) from each of `threads` threads started together; their results."""
+    barrier, results, errors = threading.Barrier(threads), [], []
 
     def work():
         try:
             barrier.wait()
-            for _ in range(3):
+            for _ in range(calls):
                 results.append(scorer.errors(z))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work) for _ in range(n)]
-    for t in threads:
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
         t.start()
-    for t in threads:
+    for t in pool:
         t.join()
     assert not errors, errors
-    assert len(results) == 3 * n
-    for r in results:
+    assert len(results) == threads * calls
+    return results
+
+
+def test_threads_share_the_one_context_of_a_single_profile_plan(fakes, bundle, z):
+    """TensorRT: contexts in concurrent use need separate optimization profiles (issue 15, finding 1). The fake
+    refuses two contexts on one profile; a one-profile plan runs every thread's calls on one context, in turn."""
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    for r in _hammer(scorer, z):
         np.testing.assert_allclose(r, full, rtol=RTOL, atol=ATOL)
     assert f.trt.calls["deserialize_cuda_engine"] == 1
-    contexts = f.trt.engines[0].contexts
-    assert len(contexts) == n and all(len(c.threads) == 1 for c in contexts)  # a context never changes thread
-    assert len({t for c in contexts for t in c.threads}) == n and len({s for c in contexts for s in c.streams}) == n
-    assert {uploads(f)[t] for t in m.io.graphs["scorer"].input_names[1:]} == {n}  # once per thread
+    (context,) = f.trt.engines[0].contexts
+    assert len(context.threads) == 4 and context.profile == 0  # every thread ran on it, one call at a time
+    assert {uploads(f)[t] for t in m.io.graphs["scorer"].input_names[1:]} == {1}  # tables uploaded once
     scorer.close()
-    assert f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == n
+    assert f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == 1
+
+
+def test_a_plan_with_p_profiles_runs_up_to_p_contexts_each_on_its_own_profile(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    for r in _hammer(scorer, z, threads=6):
+        np.testing.assert_allclose(r, full, rtol=RTOL, atol=ATOL)
+    contexts = f.trt.engines[0].contexts
+    assert 1 <= len(contexts) <= 2 and scorer.engine.contexts == len(contexts)
+    assert sorted(c.profile for c in contexts) == list(range(len(contexts)))  # never two on one profile
+    assert len({s for c in contexts for s in c.streams}) == len(contexts)  # a stream each
+    assert {uploads(f)[t] for t in m.io.graphs["scorer"].input_names[1:]} == {len(contexts)}  # once per context
+    scorer.close()
+    assert f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == len(contexts)
+
+
+def test_the_pool_makes_a_second_context_only_while_the_first_is_busy(fakes, bundle, z):
+    """Deterministic: hold context 0 inside one call, run a second call meanwhile; it gets profile 1, and a
+    third concurrent call waits for a free context instead of sharing one."""
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    scorer = TrtBackend(m)
+    engine = scorer.engine
+    full = OrtBackend(m, "cpu", 1).errors(z[:2])
+    np.testing.assert_allclose(scorer.errors(z[:2]), full, rtol=RTOL, atol=ATOL)
+    assert engine.contexts == 1  # one caller: one context, whatever P is
+    with engine._use() as first, engine._use() as second:
+        assert (first.profile, second.profile) == (0, 1)
+        waiting = threading.Thread(target=lambda: scorer.errors(z[:2]))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and engine.contexts == 2  # all P busy: it waits
+    waiting.join(10)
+    assert not waiting.is_alive() and engine.contexts == 2
+    assert [c.profile for c in f.trt.engines[0].contexts] == [0, 1]
+    scorer.close()
+    with pytest.raises(BundleError, match="closed"):
+        scorer.errors(z[:2])
+
+
+def test_a_profile_tensorrt_refuses_is_an_error(fakes, bundle, z, monkeypatch):
+    from tdsm_edge.errors import DeviceError
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    scorer = TrtBackend(m)
+    engine = scorer.engine
+    monkeypatch.setattr(f.trt.engines[0], "owner", {0: object(), 1: object()})  # both chosen elsewhere
+    with pytest.raises(DeviceError, match="refused optimization profile 0"):
+        scorer.errors(z[:2])
+    assert engine.contexts == 0 and f.rt.calls["cudaStreamDestroy"] == f.rt.calls["cudaStreamCreate"]
 
 
 # ---------------------------------------------------------------- classes against the plan's profile
@@ -329,7 +391,10 @@ def test_both_cuda_python_import_paths(fakes, bundle, z, path):
 
 
 # ---------------------------------------------------------------- CUDA graphs
-def test_cuda_graph_is_captured_once_per_shape_and_replayed(fakes, bundle, z):
+def test_cuda_graph_is_captured_per_shape_and_never_replayed_after_a_shape_change(fakes, bundle, z):
+    """TensorRT: a graph is valid only for the shapes it was captured with; after a shape change it must be
+    re-captured (issue 15, finding 2). The fake refuses replaying work after its context's shapes changed,
+    even when they were set back."""
     f = fakes()
     m = bundle({"graph": "scorer"})
     scorer = TrtBackend(m, cuda_graph=True)
@@ -343,18 +408,46 @@ def test_cuda_graph_is_captured_once_per_shape_and_replayed(fakes, bundle, z):
     for _ in range(2):  # replays: no enqueue, no capture
         np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)
     assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"], execute()) == (1, 3, 2)
-    np.testing.assert_allclose(scorer.errors(z[:2]), full[:2], rtol=RTOL, atol=ATOL)  # a new shape: a new graph
-    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)  # the first, shapes set back
-    assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"]) == (2, 5)
+    np.testing.assert_allclose(scorer.errors(z[:2]), full[:2], rtol=RTOL, atol=ATOL)  # a new shape: re-captured
+    np.testing.assert_allclose(scorer.errors(z[:3]), full[:3], rtol=RTOL, atol=ATOL)  # back: re-captured again
+    assert (c["cudaStreamBeginCapture"], c["cudaGraphLaunch"], c["cudaGraphExecDestroy"]) == (3, 5, 2)
     names = scorer.class_set.names
-    scorer.class_set.select(names[::-1])  # same K: the graphs read the new tables from the same buffers
+    scorer.class_set.select(names[::-1])  # same K: the graph reads the new tables from the same buffers
     np.testing.assert_allclose(scorer.errors(z[:3]), full[:3, ::-1], rtol=RTOL, atol=ATOL)
-    assert c["cudaStreamBeginCapture"] == 2
+    assert c["cudaStreamBeginCapture"] == 3
     scorer.class_set.select(names[:2])  # another K: another shape
     np.testing.assert_allclose(scorer.errors(z[:3]), full[:3, :2], rtol=RTOL, atol=ATOL)
-    assert c["cudaStreamBeginCapture"] == 3
+    assert c["cudaStreamBeginCapture"] == 4 and scorer.engine.captures == 4
     scorer.close()
-    assert c["cudaGraphExecDestroy"] == 3 and f.rt.buffers == {}
+    assert c["cudaGraphExecDestroy"] == 4 and f.rt.buffers == {}
+
+
+def test_a_batch_above_the_profile_max_replays_one_graph_for_every_chunk(fakes, bundle, z):
+    """10 rows on a 1..4 profile: chunks 4, 4, 2 would alternate two shapes (a re-capture per chunk); in graph
+    mode the last chunk is zero-padded to 4, so one graph serves the whole call and every later one."""
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtBackend(m, cuda_graph=True)
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    for _ in range(3):
+        np.testing.assert_allclose(scorer.errors(z), full, rtol=RTOL, atol=ATOL)
+    assert f.rt.calls["cudaStreamBeginCapture"] == 1 and f.rt.calls["cudaGraphLaunch"] == 9
+    assert set(executed(f, "scorer", "z")) == {4}
+    np.testing.assert_allclose(scorer.errors(z[:1]), full[:1], rtol=RTOL, atol=ATOL)  # below the max: as is
+    assert executed(f, "scorer", "z")[-1] == 1
+
+
+def test_cuda_graphs_with_several_contexts(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 3})
+    scorer = TrtBackend(m, cuda_graph=True)
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    for r in _hammer(scorer, z[:3], threads=4, calls=4):
+        np.testing.assert_allclose(r, full[:3], rtol=RTOL, atol=ATOL)
+    contexts = scorer.engine.contexts
+    assert f.rt.calls["cudaStreamBeginCapture"] == contexts == scorer.engine.captures  # one graph per context
+    scorer.close()
+    assert f.rt.calls["cudaGraphExecDestroy"] == contexts and f.rt.buffers == {}
 
 
 def test_without_cuda_graph_nothing_is_captured(fakes, bundle, z):

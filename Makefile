@@ -24,6 +24,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps "$(TRITON_SCHEMA)"
 	touch $(STAMP)
 
+# A second, small venv: the lean runtime's dependencies at pyproject.toml's floors (numpy>=1.24,
+# onnxruntime>=1.17), for tests/runtime/test_oldest_onnxruntime.py (which checks these pins equal the floors).
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.installed
+
+$(OLDEST_STAMP): pyproject.toml Makefile
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet "onnxruntime==1.17.0" "numpy==1.24.4"
+	touch $(OLDEST_STAMP)
+
 # Re-running reuses finished stages (--resume) and reprints the table; edit configs/demo.yaml and
 # pass OVERWRITE=1 to start again.
 DEMO_FLAGS := $(if $(OVERWRITE),--overwrite,--resume)
@@ -36,7 +46,7 @@ demo: $(STAMP)
 # the guard rails (ruff lint + format check, import contracts of pyproject.toml), the test suite, then
 # every tiny / small latency benchmark case run once (untimed) for its equality check against the
 # paper's loop, and the CPU target (timed: ONNX Runtime >= 3x the loop)
-test: $(STAMP)
+test: $(STAMP) $(OLDEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

@@ -172,7 +172,17 @@ def _network_flags(trt, precision: str) -> tuple[int, str]:
     return 0, "fp32_weak_typing"
 
 
-WEAK_FP16 = "fp16_weak_typed_norm_fp32"  # the fallback when a strongly typed parse fails (see build_plan)
+WEAK_FP16 = "fp16_weak_typed_islands_fp32"  # the fallback when a strongly typed parse fails (see build_plan)
+# The fp16 export's float32 islands (export/onnx_export.FP32_ISLAND_OPS; a test keeps the keys equal) as the
+# TensorRT layers the parser makes of them: pinned to float32 in a weakly typed fp16 build.
+ISLAND_LAYERS = {
+    "LayerNormalization": "NORMALIZATION",
+    "Softmax": "SOFTMAX",
+    "ReduceMean": "REDUCE",
+    "ReduceSum": "REDUCE",
+}
+# the islands' arithmetic (masking, squared errors, input preparation): pinned where the graph types them float32
+ISLAND_ARITHMETIC = ("ELEMENTWISE", "UNARY")
 
 
 def _parse(trt, builder, flags: int, onnx_path: Path, logger) -> tuple[object, object, list[str]]:
@@ -189,18 +199,27 @@ def _parse(trt, builder, flags: int, onnx_path: Path, logger) -> tuple[object, o
     )
 
 
-def _pin_normalization_fp32(trt, network) -> int:
-    """Weak typing: every normalization layer computes and outputs in float32 (the fp32 islands the
-    fp16 export keeps for LayerNorm); returns how many were pinned."""
-    n = 0
+def _pin_fp32_islands(trt, network) -> dict[str, int]:
+    """Weak typing: keep the fp16 graph's float32 islands in float32, as the strongly typed plan would.
+
+    Every normalization, softmax and reduce layer (the ops of `ISLAND_LAYERS`), and every elementwise /
+    unary layer whose outputs the parsed graph types float32, computes and outputs in float32; with
+    OBEY_PRECISION_CONSTRAINTS the builder may not move them to fp16. Returns pinned layers per type.
+    """
+    always = {getattr(trt.LayerType, t) for t in set(ISLAND_LAYERS.values())}
+    typed = {getattr(trt.LayerType, t) for t in ISLAND_ARITHMETIC if hasattr(trt.LayerType, t)}
+    pinned: dict[str, int] = {}
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.type == trt.LayerType.NORMALIZATION:
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        fp32_out = bool(outputs) and all(t.dtype == trt.float32 for t in outputs)
+        if layer.type in always or (layer.type in typed and fp32_out):
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
                 layer.set_output_type(j, trt.float32)
-            n += 1
-    return n
+            name = getattr(layer.type, "name", str(layer.type))
+            pinned[name] = pinned.get(name, 0) + 1
+    return pinned
 
 
 # ---------------------------------------------------------------- build
@@ -240,7 +259,7 @@ def build_plan(
             Each copy lengthens the build and the plan; each running context holds its own activations.
     Returns:
         The plan record: file, sha256, bytes, graph, precision, precision_mode ("strongly_typed" |
-        "fp16_flag_fallback" | "fp16_weak_typed_norm_fp32" (a strongly typed parse failed) | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
+        "fp16_flag_fallback" | "fp16_weak_typed_islands_fp32" (a strongly typed parse failed) | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
         profile, profiles, workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx, onnx_sha256.
     """
     if precision not in PRECISIONS:
@@ -273,7 +292,8 @@ def build_plan(
         # refuse; later parsers guard it (unknown for JetPack 6's 10.3). Fall back, and say so.
         log.warning(
             "TensorRT %s could not parse %s as a strongly typed network (%s); building fp16 with weak typing "
-            "and the normalization layers pinned to fp32 instead: the record says precision_mode=%r",
+            "and the graph's float32 islands (normalization, softmax, reductions and their arithmetic) pinned to "
+            "fp32 instead: the record says precision_mode=%r",
             trt.__version__,
             onnx_path.name,
             errors[0],
@@ -301,8 +321,7 @@ def build_plan(
         obey = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
         if obey is not None:
             config.set_flag(obey)
-        pinned = _pin_normalization_fp32(trt, network)
-        log.info("pinned %d normalization layers to fp32", pinned)
+        log.info("float32 islands pinned (layers per type): %s", _pin_fp32_islands(trt, network))
     if mode == "fp16_flag_fallback":
         log.warning(
             "TensorRT %s has no STRONGLY_TYPED networks: building fp16 with BuilderFlag.FP16 (weak typing); "

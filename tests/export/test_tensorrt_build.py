@@ -207,8 +207,12 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
             self.shapes[name] = (list(lo), list(opt), list(hi))
 
     class Layer:
-        def __init__(self, kind):
+        def __init__(self, kind, dtype="float16"):
             self.type, self.precision, self.num_outputs, self.outputs = kind, None, 1, {}
+            self.dtype = dtype  # what the parsed graph types its output
+
+        def get_output(self, i):
+            return SimpleNamespace(dtype=self.dtype)
 
         def set_output_type(self, i, t):
             self.outputs[i] = t
@@ -216,7 +220,14 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
     class Network:
         def __init__(self, flags):
             calls["network_flags"], self.inputs, self.flags = flags, [], flags
-            self.layers = [Layer("MATMUL"), Layer("NORM"), Layer("NORM")]
+            self.layers = [
+                Layer("MATMUL"),
+                Layer("NORM", "float32"),
+                Layer("NORM", "float32"),
+                Layer("SOFTMAX", "float32"),
+            ]
+            self.layers += [Layer("REDUCE", "float32"), Layer("ELEMENTWISE"), Layer("ELEMENTWISE", "float32")]
+            self.layers += [Layer("UNARY", "float32"), Layer("SHUFFLE", "float32"), Layer("CONSTANT", "float32")]
             calls.setdefault("networks", []).append(self)
 
         num_inputs = property(lambda self: len(self.inputs))
@@ -283,7 +294,9 @@ def _fake_trt(calls: dict, strongly_typed=True, parse_ok=True, plan=b"PLAN-BYTES
         Runtime=Runtime,
         NetworkDefinitionCreationFlag=flags,
         BuilderFlag=SimpleNamespace(FP16=_Enum.B, TF32=_Enum.C, OBEY_PRECISION_CONSTRAINTS=_Enum.D),
-        LayerType=SimpleNamespace(NORMALIZATION="NORM"),
+        LayerType=SimpleNamespace(
+            NORMALIZATION="NORM", SOFTMAX="SOFTMAX", REDUCE="REDUCE", ELEMENTWISE="ELEMENTWISE", UNARY="UNARY"
+        ),
         float32="float32",
         MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
         TensorIOMode=SimpleNamespace(INPUT="IN", OUTPUT="OUT"),
@@ -633,22 +646,36 @@ def test_a_refused_timing_cache_is_an_error_and_a_missing_one_is_not_saved(tmp_p
     assert "returned no timing cache" in caplog.text and cache.read_bytes() == b"old"
 
 
+def test_the_pinned_layers_cover_every_float32_island_of_the_fp16_export():
+    onnx_export = pytest.importorskip("export.onnx_export")
+    assert set(tb.ISLAND_LAYERS) == set(onnx_export.FP32_ISLAND_OPS)
+
+
 def test_a_strongly_typed_parse_that_fails_on_layernorm_falls_back_and_says_so(tmp_path, fake, caplog):
     """onnx-tensorrt 10.1 rejects LayerNormalization in strongly typed networks (issue 15, finding 5):
-    the build retries weakly typed, FP16 with the normalization layers pinned to fp32, logs why, and
-    records the path it took; a fp32 build or a second failure is still an error."""
+    the build retries weakly typed, FP16 with the graph's float32 islands pinned to fp32 (normalization,
+    softmax, reduce; elementwise / unary typed float32), logs why, and records the path it took; a fp32
+    build or a second failure is still an error."""
     calls, install = fake
     install(strict_norm=True)
     with caplog.at_level(logging.WARNING):
         rec = build_plan(_tiny_onnx(tmp_path / "s.onnx"), tmp_path / "out", classes=5, opt_batch=4, max_batch=4)
-    assert rec["precision_mode"] == tb.WEAK_FP16 == "fp16_weak_typed_norm_fp32"
-    assert "LayerNormalization" in caplog.text and "fp16_weak_typed_norm_fp32" in caplog.text
+    assert rec["precision_mode"] == tb.WEAK_FP16 == "fp16_weak_typed_islands_fp32"
+    assert "LayerNormalization" in caplog.text and "fp16_weak_typed_islands_fp32" in caplog.text
     strong, weak = calls["networks"]
     assert strong.flags != 0 and weak.flags == 0  # tried strongly typed first
     assert calls["set_flag"] == [_Enum.B, _Enum.D]  # FP16 + OBEY_PRECISION_CONSTRAINTS
-    norms = [layer for layer in weak.layers if layer.type == "NORM"]
-    assert all(layer.precision == "float32" and layer.outputs == {0: "float32"} for layer in norms)
-    assert [layer.precision for layer in weak.layers if layer.type != "NORM"] == [None]
+    pinned = [(layer.type, layer.dtype) for layer in weak.layers if layer.precision == "float32"]
+    assert pinned == [
+        ("NORM", "float32"),
+        ("NORM", "float32"),
+        ("SOFTMAX", "float32"),
+        ("REDUCE", "float32"),
+        ("ELEMENTWISE", "float32"),
+        ("UNARY", "float32"),
+    ]  # not the fp16 matmul / elementwise, nor float32 shuffles and constants (no compute to protect)
+    assert all(layer.outputs == {0: "float32"} for layer in weak.layers if layer.precision == "float32")
+    assert all(layer.outputs == {} for layer in weak.layers if layer.precision is None)
     calls.clear()
     install(strict_norm=True, parse_ok=False)
     with pytest.raises(ExportError, match="could not parse"):

@@ -21,3 +21,19 @@ def tiny_run(tmp_path_factory):
     from helpers.tiny_run import train_tiny_run
 
     return train_tiny_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def bundle(tiny, stats, tmp_path_factory):
+    """A fp32 bundle of the tiny model with K=5 classes: (Manifest, tables) (helpers/tiny_bundles.py)."""
+    from helpers.tiny_bundles import write_tiny_bundle
+
+    return write_tiny_bundle(tiny, stats, tmp_path_factory.mktemp("bundle") / "demo", "fp32")
+
+
+@pytest.fixture(scope="session")
+def bundle16(tiny, stats, tmp_path_factory):
+    """The same as a fp16 bundle."""
+    from helpers.tiny_bundles import write_tiny_bundle
+
+    return write_tiny_bundle(tiny, stats, tmp_path_factory.mktemp("bundle16") / "demo16", "fp16")

@@ -16,50 +16,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from export.bundle import BundleRequest, write_bundle  # noqa: E402
 from export.triton import bake_tables, config_pbtxt, write_triton_model, write_triton_repo  # noqa: E402
+from helpers.tiny_bundles import NAMES, K  # noqa: E402
 from helpers.triton_schema import parse_config, require_schema, server_rules, type_name  # noqa: E402
-from tdsm_edge.config import ScheduleConfig  # noqa: E402
 from tdsm_edge.errors import BundleError, ConfigError, MissingDependencyError  # noqa: E402
-from tdsm_edge.models.schedule import DDPMSchedule  # noqa: E402
-from tdsm_edge.runtime.manifest import load_manifest, load_tables  # noqa: E402
-from tdsm_edge.text.prompts import ClassText  # noqa: E402
 
-K = 5
-NAMES = ("wave", "kick", "sit down", "jump", "clap")
 TRITON_TYPES = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
-
-
-def _write(tiny, stats, out, precision):
-    fc, fl, mask = tiny.text(K)
-    text = ClassText(fc.numpy(), (fl * mask[..., None]).numpy(), mask.numpy(), NAMES, "test", ("label",))
-    write_bundle(
-        BundleRequest(
-            out,
-            tiny.model(),
-            DDPMSchedule(ScheduleConfig()),
-            stats,
-            text,
-            timestep=tiny.t,
-            num_noises=3,
-            precision=precision,
-            build_command="python -m export.build_engine --out demo",
-        )
-    )
-    m = load_manifest(out)
-    return m, load_tables(m)
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny, stats, tmp_path_factory):
-    """A fp32 bundle of the tiny model with K=5 classes (manifest, scorer graph, tables.npz)."""
-    return _write(tiny, stats, tmp_path_factory.mktemp("bundle") / "demo", "fp32")
-
-
-@pytest.fixture(scope="module")
-def bundle16(tiny, stats, tmp_path_factory):
-    """The same as a fp16 bundle."""
-    return _write(tiny, stats, tmp_path_factory.mktemp("bundle16") / "demo16", "fp16")
 
 
 def session(path) -> ort.InferenceSession:

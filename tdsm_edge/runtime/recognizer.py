@@ -94,7 +94,8 @@ class ZeroShotRecognizer:
             threads: CPU threads (default: the cores available).
             providers: ONNX Runtime execution providers (see `ort_backend.resolve_providers`).
             device: PyTorch device ("auto": CUDA when available, else CPU).
-            cuda_graph: TensorRT / PyTorch on CUDA: capture each call shape in a CUDA graph.
+            cuda_graph: TensorRT / PyTorch on CUDA: capture the call shape in a CUDA graph and replay it (TensorRT:
+                one graph per context, re-captured when B or the active class count changes).
             digest: the bundle digest the build printed ("sha256:…"): refuse any other bundle (pins the build).
             public_key: an Ed25519 public key (path to the .pub file, its bytes, or 32 raw bytes): the bundle
                 must carry a valid signature by it (manifest.sig; `python -m export.signing`). Needs the

@@ -162,6 +162,8 @@ class TrtEngine:
         if data is None and (path is None or not path.is_file()):
             raise BundleError(f"no TensorRT plan at {path}; build it with: {rebuild_cmd}")
         trt = import_trt()
+        if self.engine is not None:
+            self.close()  # a reload: the old engine's contexts must not run the new one's calls
         data = path.read_bytes() if data is None else data
         if expected_record is not None:
             digest = hashlib.sha256(data).hexdigest()

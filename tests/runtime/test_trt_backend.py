@@ -249,6 +249,19 @@ def test_the_pool_makes_a_second_context_only_while_the_first_is_busy(fakes, bun
         scorer.errors(z[:2])
 
 
+def test_reloading_a_plan_drops_the_old_engines_contexts(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z[:2])
+    np.testing.assert_allclose(scorer.errors(z[:2]), full, rtol=RTOL, atol=ATOL)
+    record = scorer.record
+    scorer.engine.load(m.path(record["file"]), expected_record=record, data=m.read_bytes(record["file"]))
+    assert scorer.engine.contexts == 0 and f.rt.calls["cudaStreamDestroy"] == 1  # the old context is gone
+    np.testing.assert_allclose(scorer.errors(z[:2]), full, rtol=RTOL, atol=ATOL)
+    assert [len(e.contexts) for e in f.trt.engines] == [1, 1]  # the new call ran on the new engine's context
+
+
 def test_a_profile_tensorrt_refuses_is_an_error(fakes, bundle, z, monkeypatch):
     from tdsm_edge.errors import DeviceError
 

@@ -107,6 +107,10 @@ def make_logger(trt):
     return _Logger()
 
 
+class _NoContext(Exception):
+    """create_execution_context returned None (no device memory for another context)."""
+
+
 @dataclass
 class _Slot:
     """One execution context of the pool, used by one call at a time."""
@@ -114,6 +118,7 @@ class _Slot:
     context: object  # trt.IExecutionContext (not thread-safe)
     mem: object  # device-memory helper with its own stream
     profile: int  # the optimization profile this context owns (no other context of the engine uses it)
+    owns_mem: bool = True  # False: a helper the caller passed in (freed buffers, but never closed here)
     ptrs: dict[str, int] = field(default_factory=dict)  # tensor name -> device address
     capacity: dict[str, int] = field(default_factory=dict)  # tensor name -> bytes allocated there
     shapes: dict[str, tuple] = field(default_factory=dict)  # every IO tensor's current shape
@@ -144,6 +149,8 @@ class TrtEngine:
         self._slots: list[_Slot] = []  # every context made (context i owns profile i)
         self._free: list[_Slot] = []  # those no call holds now
         self._making: set[int] = set()  # profiles of the contexts being made now
+        self._limit: int | None = None  # contexts that fit on the device, once one could not be made
+        self._generation = 0  # bumped by close(): a context made for an older engine never joins the pool
         self._cond = threading.Condition()
 
     # ------------------------------------------------------------ load (once, shared)
@@ -162,8 +169,6 @@ class TrtEngine:
         if data is None and (path is None or not path.is_file()):
             raise BundleError(f"no TensorRT plan at {path}; build it with: {rebuild_cmd}")
         trt = import_trt()
-        if self.engine is not None:
-            self.close()  # a reload: the old engine's contexts must not run the new one's calls
         data = path.read_bytes() if data is None else data
         if expected_record is not None:
             digest = hashlib.sha256(data).hexdigest()
@@ -175,20 +180,25 @@ class TrtEngine:
                 )
             check_plan_compat(expected_record, trt.__version__, *gpu_info(), rebuild_cmd)
         logger = make_logger(trt)
-        self._runtime = trt.Runtime(logger)
-        self.engine = self._runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(data)
+        if engine is None:  # a refused reload keeps the engine that was loaded
             raise EngineIncompatibleError(
                 f"TensorRT {trt.__version__} could not load {path}: "
                 + ("; ".join(logger.errors) or "no reason given")
                 + f". Rebuild it on this machine with: {rebuild_cmd}"
             )
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.profiles = max(1, int(getattr(self.engine, "num_optimization_profiles", 1)))
-        self.plan_path, self.record = path, expected_record or self.record
+        if self.engine is not None:
+            self.close()  # a reload: the old engine's contexts must not run the new one's calls
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        with self._cond:
+            self.inputs, self.outputs = inputs, [n for n in names if n not in inputs]
+            self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+            self.profiles = max(1, int(getattr(engine, "num_optimization_profiles", 1)))
+            self._limit = None
+            self.plan_path, self.record = path, expected_record or self.record
+            self._runtime, self.engine = runtime, engine
         return self
 
     def profile(self, name: str, index: int = 0) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -219,58 +229,89 @@ class TrtEngine:
 
     @contextmanager
     def _use(self, reserve: bool | None = None):
-        """Hold a free context for the block: an idle one, a new one on an unused profile while fewer than
-        `profiles` exist, else wait until a call gives one back."""
-        with self._cond:
-            while True:
-                if self.engine is None:
-                    raise BundleError("this TensorRT plan is not loaded (or was closed): load() it first")
-                if self._free or len(self._slots) + len(self._making) < self.profiles:
-                    break
-                self._cond.wait()
-            if self._free:
-                slot = self._free.pop()
-            else:
-                slot = None
-                taken = {s.profile for s in self._slots} | self._making
-                index = min(set(range(self.profiles)) - taken)  # a profile no other context uses
-                self._making.add(index)
-                engine = self.engine
-        if slot is None:
-            try:
-                slot = self._new_slot(engine, index, reserve)
-            finally:
-                with self._cond:
-                    self._making.discard(index)
-                    closed = self.engine is None
-                    if slot is not None and not closed:
-                        self._slots.append(slot)
-                    self._cond.notify()
-            if closed:
-                self._release(slot)
-                raise BundleError("this TensorRT plan was closed while a call was starting")
+        """Hold a free context for the block (see `_acquire`); given back after it, whatever happens."""
+        slot, generation = self._acquire(reserve)
         try:
             yield slot
         finally:
             with self._cond:
-                kept = any(s is slot for s in self._slots)  # False: close() ran meanwhile
+                kept = generation == self._generation  # False: close() ran meanwhile
                 if kept:
                     self._free.append(slot)
                 self._cond.notify()
             if not kept:
                 self._release(slot)
 
+    def _acquire(self, reserve: bool | None) -> tuple[_Slot, int]:
+        """A free context and the pool generation it belongs to: an idle one, else a new one on an unused
+        profile while fewer than `profiles` exist (and fit on the device), else wait for one to come back."""
+        while True:
+            with self._cond:
+                while True:
+                    if self.engine is None:
+                        raise BundleError("this TensorRT plan is not loaded (or was closed): load() it first")
+                    room = self.profiles if self._limit is None else self._limit
+                    if self._free or len(self._slots) + len(self._making) < room:
+                        break
+                    self._cond.wait()
+                generation = self._generation
+                if self._free:
+                    return self._free.pop(), generation  # the last one given back: its tables are likeliest current
+                taken = {s.profile for s in self._slots} | self._making
+                index = min(set(range(self.profiles)) - taken)  # a profile no other context uses
+                self._making.add(index)
+                engine = self.engine
+            try:
+                slot = self._new_slot(engine, index, reserve)
+            except _NoContext:
+                with self._cond:
+                    current = generation == self._generation
+                    if current:
+                        self._making.discard(index)
+                    have = len(self._slots) + len(self._making) if current else 0
+                    if have:  # some contexts exist: calls wait for them instead of failing
+                        self._limit = have
+                        self._cond.notify_all()
+                if have:
+                    log.warning(
+                        "TensorRT could not make execution context %d of %d for %s (out of GPU memory?): "
+                        "at most %d calls run at once",
+                        index + 1,
+                        self.profiles,
+                        self.plan_path,
+                        have,
+                    )
+                    continue
+                raise DeviceError(
+                    f"TensorRT could not create an execution context for {self.plan_path} (out of GPU memory?)"
+                ) from None
+            except BaseException:
+                with self._cond:
+                    if generation == self._generation:
+                        self._making.discard(index)
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                current = generation == self._generation
+                if current:
+                    self._making.discard(index)
+                    self._slots.append(slot)
+                self._cond.notify_all()
+            if not current:  # closed (or reloaded) while this context was being made
+                self._release(slot)
+                raise BundleError("this TensorRT plan was closed while a call was starting")
+            return slot, generation
+
     def _new_slot(self, engine, index: int, reserve: bool | None) -> _Slot:
         """A new execution context of `engine` on optimization profile `index`, with its own stream."""
         context = engine.create_execution_context()
         if context is None:
-            raise DeviceError(
-                f"TensorRT could not create an execution context for {self.plan_path} (out of GPU memory?)"
-            )
-        slot = _Slot(context, self._new_memory(), index)
+            raise _NoContext
+        mem, owned = self._new_memory()
+        slot = _Slot(context, mem, index, owns_mem=owned)
         if self.profiles > 1:
             if not context.set_optimization_profile_async(index, slot.mem.stream):
-                slot.mem.close()
+                self._release(slot)
                 raise DeviceError(
                     f"TensorRT refused optimization profile {index} of {self.plan_path} for a new execution context "
                     f"(the plan has {self.profiles}); reload the bundle, and report it if it persists"
@@ -285,12 +326,13 @@ class TrtEngine:
         log.debug("execution context on profile %d of %d for %s", index, self.profiles, self.plan_path)
         return slot
 
-    def _new_memory(self):
+    def _new_memory(self) -> tuple[object, bool]:
+        """(device-memory helper, whether this engine owns it and closes it with its context)."""
         if isinstance(self.memory, str):
-            return device_memory(self.memory)
+            return device_memory(self.memory), True
         if callable(self.memory) and not hasattr(self.memory, "alloc"):
-            return self.memory()
-        return self.memory  # one helper object, shared (single-threaded use, tests)
+            return self.memory(), True
+        return self.memory, False  # one helper object the caller passed in, shared by every context
 
     def allocate(self, shapes: dict[str, tuple]) -> TrtEngine:
         """Set these input shapes on a free context and allocate the buffers too small for them (at the
@@ -300,6 +342,13 @@ class TrtEngine:
         return self
 
     def _allocate(self, slot: _Slot, shapes: dict[str, tuple]) -> None:
+        try:
+            self._set_shapes(slot, shapes)
+        except BaseException:
+            slot.shapes.clear()  # whatever failed (a refused shape, an allocation, an address): set all next time
+            raise
+
+    def _set_shapes(self, slot: _Slot, shapes: dict[str, tuple]) -> None:
         if sorted(shapes) != sorted(self.inputs):
             raise InputError(f"allocate() needs a shape for exactly the inputs {self.inputs}, got {sorted(shapes)}")
         new = {name: tuple(int(d) for d in shapes[name]) for name in self.inputs}
@@ -307,7 +356,6 @@ class TrtEngine:
             self._drop_graph(slot)  # TensorRT: a graph is valid only for the shapes it was captured with
         for name, shape in new.items():
             if not slot.context.set_input_shape(name, shape):
-                slot.shapes.clear()  # the context may hold some of the new shapes: set them all next time
                 lo, _, hi = self.profile(name, slot.profile)
                 raise InputError(
                     f"{name} shape {shape} is outside the plan's profile {lo} .. {hi}; rebuild with a larger profile"
@@ -318,6 +366,7 @@ class TrtEngine:
             need = max(math.prod(shape) * self.dtypes[name].itemsize, 1)
             if slot.capacity.get(name, 0) < need:
                 if name in slot.ptrs:
+                    slot.capacity.pop(name, None)
                     slot.mem.free(slot.ptrs.pop(name))
                 slot.ptrs[name], slot.capacity[name] = slot.mem.alloc(need), need
                 slot.tags.pop(name, None)
@@ -405,7 +454,9 @@ class TrtEngine:
         for ptr in slot.ptrs.values():
             slot.mem.free(ptr)
         slot.ptrs.clear()
-        slot.mem.close()
+        slot.capacity.clear()
+        if slot.owns_mem:
+            slot.mem.close()
         slot.context = None
 
     def close(self) -> None:
@@ -413,8 +464,9 @@ class TrtEngine:
         keeps its context until it returns (then that context is freed); calls waiting for one fail."""
         with self._cond:
             busy = [s for s in self._slots if not any(s is f for f in self._free)]
-            idle, self._slots, self._free = self._free, [], []
+            idle, self._slots, self._free, self._making = self._free, [], [], set()
             self.engine = self._runtime = None
+            self._generation += 1
             self._cond.notify_all()
         if busy:
             log.debug(

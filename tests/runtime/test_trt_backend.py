@@ -262,6 +262,137 @@ def test_reloading_a_plan_drops_the_old_engines_contexts(fakes, bundle, z):
     assert [len(e.contexts) for e in f.trt.engines] == [1, 1]  # the new call ran on the new engine's context
 
 
+def test_a_failed_allocation_leaves_the_context_usable_and_never_runs_on_freed_memory(fakes, bundle, z):
+    """Buffers grow (reserve_max off, TrtEngine's default): an allocation that fails mid-way must not leave
+    the context believing it holds buffers it lost, nor enqueue work on a freed address."""
+    from tdsm_edge.errors import DeviceError
+    from tdsm_edge.runtime.manifest import load_tables
+    from tdsm_edge.runtime.trt_engine import TrtEngine
+
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    (record,) = m.plans
+    eng = TrtEngine(m.path(record["file"]), memory="cuda-python").load(
+        expected_record=record, data=m.read_bytes(record["file"])
+    )
+    tables = {k: v.astype(eng.dtypes[k]) for k, v in load_tables(m).items()}
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    np.testing.assert_allclose(eng.infer({"z": z[:2], **tables})["errors"], full[:2], rtol=RTOL, atol=ATOL)
+    malloc, failing = f.rt.cudaMalloc, iter([True])
+
+    def oom(n):  # the next allocation fails, as cudaMalloc does when the device is full
+        return (f.rt.cudaError_t.cudaErrorInvalidValue, 0) if next(failing, False) else malloc(n)
+
+    f.rt.cudaMalloc = oom
+    with pytest.raises(DeviceError):
+        eng.infer({"z": z[:4], **tables})  # z grows first: its allocation fails
+    for n in (4, 4, 2):  # then every call works, with any shape
+        np.testing.assert_allclose(eng.infer({"z": z[:n], **tables})["errors"], full[:n], rtol=RTOL, atol=ATOL)
+    eng.close()
+    assert f.rt.buffers == {}
+
+
+def test_a_refused_reload_keeps_the_plan_that_was_loaded(fakes, bundle, z):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtBackend(m)
+    full = OrtBackend(m, "cpu", 1).errors(z[:2])
+    scorer.errors(z[:2])
+    with pytest.raises(BundleError, match="does not match its manifest"):
+        scorer.engine.load(m.path(scorer.record["file"]), expected_record=scorer.record, data=b"another plan")
+    np.testing.assert_allclose(scorer.errors(z[:2]), full, rtol=RTOL, atol=ATOL)  # still the old, working plan
+    assert scorer.engine.contexts == 1 and f.rt.calls["cudaStreamDestroy"] == 0
+
+
+def test_a_context_made_for_the_old_engine_never_joins_the_reloaded_pool(fakes, bundle, z):
+    """A reload while a call is making a context: that context belongs to the old engine and is dropped."""
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    scorer = TrtBackend(m)
+    old = f.trt.engines[0]
+    make, started, release = old.create_execution_context, threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(10)
+        return make()
+
+    old.create_execution_context = slow
+    errors = []
+    caller = threading.Thread(target=lambda: errors.append(_raises(lambda: scorer.errors(z[:2]))))
+    caller.start()
+    assert started.wait(10)
+    record = scorer.record
+    scorer.engine.load(m.path(record["file"]), expected_record=record, data=m.read_bytes(record["file"]))
+    release.set()
+    caller.join(10)
+    assert errors and isinstance(errors[0], BundleError) and "closed" in str(errors[0])
+    assert scorer.engine.contexts == 0  # the old engine's context was not kept
+    scorer.errors(z[:2])
+    assert [c.engine for c in f.trt.engines[1].contexts] == [f.trt.engines[1]] and scorer.engine.contexts == 1
+    assert f.rt.calls["cudaStreamDestroy"] == 1  # the old context's stream
+
+
+def _raises(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - returned to the test
+        return e
+    return None
+
+
+def test_when_fewer_contexts_fit_than_profiles_calls_wait_instead_of_failing(fakes, bundle, z, caplog):
+    import logging
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    scorer = TrtBackend(m)
+    eng = f.trt.engines[0]
+    make = eng.create_execution_context
+    eng.create_execution_context = lambda: None if eng.contexts else make()  # only one fits on the device
+    full = OrtBackend(m, "cpu", 1).errors(z[:2])
+    scorer.errors(z[:2])
+    out = []
+    with caplog.at_level(logging.WARNING), scorer.engine._use():  # another call holds context 0
+        waiting = threading.Thread(target=lambda: out.append(scorer.errors(z[:2])))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # waits for context 0 instead of failing
+    waiting.join(10)
+    np.testing.assert_allclose(out[0], full, rtol=RTOL, atol=ATOL)
+    assert "at most 1 calls run at once" in caplog.text and scorer.engine.contexts == 1
+    eng.create_execution_context = lambda: None
+    fresh = TrtBackend(m)  # none fits at all: an error, not a wait
+    from tdsm_edge.errors import DeviceError
+
+    f.trt.engines[-1].create_execution_context = lambda: None
+    with pytest.raises(DeviceError, match="could not create an execution context"):
+        fresh.errors(z[:2])
+
+
+def test_a_memory_helper_the_caller_passes_is_never_closed_by_the_engine(fakes, bundle, z):
+    from tdsm_edge.runtime.cuda_memory import CudaRuntimeMemory
+    from tdsm_edge.runtime.manifest import load_tables
+    from tdsm_edge.runtime.trt_engine import TrtEngine
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    (record,) = m.plans
+    shared = CudaRuntimeMemory()
+    eng = TrtEngine(m.path(record["file"]), memory=shared).load(
+        expected_record=record, data=m.read_bytes(record["file"])
+    )
+    tables = {k: v.astype(eng.dtypes[k]) for k, v in load_tables(m).items()}
+    with eng._use(), eng._use():
+        pass  # two contexts on the one helper
+    eng.infer({"z": z[:2], **tables})
+    eng.load(expected_record=record, data=m.read_bytes(record["file"]))  # a reload closes the contexts...
+    eng.infer({"z": z[:2], **tables})  # ...but not the caller's helper: its stream still works
+    eng.close()
+    assert f.rt.calls["cudaStreamDestroy"] == 0 and f.rt.buffers == {}
+    shared.close()
+
+
 def test_a_profile_tensorrt_refuses_is_an_error(fakes, bundle, z, monkeypatch):
     from tdsm_edge.errors import DeviceError
 

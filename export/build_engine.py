@@ -17,11 +17,11 @@ from pathlib import Path
 from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, start_offline
 from tdsm_edge.errors import ConfigError, MissingDependencyError, installed
 from tdsm_edge.runtime.iospec import BATCH, AxisRange
+from tdsm_edge.runtime.manifest_schema import MAX_PROFILES
 from tdsm_edge.runtime.rebuild import build_command
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 from .build_report import format_report
-from .tensorrt_build import MAX_PROFILES
 
 log = logging.getLogger("export.build_engine")
 

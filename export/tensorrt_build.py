@@ -36,6 +36,7 @@ from tdsm_edge.runtime.cuda_memory import gpu_info
 from tdsm_edge.runtime.iospec import BATCH as BATCH_AXIS
 from tdsm_edge.runtime.iospec import CLASSES as CLASS_AXIS
 from tdsm_edge.runtime.iospec import AxisRange, IOSpec
+from tdsm_edge.runtime.manifest_schema import MAX_PROFILES
 from tdsm_edge.runtime.trt_engine import import_trt as _import_trt
 from tdsm_edge.runtime.trt_engine import make_logger as _make_logger
 
@@ -61,9 +62,6 @@ def plan_name(graph: str, precision: str, trt_version: str) -> str:
 
 
 # ---------------------------------------------------------------- optimization profile
-MAX_PROFILES = 16  # contexts that may run one plan at once; each copy of the profile is tuned and stored
-
-
 def check_profiles(profiles) -> int:
     """`profiles` (copies of the optimization profile) as an int in 1..MAX_PROFILES, or ConfigError."""
     if isinstance(profiles, bool) or not isinstance(profiles, (int, np.integer)) or not 1 <= profiles <= MAX_PROFILES:
@@ -260,7 +258,8 @@ def build_plan(
     Returns:
         The plan record: file, sha256, bytes, graph, precision, precision_mode ("strongly_typed" |
         "fp16_flag_fallback" | "fp16_weak_typed_islands_fp32" (a strongly typed parse failed) | "fp32_weak_typing"), tensorrt_version, gpu_name, compute_capability,
-        profile, profiles, workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx, onnx_sha256.
+        profile, profiles (only when > 1), workspace_bytes, opt_level, tf32, timing_cache, build_seconds, onnx,
+        onnx_sha256.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not supported; use one of {list(PRECISIONS)}")
@@ -389,7 +388,7 @@ def build_plan(
         gpu_name=gpu_name,
         compute_capability=capability,
         profile=profile,
-        profiles=profiles,
+        **({"profiles": profiles} if profiles > 1 else {}),  # absent = 1, so older runtimes load default plans
         workspace_bytes=workspace,
         opt_level=int(opt_level),
         tf32=bool(tf32 is not None and allow_tf32),

@@ -6,8 +6,9 @@
 For a Jetson (JetPack 6: TensorRT 10.3, `trtexec` in /usr/src/tensorrt/bin) or any TensorRT 10 machine,
 independent of this package: NVIDIA's own tools on the bundle's own ONNX graphs. Per graph it prints
     1. trtexec --onnx ...      build a plan from the graph with the bundle's optimization profile
-                               (--stronglyTyped for a fp16 bundle, as build_plan builds it) and time it
-                               at the profile's opt shapes, with CUDA graphs;
+                               (--stronglyTyped for a fp16 bundle and TF32 off, as build_plan builds it;
+                               --fp16 where the bundle's plan fell back to weak typing) and time it at
+                               the profile's opt shapes, with CUDA graphs;
     2. trtexec --loadEngine …  time each plan the bundle already holds (it loads only on the TensorRT
                                version and GPU named in its record);
     3. polygraphy run …        the graph in TensorRT and in ONNX Runtime on the same random inputs,
@@ -32,6 +33,7 @@ from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, start_offline
 from tdsm_edge.errors import ConfigError
 from tdsm_edge.runtime.manifest import Manifest, load_manifest
 
+from .tensorrt_build import WEAK_FP16
 from .verify import FP32_MAX_REL
 
 log = logging.getLogger("export.trt_commands")
@@ -63,24 +65,30 @@ def commands(m: Manifest, graph: str) -> list[tuple[str, list[str]]]:
             f"{[g for g in PLAN_GRAPHS if g in m.graphs]} with --graph"
         )
     profile = m.io.profile(graph)
-    onnx = str(m.path(graph))
+    onnx = str(m.path(graph).resolve())  # absolute: the script may be run from anywhere
     fp16 = m.precision == "fp16"
+    weak = [p for p in m.plans if p.get("graph") == graph and p.get("precision_mode") == WEAK_FP16]
     out = []
-    build = ["trtexec", f"--onnx={onnx}"]
-    build += ["--stronglyTyped"] if fp16 else ["--noTF32"]
+    build = ["trtexec", f"--onnx={onnx}", "--noTF32"]  # build_plan clears TF32 at every precision
+    if fp16:
+        build += ["--fp16"] if weak else ["--stronglyTyped"]
     build += [f"--{k}Shapes={_trtexec_shapes(profile, i)}" for i, k in enumerate(("min", "opt", "max"))]
     build += [f"--shapes={_trtexec_shapes(profile, 1)}", "--useCudaGraph", f"--saveEngine={graph}_trtexec.plan"]
-    out.append(
-        (f"{graph}: build a plan from the ONNX graph with the bundle's profile, and time it (opt shapes)", build)
+    how = (
+        "weakly typed fp16, as the bundle's plan was (its strongly typed parse failed there); trtexec cannot pin "
+        "the float32 islands as build_plan did, so its numbers may differ"
+        if weak and fp16
+        else "as build_plan builds it"
     )
+    out.append((f"{graph}: build a plan from the ONNX graph with the bundle's profile ({how}), and time it", build))
     for plan in (p for p in m.plans if p.get("graph") == graph):
         where = f"TensorRT {plan.get('tensorrt_version')} on {plan.get('gpu_name')} (compute {plan.get('compute_capability')})"
-        run = ["trtexec", f"--loadEngine={m.path(plan['file'])}", f"--shapes={_trtexec_shapes(profile, 1)}"]
+        run = ["trtexec", f"--loadEngine={m.path(plan['file']).resolve()}", f"--shapes={_trtexec_shapes(profile, 1)}"]
         out.append(
             (f"{graph}: time the bundle's plan {plan['file']} (loads only on {where})", [*run, "--useCudaGraph"])
         )
     compare = ["polygraphy", "run", onnx, "--trt", "--onnxrt"]
-    compare += ["--strongly-typed"] if fp16 else []
+    compare += (["--fp16"] if weak else ["--strongly-typed"]) if fp16 else []
     for i, flag in enumerate(("--trt-min-shapes", "--trt-opt-shapes", "--trt-max-shapes")):
         compare += [flag, *_polygraphy_shapes(profile, i)]
     compare += ["--input-shapes", *_polygraphy_shapes(profile, 1)]
@@ -94,7 +102,7 @@ def script(m: Manifest, graphs: list[str]) -> str:
     """A shell script: one commented command per check."""
     lines = [
         "#!/usr/bin/env bash",
-        f"# TensorRT checks of the bundle {m.root} ({m.precision}), printed by python -m export.trt_commands.",
+        f"# TensorRT checks of the bundle {str(m.root.resolve())!r} ({m.precision}), printed by python -m export.trt_commands.",
         "# Run on the machine with TensorRT 10 (a Jetson: /usr/src/tensorrt/bin/trtexec; pip install polygraphy).",
         "set -euo pipefail",
     ]
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         m = load_manifest(args.bundle)
-        graphs = args.graph or [g for g in PLAN_GRAPHS if g in m.graphs]
+        graphs = list(dict.fromkeys(args.graph)) if args.graph else [g for g in PLAN_GRAPHS if g in m.graphs]
         sys.stdout.write(script(m, graphs))
 
     return run_main(run, log)

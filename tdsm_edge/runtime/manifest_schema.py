@@ -294,6 +294,7 @@ _GRAPH = Obj(
         "fp16_ops": Map(Int(0)),
     },
 )
+MAX_PROFILES = 16  # identical optimization profiles a TensorRT plan may hold (contexts that may run it at once)
 _PLAN = Obj(
     {
         "file": RelPath(),
@@ -308,7 +309,7 @@ _PLAN = Obj(
         "precision": Str(PRECISIONS),
         "precision_mode": Str(),
         "profile": Json(),
-        "profiles": Int(1, 64),  # identical copies of the profile: contexts that may run at once (default 1)
+        "profiles": Int(1, MAX_PROFILES),  # copies of the profile = contexts that may run at once; absent: 1
         "workspace_bytes": Opt(Int(0)),
         "opt_level": Int(0, 5),
         "tf32": Bool(),

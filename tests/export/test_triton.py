@@ -120,8 +120,15 @@ def test_the_schema_check_catches_what_triton_refuses(bundle, tmp_path):
     cfg.output[0].data_type = require_schema().TYPE_FP16
     cfg.input[0].dims[0] += 1
     (model_dir / "labels.txt").unlink()
+    cfg.name = "someone_else"
     problems = " | ".join(server_rules(cfg, model_dir, io))
-    for expected in ("preferred_batch_size 16 outside", "TYPE_FP16 in the config", "dims", "missing label file"):
+    for expected in (
+        "preferred_batch_size 16 outside",
+        "TYPE_FP16 in the config",
+        "dims",
+        "missing label file",
+        "not its folder's name",
+    ):
         assert expected in problems, problems
 
 

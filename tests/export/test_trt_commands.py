@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import subprocess
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_commands_carry_the_bundles_profile_and_precision(bundle, bundle16, prec
     m, _ = bundle if precision == "fp32" else bundle16
     profile = m.io.profile("scorer")
     (_, build), (_, compare) = trt_commands.commands(m, "scorer")  # no plans in this bundle: no timing line
-    assert build[0] == "trtexec" and build[1] == f"--onnx={m.path('scorer')}"
+    assert build[0] == "trtexec" and build[1] == f"--onnx={m.path('scorer').resolve()}"
     for i, key in enumerate(("min", "opt", "max")):
         (word,) = [w for w in build if w.startswith(f"--{key}Shapes=")]
         assert trtexec_shapes(word) == {n: s[i] for n, s in profile.items()}
@@ -47,12 +48,9 @@ def test_commands_carry_the_bundles_profile_and_precision(bundle, bundle16, prec
     assert polygraphy_shapes(compare, "--input-shapes") == {n: s[1] for n, s in profile.items()}
     assert set(profile) == set(m.io.graphs["scorer"].input_names) and len(profile) > 2  # z and the tables
     strongly = precision == "fp16"
-    assert ("--stronglyTyped" in build, "--strongly-typed" in compare, "--noTF32" in build) == (
-        strongly,
-        strongly,
-        not strongly,
-    )
-    assert compare[:5] == ["polygraphy", "run", str(m.path("scorer")), "--trt", "--onnxrt"]
+    assert ("--stronglyTyped" in build, "--strongly-typed" in compare, "--fp16" in build) == (strongly, strongly, False)
+    assert "--noTF32" in build  # build_plan clears TF32 at every precision
+    assert compare[:5] == ["polygraphy", "run", str(m.path("scorer").resolve()), "--trt", "--onnxrt"]
     rtol = float(compare[compare.index("--rtol") + 1])
     assert rtol == (trt_commands.FP16_RTOL if strongly else trt_commands.FP32_MAX_REL)
 
@@ -77,7 +75,7 @@ def test_every_plan_of_the_graph_gets_a_timing_command(bundle):
     ]
     cmds = trt_commands.commands(m, "scorer")
     timing = [argv for what, argv in cmds if argv[1].startswith("--loadEngine=")]
-    assert len(timing) == 1 and timing[0][1] == f"--loadEngine={m.path('scorer_fp32.trt10.3.0.plan')}"
+    assert len(timing) == 1 and timing[0][1] == f"--loadEngine={m.path('scorer_fp32.trt10.3.0.plan').resolve()}"
     assert "TensorRT 10.3.0 on Orin (compute 8.7)" in [what for what, argv in cmds if argv is timing[0]][0]
 
 
@@ -110,3 +108,41 @@ def test_the_help_states_the_tolerances_the_commands_use():
         "fp32": (trt_commands.FP32_MAX_REL, trt_commands.FP32_ATOL),
         "fp16": (trt_commands.FP16_RTOL, trt_commands.FP16_ATOL),
     }
+
+
+def test_a_bundle_whose_plan_fell_back_to_weak_typing_gets_weakly_typed_commands(bundle16):
+    from export.tensorrt_build import WEAK_FP16
+
+    m, _ = bundle16
+    plans = m.data["plans"]
+    try:
+        m.data["plans"] = [{"file": "s.plan", "graph": "scorer", "precision_mode": WEAK_FP16}]
+        cmds = trt_commands.commands(m, "scorer")
+    finally:
+        m.data["plans"] = plans
+    build, compare = cmds[0][1], cmds[-1][1]
+    assert "--fp16" in build and "--stronglyTyped" not in build and "weakly typed" in cmds[0][0]
+    assert "--fp16" in compare and "--strongly-typed" not in compare
+
+
+def test_a_bundle_path_cannot_break_out_of_the_script_comment(bundle, tmp_path, capsys):
+    import shutil
+
+    m, _ = bundle
+    odd = tmp_path / "x\ntouch PWNED #"
+    shutil.copytree(m.root, odd)
+    assert trt_commands.main([str(odd), "--graph", "scorer", "--graph", "scorer"]) == 0
+    text = capsys.readouterr().out
+    assert sum(line.startswith("trtexec") for line in text.splitlines()) == 1  # a repeated --graph counts once
+    tools = tmp_path / "tools"  # stand-ins for trtexec / polygraphy: run the script as a user would
+    tools.mkdir()
+    for tool in ("trtexec", "polygraphy"):
+        (tools / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tools / tool).chmod(0o755)
+    (tmp_path / "check.sh").write_text(text)
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {"PATH": f"{tools}:/usr/bin:/bin"}
+    done = subprocess.run(["bash", str(tmp_path / "check.sh")], cwd=run, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(run.iterdir()) == []  # nothing in the path ran as a command

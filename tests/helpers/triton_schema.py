@@ -69,8 +69,8 @@ def server_rules(cfg, model_dir: Path, graph_io: dict | None = None) -> list[str
     """
     pb2 = require_schema()
     problems = []
-    if not cfg.name:
-        problems.append("no model name")
+    if cfg.name != model_dir.name:  # Triton: "directory name must equal model name"
+        problems.append(f"model name {cfg.name!r} is not its folder's name {model_dir.name!r}")
     if cfg.platform not in DEFAULT_FILES:
         problems.append(f"platform {cfg.platform!r} is not one this writer uses")
     elif not (model_dir / "1" / DEFAULT_FILES[cfg.platform]).is_file():

@@ -84,7 +84,7 @@ def with_plans(src: Path, dst: Path, *plans: dict) -> Manifest:
                 gpu_name=p.get("gpu_name", "NVIDIA Fake GPU"),
                 compute_capability=p.get("compute_capability", "8.7"),
                 profile=profile,
-                profiles=profiles,
+                **({"profiles": profiles} if profiles > 1 else {}),
             )
         )
         data["files"][name] = digest

@@ -15,11 +15,17 @@ Threads, by TensorRT's contract ("each execution context in concurrent use must 
 optimization profile" on a dynamic-shape engine, and a context is not thread-safe): a plan built with
 P identical optimization profiles (`build_plan(..., profiles=P)`) gets a pool of at most P contexts,
 context i on profile i (set_optimization_profile_async). A call takes a free context for its whole
-run and gives it back; when all P are busy it waits for one. A single-profile plan (the default)
-therefore runs one call at a time, from any number of threads. Each context has its own stream,
-buffers and tags (inputs named in `cached` are uploaded only when the tag its buffer holds changes: a
-scorer's class tables, once per class-set version and context). Memory: the weights are shared; each
-context holds its own activation memory and IO buffers.
+run and gives it back; when all are busy it waits. A single-profile plan (the default) therefore runs
+one call at a time, from any number of threads. Each context has its own stream, buffers and tags
+(inputs named in `cached` are uploaded only when the tag its buffer holds changes: a scorer's class
+tables, once per class-set version and context). Memory: the weights are shared; each context holds
+its own activation memory and IO buffers. Where the device cannot hold another context, the pool
+stops growing (a WARNING) and calls wait for the contexts it has, until the plan is reloaded; one
+memory helper object shared by every context makes the pool one context (one stream).
+
+Reload (`load` on a loaded engine): the new plan is read and checked first (a refused one leaves the
+old plan serving), then swapped in at once; calls running on the old plan finish there, calls
+waiting for a context start over on the new one, and no context of the old plan serves the new.
 
 CUDA graphs (`graph=True`): one graph per context, valid only while that context keeps the input
 shapes it was captured with. A shape change drops the context's graph (TensorRT's rule: re-capture
@@ -108,17 +114,36 @@ def make_logger(trt):
 
 
 class _NoContext(Exception):
-    """create_execution_context returned None (no device memory for another context)."""
+    """A new execution context does not fit on the device (create_execution_context returned None)."""
 
 
-@dataclass
+@dataclass(eq=False)
+class _Pool:
+    """One loaded plan and its execution contexts. A reload makes a new pool; the old one is closed, and
+    a context made for it never serves the new one."""
+
+    engine: object  # trt.ICudaEngine
+    runtime: object  # trt.Runtime (kept alive with the engine)
+    inputs: list[str]
+    outputs: list[str]
+    dtypes: dict[str, np.dtype]
+    profiles: int  # optimization profiles in the plan = contexts that may run at once
+    limit: int  # contexts allowed: `profiles`, fewer once the device could not hold another, 1 for a shared helper
+    slots: list = field(default_factory=list)  # every context made (context i owns profile i)
+    free: list = field(default_factory=list)  # those no call holds now
+    making: set = field(default_factory=set)  # profiles of the contexts being made now
+    closed: bool = False
+
+
+@dataclass(eq=False)
 class _Slot:
-    """One execution context of the pool, used by one call at a time."""
+    """One execution context of a pool, used by one call at a time."""
 
+    pool: _Pool
     context: object  # trt.IExecutionContext (not thread-safe)
     mem: object  # device-memory helper with its own stream
     profile: int  # the optimization profile this context owns (no other context of the engine uses it)
-    owns_mem: bool = True  # False: a helper the caller passed in (freed buffers, but never closed here)
+    owns_mem: bool = True  # False: a helper the caller passed in (buffers freed, the helper never closed here)
     ptrs: dict[str, int] = field(default_factory=dict)  # tensor name -> device address
     capacity: dict[str, int] = field(default_factory=dict)  # tensor name -> bytes allocated there
     shapes: dict[str, tuple] = field(default_factory=dict)  # every IO tensor's current shape
@@ -133,25 +158,35 @@ class TrtEngine:
     Args:
         plan_path: the plan file (or give it to `load`).
         memory: "auto" | "cuda-python" | "torch" (see `cuda_memory.device_memory`; one helper per
-            context), a zero-argument factory of helpers, or one helper object shared by every context.
-        reserve_max: a context's first activation allocates buffers for the profile's max shapes, so
-            no later call reallocates.
+            context), a zero-argument factory of helpers (a class or function), or one helper object,
+            which every context then shares: the pool is then one context, so that calls never share a stream.
+        reserve_max: a new context allocates buffers for the profile's max shapes, so no later call
+            reallocates (best effort: where they do not fit, buffers are sized per call instead).
     """
 
     def __init__(self, plan_path: str | Path | None = None, memory="auto", reserve_max: bool = False) -> None:
         self.plan_path = Path(plan_path) if plan_path is not None else None
         self.memory, self.reserve_max, self.record = memory, bool(reserve_max), None
-        self.engine = self._runtime = None
-        self.inputs: list[str] = []
-        self.outputs: list[str] = []
-        self.dtypes: dict[str, np.dtype] = {}
-        self.profiles = 1  # optimization profiles in the plan = contexts that may run at once
-        self._slots: list[_Slot] = []  # every context made (context i owns profile i)
-        self._free: list[_Slot] = []  # those no call holds now
-        self._making: set[int] = set()  # profiles of the contexts being made now
-        self._limit: int | None = None  # contexts that fit on the device, once one could not be made
-        self._generation = 0  # bumped by close(): a context made for an older engine never joins the pool
-        self._cond = threading.Condition()
+        self._pool: _Pool | None = None  # the loaded plan (None before load and after close)
+        self._last: _Pool | None = None  # the last plan loaded: its IO names and dtypes stay readable after close
+        self._cond = threading.Condition()  # guards every pool's bookkeeping and the swap of `_pool`
+
+    # ------------------------------------------------------------ what is loaded
+    engine = property(lambda self: self._pool.engine if self._pool else None, doc="the trt.ICudaEngine, or None")
+    inputs = property(lambda self: list(self._last.inputs) if self._last else [], doc="input tensor names")
+    outputs = property(lambda self: list(self._last.outputs) if self._last else [], doc="output tensor names")
+    dtypes = property(lambda self: dict(self._last.dtypes) if self._last else {}, doc="tensor name -> numpy dtype")
+    profiles = property(lambda self: self._last.profiles if self._last else 1, doc="optimization profiles")
+
+    @property
+    def contexts(self) -> int:
+        """Execution contexts of the loaded plan made so far (at most `profiles`)."""
+        return len(self._pool.slots) if self._pool else 0
+
+    @property
+    def captures(self) -> int:
+        """CUDA graphs captured so far on the loaded plan's contexts."""
+        return sum(s.captures for s in self._pool.slots) if self._pool else 0
 
     # ------------------------------------------------------------ load (once, shared)
     def load(
@@ -164,7 +199,8 @@ class TrtEngine:
         """Deserialize the plan. With `expected_record` (its manifest entry), first check the file's
         sha256 and that this TensorRT version / GPU / compute capability match (EngineIncompatibleError
         naming `rebuild_cmd` otherwise). `data`: the plan's bytes, already read (a bundle reads them
-        through its manifest); the path then only names it."""
+        through its manifest); the path then only names it. A reload replaces the loaded plan only once
+        the new one is fully read; a refused one leaves the loaded plan serving."""
         path = Path(plan_path) if plan_path is not None else self.plan_path
         if data is None and (path is None or not path.is_file()):
             raise BundleError(f"no TensorRT plan at {path}; build it with: {rebuild_cmd}")
@@ -182,42 +218,42 @@ class TrtEngine:
         logger = make_logger(trt)
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(data)
-        if engine is None:  # a refused reload keeps the engine that was loaded
+        if engine is None:
             raise EngineIncompatibleError(
                 f"TensorRT {trt.__version__} could not load {path}: "
                 + ("; ".join(logger.errors) or "no reason given")
                 + f". Rebuild it on this machine with: {rebuild_cmd}"
             )
-        if self.engine is not None:
-            self.close()  # a reload: the old engine's contexts must not run the new one's calls
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        with self._cond:
-            self.inputs, self.outputs = inputs, [n for n in names if n not in inputs]
-            self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-            self.profiles = max(1, int(getattr(engine, "num_optimization_profiles", 1)))
-            self._limit = None
+        try:
+            dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
+        except TypeError as e:  # bfloat16 / fp8 IO: no numpy type
+            raise BundleError(
+                f"{path} has an input or output of a type numpy cannot hold ({e}); rebuild it with: {rebuild_cmd}"
+            ) from e
+        profiles = max(1, int(getattr(engine, "num_optimization_profiles", 1)))
+        shared = not self._makes_memory()
+        pool = _Pool(
+            engine, runtime, inputs, [n for n in names if n not in inputs], dtypes, profiles, 1 if shared else profiles
+        )
+        with self._cond:  # one step: later calls see the new pool, the old one's idle contexts are freed
+            old, self._pool, self._last = self._pool, pool, pool
             self.plan_path, self.record = path, expected_record or self.record
-            self._runtime, self.engine = runtime, engine
+            idle = self._retire(old)
+            self._cond.notify_all()
+        for slot in idle:
+            self._release(slot)
         return self
 
     def profile(self, name: str, index: int = 0) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(min, opt, max) shape of input `name` in the plan's optimization profile `index` (all are alike)."""
-        if self.engine is None:
+        pool = self._pool
+        if pool is None:
             raise BundleError("TrtEngine.profile() needs a loaded plan: call load() first")
-        return tuple(tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, index))
+        return _profile(pool, name, index)
 
     # ------------------------------------------------------------ the pool of contexts
-    @property
-    def contexts(self) -> int:
-        """Execution contexts made so far (at most `profiles`)."""
-        return len(self._slots)
-
-    @property
-    def captures(self) -> int:
-        """CUDA graphs captured so far, over every context."""
-        return sum(s.captures for s in self._slots)
-
     def activate(self, reserve: bool | None = None) -> TrtEngine:
         """Make sure one execution context is ready (the first of the pool; more are made on demand).
 
@@ -228,111 +264,129 @@ class TrtEngine:
         return self
 
     @contextmanager
-    def _use(self, reserve: bool | None = None):
-        """Hold a free context for the block (see `_acquire`); given back after it, whatever happens."""
-        slot, generation = self._acquire(reserve)
+    def _use(self, reserve: bool | None = None, pool: _Pool | None = None):
+        """Hold a free context of the loaded plan (or of `pool`, which must still be the loaded one) for the
+        block; given back after it, whatever happens."""
+        slot = self._acquire(reserve, pool)
         try:
             yield slot
         finally:
             with self._cond:
-                kept = generation == self._generation  # False: close() ran meanwhile
+                kept = not slot.pool.closed
                 if kept:
-                    self._free.append(slot)
-                self._cond.notify()
-            if not kept:
+                    slot.pool.free.append(slot)
+                self._cond.notify_all()
+            if not kept:  # its plan was closed or replaced meanwhile
                 self._release(slot)
 
-    def _acquire(self, reserve: bool | None) -> tuple[_Slot, int]:
-        """A free context and the pool generation it belongs to: an idle one, else a new one on an unused
-        profile while fewer than `profiles` exist (and fit on the device), else wait for one to come back."""
+    def _acquire(self, reserve: bool | None, want: _Pool | None = None) -> _Slot:
+        """A free context: an idle one, else a new one on an unused profile while the pool has room, else wait
+        until a call gives one back. `want`: the pool the caller checked its inputs against (`_Reloaded`
+        when another plan was loaded meanwhile; without it, a context of whatever plan is loaded)."""
         while True:
             with self._cond:
                 while True:
-                    if self.engine is None:
+                    pool = self._pool
+                    if pool is None:
                         raise BundleError("this TensorRT plan is not loaded (or was closed): load() it first")
-                    room = self.profiles if self._limit is None else self._limit
-                    if self._free or len(self._slots) + len(self._making) < room:
+                    if want is not None and pool is not want:
+                        raise _Reloaded
+                    if pool.free or len(pool.slots) + len(pool.making) < pool.limit:
                         break
                     self._cond.wait()
-                generation = self._generation
-                if self._free:
-                    return self._free.pop(), generation  # the last one given back: its tables are likeliest current
-                taken = {s.profile for s in self._slots} | self._making
-                index = min(set(range(self.profiles)) - taken)  # a profile no other context uses
-                self._making.add(index)
-                engine = self.engine
+                if pool.free:
+                    return pool.free.pop()  # the last one given back: its class tables are likeliest current
+                index = min(set(range(pool.profiles)) - {s.profile for s in pool.slots} - pool.making)
+                pool.making.add(index)
+            slot = None
             try:
-                slot = self._new_slot(engine, index, reserve)
-            except _NoContext:
+                slot = self._new_slot(pool, index, reserve)
+            except _NoContext as e:
                 with self._cond:
-                    current = generation == self._generation
-                    if current:
-                        self._making.discard(index)
-                    have = len(self._slots) + len(self._making) if current else 0
-                    if have:  # some contexts exist: calls wait for them instead of failing
-                        self._limit = have
-                        self._cond.notify_all()
-                if have:
+                    pool.making.discard(index)
+                    have = len(pool.slots) + len(pool.making)
+                    if have and not pool.closed:  # some contexts exist or are coming: wait for them instead
+                        pool.limit = min(pool.limit, have)
+                    self._cond.notify_all()
+                if have and not pool.closed:
                     log.warning(
-                        "TensorRT could not make execution context %d of %d for %s (out of GPU memory?): "
-                        "at most %d calls run at once",
-                        index + 1,
-                        self.profiles,
+                        "%s for %s: at most %d calls run at once (the plan has %d optimization profiles)",
+                        e,
                         self.plan_path,
                         have,
+                        pool.profiles,
                     )
                     continue
+                if pool.closed:
+                    raise BundleError("this TensorRT plan was closed while a call was starting") from None
                 raise DeviceError(
-                    f"TensorRT could not create an execution context for {self.plan_path} (out of GPU memory?)"
+                    f"{e} for {self.plan_path}; free GPU memory, or use a smaller batch profile"
                 ) from None
-            except BaseException:
-                with self._cond:
-                    if generation == self._generation:
-                        self._making.discard(index)
-                    self._cond.notify_all()
-                raise
+            finally:
+                if slot is None:  # failed or interrupted: the profile is free again
+                    with self._cond:
+                        pool.making.discard(index)
+                        self._cond.notify_all()
             with self._cond:
-                current = generation == self._generation
-                if current:
-                    self._making.discard(index)
-                    self._slots.append(slot)
+                pool.making.discard(index)
+                kept = not pool.closed
+                if kept:
+                    pool.slots.append(slot)
                 self._cond.notify_all()
-            if not current:  # closed (or reloaded) while this context was being made
+            if not kept:  # closed (or reloaded) while this context was being made
                 self._release(slot)
-                raise BundleError("this TensorRT plan was closed while a call was starting")
-            return slot, generation
+                if self._pool is None:
+                    raise BundleError("this TensorRT plan was closed while a call was starting")
+                if want is not None:
+                    raise _Reloaded
+                continue  # a context of the plan loaded now
+            return slot
 
-    def _new_slot(self, engine, index: int, reserve: bool | None) -> _Slot:
-        """A new execution context of `engine` on optimization profile `index`, with its own stream."""
-        context = engine.create_execution_context()
+    def _new_slot(self, pool: _Pool, index: int, reserve: bool | None) -> _Slot:
+        """A new execution context of `pool`'s engine on optimization profile `index`, with its own stream.
+        _NoContext when the device cannot hold it."""
+        context = pool.engine.create_execution_context()
         if context is None:
-            raise _NoContext
+            raise _NoContext(f"TensorRT could not create execution context {index + 1} (out of GPU memory?)")
         mem, owned = self._new_memory()
-        slot = _Slot(context, mem, index, owns_mem=owned)
-        if self.profiles > 1:
-            if not context.set_optimization_profile_async(index, slot.mem.stream):
-                self._release(slot)
-                raise DeviceError(
-                    f"TensorRT refused optimization profile {index} of {self.plan_path} for a new execution context "
-                    f"(the plan has {self.profiles}); reload the bundle, and report it if it persists"
-                )
-            slot.mem.sync()
+        slot = _Slot(pool, context, mem, index, owns_mem=owned)
+        del context  # the slot holds it: released with the slot, so its profile is freed with it
+        try:
+            if pool.profiles > 1:
+                if not slot.context.set_optimization_profile_async(index, slot.mem.stream):
+                    raise DeviceError(
+                        f"TensorRT refused optimization profile {index} of {self.plan_path} for a new execution "
+                        f"context (the plan has {pool.profiles}); reload the bundle, and report it if it persists"
+                    )
+                slot.mem.sync()
+        except BaseException:
+            self._release(slot)
+            raise
         if self.reserve_max if reserve is None else reserve:
             try:
-                self._allocate(slot, {n: self.profile(n, index)[2] for n in self.inputs})
-            except Exception:
+                self._allocate(slot, {n: _profile(pool, n, index)[2] for n in pool.inputs})
+            except DeviceError as e:  # best effort: buffers are then sized per call
+                self._free_buffers(slot)
+                log.warning(
+                    "%s: buffers for the profile's max shapes do not fit (%s); sizing them per call", self.plan_path, e
+                )
+            except BaseException:
                 self._release(slot)
                 raise
-        log.debug("execution context on profile %d of %d for %s", index, self.profiles, self.plan_path)
+        log.debug("execution context on profile %d of %d for %s", index, pool.profiles, self.plan_path)
         return slot
+
+    def _makes_memory(self) -> bool:
+        """True when each context gets its own helper (a kind name or a factory), False for one shared object."""
+        return isinstance(self.memory, (str, type)) or (callable(self.memory) and not hasattr(self.memory, "alloc"))
 
     def _new_memory(self) -> tuple[object, bool]:
         """(device-memory helper, whether this engine owns it and closes it with its context)."""
         if isinstance(self.memory, str):
             return device_memory(self.memory), True
-        if callable(self.memory) and not hasattr(self.memory, "alloc"):
+        if self._makes_memory():
             return self.memory(), True
-        return self.memory, False  # one helper object the caller passed in, shared by every context
+        return self.memory, False  # one helper object the caller passed in (the pool is then one context)
 
     def allocate(self, shapes: dict[str, tuple]) -> TrtEngine:
         """Set these input shapes on a free context and allocate the buffers too small for them (at the
@@ -349,21 +403,22 @@ class TrtEngine:
             raise
 
     def _set_shapes(self, slot: _Slot, shapes: dict[str, tuple]) -> None:
-        if sorted(shapes) != sorted(self.inputs):
-            raise InputError(f"allocate() needs a shape for exactly the inputs {self.inputs}, got {sorted(shapes)}")
-        new = {name: tuple(int(d) for d in shapes[name]) for name in self.inputs}
+        pool = slot.pool
+        if sorted(shapes) != sorted(pool.inputs):
+            raise InputError(f"allocate() needs a shape for exactly the inputs {pool.inputs}, got {sorted(shapes)}")
+        new = {name: tuple(int(d) for d in shapes[name]) for name in pool.inputs}
         if any(slot.shapes.get(n) != s for n, s in new.items()):
             self._drop_graph(slot)  # TensorRT: a graph is valid only for the shapes it was captured with
         for name, shape in new.items():
             if not slot.context.set_input_shape(name, shape):
-                lo, _, hi = self.profile(name, slot.profile)
+                lo, _, hi = _profile(pool, name, slot.profile)
                 raise InputError(
                     f"{name} shape {shape} is outside the plan's profile {lo} .. {hi}; rebuild with a larger profile"
                 )
-        for name in (*self.inputs, *self.outputs):
+        for name in (*pool.inputs, *pool.outputs):
             shape = tuple(int(d) for d in slot.context.get_tensor_shape(name))
             slot.shapes[name] = shape
-            need = max(math.prod(shape) * self.dtypes[name].itemsize, 1)
+            need = max(math.prod(shape) * pool.dtypes[name].itemsize, 1)
             if slot.capacity.get(name, 0) < need:
                 if name in slot.ptrs:
                     slot.capacity.pop(name, None)
@@ -391,34 +446,48 @@ class TrtEngine:
         Returns:
             output name → a new numpy array.
         """
-        if sorted(feed) != sorted(self.inputs):
-            raise InputError(f"infer() needs exactly the inputs {self.inputs}, got {sorted(feed)}")
-        bad = {n: str(a.dtype) for n, a in feed.items() if np.asarray(a).dtype != self.dtypes[n]}
+        arrays = {n: np.ascontiguousarray(a) for n, a in feed.items()}
+        cached = cached or {}
+        while True:
+            pool = self._pool
+            if pool is None:
+                raise BundleError("this TensorRT plan is not loaded (or was closed): load() it first")
+            self._check_feed(pool, arrays)  # against the plan the call will run on
+            try:
+                with self._use(pool=pool) as slot:
+                    return self._run(slot, arrays, cached, graph)
+            except _Reloaded:
+                continue  # another plan was loaded while this call waited: check the feed against it
+
+    @staticmethod
+    def _check_feed(pool: _Pool, arrays: dict[str, np.ndarray]) -> None:
+        if sorted(arrays) != sorted(pool.inputs):
+            raise InputError(f"infer() needs exactly the inputs {pool.inputs}, got {sorted(arrays)}")
+        bad = {n: str(a.dtype) for n, a in arrays.items() if a.dtype != pool.dtypes[n]}
         if bad:
             raise InputError(
                 f"input dtypes {bad} differ from the plan's "
-                f"{ {n: str(self.dtypes[n]) for n in bad} }; cast them to what the graph declares"
+                f"{ {n: str(pool.dtypes[n]) for n in bad} }; cast them to what the graph declares"
             )
-        arrays = {n: np.ascontiguousarray(a) for n, a in feed.items()}
-        cached = cached or {}
-        with self._use() as slot:
-            if any(slot.shapes.get(n) != a.shape for n, a in arrays.items()):
-                self._allocate(slot, {n: a.shape for n, a in arrays.items()})
-            for name, arr in arrays.items():
-                tag = cached.get(name)
-                if tag is not None and slot.tags.get(name) == tag:
-                    continue  # this context's buffer already holds it
-                slot.tags[name] = None  # unknown until the copy below has run
-                slot.mem.to_device(slot.ptrs[name], arr)
-                slot.tags[name] = tag
-            if graph:
-                self._replay(slot)
-            else:
-                self._enqueue(slot)
-            out = {n: np.empty(slot.shapes[n], self.dtypes[n]) for n in self.outputs}
-            for name, arr in out.items():
-                slot.mem.to_host(arr, slot.ptrs[name])
-            slot.mem.sync()
+
+    def _run(self, slot: _Slot, arrays: dict[str, np.ndarray], cached: dict, graph: bool) -> dict[str, np.ndarray]:
+        if any(slot.shapes.get(n) != a.shape for n, a in arrays.items()):
+            self._allocate(slot, {n: a.shape for n, a in arrays.items()})
+        for name, arr in arrays.items():
+            tag = cached.get(name)
+            if tag is not None and slot.tags.get(name) == tag:
+                continue  # this context's buffer already holds it
+            slot.tags[name] = None  # unknown until the copy below has run
+            slot.mem.to_device(slot.ptrs[name], arr)
+            slot.tags[name] = tag
+        if graph:
+            self._replay(slot)
+        else:
+            self._enqueue(slot)
+        out = {n: np.empty(slot.shapes[n], slot.pool.dtypes[n]) for n in slot.pool.outputs}
+        for name, arr in out.items():
+            slot.mem.to_host(arr, slot.ptrs[name])
+        slot.mem.sync()
         return out
 
     def _enqueue(self, slot: _Slot) -> None:
@@ -439,41 +508,56 @@ class TrtEngine:
             log.debug(
                 "captured a CUDA graph of %s for input shapes %s (context %d)",
                 self.plan_path,
-                [slot.shapes[n] for n in self.inputs],
+                [slot.shapes[n] for n in slot.pool.inputs],
                 slot.profile,
             )
         slot.mem.launch(slot.graph)
 
     def _drop_graph(self, slot: _Slot) -> None:
         if slot.graph is not None:
-            slot.mem.destroy_graph(slot.graph)
-            slot.graph = None
+            graph, slot.graph = slot.graph, None
+            slot.mem.destroy_graph(graph)
+
+    def _free_buffers(self, slot: _Slot) -> None:
+        self._drop_graph(slot)
+        while slot.ptrs:
+            name, ptr = slot.ptrs.popitem()
+            slot.capacity.pop(name, None)
+            slot.mem.free(ptr)
+        slot.capacity.clear()
+        slot.shapes.clear()
+        slot.tags.clear()
 
     def _release(self, slot: _Slot) -> None:
-        self._drop_graph(slot)
-        for ptr in slot.ptrs.values():
-            slot.mem.free(ptr)
-        slot.ptrs.clear()
-        slot.capacity.clear()
+        self._free_buffers(slot)
         if slot.owns_mem:
             slot.mem.close()
-        slot.context = None
+        slot.context = None  # the last reference: TensorRT destroys the context and frees its profile
+
+    def _retire(self, pool: _Pool | None) -> list[_Slot]:
+        """Mark `pool` closed (under the lock) and return its idle contexts to release; busy ones are released
+        when their calls return."""
+        if pool is None:
+            return []
+        pool.closed = True
+        idle, pool.free = pool.free, []
+        busy = len(pool.slots) - len(idle)
+        pool.slots = []
+        if busy:
+            log.debug(
+                "%s: %d call(s) still running on the replaced plan; their contexts go when they return",
+                self.plan_path,
+                busy,
+            )
+        return idle
 
     def close(self) -> None:
         """Free every idle context's graph, buffers and stream, and drop the engine. A call still running
         keeps its context until it returns (then that context is freed); calls waiting for one fail."""
         with self._cond:
-            busy = [s for s in self._slots if not any(s is f for f in self._free)]
-            idle, self._slots, self._free, self._making = self._free, [], [], set()
-            self.engine = self._runtime = None
-            self._generation += 1
+            old, self._pool = self._pool, None
+            idle = self._retire(old)
             self._cond.notify_all()
-        if busy:
-            log.debug(
-                "closing %s with %d call(s) running: their contexts are freed when they return",
-                self.plan_path,
-                len(busy),
-            )
         for slot in idle:
             self._release(slot)
 
@@ -482,3 +566,11 @@ class TrtEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Reloaded(Exception):
+    """Another plan was loaded while a call waited for a context of the previous one: the call starts over."""
+
+
+def _profile(pool: _Pool, name: str, index: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    return tuple(tuple(int(d) for d in s) for s in pool.engine.get_tensor_profile_shape(name, index))

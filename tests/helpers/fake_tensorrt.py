@@ -15,6 +15,7 @@ like CUDA where our code could get it wrong:
     - two execution contexts of one engine running on the same optimization profile is an error
       (TensorRT: contexts in concurrent use need separate profiles). Stricter than TensorRT, which
       objects only when the uses overlap in time: the fake cannot see that, so it refuses any sharing.
+      A context that is gone (no reference left: TensorRT destroys it) frees its profile.
 Every call worth asserting on is counted in `calls` / recorded in `log`.
 """
 
@@ -27,6 +28,7 @@ import itertools
 import json
 import threading
 import types
+import weakref
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -318,11 +320,11 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             rt.stream_of(stream_handle)
             eng = self.engine
             with lock:
-                if not 0 <= int(index) < eng.num_optimization_profiles or eng.owner.get(int(index), self) is not self:
+                if not 0 <= int(index) < eng.num_optimization_profiles or eng.owner_of(int(index)) not in (None, self):
                     return False  # TensorRT: "Profile i has been chosen by another IExecutionContext"
-                if eng.owner.get(self.profile) is self:
+                if eng.owner_of(self.profile) is self:
                     del eng.owner[self.profile]
-                eng.owner[int(index)] = self
+                eng.owner[int(index)] = weakref.ref(self)
             self.profile, self.shapes = int(index), {}  # a profile change invalidates the input shapes
             self.epoch += 1
             return True
@@ -357,7 +359,10 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             eng = self.engine
             with lock:
                 trt.calls["execute_async_v3"] += 1
-                owner = eng.owner.setdefault(self.profile, self)
+                owner = eng.owner_of(self.profile)
+                if owner is None:
+                    owner = self
+                    eng.owner[self.profile] = weakref.ref(self)
             assert owner is self, (
                 f"two execution contexts ran on optimization profile {self.profile}: TensorRT requires a separate "
                 "profile for each context in concurrent use"
@@ -400,7 +405,17 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
             self.np = {n: np.dtype(_NP[t]) for n, t in self.dtype.items()}
             self.profile = {n: tuple(tuple(p[k]) for k in ("min", "opt", "max")) for n, p in spec["profile"].items()}
             self.num_optimization_profiles = int(spec.get("profiles", 1))
-            self.contexts, self.owner = [], {}  # owner: profile index -> the one context that may use it
+            self._contexts, self.created = [], 0  # weak references: a context nothing holds is destroyed
+            self.owner = {}  # profile index -> weak reference to the one context that may use it
+
+        @property
+        def contexts(self):
+            """The contexts still alive (a released one is destroyed, as TensorRT destroys it)."""
+            return [c for c in (r() for r in self._contexts) if c is not None]
+
+        def owner_of(self, index):
+            ref = self.owner.get(index)
+            return ref() if ref is not None else None
 
         num_io_tensors = property(lambda self: len(self.inputs) + len(self.outputs))
 
@@ -420,7 +435,8 @@ def fake_tensorrt(rt: types.ModuleType, version: str = "10.3.0") -> types.Module
         def create_execution_context(self):
             ctx = Context(self)
             with lock:
-                self.contexts.append(ctx)
+                self._contexts.append(weakref.ref(ctx))
+                self.created += 1
             return ctx
 
     class Runtime:

@@ -259,7 +259,7 @@ def test_reloading_a_plan_drops_the_old_engines_contexts(fakes, bundle, z):
     scorer.engine.load(m.path(record["file"]), expected_record=record, data=m.read_bytes(record["file"]))
     assert scorer.engine.contexts == 0 and f.rt.calls["cudaStreamDestroy"] == 1  # the old context is gone
     np.testing.assert_allclose(scorer.errors(z[:2]), full, rtol=RTOL, atol=ATOL)
-    assert [len(e.contexts) for e in f.trt.engines] == [1, 1]  # the new call ran on the new engine's context
+    assert [e.created for e in f.trt.engines] == [1, 1]  # the new call ran on the new engine's context
 
 
 def test_a_failed_allocation_leaves_the_context_usable_and_never_runs_on_freed_memory(fakes, bundle, z):
@@ -305,7 +305,8 @@ def test_a_refused_reload_keeps_the_plan_that_was_loaded(fakes, bundle, z):
 
 
 def test_a_context_made_for_the_old_engine_never_joins_the_reloaded_pool(fakes, bundle, z):
-    """A reload while a call is making a context: that context belongs to the old engine and is dropped."""
+    """A reload while a call is making a context: that context belongs to the old engine and is dropped; the
+    call starts over on the new plan."""
     f = fakes()
     m = bundle({"graph": "scorer"})
     scorer = TrtBackend(m)
@@ -326,11 +327,11 @@ def test_a_context_made_for_the_old_engine_never_joins_the_reloaded_pool(fakes, 
     scorer.engine.load(m.path(record["file"]), expected_record=record, data=m.read_bytes(record["file"]))
     release.set()
     caller.join(10)
-    assert errors and isinstance(errors[0], BundleError) and "closed" in str(errors[0])
-    assert scorer.engine.contexts == 0  # the old engine's context was not kept
+    assert errors == [None]  # it ran, on the new plan
+    assert [e.created for e in f.trt.engines] == [1, 1] and scorer.engine.contexts == 1
+    assert f.rt.calls["cudaStreamDestroy"] == 1  # the old engine's context was not kept: its stream is gone
     scorer.errors(z[:2])
-    assert [c.engine for c in f.trt.engines[1].contexts] == [f.trt.engines[1]] and scorer.engine.contexts == 1
-    assert f.rt.calls["cudaStreamDestroy"] == 1  # the old context's stream
+    assert [e.created for e in f.trt.engines] == [1, 1] and scorer.engine.contexts == 1
 
 
 def _raises(fn):
@@ -366,7 +367,7 @@ def test_when_fewer_contexts_fit_than_profiles_calls_wait_instead_of_failing(fak
     from tdsm_edge.errors import DeviceError
 
     f.trt.engines[-1].create_execution_context = lambda: None
-    with pytest.raises(DeviceError, match="could not create an execution context"):
+    with pytest.raises(DeviceError, match="could not create execution context 1"):
         fresh.errors(z[:2])
 
 
@@ -383,14 +384,176 @@ def test_a_memory_helper_the_caller_passes_is_never_closed_by_the_engine(fakes, 
         expected_record=record, data=m.read_bytes(record["file"])
     )
     tables = {k: v.astype(eng.dtypes[k]) for k, v in load_tables(m).items()}
-    with eng._use(), eng._use():
-        pass  # two contexts on the one helper
+    with eng._use():  # one stream for every context would mix calls: a shared helper makes a pool of one
+        waiting = threading.Thread(target=lambda: eng.infer({"z": z[:2], **tables}))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and eng.contexts == 1
+    waiting.join(10)
+    assert not waiting.is_alive() and eng.contexts == 1
     eng.infer({"z": z[:2], **tables})
     eng.load(expected_record=record, data=m.read_bytes(record["file"]))  # a reload closes the contexts...
     eng.infer({"z": z[:2], **tables})  # ...but not the caller's helper: its stream still works
     eng.close()
     assert f.rt.calls["cudaStreamDestroy"] == 0 and f.rt.buffers == {}
     shared.close()
+
+
+def _engine(m):
+    """A bare TrtEngine on bundle m's scorer plan (reserve_max as TrtBackend sets it), and its class tables."""
+    from tdsm_edge.runtime.manifest import load_tables
+    from tdsm_edge.runtime.trt_engine import TrtEngine
+
+    (record,) = [p for p in m.plans if p["graph"] == "scorer"]
+    eng = TrtEngine(m.path(record["file"]), memory="cuda-python", reserve_max=True)
+    eng.load(expected_record=record, data=m.read_bytes(record["file"]))
+    return eng, {k: v.astype(eng.dtypes[k]) for k, v in load_tables(m).items()}
+
+
+def test_calls_that_cannot_make_any_context_all_fail_none_waits_forever(fakes, bundle, z):
+    """Two calls, no context yet, the device holds none: one sees the other still making its context and
+    waits for it; when that one fails too, the waiting call must wake and fail, not wait forever."""
+    import time
+
+    from tdsm_edge.errors import DeviceError
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    eng, tables = _engine(m)
+    arrived, first = threading.Barrier(2), {"A", "B"}
+
+    def create():
+        name = threading.current_thread().name
+        if name in first:  # each call's first try: both are making a context at once
+            first.discard(name)
+            arrived.wait(5)
+            if name == "B":
+                time.sleep(0.3)  # B's failure comes while A already waits for B's context
+        return None
+
+    f.trt.engines[-1].create_execution_context = create
+    results = {}
+    calls = [
+        threading.Thread(
+            target=lambda n=n: results.update({n: _raises(lambda: eng.infer({"z": z[:2], **tables}))}), name=n
+        )
+        for n in "AB"
+    ]
+    for t in calls:
+        t.start()
+    for t in calls:
+        t.join(10)
+    assert not any(t.is_alive() for t in calls)
+    assert all(isinstance(results[n], DeviceError) for n in "AB"), results
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_reload_during_a_call_never_mixes_the_two_plans(fakes, bundle, z, when):
+    """A reload lands while a call waits for a context ("before": the call starts over on the new plan) or
+    while it holds one ("after": it finishes on the old plan's context, which is then dropped)."""
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    eng, tables = _engine(m)
+    (record,) = m.plans
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    acquire, paused, go = eng._acquire, threading.Event(), threading.Event()
+
+    def hooked(reserve, want=None):
+        if when == "before":
+            paused.set()
+            go.wait(10)
+            return acquire(reserve, want)
+        slot = acquire(reserve, want)
+        paused.set()
+        go.wait(10)
+        return slot
+
+    eng._acquire = hooked
+    out = []
+    call = threading.Thread(target=lambda: out.append(eng.infer({"z": z[:3], **tables})["errors"]))
+    call.start()
+    assert paused.wait(10)
+    eng._acquire = acquire
+    eng.load(expected_record=record, data=m.read_bytes(record["file"]))
+    go.set()
+    call.join(10)
+    np.testing.assert_allclose(out[0], full[:3], rtol=RTOL, atol=ATOL)
+    assert eng.contexts == (1 if when == "before" else 0)  # "after": the old context was not pooled again
+    eng.close()
+    assert f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == f.rt.calls["cudaStreamCreate"]
+
+
+def test_a_reload_refused_while_reading_the_new_plan_keeps_the_old_one(fakes, bundle, z, monkeypatch):
+    f = fakes()
+    m = bundle({"graph": "scorer"})
+    eng, tables = _engine(m)
+    (record,) = m.plans
+    eng.infer({"z": z[:2], **tables})
+
+    def no_numpy_type(t):  # TensorRT's nptype on a bfloat16 / fp8 tensor
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+
+    monkeypatch.setattr(f.trt, "nptype", no_numpy_type)
+    with pytest.raises(BundleError, match="numpy cannot hold"):
+        eng.load(expected_record=record, data=m.read_bytes(record["file"]))
+    monkeypatch.undo()
+    eng.infer({"z": z[:2], **tables})  # still served by the plan loaded first
+    assert eng.contexts == 1
+
+
+def test_buffers_for_the_max_shapes_are_best_effort(fakes, bundle, z, caplog):
+    """A second context whose max-shape buffers do not fit still serves calls (buffers sized per call)."""
+    import logging
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    eng, tables = _engine(m)
+    full = OrtBackend(m, "cpu", 1).errors(z)
+    eng.infer({"z": z[:2], **tables})
+    malloc, failing = f.rt.cudaMalloc, iter([True])
+    f.rt.cudaMalloc = lambda n: (f.rt.cudaError_t.cudaErrorInvalidValue, 0) if next(failing, False) else malloc(n)
+    with caplog.at_level(logging.WARNING), eng._use():  # context 0 busy: the call below makes context 1
+        out = eng.infer({"z": z[:3], **tables})["errors"]
+    np.testing.assert_allclose(out, full[:3], rtol=RTOL, atol=ATOL)
+    assert "sizing them per call" in caplog.text and eng.contexts == 2
+
+
+def test_ctrl_c_while_a_context_is_made_frees_it_and_its_profile(fakes, bundle, z, monkeypatch):
+    from tdsm_edge.runtime import cuda_memory
+
+    f = fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    eng, tables = _engine(m)
+    alloc, interrupts = cuda_memory.CudaRuntimeMemory.alloc, iter([True])
+
+    def interrupted(self, nbytes):
+        if next(interrupts, False):
+            raise KeyboardInterrupt
+        return alloc(self, nbytes)
+
+    monkeypatch.setattr(cuda_memory.CudaRuntimeMemory, "alloc", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        eng.infer({"z": z[:2], **tables})
+    assert eng.contexts == 0 and f.rt.buffers == {} and f.rt.calls["cudaStreamDestroy"] == 1
+    np.testing.assert_allclose(
+        eng.infer({"z": z[:2], **tables})["errors"], OrtBackend(m, "cpu", 1).errors(z[:2]), rtol=RTOL, atol=ATOL
+    )
+    assert [c.profile for c in f.trt.engines[-1].contexts] == [0]  # profile 0 was free again
+
+
+def test_a_memory_helper_class_is_a_factory(fakes, bundle, z):
+    from tdsm_edge.runtime.cuda_memory import CudaRuntimeMemory
+    from tdsm_edge.runtime.trt_engine import TrtEngine
+
+    fakes()
+    m = bundle({"graph": "scorer", "profiles": 2})
+    (record,) = m.plans
+    eng = TrtEngine(memory=CudaRuntimeMemory).load(
+        m.path(record["file"]), expected_record=record, data=m.read_bytes(record["file"])
+    )
+    with eng._use() as a, eng._use() as b:  # two contexts, a helper (stream) each
+        assert a.mem is not b.mem and a.owns_mem and b.owns_mem
+    eng.close()
 
 
 def test_a_profile_tensorrt_refuses_is_an_error(fakes, bundle, z, monkeypatch):
@@ -400,7 +563,13 @@ def test_a_profile_tensorrt_refuses_is_an_error(fakes, bundle, z, monkeypatch):
     m = bundle({"graph": "scorer", "profiles": 2})
     scorer = TrtBackend(m)
     engine = scorer.engine
-    monkeypatch.setattr(f.trt.engines[0], "owner", {0: object(), 1: object()})  # both chosen elsewhere
+    import weakref
+
+    class Other:  # contexts elsewhere (another process's engine copy, a leaked context) holding both profiles
+        pass
+
+    others = [Other(), Other()]
+    monkeypatch.setattr(f.trt.engines[0], "owner", {i: weakref.ref(o) for i, o in enumerate(others)})
     with pytest.raises(DeviceError, match="refused optimization profile 0"):
         scorer.errors(z[:2])
     assert engine.contexts == 0 and f.rt.calls["cudaStreamDestroy"] == f.rt.calls["cudaStreamCreate"]

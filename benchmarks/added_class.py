@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections import Counter
 
 # what examples/robot.py adds (tests/runtime/test_add_classes.py keeps the two equal)
@@ -74,4 +73,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tdsm_edge.cli import exit_main
+
+    exit_main(main())

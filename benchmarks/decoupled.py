@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.problem import NOISE_SEED, TIMESTEP, build_problem, check_against_reference
+from tdsm_edge.cli import exit_main
 
 J = 3
 CASES = ((1, 5), (64, 5), (1, 24), (64, 24), (1, 60), (64, 60))  # (B, K)
@@ -250,4 +250,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import time
 
 import torch
 
 from tdsm_edge import timing
-from tdsm_edge.cli import HelpFormatter
+from tdsm_edge.cli import HelpFormatter, exit_main
 from tdsm_edge.config import ScheduleConfig, denoiser_preset
 from tdsm_edge.fastpath.scorer import FastScorer
 from tdsm_edge.models.class_tables import ClassTables, class_tables
@@ -449,4 +448,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

@@ -12,11 +12,10 @@ disagrees (fp32: max rel > 1e-3; fp16 fast path: top-1 < 99.5 %).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
-from tdsm_edge.cli import HelpFormatter
+from tdsm_edge.cli import HelpFormatter, exit_main
 from tdsm_edge.runtime import ZeroShotRecognizer
 from tdsm_edge.runtime.manifest import load_manifest
 from tdsm_edge.runtime.torch_backend import TorchBackend
@@ -79,4 +78,4 @@ def _ort(bundle: str, io_binding: bool):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

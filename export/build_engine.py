@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, start_offline
+from tdsm_edge.cli import HelpFormatter, add_log_level, exit_main, run_main, start_offline
 from tdsm_edge.errors import ConfigError, MissingDependencyError, installed
 from tdsm_edge.runtime.iospec import BATCH, AxisRange
 from tdsm_edge.runtime.manifest_schema import MAX_PROFILES
@@ -512,4 +511,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

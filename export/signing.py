@@ -17,10 +17,9 @@ import base64
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
-from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, setup_logging
+from tdsm_edge.cli import HelpFormatter, add_log_level, exit_main, run_main, setup_logging
 from tdsm_edge.errors import ConfigError, require
 from tdsm_edge.io import atomic_path, read_user_file
 from tdsm_edge.runtime.integrity import SIGNATURE_ALGORITHM, SIGNATURE_FILE, key_id, public_raw, signed_message
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())
 
 
 __all__ = ["keygen", "load_private_key", "sign_bundle", "sign_folder"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,4 +290,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tdsm_edge.cli import exit_main
+
+    exit_main(main())

@@ -29,7 +29,7 @@ import logging
 import shlex
 import sys
 
-from tdsm_edge.cli import HelpFormatter, add_log_level, run_main, start_offline
+from tdsm_edge.cli import HelpFormatter, add_log_level, exit_main, run_main, start_offline
 from tdsm_edge.errors import ConfigError
 from tdsm_edge.runtime.manifest import Manifest, load_manifest
 
@@ -141,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

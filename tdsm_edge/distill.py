@@ -16,8 +16,9 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
+
+from tdsm_edge.cli import exit_main
 
 from .cli import HelpFormatter, add_log_level, add_overrides, run_main, start_offline
 
@@ -144,4 +145,4 @@ def interrupted_message(out: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from tdsm_edge.cli import exit_main
 
 from .cli import HelpFormatter, add_log_level, add_overrides, run_main, start_offline
 
@@ -87,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

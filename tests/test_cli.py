@@ -162,3 +162,24 @@ def test_ctrl_c_in_training_is_one_line_and_exit_130(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted; finished stages and the latest denoiser checkpoint are kept" in err
+
+
+def test_exit_main_leaves_with_130_after_an_interrupt_and_flushes_what_was_said():
+    """exit_main(130) ends the process with 130 at once (never by SIGINT at interpreter shutdown), after
+    flushing the log and stdout; any other status is sys.exit's."""
+    from tdsm_edge.cli import exit_main
+
+    code = (
+        "import logging, sys\n"
+        "from tdsm_edge.cli import exit_main, setup_logging\n"
+        "setup_logging('INFO')\n"
+        "print('partial line', end='')\n"
+        "logging.getLogger('x').error('interrupted; nothing written')\n"
+        "exit_main(130)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stdout == "partial line"
+    assert "interrupted; nothing written" in done.stderr
+    with pytest.raises(SystemExit) as e:
+        exit_main(2)
+    assert e.value.code == 2

@@ -31,13 +31,14 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from tdsm_edge.cli import exit_main
 
 from ..config import DENOISER_PRESETS, DenoiserConfig
 from ..errors import CheckpointError, ConfigError
@@ -404,4 +405,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from tdsm_edge.cli import exit_main
 
 from ...cli import HelpFormatter, run_main
 from ...errors import DataError
@@ -86,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+
+from tdsm_edge.cli import exit_main
 
 from ...cli import HelpFormatter, run_main
 from ...errors import ConfigError
@@ -103,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_main(main())

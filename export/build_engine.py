@@ -16,11 +16,11 @@ from pathlib import Path
 from tdsm_edge.cli import HelpFormatter, add_log_level, exit_main, run_main, start_offline
 from tdsm_edge.errors import ConfigError, MissingDependencyError, installed
 from tdsm_edge.runtime.iospec import BATCH, AxisRange
-from tdsm_edge.runtime.manifest_schema import MAX_PROFILES
 from tdsm_edge.runtime.rebuild import build_command
 from tdsm_edge.runtime.trt_engine import tensorrt_available
 
 from .build_report import format_report
+from .tensorrt_build import check_profiles
 
 log = logging.getLogger("export.build_engine")
 
@@ -222,10 +222,8 @@ def validate(args: argparse.Namespace, backend: str) -> None:
                 f"{flag} is not supported by the {backend} backend{why}; only by: {', '.join(others)}. "
                 f"Drop {flag}, or choose --backend {others[0]}."
             )
-    if args.trt_contexts is not None and not 1 <= args.trt_contexts <= MAX_PROFILES:
-        raise ConfigError(
-            f"--trt-contexts must lie in [1, {MAX_PROFILES}] (contexts that may run a plan at once), got {args.trt_contexts}"
-        )
+    if args.trt_contexts is not None:
+        check_profiles(args.trt_contexts, "--trt-contexts")
     if not 1 <= args.batch <= MAX_BATCH or (args.noises is not None and not 1 <= args.noises <= MAX_NOISES):
         raise ConfigError(
             f"--batch must lie in [1, {MAX_BATCH}] and --noises in [1, {MAX_NOISES}], got {args.batch} "

@@ -62,12 +62,13 @@ def plan_name(graph: str, precision: str, trt_version: str) -> str:
 
 
 # ---------------------------------------------------------------- optimization profile
-def check_profiles(profiles) -> int:
-    """`profiles` (copies of the optimization profile) as an int in 1..MAX_PROFILES, or ConfigError."""
+def check_profiles(profiles, what: str = "profiles") -> int:
+    """`profiles` (copies of the optimization profile) as an int in 1..MAX_PROFILES, or ConfigError naming
+    `what` (the argument or command-line option it came from)."""
     if isinstance(profiles, bool) or not isinstance(profiles, (int, np.integer)) or not 1 <= profiles <= MAX_PROFILES:
         raise ConfigError(
-            f"the number of TensorRT execution contexts (optimization profiles) must be a whole number in "
-            f"1..{MAX_PROFILES}, got {profiles!r}"
+            f"{what} must lie in [1, {MAX_PROFILES}] (TensorRT execution contexts that may run a plan at once, "
+            f"one optimization profile each), got {profiles!r}"
         )
     return int(profiles)
 

@@ -84,9 +84,7 @@ def driver_cuda_version(rt) -> str | None:
 
 def driver_mismatch_message(driver: str) -> str:
     """What cudaErrorInsufficientDriver with a driver present means, and which cuda-python to install."""
-    from importlib import metadata
-
-    wheel = next((f"{d} {metadata.version(d)}" for d in ("cuda-python", "cuda-bindings") if installed_dist(d)), "?")
+    wheel = next((f"{d} {v}" for d in ("cuda-python", "cuda-bindings") if (v := dist_version(d))), "?")
     major = driver.split(".")[0]
     return (
         f"the NVIDIA driver here runs CUDA {driver}, but {wheel} needs a newer one (cudaErrorInsufficientDriver): "
@@ -95,15 +93,14 @@ def driver_mismatch_message(driver: str) -> str:
     )
 
 
-def installed_dist(name: str) -> bool:
-    """Whether the distribution `name` is installed (its metadata is readable)."""
+def dist_version(name: str) -> str | None:
+    """The installed version of the distribution `name`, or None when it is not installed."""
     from importlib import metadata
 
     try:
-        metadata.version(name)
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
-        return False
-    return True
+        return None
 
 
 def gpu_info() -> tuple[str, str]:

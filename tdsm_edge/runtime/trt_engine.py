@@ -298,42 +298,36 @@ class TrtEngine:
                     return pool.free.pop()  # the last one given back: its class tables are likeliest current
                 index = min(set(range(pool.profiles)) - {s.profile for s in pool.slots} - pool.making)
                 pool.making.add(index)
-            slot = None
+            slot = no_room = None
             try:
                 slot = self._new_slot(pool, index, reserve)
             except _NoContext as e:
+                no_room = e
+            finally:  # made, failed or interrupted: the profile is no longer being made
                 with self._cond:
                     pool.making.discard(index)
-                    have = len(pool.slots) + len(pool.making)
-                    if have and not pool.closed:  # some contexts exist or are coming: wait for them instead
-                        pool.limit = min(pool.limit, have)
+                    closed, have = pool.closed, len(pool.slots) + len(pool.making)
+                    if slot is not None and not closed:
+                        pool.slots.append(slot)
+                    elif no_room is not None and have and not closed:
+                        pool.limit = min(pool.limit, have)  # calls wait for the contexts there are
                     self._cond.notify_all()
-                if have and not pool.closed:
-                    log.warning(
-                        "%s for %s: at most %d calls run at once (the plan has %d optimization profiles)",
-                        e,
-                        self.plan_path,
-                        have,
-                        pool.profiles,
+            if no_room is not None:
+                if closed:
+                    raise BundleError("this TensorRT plan was closed while a call was starting")
+                if not have:
+                    raise DeviceError(
+                        f"{no_room} for {self.plan_path}; free GPU memory, or use a smaller batch profile"
                     )
-                    continue
-                if pool.closed:
-                    raise BundleError("this TensorRT plan was closed while a call was starting") from None
-                raise DeviceError(
-                    f"{e} for {self.plan_path}; free GPU memory, or use a smaller batch profile"
-                ) from None
-            finally:
-                if slot is None:  # failed or interrupted: the profile is free again
-                    with self._cond:
-                        pool.making.discard(index)
-                        self._cond.notify_all()
-            with self._cond:
-                pool.making.discard(index)
-                kept = not pool.closed
-                if kept:
-                    pool.slots.append(slot)
-                self._cond.notify_all()
-            if not kept:  # closed (or reloaded) while this context was being made
+                log.warning(
+                    "%s for %s: at most %d calls run at once (the plan has %d optimization profiles)",
+                    no_room,
+                    self.plan_path,
+                    have,
+                    pool.profiles,
+                )
+                continue
+            if closed:  # closed (or reloaded) while this context was being made
                 self._release(slot)
                 if self._pool is None:
                     raise BundleError("this TensorRT plan was closed while a call was starting")
@@ -521,9 +515,7 @@ class TrtEngine:
     def _free_buffers(self, slot: _Slot) -> None:
         self._drop_graph(slot)
         while slot.ptrs:
-            name, ptr = slot.ptrs.popitem()
-            slot.capacity.pop(name, None)
-            slot.mem.free(ptr)
+            slot.mem.free(slot.ptrs.popitem()[1])
         slot.capacity.clear()
         slot.shapes.clear()
         slot.tags.clear()
